@@ -1,0 +1,61 @@
+# pcap — see README.md.
+SHELL := /bin/bash
+GO ?= go
+BIN := bin
+PKGS := ./...
+# Debian packages the build, tests, demo and benchmark need.
+APT_PACKAGES := libpcap-dev tshark tcpdump openssh-client openssh-server iproute2 ruby sshpass procps
+FUZZTIME ?= 10s
+TEST_TIMEOUT ?= 12m
+
+.PHONY: all deps build lint test test-unit fuzz fuzz-short demo bench plugin clean
+
+all: build
+
+# deps installs what a fresh Debian machine lacks, non-interactively, with
+# one apt-get update, and only when something is missing.
+deps:
+	@missing=""; for p in $(APT_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections; \
+	  apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+
+build: deps
+	$(GO) build -o $(BIN)/ $$($(GO) list -f '{{if eq .Name "main"}}{{.ImportPath}}{{end}}' ./...)
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '^integration/tools/')); \
+	  if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	$(GO) vet $(PKGS)
+
+# test is what CI runs: install, lint, every test with -race (integration
+# tests included: they need root for namespaces), then short fuzz runs.
+test: deps lint
+	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) $(PKGS)
+	$(MAKE) --no-print-directory fuzz FUZZTIME=5s
+
+# fuzz runs every fuzz target for FUZZTIME each.
+fuzz:
+	@set -e; for f in $$(grep -rl --include='*_test.go' '^func Fuzz' . | grep -v '^./integration/tools/'); do \
+	  dir=$$(dirname $$f); \
+	  for name in $$(grep -ho '^func Fuzz[A-Za-z0-9_]*' $$f | sed 's/^func //'); do \
+	    echo "fuzz $$dir $$name ($(FUZZTIME))"; \
+	    $(GO) test -run='^$$' -fuzz="^$$name\$$" -fuzztime=$(FUZZTIME) $$dir >/dev/null || { $(GO) test -run='^$$' -fuzz="^$$name\$$" -fuzztime=$(FUZZTIME) $$dir; exit 1; }; \
+	  done; \
+	done
+
+# demo runs the whole stack on this machine, in namespaces it makes and
+# removes, and writes demo.pcapng.
+demo: deps
+	$(GO) run ./integration/cmd/pcap-demo -out demo.pcapng
+
+bench: deps
+	$(GO) run ./integration/cmd/pcap-bench
+
+clean:
+	rm -rf $(BIN) build demo.pcapng

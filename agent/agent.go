@@ -1,0 +1,315 @@
+// Package agent is pcap-agent: an SSH server that captures packets with
+// libpcap inside a target's network namespace and streams them as pcapng on
+// a capture channel (see package tunnel for the protocol).
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"code.cloudfoundry.org/pcap/tunnel"
+)
+
+// Agent serves [tunnel.ChannelCapture] channels. Set the fields before use;
+// zero values take defaults.
+type Agent struct {
+	Locator Locator
+	Logger  *slog.Logger
+
+	// MaxCaptures bounds concurrent captures (default 4).
+	MaxCaptures int
+	// BufferSize is libpcap's kernel buffer per interface in bytes
+	// (default 8 MiB).
+	BufferSize int
+	// QueueBytes bounds the packets held between libpcap and the channel,
+	// per capture (default 4 MiB, held twice: one batch filling, one
+	// being written).
+	QueueBytes int
+	// StatsInterval is how often running stats are sent (default 1 s).
+	StatsInterval time.Duration
+	// WriteTimeout bounds how long the final flush may wait for a slow
+	// client before the channel is closed without it (default 500 ms).
+	WriteTimeout time.Duration
+
+	once   sync.Once
+	active atomic.Int32
+}
+
+func (a *Agent) init() {
+	a.once.Do(func() {
+		if a.Locator == nil {
+			a.Locator = ProcLocator{}
+		}
+		if a.Logger == nil {
+			a.Logger = slog.New(slog.DiscardHandler)
+		}
+		if a.MaxCaptures <= 0 {
+			a.MaxCaptures = 4
+		}
+		if a.BufferSize <= 0 {
+			a.BufferSize = 8 << 20
+		}
+		if a.QueueBytes <= 0 {
+			a.QueueBytes = 4 << 20
+		}
+		if a.StatsInterval <= 0 {
+			a.StatsInterval = time.Second
+		}
+		if a.WriteTimeout <= 0 {
+			a.WriteTimeout = 500 * time.Millisecond
+		}
+	})
+}
+
+// Active returns the number of captures running.
+func (a *Agent) Active() int { return int(a.active.Load()) }
+
+// HandleChannel implements [tunnel.ChannelHandler]. It returns when the
+// capture has ended and its goroutines have exited.
+func (a *Agent) HandleChannel(ctx context.Context, conn *ssh.ServerConn, nc ssh.NewChannel) {
+	a.init()
+	log := a.Logger.With("remote", conn.RemoteAddr().String(), "session", fmt.Sprintf("%x", conn.SessionID()[:6]))
+
+	req, err := tunnel.DecodeCaptureRequest(nc.ExtraData())
+	if err != nil {
+		a.reject(log, nc, err)
+		return
+	}
+	log = log.With("target", req.Target.String(), "interfaces", req.Interfaces)
+	if n := a.active.Add(1); int(n) > a.MaxCaptures {
+		a.active.Add(-1)
+		a.reject(log, nc, tunnel.Reject(tunnel.CodeLimitReached, fmt.Sprintf("agent is running its maximum of %d captures", a.MaxCaptures)))
+		return
+	}
+	defer a.active.Add(-1)
+
+	nsPath, err := a.Locator.Locate(ctx, req.Target)
+	if err != nil {
+		a.reject(log, nc, err)
+		return
+	}
+	filter := req.Filter
+	if sameNamespace(nsPath) {
+		filter = combineFilters(req.Filter, excludeConn(conn.LocalAddr(), conn.RemoteAddr()))
+	}
+	srcs, err := openSources(openOptions{
+		nsPath:     nsPath,
+		interfaces: req.Interfaces,
+		filter:     filter,
+		snaplen:    req.Snaplen,
+		bufferSize: a.BufferSize,
+	})
+	if err != nil {
+		a.reject(log, nc, err)
+		return
+	}
+	defer func() {
+		for _, s := range srcs {
+			s.h.Close()
+		}
+	}()
+
+	ch, reqs, err := nc.Accept()
+	if err != nil {
+		log.Warn("capture-accept-failed", "error", err.Error())
+		return
+	}
+	log.Info("capture-started", "filter", req.Filter, "snaplen", req.Snaplen)
+	start := time.Now()
+	st := a.run(ctx, ch, reqs, srcs, req)
+	t := st.Total()
+	log.Info("capture-ended", "end", st.End, "error", st.Error, "duration_ms", time.Since(start).Milliseconds(),
+		"packets", t.Packets, "bytes", t.Bytes, "received", t.Received,
+		"kernel_dropped", t.KernelDropped, "if_dropped", t.IfDropped, "agent_dropped", t.AgentDropped)
+}
+
+func (a *Agent) reject(log *slog.Logger, nc ssh.NewChannel, err error) {
+	re := tunnel.AsReject(err)
+	log.Info("capture-rejected", "code", re.Code, "reason", re.Message)
+	tunnel.RejectChannel(nc, re)
+}
+
+// run streams the capture until it ends, then sends the final stats and
+// closes ch. It returns the final stats.
+func (a *Agent) run(ctx context.Context, ch ssh.Channel, reqs <-chan *ssh.Request, srcs []*source, req tunnel.CaptureRequest) tunnel.Stats {
+	defer ch.Close()
+
+	// Channel requests: "stop" ends the capture; the channel closing (by
+	// the client, or by us at the end) ends this goroutine.
+	stopReq := make(chan struct{})
+	chClosed := make(chan struct{})
+	go func() {
+		defer close(chClosed)
+		stopped := false
+		for r := range reqs {
+			ok := r.Type == tunnel.RequestStop
+			if ok && !stopped {
+				stopped = true
+				close(stopReq)
+			}
+			if r.WantReply {
+				r.Reply(ok, nil)
+			}
+		}
+	}()
+
+	w, err := newWriter(ch, srcs, req.Snaplen, req.Filter, req.Limits)
+	if err != nil {
+		return tunnel.Stats{Final: true, End: tunnel.EndError, Error: err.Error()}
+	}
+
+	q := newQueue(a.QueueBytes, a.QueueBytes/16)
+	var stop atomic.Bool
+	var readers sync.WaitGroup
+	readersDone := make(chan struct{})
+	for _, s := range srcs {
+		readers.Add(1)
+		go func() {
+			defer readers.Done()
+			s.read(q, &stop)
+		}()
+	}
+	go func() {
+		readers.Wait()
+		close(readersDone)
+	}()
+
+	// The writer drains q onto the channel until told the readers are done.
+	writerErr := make(chan error, 1)
+	finish := make(chan struct{})
+	go func() {
+		spare := &batch{}
+		for {
+			last := false
+			select {
+			case <-q.ready:
+			case <-finish:
+				last = true
+			}
+			full := q.swap(spare)
+			err := w.writeBatch(full)
+			spare = full
+			if err == nil {
+				err = w.flush()
+			}
+			if err != nil || last {
+				writerErr <- err
+				return
+			}
+		}
+	}()
+
+	var timer <-chan time.Time
+	if req.Limits.Duration > 0 {
+		t := time.NewTimer(req.Limits.Duration)
+		defer t.Stop()
+		timer = t.C
+	}
+	tick := time.NewTicker(a.StatsInterval)
+	defer tick.Stop()
+
+	end, endErr := tunnel.EndStopped, ""
+	writerDone := false
+loop:
+	for {
+		select {
+		case <-ctx.Done():
+			break loop
+		case <-stopReq:
+			break loop
+		case <-chClosed:
+			break loop
+		case <-timer:
+			end = tunnel.EndLimitReached
+			break loop
+		case err := <-writerErr:
+			writerDone = true
+			switch {
+			case errors.Is(err, errLimit):
+				end = tunnel.EndLimitReached
+			case err != nil:
+				end, endErr = tunnel.EndError, err.Error()
+			}
+			break loop
+		case <-readersDone:
+			// Every reader failed on its own (an interface went away).
+			end, endErr = tunnel.EndError, readErrors(srcs)
+			break loop
+		case <-tick.C:
+			ch.SendRequest(tunnel.RequestStats, false, collectStats(srcs, w, false, "", "").Marshal())
+		}
+	}
+
+	// Stop: readers drain the ring (bounded) and record their counters,
+	// then the writer writes what they queued and exits. A writer stuck on
+	// a client that reads nothing is cut off by closing the channel.
+	stop.Store(true)
+	<-readersDone
+	if !writerDone {
+		close(finish)
+		select {
+		case err := <-writerErr:
+			if err != nil && !errors.Is(err, errLimit) && end != tunnel.EndError {
+				end, endErr = tunnel.EndError, err.Error()
+			}
+		case <-time.After(a.WriteTimeout):
+			ch.Close()
+			<-writerErr
+			if end != tunnel.EndError {
+				end, endErr = tunnel.EndError, "client did not read the capture in time"
+			}
+		}
+	}
+	if end == tunnel.EndStopped && endErr == "" {
+		if msg := readErrors(srcs); msg != "" {
+			end, endErr = tunnel.EndError, msg
+		}
+	}
+	// Packets still queued when the writer failed were handed to us and
+	// not delivered: count them as the agent's drops. After a limit they
+	// are past the end of the capture and are neither.
+	if end == tunnel.EndError {
+		for _, p := range q.swap(&batch{}).pkts {
+			srcs[p.iface].dropped.Add(1)
+		}
+	}
+	final := collectStats(srcs, w, true, end, endErr)
+	ch.SendRequest(tunnel.RequestStats, false, final.Marshal())
+	ch.CloseWrite()
+	return final
+}
+
+func readErrors(srcs []*source) string {
+	var msgs []string
+	for _, s := range srcs {
+		if _, err := s.snapshot(); err != nil {
+			msgs = append(msgs, err.Error())
+		}
+	}
+	return strings.Join(msgs, "; ")
+}
+
+func collectStats(srcs []*source, w *writer, final bool, end, errMsg string) tunnel.Stats {
+	st := tunnel.Stats{Final: final, End: end, Error: errMsg}
+	for i, s := range srcs {
+		ps, _ := s.snapshot()
+		st.Interfaces = append(st.Interfaces, tunnel.InterfaceStats{
+			Name:          s.name,
+			Received:      uint64(ps.PacketsReceived),
+			KernelDropped: uint64(ps.PacketsDropped),
+			IfDropped:     uint64(ps.PacketsIfDropped),
+			AgentDropped:  s.dropped.Load(),
+			Packets:       w.packets[i].Load(),
+			Bytes:         w.bytes[i].Load(),
+		})
+	}
+	return st
+}

@@ -1,0 +1,105 @@
+package agent
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Config is pcap-agent's YAML configuration file.
+type Config struct {
+	// Listen is the SSH listen address (default 0.0.0.0:9494).
+	Listen string `yaml:"listen"`
+	// HostKeyFile is the agent's SSH host private key (required).
+	HostKeyFile string `yaml:"host_key_file"`
+	// AuthorizedKeysFile lists the public keys of the pcap-api(s) that may
+	// connect, in authorized_keys format (required).
+	AuthorizedKeysFile string `yaml:"authorized_keys_file"`
+	// MaxCaptures bounds concurrent captures (default 4).
+	MaxCaptures int `yaml:"max_captures"`
+	// BufferSize is libpcap's kernel buffer per interface, bytes (default 8 MiB).
+	BufferSize int `yaml:"buffer_size"`
+	// QueueBytes bounds packets held per capture between libpcap and the
+	// network, bytes (default 4 MiB).
+	QueueBytes int `yaml:"queue_bytes"`
+	// ProcRoot is where processes are looked up (default /proc).
+	ProcRoot string `yaml:"proc_root"`
+	// LogLevel is debug, info, warn or error (default info).
+	LogLevel string `yaml:"log_level"`
+}
+
+// DefaultConfig returns a Config with every default filled in.
+func DefaultConfig() Config {
+	return Config{
+		Listen:      "0.0.0.0:9494",
+		MaxCaptures: 4,
+		BufferSize:  8 << 20,
+		QueueBytes:  4 << 20,
+		ProcRoot:    "/proc",
+		LogLevel:    "info",
+	}
+}
+
+// LoadConfig reads a YAML config file over the defaults and validates it.
+func LoadConfig(path string) (Config, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return Config{}, fmt.Errorf("agent: read config: %w", err)
+	}
+	return ParseConfig(b)
+}
+
+// ParseConfig parses YAML over the defaults (unknown keys are an error) and
+// validates the result.
+func ParseConfig(b []byte) (Config, error) {
+	c := DefaultConfig()
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
+		return Config{}, fmt.Errorf("agent: parse config: %w", err)
+	}
+	if err := c.Validate(); err != nil {
+		return Config{}, err
+	}
+	return c, nil
+}
+
+// Validate returns every problem of c at once.
+func (c Config) Validate() error {
+	var errs []error
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		errs = append(errs, fmt.Errorf("listen %q: %w", c.Listen, err))
+	}
+	if c.HostKeyFile == "" {
+		errs = append(errs, errors.New("host_key_file is required"))
+	}
+	if c.AuthorizedKeysFile == "" {
+		errs = append(errs, errors.New("authorized_keys_file is required"))
+	}
+	if c.MaxCaptures < 1 || c.MaxCaptures > 1000 {
+		errs = append(errs, fmt.Errorf("max_captures %d is out of range 1..1000", c.MaxCaptures))
+	}
+	if c.BufferSize < 64<<10 || c.BufferSize > 1<<30 {
+		errs = append(errs, fmt.Errorf("buffer_size %d is out of range 64 KiB..1 GiB", c.BufferSize))
+	}
+	if c.QueueBytes < 512<<10 || c.QueueBytes > 1<<30 {
+		errs = append(errs, fmt.Errorf("queue_bytes %d is out of range 512 KiB..1 GiB", c.QueueBytes))
+	}
+	if c.ProcRoot == "" {
+		errs = append(errs, errors.New("proc_root is empty"))
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		errs = append(errs, fmt.Errorf("log_level %q is not one of debug, info, warn, error", c.LogLevel))
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("agent: invalid config: %w", errors.Join(errs...))
+	}
+	return nil
+}

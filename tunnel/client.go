@@ -1,0 +1,262 @@
+package tunnel
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+)
+
+// ClientConfig configures [Dial] and [NewClient].
+type ClientConfig struct {
+	User            string
+	Auth            []ssh.AuthMethod
+	HostKeyCallback ssh.HostKeyCallback
+	// DialTimeout bounds TCP connect plus handshake (default 10 s).
+	DialTimeout time.Duration
+	// KeepaliveInterval is how often a keepalive is sent (default 15 s,
+	// negative disables); KeepaliveTimeout how long a reply may take before
+	// the connection is closed (default 3 intervals).
+	KeepaliveInterval time.Duration
+	KeepaliveTimeout  time.Duration
+}
+
+// Client is an SSH client connection to one agent. Its methods are safe for
+// concurrent use; many captures share one connection.
+type Client struct {
+	conn ssh.Conn
+	done chan struct{} // closed when the connection has ended
+	err  error         // why it ended; read after done
+}
+
+// Dial connects to addr and performs the SSH handshake within
+// cfg.DialTimeout or ctx, whichever ends first.
+func Dial(ctx context.Context, addr string, cfg ClientConfig) (*Client, error) {
+	timeout := cfg.DialTimeout
+	if timeout <= 0 {
+		timeout = 10 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("tunnel: dial %s: %w", addr, err)
+	}
+	cl, err := NewClient(ctx, c, addr, cfg)
+	if err != nil {
+		c.Close()
+		return nil, err
+	}
+	return cl, nil
+}
+
+// NewClient performs the SSH handshake on c, bounded by ctx, and returns
+// the client. addr is the name the host key is checked under.
+func NewClient(ctx context.Context, c net.Conn, addr string, cfg ClientConfig) (*Client, error) {
+	if cfg.HostKeyCallback == nil {
+		return nil, errors.New("tunnel: a host key callback is required")
+	}
+	sc := &ssh.ClientConfig{
+		User:            cfg.User,
+		Auth:            cfg.Auth,
+		HostKeyCallback: cfg.HostKeyCallback,
+	}
+	stop := context.AfterFunc(ctx, func() { c.SetDeadline(time.Unix(1, 0)) })
+	conn, chans, reqs, err := ssh.NewClientConn(c, addr, sc)
+	if !stop() {
+		if err == nil {
+			conn.Close()
+		}
+		return nil, fmt.Errorf("tunnel: handshake with %s: %w", addr, context.Cause(ctx))
+	}
+	if err != nil {
+		return nil, fmt.Errorf("tunnel: handshake with %s: %w", addr, err)
+	}
+	c.SetDeadline(time.Time{})
+	go ssh.DiscardRequests(reqs)
+	go func() {
+		for nc := range chans {
+			nc.Reject(ssh.Prohibited, "clients accept no channels")
+		}
+	}()
+	cl := &Client{conn: conn, done: make(chan struct{})}
+	go func() {
+		cl.err = conn.Wait()
+		close(cl.done)
+	}()
+	if cfg.KeepaliveInterval >= 0 {
+		iv := cfg.KeepaliveInterval
+		if iv == 0 {
+			iv = 15 * time.Second
+		}
+		to := cfg.KeepaliveTimeout
+		if to <= 0 {
+			to = 3 * iv
+		}
+		go cl.keepalive(iv, to)
+	}
+	return cl, nil
+}
+
+// keepalive sends keepalive requests until the connection ends, and closes
+// it when a reply does not come within timeout.
+func (c *Client) keepalive(interval, timeout time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-c.done:
+			return
+		case <-t.C:
+		}
+		replied := make(chan struct{})
+		go func() {
+			// Ends with a reply or when the connection closes.
+			c.conn.SendRequest("keepalive@openssh.com", true, nil)
+			close(replied)
+		}()
+		select {
+		case <-replied:
+		case <-c.done:
+			return
+		case <-time.After(timeout):
+			c.conn.Close()
+			return
+		}
+	}
+}
+
+// Done is closed when the connection has ended.
+func (c *Client) Done() <-chan struct{} { return c.done }
+
+// Err says why the connection ended; valid after Done is closed.
+func (c *Client) Err() error {
+	<-c.done
+	return c.err
+}
+
+// RemoteAddr is the agent's address.
+func (c *Client) RemoteAddr() net.Addr { return c.conn.RemoteAddr() }
+
+// Close closes the connection and with it every capture on it.
+func (c *Client) Close() error { return c.conn.Close() }
+
+// OpenCapture asks the agent for a capture. A refusal is returned as a
+// [*RejectError] carrying the agent's reason. ctx bounds only the opening.
+func (c *Client) OpenCapture(ctx context.Context, req CaptureRequest) (*Capture, error) {
+	payload, err := req.Marshal()
+	if err != nil {
+		return nil, err
+	}
+	type result struct {
+		ch   ssh.Channel
+		reqs <-chan *ssh.Request
+		err  error
+	}
+	res := make(chan result, 1)
+	go func() {
+		ch, reqs, err := c.conn.OpenChannel(ChannelCapture, payload)
+		res <- result{ch, reqs, err}
+	}()
+	select {
+	case r := <-res:
+		if r.err != nil {
+			return nil, ParseRejection(r.err)
+		}
+		return newCapture(r.ch, r.reqs), nil
+	case <-ctx.Done():
+		go func() {
+			// The open may still succeed; close what it opens.
+			if r := <-res; r.err == nil {
+				r.ch.Close()
+			}
+		}()
+		return nil, fmt.Errorf("tunnel: open capture: %w", ctx.Err())
+	}
+}
+
+// Capture is the client side of one capture channel. Read returns the
+// pcapng stream; it returns io.EOF after the agent has finished. The
+// channel's requests are serviced by the Capture itself.
+type Capture struct {
+	ch       ssh.Channel
+	reqsDone chan struct{}
+
+	mu      sync.Mutex
+	stats   Stats
+	updates chan struct{}
+}
+
+func newCapture(ch ssh.Channel, reqs <-chan *ssh.Request) *Capture {
+	c := &Capture{ch: ch, reqsDone: make(chan struct{}), updates: make(chan struct{}, 1)}
+	go c.serviceRequests(reqs)
+	return c
+}
+
+func (c *Capture) serviceRequests(reqs <-chan *ssh.Request) {
+	defer close(c.reqsDone)
+	for r := range reqs {
+		ok := false
+		if r.Type == RequestStats {
+			if s, err := DecodeStats(r.Payload); err == nil {
+				c.mu.Lock()
+				if !c.stats.Final {
+					c.stats = s
+				}
+				c.mu.Unlock()
+				ok = true
+				select {
+				case c.updates <- struct{}{}:
+				default:
+				}
+			}
+		}
+		if r.WantReply {
+			r.Reply(ok, nil)
+		}
+	}
+}
+
+// Read reads the pcapng stream.
+func (c *Capture) Read(p []byte) (int, error) { return c.ch.Read(p) }
+
+// Stop asks the agent to end the capture; the agent then flushes, sends
+// final stats and closes, and Read returns io.EOF.
+func (c *Capture) Stop() error {
+	_, err := c.ch.SendRequest(RequestStop, false, nil)
+	if err != nil {
+		return fmt.Errorf("tunnel: send stop: %w", err)
+	}
+	return nil
+}
+
+// Updates receives a value whenever new stats arrived (coalesced); read
+// them with Stats.
+func (c *Capture) Updates() <-chan struct{} { return c.updates }
+
+// Stats returns the latest stats the agent sent.
+func (c *Capture) Stats() Stats {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.stats
+}
+
+// Wait waits until the agent has closed the channel (after Read returned
+// io.EOF, or after Close) or ctx ends, and returns the last stats; they
+// are final when Stats.Final is set.
+func (c *Capture) Wait(ctx context.Context) (Stats, error) {
+	select {
+	case <-c.reqsDone:
+		return c.Stats(), nil
+	case <-ctx.Done():
+		return c.Stats(), fmt.Errorf("tunnel: wait for final stats: %w", ctx.Err())
+	}
+}
+
+// Close closes the channel at once.
+func (c *Capture) Close() error { return c.ch.Close() }

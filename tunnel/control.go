@@ -1,0 +1,82 @@
+package tunnel
+
+import (
+	"encoding/json"
+	"fmt"
+)
+
+// Channel request types of a capture channel.
+const (
+	RequestStop  = "stop"
+	RequestStats = "stats"
+)
+
+// Reasons a capture ended, carried in the final [Stats].
+const (
+	EndStopped      = "stopped"       // stop request, channel or connection closed
+	EndLimitReached = "limit-reached" // duration, packet or byte limit
+	EndError        = "error"         // capture failed; see Stats.Error
+)
+
+// maxStatsSize bounds a stats payload from the peer.
+const maxStatsSize = 64 << 10
+
+// InterfaceStats counts one captured interface. Received, KernelDropped
+// and IfDropped are libpcap's ps_recv, ps_drop and ps_ifdrop; AgentDropped
+// counts packets libpcap handed over that the agent's bounded queue could
+// not hold.
+type InterfaceStats struct {
+	Name          string `json:"name"`
+	Received      uint64 `json:"received"`
+	KernelDropped uint64 `json:"kernel_dropped"`
+	IfDropped     uint64 `json:"if_dropped"`
+	AgentDropped  uint64 `json:"agent_dropped"`
+	Packets       uint64 `json:"packets"` // written to the channel
+	Bytes         uint64 `json:"bytes"`   // captured bytes written to the channel
+}
+
+// Stats is the payload of a [RequestStats] request.
+type Stats struct {
+	Interfaces []InterfaceStats `json:"interfaces"`
+	Final      bool             `json:"final,omitempty"`
+	End        string           `json:"end,omitempty"`   // with Final: EndStopped, EndLimitReached or EndError
+	Error      string           `json:"error,omitempty"` // with EndError: what failed
+}
+
+// Total sums the per-interface counters (Name is left empty).
+func (s Stats) Total() InterfaceStats {
+	var t InterfaceStats
+	for _, i := range s.Interfaces {
+		t.Received += i.Received
+		t.KernelDropped += i.KernelDropped
+		t.IfDropped += i.IfDropped
+		t.AgentDropped += i.AgentDropped
+		t.Packets += i.Packets
+		t.Bytes += i.Bytes
+	}
+	return t
+}
+
+// Marshal encodes s as a request payload.
+func (s Stats) Marshal() []byte {
+	b, err := json.Marshal(s)
+	if err != nil {
+		panic("tunnel: stats cannot fail to encode: " + err.Error())
+	}
+	return b
+}
+
+// DecodeStats decodes an untrusted stats payload.
+func DecodeStats(b []byte) (Stats, error) {
+	var s Stats
+	if len(b) > maxStatsSize {
+		return s, fmt.Errorf("tunnel: stats payload is %d bytes, at most %d are allowed", len(b), maxStatsSize)
+	}
+	if err := json.Unmarshal(b, &s); err != nil {
+		return Stats{}, fmt.Errorf("tunnel: decode stats: %w", err)
+	}
+	if len(s.Interfaces) > MaxInterfaces {
+		return Stats{}, fmt.Errorf("tunnel: stats for %d interfaces, at most %d are allowed", len(s.Interfaces), MaxInterfaces)
+	}
+	return s, nil
+}

@@ -1,0 +1,19 @@
+// Package tunnel is the one wire protocol of pcap, shared by every hop.
+//
+// It is built on golang.org/x/crypto/ssh. A capture is an SSH channel of
+// type [ChannelCapture]; the channel-open payload is a JSON
+// [CaptureRequest]. When the agent accepts, the channel's data is a pcapng
+// stream (section header, one interface description block per captured
+// interface, enhanced packet blocks). Control travels as channel requests:
+//
+//   - "stop" (client → agent, no payload): end the capture gracefully.
+//   - "stats" (agent → client, JSON [Stats]): sent periodically while the
+//     capture runs and once more, with Final set, before the agent closes
+//     the channel.
+//
+// A rejected capture is an ssh.OpenChannelError whose message is
+// "<code>: <human text>"; [ParseRejection] turns it back into a
+// [*RejectError] so a reason reaches the user verbatim.
+//
+// No other package of pcap speaks SSH directly.
+package tunnel

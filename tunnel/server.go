@@ -1,0 +1,277 @@
+package tunnel
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+)
+
+// ErrServerClosed is returned by [Server.Serve] after Shutdown or Close.
+var ErrServerClosed = errors.New("tunnel: server closed")
+
+// ChannelHandler serves one new channel of the type it is registered for.
+// ctx is cancelled when the connection ends or the server shuts down; the
+// handler must then finish promptly. The handler owns nc: it must Accept or
+// Reject it.
+type ChannelHandler interface {
+	HandleChannel(ctx context.Context, conn *ssh.ServerConn, nc ssh.NewChannel)
+}
+
+// ChannelHandlerFunc adapts a function to [ChannelHandler].
+type ChannelHandlerFunc func(ctx context.Context, conn *ssh.ServerConn, nc ssh.NewChannel)
+
+// HandleChannel calls f.
+func (f ChannelHandlerFunc) HandleChannel(ctx context.Context, conn *ssh.ServerConn, nc ssh.NewChannel) {
+	f(ctx, conn, nc)
+}
+
+// Server accepts SSH connections and routes channels to handlers by type;
+// other channel types are rejected. Global requests are answered with false
+// (which also answers keepalives). Set the fields before Serve.
+type Server struct {
+	Config   *ssh.ServerConfig
+	Handlers map[string]ChannelHandler
+
+	// HandshakeTimeout bounds the SSH handshake (default 10 s).
+	HandshakeTimeout time.Duration
+	// MaxConns bounds concurrent connections, handshaking ones included
+	// (default 256). Connections beyond it are closed at once.
+	MaxConns int
+	// OnConnError, when set, is told about connections that failed their
+	// handshake or were refused. It must not block.
+	OnConnError func(remote net.Addr, err error)
+	// OnConnOpen and OnConnClose, when set, are told about authenticated
+	// connections. They must not block.
+	OnConnOpen  func(conn *ssh.ServerConn)
+	OnConnClose func(conn *ssh.ServerConn)
+
+	mu        sync.Mutex
+	listeners map[net.Listener]struct{}
+	conns     map[net.Conn]struct{}
+	baseCtx   context.Context
+	cancel    context.CancelFunc
+	closed    bool
+	wg        sync.WaitGroup // connection goroutines
+}
+
+func (s *Server) init() {
+	if s.baseCtx == nil {
+		s.baseCtx, s.cancel = context.WithCancel(context.Background())
+		s.listeners = make(map[net.Listener]struct{})
+		s.conns = make(map[net.Conn]struct{})
+	}
+}
+
+// Serve accepts connections on l until Shutdown or Close, and then returns
+// ErrServerClosed. It closes l.
+func (s *Server) Serve(l net.Listener) error {
+	s.mu.Lock()
+	s.init()
+	if s.closed {
+		s.mu.Unlock()
+		l.Close()
+		return ErrServerClosed
+	}
+	s.listeners[l] = struct{}{}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.listeners, l)
+		s.mu.Unlock()
+		l.Close()
+	}()
+
+	var backoff time.Duration
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			s.mu.Lock()
+			closed := s.closed
+			s.mu.Unlock()
+			if closed {
+				return ErrServerClosed
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+				time.Sleep(backoff)
+				continue
+			}
+			return fmt.Errorf("tunnel: accept: %w", err)
+		}
+		backoff = 0
+		if !s.track(c) {
+			continue
+		}
+		s.wg.Add(1)
+		go s.serveConn(c)
+	}
+}
+
+// track registers c, or closes it when the server is closed or full.
+func (s *Server) track(c net.Conn) bool {
+	maxConns := s.MaxConns
+	if maxConns <= 0 {
+		maxConns = 256
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed || len(s.conns) >= maxConns {
+		c.Close()
+		if !s.closed && s.OnConnError != nil {
+			s.OnConnError(c.RemoteAddr(), fmt.Errorf("tunnel: %d connections open, refusing more", maxConns))
+		}
+		return false
+	}
+	s.conns[c] = struct{}{}
+	return true
+}
+
+func (s *Server) serveConn(c net.Conn) {
+	defer s.wg.Done()
+	defer func() {
+		s.mu.Lock()
+		delete(s.conns, c)
+		s.mu.Unlock()
+		c.Close()
+	}()
+
+	timeout := s.HandshakeTimeout
+	if timeout <= 0 {
+		timeout = 10 * time.Second
+	}
+	c.SetDeadline(time.Now().Add(timeout))
+	sc, chans, reqs, err := ssh.NewServerConn(c, s.Config)
+	if err != nil {
+		if s.OnConnError != nil {
+			s.OnConnError(c.RemoteAddr(), fmt.Errorf("tunnel: handshake: %w", err))
+		}
+		return
+	}
+	c.SetDeadline(time.Time{})
+	if s.OnConnOpen != nil {
+		s.OnConnOpen(sc)
+	}
+	if s.OnConnClose != nil {
+		defer s.OnConnClose(sc)
+	}
+
+	ctx, cancel := context.WithCancel(s.baseCtx)
+	defer cancel()
+	d := &drain{conn: sc}
+	go func() {
+		// On shutdown, close the connection once its handlers are done;
+		// when the connection ends first, cancel ends this goroutine.
+		<-ctx.Done()
+		d.start()
+	}()
+	go ssh.DiscardRequests(reqs) // ends when the connection closes
+
+	var handlers sync.WaitGroup
+	for nc := range chans {
+		h, ok := s.Handlers[nc.ChannelType()]
+		if !ok {
+			nc.Reject(ssh.UnknownChannelType, fmt.Sprintf("unknown channel type %q", nc.ChannelType()))
+			continue
+		}
+		handlers.Add(1)
+		d.add()
+		go func() {
+			defer handlers.Done()
+			defer d.done()
+			h.HandleChannel(ctx, sc, nc)
+		}()
+	}
+	cancel()
+	handlers.Wait()
+}
+
+// drain closes a connection once it is draining and no handler is active.
+type drain struct {
+	conn     ssh.Conn
+	mu       sync.Mutex
+	active   int
+	draining bool
+}
+
+func (d *drain) add() {
+	d.mu.Lock()
+	d.active++
+	d.mu.Unlock()
+}
+
+func (d *drain) done() {
+	d.mu.Lock()
+	d.active--
+	closeNow := d.draining && d.active == 0
+	d.mu.Unlock()
+	if closeNow {
+		d.conn.Close()
+	}
+}
+
+func (d *drain) start() {
+	d.mu.Lock()
+	d.draining = true
+	closeNow := d.active == 0
+	d.mu.Unlock()
+	if closeNow {
+		d.conn.Close()
+	}
+}
+
+// Shutdown stops accepting, cancels every connection's context so handlers
+// finish gracefully, and waits for the connections to end or for ctx to be
+// done, after which it closes what is left and returns ctx's error.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.init()
+	s.closed = true
+	for l := range s.listeners {
+		l.Close()
+	}
+	s.mu.Unlock()
+	s.cancel()
+
+	done := make(chan struct{})
+	go func() {
+		s.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		s.closeConns()
+		<-done
+		return ctx.Err()
+	}
+}
+
+// Close stops accepting and closes every connection at once.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	s.init()
+	s.closed = true
+	for l := range s.listeners {
+		l.Close()
+	}
+	s.mu.Unlock()
+	s.cancel()
+	s.closeConns()
+	s.wg.Wait()
+	return nil
+}
+
+func (s *Server) closeConns() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for c := range s.conns {
+		c.Close()
+	}
+}
