@@ -166,6 +166,9 @@ func (a *Agent) run(ctx context.Context, ch ssh.Channel, reqs <-chan *ssh.Reques
 		return tunnel.Stats{Final: true, End: tunnel.EndError, Error: err.Error()}
 	}
 
+	// Announce the interfaces before any packet.
+	ch.SendRequest(tunnel.RequestStats, false, collectStats(srcs, w, false, "", "").Marshal())
+
 	q := newQueue(a.QueueBytes, a.QueueBytes/16)
 	var stop atomic.Bool
 	var readers sync.WaitGroup
@@ -303,6 +306,8 @@ func collectStats(srcs []*source, w *writer, final bool, end, errMsg string) tun
 		ps, _ := s.snapshot()
 		st.Interfaces = append(st.Interfaces, tunnel.InterfaceStats{
 			Name:          s.name,
+			LinkType:      uint16(s.linkType),
+			Snaplen:       uint32(s.h.SnapLen()),
 			Received:      uint64(ps.PacketsReceived),
 			KernelDropped: uint64(ps.PacketsDropped),
 			IfDropped:     uint64(ps.PacketsIfDropped),

@@ -27,6 +27,8 @@ const maxStatsSize = 64 << 10
 // not hold.
 type InterfaceStats struct {
 	Name          string `json:"name"`
+	LinkType      uint16 `json:"link_type"` // pcap LINKTYPE_ value
+	Snaplen       uint32 `json:"snaplen"`
 	Received      uint64 `json:"received"`
 	KernelDropped uint64 `json:"kernel_dropped"`
 	IfDropped     uint64 `json:"if_dropped"`
@@ -35,7 +37,9 @@ type InterfaceStats struct {
 	Bytes         uint64 `json:"bytes"`   // captured bytes written to the channel
 }
 
-// Stats is the payload of a [RequestStats] request.
+// Stats is the payload of a [RequestStats] request. The agent sends one
+// right after the pcapng header and before any packet, so the client learns
+// every interface's name and link type before the first packet arrives.
 type Stats struct {
 	Interfaces []InterfaceStats `json:"interfaces"`
 	Final      bool             `json:"final,omitempty"`

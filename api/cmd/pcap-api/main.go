@@ -1,0 +1,111 @@
+// Command pcap-api is the front door of pcap: it authenticates users,
+// opens captures on many agents and merges them into one pcapng stream.
+// See package api.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/urfave/cli/v2"
+	"gopkg.in/yaml.v3"
+
+	"code.cloudfoundry.org/pcap/api"
+	"code.cloudfoundry.org/pcap/tunnel"
+)
+
+func main() {
+	if err := app().Run(os.Args); err != nil {
+		fmt.Fprintln(os.Stderr, "pcap-api:", err)
+		os.Exit(1)
+	}
+}
+
+func app() *cli.App {
+	return &cli.App{
+		Name:  "pcap-api",
+		Usage: "capture on many pcap-agents at once and merge their streams for ssh clients",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "config", Aliases: []string{"c"}, Usage: "YAML config `FILE`", Required: true, EnvVars: []string{"PCAP_API_CONFIG"}},
+			&cli.BoolFlag{Name: "check-config", Usage: "validate the config, print the effective config and exit"},
+		},
+		Action: run,
+	}
+}
+
+func run(c *cli.Context) error {
+	cfg, err := api.LoadConfig(c.String("config"))
+	if err != nil {
+		return err
+	}
+	reg := prometheus.NewRegistry()
+	if c.Bool("check-config") {
+		if _, err := api.NewService(cfg, slog.New(slog.DiscardHandler), reg); err != nil {
+			return err
+		}
+		return yaml.NewEncoder(os.Stdout).Encode(cfg)
+	}
+	var level slog.Level
+	level.UnmarshalText([]byte(cfg.LogLevel))
+	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	svc, err := api.NewService(cfg, log, reg)
+	if err != nil {
+		return err
+	}
+	defer svc.API.Pool.Close()
+
+	l, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	httpAddr := ""
+	var hsrv *http.Server
+	if cfg.HTTPListen != "" {
+		hl, err := net.Listen("tcp", cfg.HTTPListen)
+		if err != nil {
+			l.Close()
+			return fmt.Errorf("listen http: %w", err)
+		}
+		httpAddr = hl.Addr().String()
+		hsrv = &http.Server{Handler: svc.HTTP, ReadHeaderTimeout: 10 * time.Second}
+		go hsrv.Serve(hl)
+	}
+	svc.SetReady(true)
+	log.Info("api-listening", "address", l.Addr().String(), "http_address", httpAddr)
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	errc := make(chan error, 1)
+	go func() { errc <- svc.SSH.Serve(l) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	// Stop accepting, let running captures stop with their statistics,
+	// then cut off whatever is left.
+	log.Info("api-stopping")
+	svc.SetReady(false)
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.StopTimeout+3*time.Second)
+	defer cancel()
+	err = svc.SSH.Shutdown(sctx)
+	if serr := <-errc; !errors.Is(serr, tunnel.ErrServerClosed) {
+		return serr
+	}
+	if hsrv != nil {
+		hsrv.Shutdown(sctx)
+	}
+	log.Info("api-stopped", "clean", err == nil)
+	return nil
+}

@@ -1,0 +1,212 @@
+package api
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/mattn/go-shellwords"
+	"github.com/urfave/cli/v2"
+
+	"code.cloudfoundry.org/pcap/tunnel"
+)
+
+// Limits of the capture command line.
+const (
+	MaxCommandLen = 64 << 10
+	MaxTargets    = 1000
+)
+
+// Output formats.
+const (
+	FormatPcapng = "pcapng"
+	FormatPcap   = "pcap"
+)
+
+// Request is a parsed capture command: what to capture, independent of who
+// asks and of how targets are resolved.
+type Request struct {
+	// Targets are positional selectors, GROUP or GROUP/ID (bosh, static).
+	Targets []string
+	// Deployment is the BOSH deployment (-d).
+	Deployment string
+	// App, Process and Instances select CF app instances.
+	App       string
+	Process   string
+	Instances []int
+
+	Interfaces []string
+	Filter     string
+	Snaplen    int
+	Limits     tunnel.Limits
+	Format     string
+	// Progress asks for periodic per-source progress lines on stderr.
+	Progress bool
+}
+
+// CaptureFlags are the flags of the capture command, shared by the API's
+// ssh front door and the CLIs, spelled like tcpdump and bosh pcap.
+func CaptureFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringSliceFlag{Name: "interface", Aliases: []string{"i"}, Usage: "capture on `IFACE` (repeatable; default eth0; \"any\" for all)"},
+		&cli.StringFlag{Name: "filter", Aliases: []string{"f"}, Usage: "BPF capture `FILTER`, as tcpdump takes it"},
+		&cli.IntFlag{Name: "snaplen", Aliases: []string{"s"}, Value: tunnel.DefaultSnaplen, Usage: "capture at most `BYTES` of each packet (1..262144)"},
+		&cli.DurationFlag{Name: "duration", Usage: "stop after `DURATION` (e.g. 30s, 5m)"},
+		&cli.Uint64Flag{Name: "count", Aliases: []string{"c"}, Usage: "stop each source after `N` packets"},
+		&cli.Uint64Flag{Name: "max-bytes", Usage: "stop each source after `BYTES` of captured data"},
+		&cli.StringFlag{Name: "format", Value: FormatPcapng, Usage: "output `FORMAT`: pcapng, or pcap when all sources share one link type"},
+		&cli.StringFlag{Name: "deployment", Aliases: []string{"d"}, Usage: "BOSH `DEPLOYMENT` (bosh)"},
+		&cli.StringFlag{Name: "app", Usage: "CF app `GUID` (cf)"},
+		&cli.StringFlag{Name: "type", Aliases: []string{"t"}, Value: "web", Usage: "CF process `TYPE` (cf)"},
+		&cli.StringFlag{Name: "instance", Usage: "CF instance `INDEXES`, comma separated (cf; default all)"},
+		&cli.BoolFlag{Name: "progress", Usage: "print per-source progress lines on stderr every second"},
+	}
+}
+
+// RequestFromContext builds a Request from parsed capture flags and
+// validates it; it returns every problem at once.
+func RequestFromContext(c *cli.Context) (Request, error) {
+	r := Request{
+		Targets:    c.Args().Slice(),
+		Deployment: c.String("deployment"),
+		App:        c.String("app"),
+		Process:    c.String("type"),
+		Interfaces: c.StringSlice("interface"),
+		Filter:     c.String("filter"),
+		Snaplen:    c.Int("snaplen"),
+		Limits: tunnel.Limits{
+			Duration: c.Duration("duration"),
+			Packets:  c.Uint64("count"),
+			Bytes:    c.Uint64("max-bytes"),
+		},
+		Format:   c.String("format"),
+		Progress: c.Bool("progress"),
+	}
+	var errs []error
+	if s := c.String("instance"); s != "" {
+		idx, err := ParseIndexes(s)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		r.Instances = idx
+	}
+	if len(r.Interfaces) == 0 {
+		r.Interfaces = []string{tunnel.DefaultInterface}
+	}
+	if err := r.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	return r, errors.Join(errs...)
+}
+
+// Validate checks everything that needs no resolver.
+func (r Request) Validate() error {
+	var errs []error
+	probe := tunnel.CaptureRequest{
+		Version:    tunnel.ProtocolVersion,
+		Target:     tunnel.Target{Kind: tunnel.TargetHost},
+		Interfaces: r.Interfaces,
+		Filter:     r.Filter,
+		Snaplen:    r.Snaplen,
+		Limits:     r.Limits,
+	}
+	if r.Snaplen == 0 {
+		errs = append(errs, fmt.Errorf("snaplen 0 is out of range 1..%d", tunnel.MaxSnaplen))
+	}
+	if err := probe.Normalize(); err != nil {
+		errs = append(errs, err)
+	}
+	if r.Limits.Duration < 0 {
+		errs = append(errs, errors.New("duration is negative"))
+	}
+	if r.Format != FormatPcapng && r.Format != FormatPcap {
+		errs = append(errs, fmt.Errorf("format %q is not pcapng or pcap", r.Format))
+	}
+	if len(r.Targets) > MaxTargets {
+		errs = append(errs, fmt.Errorf("%d targets given, at most %d are allowed", len(r.Targets), MaxTargets))
+	}
+	for _, t := range r.Targets {
+		if t == "" || len(t) > 256 || strings.ContainsAny(t, " \t\r\n\x00") {
+			errs = append(errs, fmt.Errorf("target %q is not valid", t))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// ParseIndexes parses "0,2,5" into instance indexes.
+func ParseIndexes(s string) ([]int, error) {
+	var out []int
+	for _, part := range strings.Split(s, ",") {
+		part = strings.TrimSpace(part)
+		var n int
+		if _, err := fmt.Sscanf(part, "%d", &n); err != nil || n < 0 || n > 100000 || fmt.Sprint(n) != part {
+			return nil, fmt.Errorf("instance index %q is not a number 0..100000", part)
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+// ErrHelp is returned by ParseCommand when the user asked for help; the
+// usage was written to the output given.
+var ErrHelp = errors.New("help requested")
+
+// ParseCommand parses an exec command line sent over ssh ("capture …"). It
+// is split like a POSIX shell would split words (quotes, escapes), but no
+// shell ever runs it: no expansion, no substitution. Usage and errors for
+// the user are written to out.
+func ParseCommand(line string, out io.Writer) (Request, error) {
+	if len(line) > MaxCommandLen {
+		return Request{}, fmt.Errorf("command line is %d bytes, at most %d are allowed", len(line), MaxCommandLen)
+	}
+	if strings.ContainsRune(line, 0) {
+		return Request{}, errors.New("command line contains a NUL byte")
+	}
+	p := shellwords.NewParser()
+	p.ParseEnv = false
+	p.ParseBacktick = false
+	words, err := p.Parse(line)
+	if err != nil {
+		return Request{}, fmt.Errorf("cannot split command line: %w", err)
+	}
+	if p.Position >= 0 {
+		return Request{}, errors.New("command line has a shell operator (;, &, |, <, >): nothing here runs a shell")
+	}
+	if len(words) == 0 {
+		return Request{}, errors.New(`no command given; try "capture --help"`)
+	}
+	if words[0] != "capture" {
+		return Request{}, fmt.Errorf("unknown command %q; the only command is \"capture\" (try \"capture --help\")", words[0])
+	}
+	var req Request
+	called := false
+	var usage bytes.Buffer
+	app := &cli.App{
+		Name:            "capture",
+		Usage:           "capture packets on many targets at once into one pcapng stream on stdout",
+		UsageText:       "capture [flags] TARGET...",
+		HideHelpCommand: true,
+		Flags:           CaptureFlags(),
+		Writer:          &usage,
+		ErrWriter:       &usage,
+		Action: func(c *cli.Context) error {
+			called = true
+			var err error
+			req, err = RequestFromContext(c)
+			return err
+		},
+		ExitErrHandler: func(*cli.Context, error) {},
+	}
+	err = app.Run(words)
+	if err != nil {
+		return Request{}, err
+	}
+	if !called {
+		// urfave/cli answered --help (or -h) itself.
+		out.Write(usage.Bytes())
+		return Request{}, ErrHelp
+	}
+	return req, nil
+}

@@ -1,0 +1,152 @@
+package api
+
+import (
+	"container/heap"
+	"time"
+
+	"github.com/gopacket/gopacket"
+)
+
+// batchBytes is the size a source's batch is handed over at, at the
+// latest; batchesPerSource how many batches a source owns. Together they
+// bound the API's packet memory per source.
+const (
+	batchBytes       = 128 << 10
+	batchesPerSource = 3
+)
+
+// pktRef locates a packet inside a batch buffer; iface is the output
+// interface id.
+type pktRef struct {
+	ts     time.Time
+	off    int
+	caplen int
+	length int
+	iface  int
+}
+
+// batch is a run of packets from one source, in the source's order.
+type batch struct {
+	src     *source
+	arrived time.Time
+	buf     []byte
+	pkts    []pktRef
+	next    int // first packet not yet written
+}
+
+func (b *batch) reset() {
+	b.buf = b.buf[:0]
+	b.pkts = b.pkts[:0]
+	b.next = 0
+}
+
+// merger writes batches from many sources to one Output. With a zero
+// window packets go out in arrival order; otherwise each source's packets
+// wait up to window so that packets of all sources go out by timestamp.
+// Order within a source is always kept. It is owned by one goroutine.
+type merger struct {
+	out    *Output
+	window time.Duration
+
+	// pending holds, per source, batches not yet fully written, oldest
+	// first; heads orders sources by their next packet's timestamp.
+	pending map[*source][]*batch
+	heads   headHeap
+	held    int // batches held in pending
+}
+
+func newMerger(out *Output, window time.Duration) *merger {
+	return &merger{out: out, window: window, pending: make(map[*source][]*batch)}
+}
+
+// add takes a batch from a source.
+func (m *merger) add(b *batch) error {
+	if m.window <= 0 {
+		err := m.writeAll(b)
+		b.src.release(b)
+		return err
+	}
+	q := m.pending[b.src]
+	m.pending[b.src] = append(q, b)
+	m.held++
+	if len(q) == 0 {
+		heap.Push(&m.heads, b.src.headOf(b))
+	}
+	return nil
+}
+
+func (m *merger) writeAll(b *batch) error {
+	for i := b.next; i < len(b.pkts); i++ {
+		if err := m.write(b, i); err != nil {
+			return err
+		}
+	}
+	b.next = len(b.pkts)
+	return nil
+}
+
+func (m *merger) write(b *batch, i int) error {
+	p := b.pkts[i]
+	ci := gopacket.CaptureInfo{Timestamp: p.ts, CaptureLength: p.caplen, Length: p.length, InterfaceIndex: p.iface}
+	if err := m.out.WritePacket(ci, b.buf[p.off:p.off+p.caplen]); err != nil {
+		return err
+	}
+	b.src.delivered[p.iface-b.src.firstOut]++
+	return nil
+}
+
+// emit writes, in timestamp order, every packet that has waited out the
+// window (or all of them when flushAll, or when a source has no free batch
+// left and would stall). It returns when the next packet becomes due, or
+// zero when nothing is held.
+func (m *merger) emit(now time.Time, flushAll bool) (time.Time, error) {
+	for m.heads.Len() > 0 {
+		h := m.heads[0]
+		q := m.pending[h.src]
+		b := q[0]
+		starved := len(q) >= batchesPerSource
+		if !flushAll && !starved && now.Sub(b.arrived) < m.window {
+			return b.arrived.Add(m.window), nil
+		}
+		if err := m.write(b, b.next); err != nil {
+			return time.Time{}, err
+		}
+		b.next++
+		if b.next == len(b.pkts) {
+			q = q[1:]
+			m.held--
+			b.src.release(b)
+			if len(q) == 0 {
+				delete(m.pending, h.src)
+				heap.Pop(&m.heads)
+				continue
+			}
+			m.pending[h.src] = q
+			b = q[0]
+		}
+		m.heads[0] = h.src.headOf(b)
+		heap.Fix(&m.heads, 0)
+	}
+	return time.Time{}, nil
+}
+
+// head is a source's next packet to write.
+type head struct {
+	src *source
+	ts  time.Time
+}
+
+func (s *source) headOf(b *batch) head { return head{src: s, ts: b.pkts[b.next].ts} }
+
+type headHeap []head
+
+func (h headHeap) Len() int           { return len(h) }
+func (h headHeap) Less(i, j int) bool { return h[i].ts.Before(h[j].ts) }
+func (h headHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *headHeap) Push(x any)        { *h = append(*h, x.(head)) }
+func (h *headHeap) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return x
+}

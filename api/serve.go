@@ -1,0 +1,88 @@
+package api
+
+import (
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync/atomic"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/crypto/ssh"
+
+	"code.cloudfoundry.org/pcap/tunnel"
+)
+
+// Service is a configured pcap-api: the SSH front door, the agent pool and
+// the HTTP handler for /health and /metrics.
+type Service struct {
+	API    *API
+	SSH    *tunnel.Server
+	HTTP   http.Handler
+	listen atomic.Bool
+}
+
+// SetReady marks the SSH listener up (or down) for /health.
+func (s *Service) SetReady(up bool) { s.listen.Store(up) }
+
+// NewService builds the service from a validated config. Extra resolvers
+// (cf, bosh) are added by the caller into API.Resolvers.
+func NewService(cfg Config, log *slog.Logger, reg *prometheus.Registry) (*Service, error) {
+	hostKey, err := tunnel.LoadSigner(cfg.HostKeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("api: host key: %w", err)
+	}
+	clientKey, err := tunnel.LoadSigner(cfg.Agents.ClientKeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("api: agent client key: %w", err)
+	}
+	var agentKeys []ssh.PublicKey
+	if cfg.Agents.HostKeysFile != "" {
+		if agentKeys, err = tunnel.LoadAuthorizedKeys(cfg.Agents.HostKeysFile); err != nil {
+			return nil, fmt.Errorf("api: agent host keys: %w", err)
+		}
+	}
+	metrics := NewMetrics(reg)
+	a := &API{
+		Resolvers: map[string]Resolver{},
+		Pool: &Pool{Config: tunnel.ClientConfig{
+			User:            "pcap-api",
+			Auth:            []ssh.AuthMethod{ssh.PublicKeys(clientKey)},
+			HostKeyCallback: tunnel.PinnedHostKey(agentKeys, cfg.Agents.HostKeyFingerprints...),
+			DialTimeout:     cfg.Agents.DialTimeout,
+		}},
+		Logger:        log,
+		Metrics:       metrics,
+		Limits:        cfg.Limits,
+		ReorderWindow: cfg.ReorderWindow,
+		OpenTimeout:   cfg.Agents.DialTimeout,
+		StopTimeout:   cfg.StopTimeout,
+	}
+	if st := cfg.Static; st != nil {
+		keys, err := tunnel.LoadAuthorizedKeys(st.OperatorKeysFile)
+		if err != nil {
+			return nil, fmt.Errorf("api: static operator keys: %w", err)
+		}
+		a.Resolvers["static"] = &StaticResolver{Groups: st.Groups, Operators: tunnel.NewKeySet(keys...)}
+	}
+	s := &Service{API: a}
+	s.SSH = &tunnel.Server{
+		Config:   a.ServerConfig(hostKey),
+		Handlers: map[string]tunnel.ChannelHandler{"session": a},
+		OnConnError: func(remote net.Addr, err error) {
+			log.Info("connection-refused", "remote", remote.String(), "error", err.Error())
+		},
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /health", func(w http.ResponseWriter, _ *http.Request) {
+		if !s.listen.Load() {
+			http.Error(w, "not ready", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	s.HTTP = mux
+	return s, nil
+}

@@ -1,0 +1,509 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gopacket/gopacket/layers"
+
+	"code.cloudfoundry.org/pcap/tunnel"
+)
+
+// Session outcomes, for the exit status, metrics and the audit log.
+const (
+	OutcomeStopped      = "stopped"       // stopped by the user
+	OutcomeLimitReached = "limit-reached" // duration, count or bytes
+	OutcomePartial      = "partial"       // some targets failed or were lost
+	OutcomeFailed       = "failed"        // nothing could be captured
+	OutcomeClientGone   = "client-gone"   // the output could not be written
+)
+
+// Exit statuses of the capture command.
+const (
+	ExitOK      = 0 // stopped or limit reached, every target captured
+	ExitFailed  = 1 // nothing captured, or the request was refused
+	ExitPartial = 3 // captured, but some targets failed or were lost
+)
+
+// Session is one capture over many targets, merged into one output.
+type Session struct {
+	Pool    *Pool
+	Req     Request
+	Targets []Target
+	Skipped []Skipped
+	Out     io.Writer // the merged capture
+	Status  *Status   // status lines
+
+	// OpenTimeout bounds connecting to an agent and opening its capture
+	// (default 10 s); StopTimeout bounds the whole stop (default 2 s).
+	OpenTimeout time.Duration
+	StopTimeout time.Duration
+	// ReorderWindow is how long packets wait to be merged by timestamp
+	// across sources; 0 keeps arrival order.
+	ReorderWindow time.Duration
+	// MaxOpen bounds agents being contacted at once (default 32).
+	MaxOpen int
+	// Metrics, when set, counts what the session forwards.
+	Metrics *Metrics
+}
+
+// SourceResult is what happened to one target.
+type SourceResult struct {
+	Name   string
+	State  string // "ended", "failed", "lost", "not-stopped", "skipped"
+	Reason string
+	Counts []InterfaceCounts
+}
+
+// Result summarises a session.
+type Result struct {
+	Outcome string
+	Sources []SourceResult
+	Packets uint64
+	Bytes   uint64
+	Dropped map[string]uint64 // by place: kernel, interface, agent, api
+}
+
+// ExitStatus maps the outcome to the command's exit status.
+func (r Result) ExitStatus() int {
+	switch r.Outcome {
+	case OutcomeStopped, OutcomeLimitReached:
+		return ExitOK
+	case OutcomePartial:
+		return ExitPartial
+	default:
+		return ExitFailed
+	}
+}
+
+type opened struct {
+	t      Target
+	agent  *tunnel.Client
+	c      *tunnel.Capture
+	ifaces []tunnel.InterfaceStats
+	err    error
+}
+
+func (s *Session) defaults() {
+	if s.OpenTimeout <= 0 {
+		s.OpenTimeout = 10 * time.Second
+	}
+	if s.StopTimeout <= 0 {
+		s.StopTimeout = 2 * time.Second
+	}
+	if s.MaxOpen <= 0 {
+		s.MaxOpen = 32
+	}
+}
+
+// Run captures until stop is closed, ctx ends, a limit is reached or every
+// source has ended, then stops every agent (bounded by StopTimeout), writes
+// the statistics blocks and returns the result. An error means nothing
+// could be captured; it lists every reason.
+func (s *Session) Run(ctx context.Context, stop <-chan struct{}) (Result, error) {
+	s.defaults()
+	res := Result{Dropped: map[string]uint64{}}
+	for _, sk := range s.Skipped {
+		s.Status.Line(sk.Name, "skipped", "reason", sk.Reason)
+		res.Sources = append(res.Sources, SourceResult{Name: sk.Name, State: "skipped", Reason: sk.Reason})
+	}
+
+	all := s.openAll(ctx)
+	var ok []opened
+	var reasons []string
+	for _, o := range all {
+		if o.err != nil {
+			re := tunnel.AsReject(o.err)
+			s.Status.Line(o.t.Name, "failed", "code", re.Code, "reason", re.Message)
+			res.Sources = append(res.Sources, SourceResult{Name: o.t.Name, State: "failed", Reason: re.Message})
+			reasons = append(reasons, o.t.Name+": "+re.Message)
+			continue
+		}
+		ok = append(ok, o)
+	}
+	if len(ok) == 0 {
+		res.Outcome = OutcomeFailed
+		if len(reasons) == 0 {
+			reasons = append(reasons, "no target to capture")
+		}
+		return res, errors.New("no target could be captured: " + strings.Join(reasons, "; "))
+	}
+
+	// Declare every interface of every source up front.
+	var ifaces []OutputInterface
+	srcs := make([]*source, 0, len(ok))
+	for _, o := range ok {
+		src := newSource(o.t, o.agent, o.c, o.ifaces, len(ifaces))
+		srcs = append(srcs, src)
+		for _, i := range o.ifaces {
+			ifaces = append(ifaces, OutputInterface{
+				Name:        o.t.Name + ":" + i.Name,
+				Description: strings.TrimSpace(o.t.Description),
+				Filter:      s.Req.Filter,
+				LinkType:    layers.LinkType(i.LinkType),
+				Snaplen:     i.Snaplen,
+			})
+		}
+	}
+	out, err := NewOutput(s.Out, s.Req.Format, ifaces)
+	if err != nil {
+		for _, src := range srcs {
+			src.capture.Close()
+		}
+		res.Outcome = OutcomeFailed
+		var mixed *ErrMixedLinkTypes
+		if errors.As(err, &mixed) {
+			return res, mixed
+		}
+		return res, fmt.Errorf("write capture header: %w", err)
+	}
+	for _, src := range srcs {
+		names := make([]string, len(src.ifaces))
+		for i, ifc := range src.ifaces {
+			names[i] = ifc.Name
+		}
+		s.Status.Line(src.t.Name, "started", "interfaces", strings.Join(names, ","), "agent", src.t.Agent)
+	}
+
+	end, clientErr := s.stream(ctx, stop, srcs, out)
+	failedBefore := len(reasons) > 0 || len(s.Skipped) > 0
+	return s.finish(res, srcs, out, end, clientErr, failedBefore), nil
+}
+
+// openAll contacts every target, MaxOpen at a time, and waits for each
+// capture's interface announcement.
+func (s *Session) openAll(ctx context.Context) []opened {
+	results := make([]opened, len(s.Targets))
+	sem := make(chan struct{}, s.MaxOpen)
+	var wg sync.WaitGroup
+	for i, t := range s.Targets {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			select {
+			case sem <- struct{}{}:
+			case <-ctx.Done():
+				results[i] = opened{t: t, err: ctx.Err()}
+				return
+			}
+			defer func() { <-sem }()
+			results[i] = s.open(ctx, t)
+		}()
+	}
+	wg.Wait()
+	return results
+}
+
+func (s *Session) open(ctx context.Context, t Target) opened {
+	ctx, cancel := context.WithTimeout(ctx, s.OpenTimeout)
+	defer cancel()
+	o := opened{t: t}
+	client, err := s.Pool.Get(ctx, t.Agent)
+	if err != nil {
+		s.Metrics.agentError()
+		o.err = tunnel.Reject(tunnel.CodeInternal, fmt.Sprintf("cannot reach agent %s: %v", t.Agent, unwrapAll(err)))
+		return o
+	}
+	c, err := client.OpenCapture(ctx, tunnel.CaptureRequest{
+		Version:    tunnel.ProtocolVersion,
+		Target:     t.Capture,
+		Interfaces: s.Req.Interfaces,
+		Filter:     s.Req.Filter,
+		Snaplen:    s.Req.Snaplen,
+		Limits:     s.Req.Limits,
+	})
+	if err != nil {
+		var re *tunnel.RejectError
+		if !errors.As(err, &re) {
+			s.Metrics.agentError()
+			err = tunnel.Reject(tunnel.CodeInternal, fmt.Sprintf("agent %s: %v", t.Agent, unwrapAll(err)))
+		}
+		o.err = err
+		return o
+	}
+	// The agent announces its interfaces before any packet.
+	select {
+	case <-c.Updates():
+		st := c.Stats()
+		if len(st.Interfaces) != len(s.Req.Interfaces) {
+			c.Close()
+			o.err = tunnel.Reject(tunnel.CodeInternal, fmt.Sprintf("agent %s announced %d interfaces for %d asked", t.Agent, len(st.Interfaces), len(s.Req.Interfaces)))
+			return o
+		}
+		o.agent, o.c, o.ifaces = client, c, st.Interfaces
+	case <-ctx.Done():
+		c.Close()
+		o.err = tunnel.Reject(tunnel.CodeInternal, fmt.Sprintf("agent %s did not start the capture within %v", t.Agent, s.OpenTimeout))
+	}
+	return o
+}
+
+// unwrapAll returns the innermost error's text, without package prefixes
+// stacked up on the way.
+func unwrapAll(err error) string {
+	for {
+		next := errors.Unwrap(err)
+		if next == nil {
+			return err.Error()
+		}
+		err = next
+	}
+}
+
+// stream runs readers and the merger until the capture should end, then
+// stops the sources and drains them (bounded). It returns why it ended and
+// the output error, if the client went away.
+func (s *Session) stream(ctx context.Context, stop <-chan struct{}, srcs []*source, out *Output) (string, error) {
+	in := make(chan *batch, len(srcs))
+	abort := make(chan struct{})
+	for _, src := range srcs {
+		go src.read(in, abort)
+	}
+	allDone := make(chan struct{})
+	go func() {
+		for _, src := range srcs {
+			<-src.done
+		}
+		close(allDone)
+	}()
+
+	var durationC <-chan time.Time
+	if s.Req.Limits.Duration > 0 {
+		t := time.NewTimer(s.Req.Limits.Duration)
+		defer t.Stop()
+		durationC = t.C
+	}
+	var progressC <-chan time.Time
+	if s.Req.Progress {
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		progressC = t.C
+	}
+
+	m := newMerger(out, s.ReorderWindow)
+	var due *time.Timer
+	var dueC <-chan time.Time
+	end := ""
+	var outErr error
+	var stopDeadline <-chan time.Time
+	ctxDone := ctx.Done()
+	stopping, aborted := false, false
+	beginStop := func(why string) {
+		if stopping {
+			return
+		}
+		stopping, end = true, why
+		for _, src := range srcs {
+			src.capture.Stop()
+		}
+		stopDeadline = time.After(s.StopTimeout)
+	}
+	handle := func(b *batch) {
+		if outErr != nil {
+			b.src.release(b)
+			return
+		}
+		s.Metrics.forwarded(b)
+		if err := m.add(b); err != nil {
+			outErr = err
+		}
+	}
+	flush := func(now time.Time, all bool) {
+		if outErr != nil {
+			return
+		}
+		next, err := m.emit(now, all)
+		if err == nil {
+			err = out.Flush()
+		}
+		if err != nil {
+			outErr = err
+			return
+		}
+		dueC = nil
+		if !next.IsZero() {
+			if due == nil {
+				due = time.NewTimer(time.Until(next))
+			} else {
+				due.Reset(time.Until(next))
+			}
+			dueC = due.C
+		}
+	}
+
+	// The loop ends only when every reader is done: a stop asks the agents
+	// to finish, and sources still running when StopTimeout passes are cut
+	// off, so it ends in bounded time.
+	for done := false; !done; {
+		select {
+		case b := <-in:
+			handle(b)
+			for more := true; more; { // take what else is ready, flush once
+				select {
+				case b := <-in:
+					handle(b)
+				default:
+					more = false
+				}
+			}
+			flush(time.Now(), false)
+		case now := <-dueC:
+			dueC = nil
+			flush(now, false)
+		case <-allDone:
+			done = true
+		case <-stop:
+			stop = nil
+			beginStop(OutcomeStopped)
+		case <-ctxDone:
+			ctxDone = nil
+			beginStop(OutcomeStopped)
+		case <-durationC:
+			beginStop(OutcomeLimitReached)
+		case <-stopDeadline:
+			stopDeadline = nil
+			for _, src := range srcs {
+				select {
+				case <-src.done:
+				default:
+					src.cutOff = true
+					src.capture.Close()
+				}
+			}
+		case <-progressC:
+			for _, src := range srcs {
+				st := src.capture.Stats().Total()
+				s.Status.Line(src.t.Name, "progress", "packets", st.Packets, "bytes", st.Bytes,
+					"dropped", st.KernelDropped+st.IfDropped+st.AgentDropped)
+			}
+		}
+		if outErr != nil && !aborted {
+			// The client is gone: nothing more can be written.
+			aborted = true
+			close(abort)
+			stopping = false
+			beginStop(OutcomeClientGone)
+		}
+	}
+	if due != nil {
+		due.Stop()
+	}
+	for more := true; more; {
+		select {
+		case b := <-in:
+			handle(b)
+		default:
+			more = false
+		}
+	}
+	flush(time.Now(), true)
+	if end == "" {
+		end = OutcomeLimitReached // every source ended by itself
+	}
+	if outErr != nil {
+		end = OutcomeClientGone
+	}
+	return end, outErr
+}
+
+// finish collects final stats, writes the statistics blocks and the
+// summary, and closes every capture.
+func (s *Session) finish(res Result, srcs []*source, out *Output, end string, outErr error, failedBefore bool) Result {
+	partial := failedBefore
+	id := 0
+	for _, src := range srcs {
+		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+		st, final := src.finalStats(ctx)
+		cancel()
+		src.capture.Close()
+
+		sr := SourceResult{Name: src.t.Name, State: "ended"}
+		switch {
+		case src.cutOff:
+			sr.State, sr.Reason = "not-stopped", fmt.Sprintf("agent did not stop within %v", s.StopTimeout)
+		case src.readErr != nil && !errors.Is(src.readErr, errAborted):
+			sr.State, sr.Reason = "lost", src.readErr.Error()
+		case !final && outErr == nil:
+			sr.State, sr.Reason = "lost", "agent sent no final statistics"
+		case st.End == tunnel.EndError:
+			sr.State, sr.Reason = "lost", st.Error
+		}
+		if sr.State != "ended" {
+			partial = true
+		}
+		for i := range src.ifaces {
+			var is tunnel.InterfaceStats
+			if i < len(st.Interfaces) {
+				is = st.Interfaces[i]
+			}
+			c := InterfaceCounts{
+				Start: src.started, End: src.ended,
+				Received: is.Received, KernelDropped: is.KernelDropped, IfDropped: is.IfDropped,
+				AgentDropped: is.AgentDropped, Delivered: src.delivered[i],
+			}
+			if sent := max(is.Packets, src.received[i]); sent > c.Delivered {
+				c.APIDropped = sent - c.Delivered
+			}
+			sr.Counts = append(sr.Counts, c)
+			if outErr == nil {
+				if err := out.WriteStats(id, c); err != nil {
+					outErr = err
+				}
+			}
+			id++
+			res.Packets += c.Delivered
+			res.Bytes += src.bytes[i]
+			res.Dropped["kernel"] += c.KernelDropped
+			res.Dropped["interface"] += c.IfDropped
+			res.Dropped["agent"] += c.AgentDropped
+			res.Dropped["api"] += c.APIDropped
+		}
+		t := sumCounts(sr.Counts)
+		kv := []any{"packets", t.Delivered, "received", t.Received, "kernel_dropped", t.KernelDropped,
+			"if_dropped", t.IfDropped, "agent_dropped", t.AgentDropped, "api_dropped", t.APIDropped}
+		if sr.State == "ended" {
+			s.Status.Line(src.t.Name, "ended", append([]any{"end", st.End}, kv...)...)
+		} else {
+			s.Status.Line(src.t.Name, sr.State, append([]any{"reason", sr.Reason}, kv...)...)
+		}
+		res.Sources = append(res.Sources, sr)
+		s.Metrics.dropped(c2m(t))
+	}
+	if outErr == nil {
+		outErr = out.Flush()
+	}
+	switch {
+	case outErr != nil:
+		res.Outcome = OutcomeClientGone
+	case partial:
+		res.Outcome = OutcomePartial
+	default:
+		res.Outcome = end
+	}
+	s.Status.Line("summary", res.Outcome, "sources", len(res.Sources), "packets", res.Packets, "bytes", res.Bytes,
+		"kernel_dropped", res.Dropped["kernel"], "if_dropped", res.Dropped["interface"],
+		"agent_dropped", res.Dropped["agent"], "api_dropped", res.Dropped["api"])
+	return res
+}
+
+func sumCounts(cs []InterfaceCounts) InterfaceCounts {
+	var t InterfaceCounts
+	for _, c := range cs {
+		t.Received += c.Received
+		t.KernelDropped += c.KernelDropped
+		t.IfDropped += c.IfDropped
+		t.AgentDropped += c.AgentDropped
+		t.APIDropped += c.APIDropped
+		t.Delivered += c.Delivered
+	}
+	return t
+}
+
+func c2m(c InterfaceCounts) map[string]uint64 {
+	return map[string]uint64{"kernel": c.KernelDropped, "interface": c.IfDropped, "agent": c.AgentDropped, "api": c.APIDropped}
+}

@@ -1,0 +1,159 @@
+package integration
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"code.cloudfoundry.org/pcap/integration/testenv"
+)
+
+// apiProc is a running pcap-api.
+type apiProc struct {
+	*testenv.Proc
+	Addr     string // ssh front door
+	HTTPAddr string
+	HostKey  keyPair
+	Netns    *testenv.Netns
+}
+
+type apiOptions struct {
+	Netns      *testenv.Netns
+	Listen     string // default 127.0.0.1:0
+	ClientKey  keyPair
+	AgentKeys  []keyPair // agents' host keys to pin
+	Operators  []keyPair
+	Groups     map[string][]string
+	Extra      string // more YAML (top level)
+	ExtraFirst string // YAML placed before the generated keys (overrides)
+}
+
+var apiListeningRe = regexp.MustCompile(`"msg":"api-listening".*"address":"([^"]+)".*"http_address":"([^"]*)"`)
+
+func startAPI(t *testing.T, o apiOptions) *apiProc {
+	t.Helper()
+	bin := testenv.Binaries(t)
+	dir := t.TempDir()
+	host := newKeyPair(t, dir, "api_host_key")
+	write := func(name string, keys []keyPair) string {
+		var b bytes.Buffer
+		for _, k := range keys {
+			b.Write(ssh.MarshalAuthorizedKey(k.Signer.PublicKey()))
+		}
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, b.Bytes(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	listen := o.Listen
+	if listen == "" {
+		listen = "127.0.0.1:0"
+	}
+	httpListen := strings.Split(listen, ":")[0] + ":0"
+	var groups strings.Builder
+	for g, agents := range o.Groups {
+		fmt.Fprintf(&groups, "    %s: [%s]\n", g, strings.Join(quoteAll(agents), ", "))
+	}
+	cfg := fmt.Sprintf(`%s
+listen: %q
+http_listen: %q
+host_key_file: %q
+log_level: debug
+agents:
+  client_key_file: %q
+  host_keys_file: %q
+  dial_timeout: 5s
+static:
+  operator_keys_file: %q
+  groups:
+%s
+%s
+`, o.ExtraFirst, listen, httpListen, host.Private, o.ClientKey.Private, write("agent_host_keys", o.AgentKeys), write("operators", o.Operators), groups.String(), o.Extra)
+	cfgFile := filepath.Join(dir, "api.yml")
+	if err := os.WriteFile(cfgFile, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p := testenv.Start(t, testenv.StartOptions{Netns: o.Netns}, filepath.Join(bin, "pcap-api"), "--config", cfgFile)
+	m := p.WaitLine(t, apiListeningRe, 30*time.Second)
+	return &apiProc{Proc: p, Addr: m[1], HTTPAddr: m[2], HostKey: host, Netns: o.Netns}
+}
+
+func quoteAll(ss []string) []string {
+	out := make([]string, len(ss))
+	for i, s := range ss {
+		out[i] = fmt.Sprintf("%q", s)
+	}
+	return out
+}
+
+// sshClient runs the real OpenSSH client against the API.
+type sshClient struct {
+	*testenv.Proc
+	Stdin io.WriteCloser
+}
+
+// runSSH starts `ssh -p PORT user@HOST command…` with key auth and the
+// API's host key pinned; stdout goes to out. Closing Stdin stops the
+// capture (EOF).
+func runSSH(t *testing.T, a *apiProc, user string, key keyPair, out io.Writer, command ...string) *sshClient {
+	t.Helper()
+	dir := t.TempDir()
+	host, port := splitHostPort(t, a.Addr)
+	kh := filepath.Join(dir, "known_hosts")
+	line := fmt.Sprintf("[%s]:%s %s", host, port, ssh.MarshalAuthorizedKey(a.HostKey.Signer.PublicKey()))
+	if err := os.WriteFile(kh, []byte(line), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	args := []string{"-p", port, "-i", key.Private, "-F", "none",
+		"-o", "UserKnownHostsFile=" + kh, "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes",
+		"-o", "IdentitiesOnly=yes", "-o", "LogLevel=ERROR",
+		user + "@" + host}
+	args = append(args, command...)
+	pr, pw := io.Pipe()
+	p := testenv.Start(t, testenv.StartOptions{Netns: a.Netns, Stdin: pr, Stdout: out}, "ssh", args...)
+	t.Cleanup(func() { pw.Close() })
+	return &sshClient{Proc: p, Stdin: pw}
+}
+
+func splitHostPort(t *testing.T, addr string) (string, string) {
+	t.Helper()
+	i := strings.LastIndex(addr, ":")
+	if i < 0 {
+		t.Fatalf("bad address %q", addr)
+	}
+	return addr[:i], addr[i+1:]
+}
+
+// lab is a LAN namespace with a bridge (198.18.0.1/24) and VM namespaces
+// attached to it, each with its address 198.18.0.(10+i) on eth0.
+type lab struct {
+	LAN *testenv.Netns
+	VMs []*testenv.Netns
+}
+
+func newLab(t *testing.T, vms int, ifName func(i int) string) *lab {
+	t.Helper()
+	l := &lab{LAN: testenv.NewNetns(t)}
+	testenv.Bridge(t, l.LAN, "198.18.0.1/24")
+	for i := range vms {
+		vm := testenv.NewNetns(t)
+		name := "eth0"
+		if ifName != nil {
+			name = ifName(i)
+		}
+		testenv.AttachToBridge(t, l.LAN, fmt.Sprintf("vm%d", i), vm, name, fmt.Sprintf("198.18.0.%d/24", 10+i))
+		l.VMs = append(l.VMs, vm)
+	}
+	return l
+}
+
+func (l *lab) vmAddr(i int) string { return fmt.Sprintf("198.18.0.%d", 10+i) }
