@@ -51,8 +51,8 @@ fuzz:
 
 # demo runs the whole stack on this machine, in namespaces it makes and
 # removes, and writes demo.pcapng.
-demo: deps
-	$(GO) run ./integration/cmd/pcap-demo -out demo.pcapng
+demo: build
+	$(BIN)/pcap-demo -bin $(BIN) -out demo.pcapng
 
 bench: deps
 	$(GO) run ./integration/cmd/pcap-bench

@@ -118,8 +118,14 @@ func runSSH(t *testing.T, a *apiProc, user string, key keyPair, out io.Writer, c
 		"-o", "IdentitiesOnly=yes", "-o", "LogLevel=ERROR",
 		user + "@" + host}
 	args = append(args, command...)
-	pr, pw := io.Pipe()
+	// An *os.File stdin: exec starts no copying goroutine, so the process
+	// counts as done when ssh exits, whether or not stdin was closed.
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
 	p := testenv.Start(t, testenv.StartOptions{Netns: a.Netns, Stdin: pr, Stdout: out}, "ssh", args...)
+	pr.Close() // the child has its copy
 	t.Cleanup(func() { pw.Close() })
 	return &sshClient{Proc: p, Stdin: pw}
 }
