@@ -33,6 +33,10 @@ type Config struct {
 
 	// Static enables the "static" resolver (user name "static").
 	Static *StaticConfig `yaml:"static"`
+	// CF enables the "cf" resolver (user name "cf").
+	CF *CFConfig `yaml:"cf"`
+	// BOSH enables the "bosh" resolver (user name "bosh").
+	BOSH *BOSHConfig `yaml:"bosh"`
 
 	LogLevel string `yaml:"log_level"`
 }
@@ -70,6 +74,47 @@ type StaticConfig struct {
 	Groups map[string][]string `yaml:"groups"`
 }
 
+// CFConfig configures the cf resolver: app developers authenticate with a
+// UAA access token or a `cf ssh-code` one-time code, and may capture the
+// instances of apps whose sensitive data they may read.
+type CFConfig struct {
+	// APIURL is the Cloud Controller (required), e.g. https://api.sys.example.com.
+	APIURL string `yaml:"api_url"`
+	// UAAURL is UAA; empty means the one the Cloud Controller's root names.
+	UAAURL string `yaml:"uaa_url"`
+	// UAAClientID and UAAClientSecret are the API's own UAA client, used
+	// to exchange one-time codes (authorization_code grant), as Diego's
+	// ssh-proxy does (default client "ssh-proxy").
+	UAAClientID     string `yaml:"uaa_client_id"`
+	UAAClientSecret string `yaml:"uaa_client_secret"`
+	// CACertFile verifies the Cloud Controller's and UAA's TLS (default:
+	// system roots).
+	CACertFile string `yaml:"ca_cert_file"`
+	// Timeout bounds each request to the Cloud Controller or UAA (default 10s).
+	Timeout time.Duration `yaml:"timeout"`
+}
+
+// BOSHConfig configures the bosh resolver: operators authenticate with a
+// UAA access token of the director's UAA (or a one-time code the API
+// minted for such a token, or a break-glass key) and may capture on VMs of
+// deployments they administer.
+type BOSHConfig struct {
+	// DirectorURL is the BOSH director (required), e.g. https://10.0.0.6:25555.
+	DirectorURL string `yaml:"director_url"`
+	// CACertFile verifies the director's and its UAA's TLS.
+	CACertFile string `yaml:"ca_cert_file"`
+	// UAAURL is the director's UAA; empty means the one the director's
+	// /info names.
+	UAAURL string `yaml:"uaa_url"`
+	// OperatorKeysFile lists break-glass operator keys (optional); key
+	// users act as bosh.admin and are audited by fingerprint.
+	OperatorKeysFile string `yaml:"operator_keys_file"`
+	// CodeTTL is how long a one-time code is valid (default 2m).
+	CodeTTL time.Duration `yaml:"code_ttl"`
+	// Timeout bounds each request to the director or UAA (default 10s).
+	Timeout time.Duration `yaml:"timeout"`
+}
+
 // DefaultConfig returns the defaults.
 func DefaultConfig() Config {
 	return Config{
@@ -100,6 +145,22 @@ func ParseConfig(b []byte) (Config, error) {
 	dec.KnownFields(true)
 	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
 		return Config{}, fmt.Errorf("api: parse config: %w", err)
+	}
+	if cf := c.CF; cf != nil {
+		if cf.UAAClientID == "" {
+			cf.UAAClientID = "ssh-proxy"
+		}
+		if cf.Timeout == 0 {
+			cf.Timeout = 10 * time.Second
+		}
+	}
+	if b := c.BOSH; b != nil {
+		if b.CodeTTL == 0 {
+			b.CodeTTL = 2 * time.Minute
+		}
+		if b.Timeout == 0 {
+			b.Timeout = 10 * time.Second
+		}
 	}
 	if err := c.Validate(); err != nil {
 		return Config{}, err
@@ -162,6 +223,28 @@ func (c Config) Validate() error {
 			for _, a := range agents {
 				addr("static.groups."+g, a, false)
 			}
+		}
+	}
+	if cf := c.CF; cf != nil {
+		if cf.APIURL == "" {
+			errs = append(errs, errors.New("cf.api_url is required"))
+		}
+		if cf.UAAClientSecret == "" {
+			errs = append(errs, errors.New("cf.uaa_client_secret is required (one-time codes are exchanged with it)"))
+		}
+		if cf.Timeout < 0 {
+			errs = append(errs, errors.New("cf.timeout is negative"))
+		}
+	}
+	if b := c.BOSH; b != nil {
+		if b.DirectorURL == "" {
+			errs = append(errs, errors.New("bosh.director_url is required"))
+		}
+		if b.CodeTTL < 0 || b.CodeTTL > 10*time.Minute {
+			errs = append(errs, errors.New("bosh.code_ttl must be within 0..10m"))
+		}
+		if b.Timeout < 0 {
+			errs = append(errs, errors.New("bosh.timeout is negative"))
 		}
 	}
 	switch c.LogLevel {
