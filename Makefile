@@ -8,7 +8,10 @@ APT_PACKAGES := libpcap-dev tshark tcpdump openssh-client openssh-server iproute
 FUZZTIME ?= 10s
 TEST_TIMEOUT ?= 12m
 
-.PHONY: all deps build lint test test-unit fuzz fuzz-short demo bench plugin clean
+.PHONY: all deps build lint test fuzz demo bench plugin clean
+
+# The real cf and bosh CLIs the integration tests drive (build/bin/).
+include integration/tools/tools.mk
 
 all: build
 
@@ -35,8 +38,8 @@ lint:
 
 # test is what CI runs: install, lint, every test with -race (integration
 # tests included: they need root for namespaces), then short fuzz runs.
-test: deps lint
-	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) $(PKGS)
+test: deps lint tools
+	PCAP_REQUIRE_TOOLS=1 $(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) $(PKGS)
 	$(MAKE) --no-print-directory fuzz FUZZTIME=5s
 
 # fuzz runs every fuzz target for FUZZTIME each.
