@@ -1,8 +1,9 @@
 module code.cloudfoundry.org/pcap
 
-go 1.26.0
+go 1.26.2
 
 require (
+	code.cloudfoundry.org/cli/v8 v8.18.3
 	github.com/golang-jwt/jwt/v5 v5.3.0
 	github.com/gopacket/gopacket v1.7.7
 	github.com/mattn/go-shellwords v1.0.12
@@ -22,10 +23,13 @@ require (
 	github.com/prometheus/client_model v0.6.2 // indirect
 	github.com/prometheus/common v0.66.1 // indirect
 	github.com/prometheus/procfs v0.16.1 // indirect
+	github.com/rogpeppe/go-internal v1.14.1 // indirect
 	github.com/russross/blackfriday/v2 v2.1.0 // indirect
 	github.com/xrash/smetrics v0.0.0-20240521201337-686a1a2994c1 // indirect
-	go.yaml.in/yaml/v2 v2.4.2 // indirect
+	go.yaml.in/yaml/v2 v2.4.3 // indirect
 	golang.org/x/net v0.62.0 // indirect
+	golang.org/x/sync v0.25.0 // indirect
 	golang.org/x/sys v0.50.0 // indirect
-	google.golang.org/protobuf v1.36.8 // indirect
+	golang.org/x/tools v0.52.0 // indirect
+	google.golang.org/protobuf v1.36.11 // indirect
 )

@@ -101,22 +101,25 @@ func RequestFromContext(c *cli.Context) (Request, error) {
 	return r, errors.Join(errs...)
 }
 
-// Validate checks everything that needs no resolver.
+// Validate checks everything that needs no resolver; it returns every
+// problem at once.
 func (r Request) Validate() error {
 	var errs []error
+	// The interface list is checked by the protocol's own rules; the other
+	// fields one by one, so that every problem is reported, once.
 	probe := tunnel.CaptureRequest{
 		Version:    tunnel.ProtocolVersion,
 		Target:     tunnel.Target{Kind: tunnel.TargetHost},
 		Interfaces: r.Interfaces,
-		Filter:     r.Filter,
-		Snaplen:    r.Snaplen,
-		Limits:     r.Limits,
-	}
-	if r.Snaplen == 0 {
-		errs = append(errs, fmt.Errorf("snaplen 0 is out of range 1..%d", tunnel.MaxSnaplen))
 	}
 	if err := probe.Normalize(); err != nil {
 		errs = append(errs, err)
+	}
+	if err := tunnel.ValidateFilter(r.Filter); err != nil {
+		errs = append(errs, err)
+	}
+	if r.Snaplen < 1 || r.Snaplen > tunnel.MaxSnaplen {
+		errs = append(errs, fmt.Errorf("snaplen %d is out of range 1..%d", r.Snaplen, tunnel.MaxSnaplen))
 	}
 	if r.Limits.Duration < 0 {
 		errs = append(errs, errors.New("duration is negative"))
@@ -183,12 +186,14 @@ func ParseCommand(line string, out io.Writer) (Request, error) {
 	var req Request
 	called := false
 	var usage bytes.Buffer
+	flags := CaptureFlags()
+	words = append(words[:1:1], flagsFirst(words[1:], flags)...)
 	app := &cli.App{
 		Name:            "capture",
 		Usage:           "capture packets on many targets at once into one pcapng stream on stdout",
 		UsageText:       "capture [flags] TARGET...",
 		HideHelpCommand: true,
-		Flags:           CaptureFlags(),
+		Flags:           flags,
 		Writer:          &usage,
 		ErrWriter:       &usage,
 		Action: func(c *cli.Context) error {
@@ -199,7 +204,7 @@ func ParseCommand(line string, out io.Writer) (Request, error) {
 		},
 		ExitErrHandler: func(*cli.Context, error) {},
 	}
-	err = app.Run(words)
+	err = app.Run(append(words[:1], Interspersed(app.Flags, words[1:])...))
 	if err != nil {
 		return Request{}, err
 	}
@@ -209,4 +214,82 @@ func ParseCommand(line string, out io.Writer) (Request, error) {
 		return Request{}, ErrHelp
 	}
 	return req, nil
+}
+
+// flagsFirst moves flags written after the targets ("capture lab -f 'port
+// 80'", as tcpdump and bosh pcap users write them) in front of the targets:
+// urfave/cli v2 stops parsing flags at the first argument. A flag takes the
+// next word as its value unless it is a bool flag or has "=value"; "--"
+// ends the flags. A help flag anywhere asks for help only.
+func flagsFirst(args []string, flags []cli.Flag) []string {
+	isBool := map[string]bool{}
+	for _, f := range flags {
+		if _, ok := f.(*cli.BoolFlag); ok {
+			for _, n := range f.Names() {
+				isBool[n] = true
+			}
+		}
+	}
+	var fl, pos []string
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		switch {
+		case a == "--":
+			pos = append(pos, args[i+1:]...)
+			i = len(args)
+		case a == "-h" || a == "--help" || a == "-help":
+			// Help wins wherever it is; urfave/cli would read the targets
+			// as help topics.
+			return []string{"--help"}
+		case len(a) > 1 && a[0] == '-':
+			fl = append(fl, a)
+			name := strings.TrimLeft(a, "-")
+			if !strings.Contains(name, "=") && !isBool[name] && i+1 < len(args) {
+				i++
+				fl = append(fl, args[i])
+			}
+		default:
+			pos = append(pos, a)
+		}
+	}
+	if len(pos) == 0 {
+		return fl
+	}
+	return append(append(fl, "--"), pos...)
+}
+
+// Interspersed moves positional arguments after the flags, so flags may
+// follow them ("capture router -f 'port 443'"), as users of tcpdump and
+// the bosh CLI expect; urfave/cli stops at the first positional. A "--"
+// ends the flags; what follows stays positional.
+func Interspersed(flags []cli.Flag, args []string) []string {
+	takesValue := map[string]bool{}
+	for _, f := range flags {
+		_, isBool := f.(*cli.BoolFlag)
+		for _, n := range f.Names() {
+			takesValue[n] = !isBool
+		}
+	}
+	var opts, pos []string
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		switch {
+		case a == "--":
+			pos = append(pos, args[i+1:]...)
+			i = len(args)
+		case len(a) > 1 && a[0] == '-':
+			opts = append(opts, a)
+			name := strings.TrimLeft(a, "-")
+			if !strings.Contains(name, "=") && takesValue[name] && i+1 < len(args) {
+				i++
+				opts = append(opts, args[i])
+			}
+		default:
+			pos = append(pos, a)
+		}
+	}
+	if len(pos) == 0 {
+		return opts
+	}
+	return append(append(opts, "--"), pos...)
 }

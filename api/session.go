@@ -128,6 +128,9 @@ func (s *Session) Run(ctx context.Context, stop <-chan struct{}) (Result, error)
 	}
 	if len(ok) == 0 {
 		res.Outcome = OutcomeFailed
+		for _, sk := range s.Skipped {
+			reasons = append(reasons, sk.Name+": "+sk.Reason)
+		}
 		if len(reasons) == 0 {
 			reasons = append(reasons, "no target to capture")
 		}

@@ -32,6 +32,7 @@ type apiOptions struct {
 	AgentKeys  []keyPair // agents' host keys to pin
 	Operators  []keyPair
 	Groups     map[string][]string
+	AgentPort  int    // agents.port (default 9494)
 	Extra      string // more YAML (top level)
 	ExtraFirst string // YAML placed before the generated keys (overrides)
 }
@@ -59,6 +60,10 @@ func startAPI(t *testing.T, o apiOptions) *apiProc {
 		listen = "127.0.0.1:0"
 	}
 	httpListen := strings.Split(listen, ":")[0] + ":0"
+	agentPort := o.AgentPort
+	if agentPort == 0 {
+		agentPort = 9494
+	}
 	var groups strings.Builder
 	for g, agents := range o.Groups {
 		fmt.Fprintf(&groups, "    %s: [%s]\n", g, strings.Join(quoteAll(agents), ", "))
@@ -72,12 +77,13 @@ agents:
   client_key_file: %q
   host_keys_file: %q
   dial_timeout: 5s
+  port: %d
 static:
   operator_keys_file: %q
   groups:
 %s
 %s
-`, o.ExtraFirst, listen, httpListen, host.Private, o.ClientKey.Private, write("agent_host_keys", o.AgentKeys), write("operators", o.Operators), groups.String(), o.Extra)
+`, o.ExtraFirst, listen, httpListen, host.Private, o.ClientKey.Private, write("agent_host_keys", o.AgentKeys), agentPort, write("operators", o.Operators), groups.String(), o.Extra)
 	cfgFile := filepath.Join(dir, "api.yml")
 	if err := os.WriteFile(cfgFile, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)

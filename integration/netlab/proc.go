@@ -32,6 +32,9 @@ type StartOptions struct {
 	Env    []string  // added to the environment
 	Stdin  io.Reader // default: none
 	Stdout io.Writer // default: collected as lines with stderr
+	// Group starts the process in a process group of its own, so
+	// SignalGroup reaches its children too (like Ctrl-C in a terminal).
+	Group bool
 }
 
 // StartProc starts a process. Its stderr (and stdout, unless Stdout is
@@ -45,7 +48,7 @@ func StartProc(o StartOptions, name string, args ...string) (*Proc, error) {
 	p := &Proc{Cmd: exec.Command(name, args...), grew: make(chan struct{}), done: make(chan struct{})}
 	p.Cmd.Env = append(os.Environ(), o.Env...)
 	p.Cmd.Stdin = o.Stdin
-	p.Cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	p.Cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: o.Group}
 	pr, pw := io.Pipe()
 	p.Cmd.Stderr = pw
 	if o.Stdout != nil {
@@ -145,6 +148,12 @@ func (p *Proc) Wait(timeout time.Duration) (error, bool) {
 
 // Signal sends sig to the process.
 func (p *Proc) Signal(sig os.Signal) error { return p.Cmd.Process.Signal(sig) }
+
+// SignalGroup sends sig to the process group of a process started with
+// Group set.
+func (p *Proc) SignalGroup(sig syscall.Signal) error {
+	return syscall.Kill(-p.Cmd.Process.Pid, sig)
+}
 
 // Stop sends SIGTERM, then SIGKILL after grace, and waits for exit.
 func (p *Proc) Stop(grace time.Duration) {

@@ -170,6 +170,26 @@ func Binaries(t testing.TB) string {
 	return build.dir
 }
 
+// Tool returns the path of a tool built by `make tools` into build/bin
+// (the real cf and bosh CLIs). When it is missing the test is skipped as
+// "not installed", unless PCAP_REQUIRE_TOOLS is set (make test sets it),
+// which makes it a failure.
+func Tool(t testing.TB, name string) string {
+	t.Helper()
+	root, err := moduleRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(root, "build", "bin", name)
+	if _, err := os.Stat(p); err != nil {
+		if os.Getenv("PCAP_REQUIRE_TOOLS") != "" {
+			t.Fatalf("%s is not installed at %s (run make tools)", name, p)
+		}
+		t.Skipf("%s not installed at %s (run make tools)", name, p)
+	}
+	return p
+}
+
 // moduleRoot finds the directory holding go.mod from this source file.
 func moduleRoot() (string, error) {
 	_, file, _, ok := runtime.Caller(0)

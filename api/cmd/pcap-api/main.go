@@ -21,6 +21,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"code.cloudfoundry.org/pcap/api"
+	"code.cloudfoundry.org/pcap/api/cfresolver"
 	"code.cloudfoundry.org/pcap/tunnel"
 )
 
@@ -50,7 +51,7 @@ func run(c *cli.Context) error {
 	}
 	reg := prometheus.NewRegistry()
 	if c.Bool("check-config") {
-		if _, err := api.NewService(cfg, slog.New(slog.DiscardHandler), reg); err != nil {
+		if _, err := newService(cfg, slog.New(slog.DiscardHandler), reg); err != nil {
 			return err
 		}
 		return yaml.NewEncoder(os.Stdout).Encode(cfg)
@@ -59,7 +60,7 @@ func run(c *cli.Context) error {
 	level.UnmarshalText([]byte(cfg.LogLevel))
 	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	svc, err := api.NewService(cfg, log, reg)
+	svc, err := newService(cfg, log, reg)
 	if err != nil {
 		return err
 	}
@@ -108,4 +109,21 @@ func run(c *cli.Context) error {
 	}
 	log.Info("api-stopped", "clean", err == nil)
 	return nil
+}
+
+// newService builds the service and plugs in the resolvers the config
+// enables besides the static one.
+func newService(cfg api.Config, log *slog.Logger, reg *prometheus.Registry) (*api.Service, error) {
+	svc, err := api.NewService(cfg, log, reg)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.CF != nil {
+		r, err := cfresolver.New(*cfg.CF, cfg.Agents.Port)
+		if err != nil {
+			return nil, err
+		}
+		svc.API.Resolvers[r.Name()] = r
+	}
+	return svc, nil
 }

@@ -1,0 +1,220 @@
+// Package apiclient runs a capture through pcap-api's front door for the
+// CLIs (cf pcap, pcap-bosh): it sends the capture command, writes the
+// capture to a file or stdout, shows status and progress on stderr, and
+// stops cleanly when its context ends (Ctrl-C).
+package apiclient
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strings"
+	"sync"
+
+	"code.cloudfoundry.org/pcap/tunnel"
+)
+
+// ErrExists is returned when the output file exists and Force is unset.
+var ErrExists = errors.New("output file exists (use --force to overwrite)")
+
+// Options configure Run.
+type Options struct {
+	Addr   string
+	Config tunnel.ClientConfig
+	// Args are the capture command's arguments (after "capture").
+	Args []string
+	// Output is a file path, or "-" for Stdout.
+	Output string
+	Force  bool
+	Stdout io.Writer
+	// Stderr receives status lines; with Terminal set, progress lines are
+	// folded into one line redrawn in place.
+	Stderr   io.Writer
+	Terminal bool
+}
+
+// Run runs the capture. It returns the remote exit status (0 stopped or
+// limit reached, 3 partial, 1 failed); err is set when the capture could
+// not be run or its output not be written.
+func Run(ctx context.Context, o Options) (int, error) {
+	if o.Output == "" {
+		return -1, errors.New("no output given: -o FILE, or -o - for stdout")
+	}
+	var out io.Writer = o.Stdout
+	var file *os.File
+	if o.Output != "-" {
+		flags := os.O_WRONLY | os.O_CREATE | os.O_EXCL
+		if o.Force {
+			flags = os.O_WRONLY | os.O_CREATE | os.O_TRUNC
+		}
+		f, err := os.OpenFile(o.Output, flags, 0o644)
+		if errors.Is(err, os.ErrExist) {
+			return -1, fmt.Errorf("%s: %w", o.Output, ErrExists)
+		}
+		if err != nil {
+			return -1, err
+		}
+		file, out = f, f
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	sw := &stopOnError{w: out, stop: cancel}
+	st := &statusWriter{w: o.Stderr, terminal: o.Terminal}
+	args := o.Args
+	if o.Terminal {
+		args = append([]string{"--progress"}, args...)
+	}
+	status, err := tunnel.Exec(ctx, tunnel.ExecOptions{
+		Addr: o.Addr, Config: o.Config,
+		Command: tunnel.QuoteCommand(append([]string{"capture"}, args...)),
+		Stdout:  sw, Stderr: st,
+	})
+	st.finish()
+	if file != nil {
+		if cerr := file.Close(); cerr != nil && sw.err == nil {
+			sw.err = cerr
+		}
+	}
+	if sw.err != nil {
+		return -1, fmt.Errorf("write %s: %w (the file holds what was written before)", o.Output, sw.err)
+	}
+	return status, err
+}
+
+// stopOnError writes to w until a write fails; then it stops the capture
+// and discards the rest, so the server can still finish and the session
+// end.
+type stopOnError struct {
+	w    io.Writer
+	stop func()
+	err  error
+}
+
+func (s *stopOnError) Write(p []byte) (int, error) {
+	if s.err != nil {
+		return len(p), nil
+	}
+	if _, err := s.w.Write(p); err != nil {
+		s.err = err
+		s.stop()
+	}
+	return len(p), nil
+}
+
+// statusWriter passes status lines through; on a terminal it folds
+// "progress" lines into one line redrawn in place.
+type statusWriter struct {
+	w        io.Writer
+	terminal bool
+
+	mu       sync.Mutex
+	partial  []byte
+	progress map[string]string
+	drawn    bool
+}
+
+func (s *statusWriter) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.partial = append(s.partial, p...)
+	for {
+		i := bytes.IndexByte(s.partial, '\n')
+		if i < 0 {
+			break
+		}
+		s.line(string(s.partial[:i]))
+		s.partial = s.partial[i+1:]
+	}
+	if len(s.partial) > 64<<10 {
+		s.line(string(s.partial))
+		s.partial = s.partial[:0]
+	}
+	return len(p), nil
+}
+
+func (s *statusWriter) line(l string) {
+	src, event, rest := parseStatus(l)
+	if event == "progress" {
+		if !s.terminal {
+			return
+		}
+		if s.progress == nil {
+			s.progress = map[string]string{}
+		}
+		s.progress[src] = rest
+		s.redraw()
+		return
+	}
+	s.clear()
+	fmt.Fprintln(s.w, l)
+	if s.terminal && len(s.progress) > 0 && event != "summary" {
+		s.redraw()
+	}
+}
+
+func (s *statusWriter) redraw() {
+	names := make([]string, 0, len(s.progress))
+	for n := range s.progress {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	var b strings.Builder
+	for i, n := range names {
+		if i > 0 {
+			b.WriteString(" | ")
+		}
+		fmt.Fprintf(&b, "%s %s", n, compact(s.progress[n]))
+	}
+	line := b.String()
+	if len(line) > 200 {
+		line = line[:197] + "..."
+	}
+	fmt.Fprintf(s.w, "\r\x1b[K%s", line)
+	s.drawn = true
+}
+
+func (s *statusWriter) clear() {
+	if s.drawn {
+		fmt.Fprint(s.w, "\r\x1b[K")
+		s.drawn = false
+	}
+}
+
+func (s *statusWriter) finish() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.partial) > 0 {
+		s.line(string(s.partial))
+		s.partial = nil
+	}
+	s.clear()
+}
+
+// compact turns "packets=1 bytes=2 dropped=0" into "1 pkts 2 B 0 dropped".
+func compact(kv string) string {
+	f := map[string]string{}
+	for _, p := range strings.Fields(kv) {
+		if k, v, ok := strings.Cut(p, "="); ok {
+			f[k] = v
+		}
+	}
+	return fmt.Sprintf("%s pkts %s B %s dropped", f["packets"], f["bytes"], f["dropped"])
+}
+
+// parseStatus splits "pcap: SRC: EVENT rest".
+func parseStatus(l string) (src, event, rest string) {
+	l, ok := strings.CutPrefix(l, "pcap: ")
+	if !ok {
+		return "", "", l
+	}
+	src, l, _ = strings.Cut(l, ": ")
+	event, rest, _ = strings.Cut(l, " ")
+	if src == "summary" {
+		event = "summary"
+	}
+	return src, event, rest
+}

@@ -1,0 +1,324 @@
+// Package cfresolver lets Cloud Foundry app developers capture their
+// apps' instances. Users authenticate with a UAA access token or a
+// `cf ssh-code` one-time code; the Cloud Controller is asked with the
+// user's own token whether they may read the app's sensitive data (space
+// developer or admin), and where its instances run.
+package cfresolver
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"code.cloudfoundry.org/pcap/api"
+	"code.cloudfoundry.org/pcap/api/uaa"
+	"code.cloudfoundry.org/pcap/tunnel"
+)
+
+// maxBody bounds a Cloud Controller response.
+const maxBody = 8 << 20
+
+// Resolver implements api.Resolver for user name "cf".
+type Resolver struct {
+	// CCURL is the Cloud Controller's base URL.
+	CCURL string
+	// UAAURL is UAA's base URL; empty means the one the Cloud Controller's
+	// root document names.
+	UAAURL string
+	// ClientID and ClientSecret are the API's UAA client for one-time codes.
+	ClientID, ClientSecret string
+	// AgentPort is where agents listen on the cells.
+	AgentPort int
+	HTTP      *http.Client
+
+	mu  sync.Mutex
+	uaa *uaa.Client
+}
+
+// New builds a resolver from the API's cf config.
+func New(cfg api.CFConfig, agentPort int) (*Resolver, error) {
+	hc, err := httpClient(cfg.CACertFile, cfg.Timeout)
+	if err != nil {
+		return nil, err
+	}
+	return &Resolver{
+		CCURL: strings.TrimRight(cfg.APIURL, "/"), UAAURL: strings.TrimRight(cfg.UAAURL, "/"),
+		ClientID: cfg.UAAClientID, ClientSecret: cfg.UAAClientSecret,
+		AgentPort: agentPort, HTTP: hc,
+	}, nil
+}
+
+// httpClient trusts caFile (in addition to nothing else) when given.
+func httpClient(caFile string, timeout time.Duration) (*http.Client, error) {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	if caFile != "" {
+		pem, err := os.ReadFile(caFile)
+		if err != nil {
+			return nil, fmt.Errorf("cfresolver: read CA: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("cfresolver: %s holds no certificate", caFile)
+		}
+		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	}
+	if timeout <= 0 {
+		timeout = 10 * time.Second
+	}
+	return &http.Client{Transport: tr, Timeout: timeout}, nil
+}
+
+// Name implements api.Resolver.
+func (r *Resolver) Name() string { return "cf" }
+
+// AuthKey implements api.Resolver: cf users have no keys.
+func (r *Resolver) AuthKey(context.Context, ssh.PublicKey) (*api.Identity, error) {
+	return nil, api.ErrNoAuth
+}
+
+// AuthPassword implements api.Resolver: the password is a UAA access
+// token, or a one-time code that is exchanged for one.
+func (r *Resolver) AuthPassword(ctx context.Context, password string) (*api.Identity, error) {
+	u, err := r.uaaClient(ctx)
+	if err != nil {
+		return nil, err
+	}
+	token := password
+	if !uaa.LooksLikeToken(password) {
+		t, err := u.ExchangeCode(ctx, r.ClientID, r.ClientSecret, password)
+		if err != nil {
+			return nil, err
+		}
+		token = t.AccessToken
+	}
+	claims, err := u.Verify(ctx, token)
+	if err != nil {
+		return nil, err
+	}
+	return &api.Identity{Name: claims.Who(), Resolver: r.Name(), Token: token, Scopes: claims.Scope}, nil
+}
+
+// uaaClient finds UAA (from the CC root document when not configured).
+func (r *Resolver) uaaClient(ctx context.Context) (*uaa.Client, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.uaa != nil {
+		return r.uaa, nil
+	}
+	base := r.UAAURL
+	if base == "" {
+		var root struct {
+			Links map[string]struct {
+				Href string `json:"href"`
+			} `json:"links"`
+		}
+		if err := r.get(ctx, "", "/", &root); err != nil {
+			return nil, fmt.Errorf("cfresolver: find UAA from the Cloud Controller: %w", err)
+		}
+		base = strings.TrimRight(root.Links["uaa"].Href, "/")
+		if base == "" {
+			return nil, errors.New("cfresolver: the Cloud Controller names no UAA")
+		}
+	}
+	r.uaa = &uaa.Client{URL: base, HTTP: r.HTTP}
+	return r.uaa, nil
+}
+
+// ccError is a Cloud Controller error response.
+type ccError struct {
+	Status int
+	Errors []struct {
+		Code   int    `json:"code"`
+		Title  string `json:"title"`
+		Detail string `json:"detail"`
+	} `json:"errors"`
+}
+
+func (e *ccError) Error() string {
+	if len(e.Errors) > 0 {
+		return fmt.Sprintf("%s (%d %s)", e.Errors[0].Detail, e.Status, e.Errors[0].Title)
+	}
+	return fmt.Sprintf("Cloud Controller answered %d", e.Status)
+}
+
+// get fetches path with the user's token ("" for none) into v.
+func (r *Resolver) get(ctx context.Context, token, path string, v any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, r.CCURL+path, nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Accept", "application/json")
+	if token != "" {
+		req.Header.Set("Authorization", "bearer "+token)
+	}
+	resp, err := r.HTTP.Do(req)
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err // the URL is ours and known; keep the cause
+		}
+		return fmt.Errorf("Cloud Controller unreachable: %w", err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))
+	if err != nil {
+		return fmt.Errorf("read Cloud Controller response: %w", err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		e := &ccError{Status: resp.StatusCode}
+		json.Unmarshal(body, e)
+		return e
+	}
+	if err := json.Unmarshal(body, v); err != nil {
+		return fmt.Errorf("Cloud Controller response to %s: %w", path, err)
+	}
+	return nil
+}
+
+var guidRe = regexp.MustCompile(`^[0-9a-fA-F-]{1,64}$`)
+
+type app struct {
+	GUID string `json:"guid"`
+	Name string `json:"name"`
+}
+
+type process struct {
+	GUID string `json:"guid"`
+	Type string `json:"type"`
+}
+
+type instance struct {
+	Type         string `json:"type"`
+	Index        int    `json:"index"`
+	State        string `json:"state"`
+	Host         string `json:"host"`
+	InstanceGUID string `json:"instance_guid"`
+}
+
+// Resolve implements api.Resolver.
+func (r *Resolver) Resolve(ctx context.Context, id *api.Identity, req api.Request) ([]api.Target, []api.Skipped, error) {
+	switch {
+	case len(req.Targets) > 0 || req.Deployment != "":
+		return nil, nil, tunnel.Reject(tunnel.CodeBadRequest, "cf captures take --app GUID (and --type, --instance), not targets or -d")
+	case req.App == "":
+		return nil, nil, tunnel.Reject(tunnel.CodeBadRequest, "--app GUID is required")
+	case !guidRe.MatchString(req.App):
+		return nil, nil, tunnel.Reject(tunnel.CodeBadRequest, fmt.Sprintf("app guid %q is not valid", req.App))
+	}
+	ptype := req.Process
+	if ptype == "" {
+		ptype = "web"
+	}
+	fail := func(what string, err error) error {
+		var ce *ccError
+		if errors.As(err, &ce) {
+			switch ce.Status {
+			case http.StatusNotFound:
+				return tunnel.Reject(tunnel.CodeTargetNotFound, fmt.Sprintf("app %s not found, or not visible to you", req.App))
+			case http.StatusUnauthorized:
+				return tunnel.Reject(tunnel.CodeNotAllowed, "the Cloud Controller refused your token: "+ce.Error())
+			case http.StatusForbidden:
+				return tunnel.Reject(tunnel.CodeNotAllowed, "the Cloud Controller does not allow it: "+ce.Error())
+			}
+		}
+		return tunnel.Reject(tunnel.CodeInternal, fmt.Sprintf("%s: %v", what, err))
+	}
+
+	var a app
+	if err := r.get(ctx, id.Token, "/v3/apps/"+req.App, &a); err != nil {
+		return nil, nil, fail("look up app", err)
+	}
+	var perm struct {
+		ReadSensitive bool `json:"read_sensitive_data"`
+	}
+	if err := r.get(ctx, id.Token, "/v3/apps/"+req.App+"/permissions", &perm); err != nil {
+		return nil, nil, fail("check permissions", err)
+	}
+	if !perm.ReadSensitive {
+		return nil, nil, tunnel.Reject(tunnel.CodeNotAllowed, fmt.Sprintf("you may not capture app %s: it takes the space developer role in its space (or admin)", a.Name))
+	}
+	var procs struct {
+		Resources []process `json:"resources"`
+	}
+	if err := r.get(ctx, id.Token, "/v3/apps/"+req.App+"/processes?types="+url.QueryEscape(ptype), &procs); err != nil {
+		return nil, nil, fail("look up processes", err)
+	}
+	if len(procs.Resources) == 0 {
+		return nil, nil, tunnel.Reject(tunnel.CodeTargetNotFound, fmt.Sprintf("app %s has no process of type %q", a.Name, ptype))
+	}
+	var stats struct {
+		Resources []instance `json:"resources"`
+	}
+	if err := r.get(ctx, id.Token, "/v3/processes/"+procs.Resources[0].GUID+"/stats", &stats); err != nil {
+		return nil, nil, fail("look up instances", err)
+	}
+	return r.pick(a, ptype, stats.Resources, req.Instances)
+}
+
+// pick picks the asked instances: running ones become targets, the
+// others are skipped with their state; unknown indexes are an error.
+func (r *Resolver) pick(a app, ptype string, all []instance, want []int) ([]api.Target, []api.Skipped, error) {
+	byIndex := make(map[int]instance, len(all))
+	for _, in := range all {
+		byIndex[in.Index] = in
+	}
+	if len(all) == 0 {
+		return nil, nil, tunnel.Reject(tunnel.CodeTargetNotFound, fmt.Sprintf("app %s has no %s instances (is it stopped?)", a.Name, ptype))
+	}
+	if want == nil {
+		for _, in := range all {
+			want = append(want, in.Index)
+		}
+	}
+	sort.Ints(want)
+	var unknown []string
+	for _, i := range want {
+		if _, ok := byIndex[i]; !ok {
+			unknown = append(unknown, strconv.Itoa(i))
+		}
+	}
+	if len(unknown) > 0 {
+		return nil, nil, tunnel.Reject(tunnel.CodeTargetNotFound, fmt.Sprintf("app %s has no %s instance %s (it has %d: 0..%d)", a.Name, ptype, strings.Join(unknown, ", "), len(all), len(all)-1))
+	}
+	var targets []api.Target
+	var skipped []api.Skipped
+	seen := map[int]bool{}
+	for _, i := range want {
+		if seen[i] {
+			continue
+		}
+		seen[i] = true
+		in := byIndex[i]
+		name := fmt.Sprintf("%s/%d", ptype, i)
+		switch {
+		case in.State != "RUNNING":
+			skipped = append(skipped, api.Skipped{Name: name, Reason: "instance is " + in.State})
+		case in.Host == "" || in.InstanceGUID == "":
+			skipped = append(skipped, api.Skipped{Name: name, Reason: "the Cloud Controller gives no host or instance guid for it"})
+		default:
+			targets = append(targets, api.Target{
+				Name:        name,
+				Agent:       net.JoinHostPort(in.Host, strconv.Itoa(r.AgentPort)),
+				Capture:     tunnel.Target{Kind: tunnel.TargetCFInstance, InstanceGUID: in.InstanceGUID},
+				Description: fmt.Sprintf("app %s instance %d on %s", a.Name, i, in.Host),
+			})
+		}
+	}
+	return targets, skipped, nil
+}

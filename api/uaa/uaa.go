@@ -1,0 +1,281 @@
+// Package uaa checks UAA access tokens the way a resource server does
+// (RS256 signature against UAA's /token_keys, expiry, issuer) and
+// exchanges one-time authorization codes for tokens. It never logs, and
+// its errors never contain a token.
+package uaa
+
+import (
+	"context"
+	"crypto/rsa"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/big"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+)
+
+// Errors callers branch on.
+var (
+	ErrInvalidToken = errors.New("uaa: token is not valid")
+	ErrExpired      = errors.New("uaa: token has expired")
+	ErrBadCode      = errors.New("uaa: one-time code was refused")
+)
+
+// maxBody bounds what is read from UAA.
+const maxBody = 1 << 20
+
+// Claims are the claims of a UAA access token pcap uses.
+type Claims struct {
+	jwt.RegisteredClaims
+	UserName  string   `json:"user_name"`
+	UserID    string   `json:"user_id"`
+	ClientID  string   `json:"client_id"`
+	Scope     []string `json:"scope"`
+	GrantType string   `json:"grant_type"`
+	Origin    string   `json:"origin"`
+}
+
+// Who is the user name, or "client:<id>" for a client token.
+func (c *Claims) Who() string {
+	if c.UserName != "" {
+		return c.UserName
+	}
+	return "client:" + c.ClientID
+}
+
+// HasScope reports whether the token carries scope.
+func (c *Claims) HasScope(scope string) bool {
+	for _, s := range c.Scope {
+		if s == scope {
+			return true
+		}
+	}
+	return false
+}
+
+// Client talks to one UAA.
+type Client struct {
+	// URL is UAA's base URL; the expected issuer is URL + "/oauth/token".
+	URL  string
+	HTTP *http.Client
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+
+	mu      sync.Mutex
+	keys    map[string]*rsa.PublicKey
+	fetched time.Time
+}
+
+func (c *Client) now() time.Time {
+	if c.Now != nil {
+		return c.Now()
+	}
+	return time.Now()
+}
+
+func (c *Client) issuer() string { return strings.TrimRight(c.URL, "/") + "/oauth/token" }
+
+// LooksLikeToken reports whether s has the shape of a JWT (three
+// base64url parts), to tell tokens from one-time codes.
+func LooksLikeToken(s string) bool {
+	s = strings.TrimPrefix(strings.TrimPrefix(s, "bearer "), "Bearer ")
+	parts := strings.Split(s, ".")
+	return len(parts) == 3 && len(parts[0]) > 10 && len(parts[1]) > 10
+}
+
+// Verify checks a token's signature, expiry and issuer and returns its
+// claims. A "bearer " prefix is accepted.
+func (c *Client) Verify(ctx context.Context, token string) (*Claims, error) {
+	token = strings.TrimPrefix(strings.TrimPrefix(token, "bearer "), "Bearer ")
+	var claims Claims
+	parser := jwt.NewParser(
+		jwt.WithValidMethods([]string{"RS256"}),
+		jwt.WithIssuer(c.issuer()),
+		jwt.WithExpirationRequired(),
+		jwt.WithTimeFunc(c.now),
+		jwt.WithLeeway(30*time.Second),
+	)
+	_, err := parser.ParseWithClaims(token, &claims, func(t *jwt.Token) (any, error) {
+		kid, _ := t.Header["kid"].(string)
+		return c.key(ctx, kid)
+	})
+	switch {
+	case errors.Is(err, jwt.ErrTokenExpired):
+		return nil, ErrExpired
+	case err != nil:
+		return nil, fmt.Errorf("%w: %s", ErrInvalidToken, safeReason(err))
+	}
+	return &claims, nil
+}
+
+// safeReason describes a jwt error without echoing the token.
+func safeReason(err error) string {
+	switch {
+	case errors.Is(err, jwt.ErrTokenMalformed):
+		return "malformed"
+	case errors.Is(err, jwt.ErrTokenSignatureInvalid):
+		return "signature does not verify"
+	case errors.Is(err, jwt.ErrTokenInvalidIssuer):
+		return "issued by another UAA"
+	case errors.Is(err, jwt.ErrTokenUnverifiable):
+		return "signing key unknown"
+	case errors.Is(err, jwt.ErrTokenNotValidYet), errors.Is(err, jwt.ErrTokenUsedBeforeIssued):
+		return "not valid yet"
+	default:
+		return "rejected"
+	}
+}
+
+// key returns the verification key with id kid, fetching /token_keys
+// when it is unknown (at most every 10 seconds).
+func (c *Client) key(ctx context.Context, kid string) (*rsa.PublicKey, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if k := c.pick(kid); k != nil {
+		return k, nil
+	}
+	if !c.fetched.IsZero() && c.now().Sub(c.fetched) < 10*time.Second {
+		return nil, fmt.Errorf("uaa: no token key %q", kid)
+	}
+	keys, err := c.fetchKeys(ctx)
+	if err != nil {
+		return nil, err
+	}
+	c.keys, c.fetched = keys, c.now()
+	if k := c.pick(kid); k != nil {
+		return k, nil
+	}
+	return nil, fmt.Errorf("uaa: no token key %q", kid)
+}
+
+func (c *Client) pick(kid string) *rsa.PublicKey {
+	if kid == "" && len(c.keys) == 1 {
+		for _, k := range c.keys {
+			return k
+		}
+	}
+	return c.keys[kid]
+}
+
+type jwks struct {
+	Keys []struct {
+		Kid string `json:"kid"`
+		Kty string `json:"kty"`
+		N   string `json:"n"`
+		E   string `json:"e"`
+	} `json:"keys"`
+}
+
+func (c *Client) fetchKeys(ctx context.Context) (map[string]*rsa.PublicKey, error) {
+	var set jwks
+	if err := c.getJSON(ctx, "/token_keys", &set); err != nil {
+		return nil, fmt.Errorf("uaa: fetch token keys: %w", err)
+	}
+	keys := make(map[string]*rsa.PublicKey)
+	for _, k := range set.Keys {
+		if k.Kty != "RSA" {
+			continue
+		}
+		n, err1 := base64.RawURLEncoding.DecodeString(strings.TrimRight(k.N, "="))
+		e, err2 := base64.RawURLEncoding.DecodeString(strings.TrimRight(k.E, "="))
+		if err1 != nil || err2 != nil || len(e) > 4 {
+			continue
+		}
+		keys[k.Kid] = &rsa.PublicKey{N: new(big.Int).SetBytes(n), E: int(new(big.Int).SetBytes(e).Int64())}
+	}
+	if len(keys) == 0 {
+		return nil, errors.New("uaa: /token_keys has no RSA key")
+	}
+	return keys, nil
+}
+
+func (c *Client) httpClient() *http.Client {
+	if c.HTTP != nil {
+		return c.HTTP
+	}
+	return http.DefaultClient
+}
+
+func (c *Client) getJSON(ctx context.Context, path string, v any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(c.URL, "/")+path, nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Accept", "application/json")
+	resp, err := c.httpClient().Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %s", path, resp.Status)
+	}
+	return json.Unmarshal(body, v)
+}
+
+// Token is a token endpoint response.
+type Token struct {
+	AccessToken  string `json:"access_token"`
+	RefreshToken string `json:"refresh_token"`
+	TokenType    string `json:"token_type"`
+	ExpiresIn    int    `json:"expires_in"`
+}
+
+// Grant posts form to /oauth/token with HTTP basic client credentials and
+// returns the token. UAA's error text is returned, never the form.
+func (c *Client) Grant(ctx context.Context, clientID, clientSecret string, form url.Values) (*Token, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(c.URL, "/")+"/oauth/token", strings.NewReader(form.Encode()))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Accept", "application/json")
+	req.SetBasicAuth(url.QueryEscape(clientID), url.QueryEscape(clientSecret))
+	resp, err := c.httpClient().Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("uaa: token request: %w", err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))
+	if err != nil {
+		return nil, fmt.Errorf("uaa: token response: %w", err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		var e struct {
+			Error       string `json:"error"`
+			Description string `json:"error_description"`
+		}
+		json.Unmarshal(body, &e)
+		return nil, fmt.Errorf("uaa: token request refused (%s): %s %s", resp.Status, e.Error, e.Description)
+	}
+	var t Token
+	if err := json.Unmarshal(body, &t); err != nil || t.AccessToken == "" {
+		return nil, errors.New("uaa: token response has no access token")
+	}
+	return &t, nil
+}
+
+// ExchangeCode trades a one-time code (from `cf ssh-code`) for a token,
+// with the API's own client, as Diego's ssh-proxy does.
+func (c *Client) ExchangeCode(ctx context.Context, clientID, clientSecret, code string) (*Token, error) {
+	t, err := c.Grant(ctx, clientID, clientSecret, url.Values{
+		"grant_type":   {"authorization_code"},
+		"code":         {code},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBadCode, err)
+	}
+	return t, nil
+}

@@ -1,0 +1,322 @@
+// Package plugin is the cf CLI plugin `cf pcap`: it captures the traffic of
+// every instance of an app through pcap-api, using the cf CLI's target and
+// access token.
+package plugin
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	cfplugin "code.cloudfoundry.org/cli/v8/plugin"
+	"github.com/urfave/cli/v2"
+	"golang.org/x/crypto/ssh"
+
+	"code.cloudfoundry.org/pcap/api"
+	"code.cloudfoundry.org/pcap/api/apiclient"
+	"code.cloudfoundry.org/pcap/tunnel"
+)
+
+// Version is the plugin's version, set at build time.
+var Version = "0.1.0"
+
+// Plugin implements the cf CLI plugin interface.
+type Plugin struct {
+	// Stdout, Stderr and Env default to the process's own.
+	Stdout, Stderr io.Writer
+	Getenv         func(string) string
+	// Exit ends the plugin with a status (default os.Exit).
+	Exit func(int)
+}
+
+const usage = `cf pcap APP_NAME [-i INDEXES] [-t TYPE] [-f FILTER] [--interface IFACE]
+   [-s SNAPLEN] [--duration D] [-c COUNT] [--format pcapng|pcap] -o FILE|- [--force]`
+
+// GetMetadata implements cfplugin.Plugin.
+func (p *Plugin) GetMetadata() cfplugin.PluginMetadata {
+	var major, minor, build int
+	fmt.Sscanf(Version, "%d.%d.%d", &major, &minor, &build)
+	return cfplugin.PluginMetadata{
+		Name:    "pcap",
+		Version: cfplugin.VersionType{Major: major, Minor: minor, Build: build},
+		Commands: []cfplugin.Command{{
+			Name:     "pcap",
+			HelpText: "Capture the network traffic of all instances of an app into one pcapng file (Wireshark)",
+			UsageDetails: cfplugin.Usage{
+				Usage: usage + `
+
+EXAMPLES:
+   cf pcap myapp -o myapp.pcapng
+   cf pcap myapp -i 0,2 -f 'tcp port 8080' -o web.pcapng
+   cf pcap myapp -o - | wireshark -k -i -
+
+   Stop with Ctrl-C: the file is completed with statistics blocks.
+   pcap-api is found at --pcap-api, $PCAP_API, or by replacing the first
+   label of the cf API host with "pcap" (api.sys.example.com ->
+   pcap.sys.example.com:2222).`,
+				Options: map[string]string{
+					"i":                             "Instance indexes, comma separated (default: all)",
+					"t":                             "Process type (default: web)",
+					"f":                             "BPF capture filter, as tcpdump takes it",
+					"-interface":                    "Interface in the container (default: eth0; repeatable)",
+					"s":                             "Bytes to capture per packet, 1..262144 (default: 65535)",
+					"-duration":                     "Stop after this long (e.g. 30s, 5m)",
+					"c":                             "Stop each instance after this many packets",
+					"-format":                       "pcapng (default) or pcap",
+					"o":                             "Output file, or - for stdout",
+					"-force":                        "Overwrite an existing output file",
+					"-pcap-api":                     "pcap-api address host[:port] (default: $PCAP_API, or derived from the cf API)",
+					"-pcap-api-host-key-fingerprint": "Pin pcap-api's SSH host key (SHA256:…; default: $PCAP_API_HOST_KEY_FINGERPRINT, else trust on first use)",
+				},
+			},
+		}},
+	}
+}
+
+// Run implements cfplugin.Plugin.
+func (p *Plugin) Run(conn cfplugin.CliConnection, args []string) {
+	if len(args) == 0 || args[0] != "pcap" {
+		return // CLI-MESSAGE-UNINSTALL and others
+	}
+	stdout, stderr, getenv, exit := p.Stdout, p.Stderr, p.Getenv, p.Exit
+	if stdout == nil {
+		stdout = os.Stdout
+	}
+	if stderr == nil {
+		stderr = os.Stderr
+	}
+	if getenv == nil {
+		getenv = os.Getenv
+	}
+	if exit == nil {
+		exit = os.Exit
+	}
+	code := p.run(conn, args, stdout, stderr, getenv)
+	exit(code)
+}
+
+func (p *Plugin) run(conn cfplugin.CliConnection, args []string, stdout, stderr io.Writer, getenv func(string) string) int {
+	var o options
+	app := &cli.App{
+		Name:            "cf pcap",
+		UsageText:       usage,
+		HideHelpCommand: true,
+		Writer:          stderr,
+		ErrWriter:       stderr,
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "instance", Aliases: []string{"i"}, Destination: &o.instances},
+			&cli.StringFlag{Name: "type", Aliases: []string{"t"}, Value: "web", Destination: &o.ptype},
+			&cli.StringFlag{Name: "filter", Aliases: []string{"f"}, Destination: &o.filter},
+			&cli.StringSliceFlag{Name: "interface"},
+			&cli.IntFlag{Name: "snaplen", Aliases: []string{"s"}, Value: tunnel.DefaultSnaplen, Destination: &o.snaplen},
+			&cli.DurationFlag{Name: "duration", Destination: &o.duration},
+			&cli.Uint64Flag{Name: "count", Aliases: []string{"c"}, Destination: &o.count},
+			&cli.StringFlag{Name: "format", Value: api.FormatPcapng, Destination: &o.format},
+			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Destination: &o.output},
+			&cli.BoolFlag{Name: "force", Destination: &o.force},
+			&cli.StringFlag{Name: "pcap-api", EnvVars: []string{"PCAP_API"}, Destination: &o.apiAddr},
+			&cli.StringFlag{Name: "pcap-api-host-key-fingerprint", EnvVars: []string{"PCAP_API_HOST_KEY_FINGERPRINT"}, Destination: &o.fingerprint},
+		},
+		Action: func(c *cli.Context) error {
+			if c.NArg() != 1 {
+				return fmt.Errorf("give exactly one app name\nUSAGE:\n   %s", usage)
+			}
+			o.app = c.Args().First()
+			o.interfaces = c.StringSlice("interface")
+			return nil
+		},
+		ExitErrHandler: func(*cli.Context, error) {},
+	}
+	if err := app.Run(append([]string{"cf pcap"}, api.Interspersed(app.Flags, args[1:])...)); err != nil {
+		fmt.Fprintln(stderr, "FAILED:", err)
+		return 1
+	}
+	if o.app == "" {
+		return 0 // --help was shown
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	status, err := o.capture(ctx, conn, stdout, stderr, getenv)
+	if err != nil {
+		fmt.Fprintln(stderr, "FAILED:", err)
+		if status <= 0 {
+			return 1
+		}
+	}
+	return status
+}
+
+type options struct {
+	app, instances, ptype, filter, format, output string
+	interfaces                                    []string
+	snaplen                                       int
+	duration                                      time.Duration
+	count                                         uint64
+	force                                         bool
+	apiAddr, fingerprint                          string
+}
+
+func (o *options) capture(ctx context.Context, conn cfplugin.CliConnection, stdout, stderr io.Writer, getenv func(string) string) (int, error) {
+	if o.output == "" {
+		return 1, errors.New("no output given: -o FILE, or -o - to write the capture to stdout")
+	}
+	if o.instances != "" {
+		if _, err := api.ParseIndexes(o.instances); err != nil {
+			return 1, err
+		}
+	}
+	endpoint, err := conn.ApiEndpoint()
+	if err != nil || endpoint == "" {
+		return 1, fmt.Errorf("no cf API targeted (cf api, cf login): %v", err)
+	}
+	token, err := conn.AccessToken()
+	if err != nil || token == "" {
+		return 1, fmt.Errorf("not logged in (cf login): %v", err)
+	}
+	token = strings.TrimSpace(strings.TrimPrefix(strings.TrimPrefix(token, "bearer "), "Bearer "))
+	space, err := conn.GetCurrentSpace()
+	if err != nil || space.Guid == "" {
+		return 1, errors.New("no space targeted (cf target -o ORG -s SPACE)")
+	}
+	insecure, _ := conn.IsSSLDisabled()
+	guid, err := findApp(ctx, endpoint, token, space.Guid, o.app, insecure)
+	if err != nil {
+		return 1, err
+	}
+	addr := o.apiAddr
+	if addr == "" {
+		if addr, err = deriveAPIAddr(endpoint); err != nil {
+			return 1, err
+		}
+	}
+	if _, _, err := net.SplitHostPort(addr); err != nil {
+		addr = net.JoinHostPort(addr, "2222")
+	}
+	hostKey, err := hostKeyCallback(o.fingerprint, getenv)
+	if err != nil {
+		return 1, err
+	}
+
+	args := []string{"--app", guid, "--type", o.ptype, "-s", fmt.Sprint(o.snaplen), "--format", o.format}
+	if o.instances != "" {
+		args = append(args, "--instance", o.instances)
+	}
+	if o.filter != "" {
+		args = append(args, "-f", o.filter)
+	}
+	for _, i := range o.interfaces {
+		args = append(args, "--interface", i)
+	}
+	if o.duration > 0 {
+		args = append(args, "--duration", o.duration.String())
+	}
+	if o.count > 0 {
+		args = append(args, "-c", fmt.Sprint(o.count))
+	}
+	return apiclient.Run(ctx, apiclient.Options{
+		Addr: addr,
+		Config: tunnel.ClientConfig{
+			User:            "cf",
+			Auth:            []ssh.AuthMethod{ssh.Password(token)},
+			HostKeyCallback: hostKey,
+		},
+		Args:     args,
+		Output:   o.output,
+		Force:    o.force,
+		Stdout:   stdout,
+		Stderr:   stderr,
+		Terminal: isTerminal(stderr),
+	})
+}
+
+// deriveAPIAddr turns https://api.sys.example.com into
+// pcap.sys.example.com:2222.
+func deriveAPIAddr(endpoint string) (string, error) {
+	u, err := url.Parse(endpoint)
+	if err != nil || u.Hostname() == "" {
+		return "", fmt.Errorf("cannot derive the pcap-api address from %q: give --pcap-api", endpoint)
+	}
+	host := u.Hostname()
+	if _, rest, ok := strings.Cut(host, "."); ok && net.ParseIP(host) == nil {
+		return net.JoinHostPort("pcap."+rest, "2222"), nil
+	}
+	return "", fmt.Errorf("cannot derive the pcap-api address from %q: give --pcap-api", endpoint)
+}
+
+// hostKeyCallback pins a fingerprint when given, else trusts on first use
+// with a known_hosts file next to the cf CLI's config.
+func hostKeyCallback(fingerprint string, getenv func(string) string) (ssh.HostKeyCallback, error) {
+	if fingerprint != "" {
+		return tunnel.PinnedHostKey(nil, fingerprint), nil
+	}
+	home := getenv("CF_HOME")
+	if home == "" {
+		h, err := os.UserHomeDir()
+		if err != nil {
+			return nil, err
+		}
+		home = h
+	}
+	return tunnel.TrustOnFirstUse(filepath.Join(home, ".cf", "pcap_known_hosts"))
+}
+
+// findApp looks the app up by name in the targeted space with the Cloud
+// Controller v3 API (the plugin RPC's GetApp uses v2, which newer
+// installations no longer serve).
+func findApp(ctx context.Context, endpoint, token, spaceGUID, name string, insecure bool) (string, error) {
+	q := url.Values{"names": {name}, "space_guids": {spaceGUID}}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(endpoint, "/")+"/v3/apps?"+q.Encode(), nil)
+	if err != nil {
+		return "", err
+	}
+	req.Header.Set("Authorization", "bearer "+token)
+	req.Header.Set("Accept", "application/json")
+	hc := &http.Client{Timeout: 30 * time.Second}
+	if insecure {
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.TLSClientConfig = &tls.Config{InsecureSkipVerify: true} // the user chose --skip-ssl-validation
+		hc.Transport = tr
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return "", fmt.Errorf("look up app %s: %w", name, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("look up app %s: Cloud Controller answered %s", name, resp.Status)
+	}
+	var list struct {
+		Resources []struct {
+			GUID string `json:"guid"`
+		} `json:"resources"`
+	}
+	if err := json.Unmarshal(body, &list); err != nil {
+		return "", fmt.Errorf("look up app %s: %w", name, err)
+	}
+	if len(list.Resources) == 0 {
+		return "", fmt.Errorf("app %s not found in the targeted space", name)
+	}
+	return list.Resources[0].GUID, nil
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
