@@ -174,7 +174,7 @@ func startCFEnv(t *testing.T) *cfEnv {
 
 	e.API = startAPI(t, apiOptions{
 		ClientKey: apiKey, AgentKeys: agentKeys,
-		Extra: fmt.Sprintf("cf:\n  api_url: %q\n  uaa_client_id: ssh-proxy\n  uaa_client_secret: ssh-proxy-secret\n", c.URL()),
+		Extra:     fmt.Sprintf("cf:\n  api_url: %q\n  uaa_client_id: ssh-proxy\n  uaa_client_secret: ssh-proxy-secret\n", c.URL()),
 		AgentPort: e.AgentPort,
 	})
 	return e

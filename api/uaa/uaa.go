@@ -271,8 +271,8 @@ func (c *Client) Grant(ctx context.Context, clientID, clientSecret string, form 
 // with the API's own client, as Diego's ssh-proxy does.
 func (c *Client) ExchangeCode(ctx context.Context, clientID, clientSecret, code string) (*Token, error) {
 	t, err := c.Grant(ctx, clientID, clientSecret, url.Values{
-		"grant_type":   {"authorization_code"},
-		"code":         {code},
+		"grant_type": {"authorization_code"},
+		"code":       {code},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrBadCode, err)
