@@ -107,8 +107,13 @@ type BOSHConfig struct {
 	// /info names.
 	UAAURL string `yaml:"uaa_url"`
 	// OperatorKeysFile lists break-glass operator keys (optional); key
-	// users act as bosh.admin and are audited by fingerprint.
+	// users act as bosh.admin through the API's own UAA client below and
+	// are audited by fingerprint.
 	OperatorKeysFile string `yaml:"operator_keys_file"`
+	// UAAClientID and UAAClientSecret are the API's own client (with
+	// bosh.admin authority), used only for break-glass key users.
+	UAAClientID     string `yaml:"uaa_client_id"`
+	UAAClientSecret string `yaml:"uaa_client_secret"`
 	// CodeTTL is how long a one-time code is valid (default 2m).
 	CodeTTL time.Duration `yaml:"code_ttl"`
 	// Timeout bounds each request to the director or UAA (default 10s).
@@ -239,6 +244,9 @@ func (c Config) Validate() error {
 	if b := c.BOSH; b != nil {
 		if b.DirectorURL == "" {
 			errs = append(errs, errors.New("bosh.director_url is required"))
+		}
+		if b.OperatorKeysFile != "" && (b.UAAClientID == "" || b.UAAClientSecret == "") {
+			errs = append(errs, errors.New("bosh.operator_keys_file needs bosh.uaa_client_id and bosh.uaa_client_secret (key users reach the director through them)"))
 		}
 		if b.CodeTTL < 0 || b.CodeTTL > 10*time.Minute {
 			errs = append(errs, errors.New("bosh.code_ttl must be within 0..10m"))

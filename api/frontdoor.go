@@ -162,6 +162,9 @@ func (a *API) run(ctx context.Context, log *slog.Logger, id *Identity, line stri
 	if line == "" {
 		return fail(tunnel.CodeBadRequest, `no command: this server runs only "capture …" (try "capture --help")`)
 	}
+	if strings.TrimSpace(line) == "ssh-code" {
+		return a.mintCode(log, id, stdout, status)
+	}
 	req, err := ParseCommand(line, stdout)
 	if errors.Is(err, ErrHelp) {
 		return ExitOK
@@ -268,4 +271,26 @@ func (a *API) acquire(id *Identity) (func(), error) {
 			a.Metrics.CapturesActive.Dec()
 		}
 	}, nil
+}
+
+// CodeMinter is a resolver that mints one-time codes ("ssh-code" command)
+// for users whose client cannot send a whole token as password.
+type CodeMinter interface {
+	MintCode(id *Identity) (string, error)
+}
+
+func (a *API) mintCode(log *slog.Logger, id *Identity, stdout io.Writer, status *Status) int {
+	m, ok := a.Resolvers[id.Resolver].(CodeMinter)
+	if !ok {
+		status.Line("error", tunnel.CodeBadRequest, "reason", "this login does not mint one-time codes")
+		return ExitFailed
+	}
+	c, err := m.MintCode(id)
+	if err != nil {
+		status.Line("error", tunnel.CodeNotAllowed, "reason", err.Error())
+		return ExitFailed
+	}
+	log.Info("ssh-code-minted") // the code itself is a credential: never logged
+	fmt.Fprintln(stdout, c)
+	return ExitOK
 }

@@ -10,6 +10,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -207,4 +208,16 @@ func moduleRoot() (string, error) {
 		}
 		dir = parent
 	}
+}
+
+// ListenIn opens a TCP listener inside ns (see netlab.ListenIn), closed at
+// cleanup.
+func ListenIn(t testing.TB, ns *Netns, addr string) net.Listener {
+	t.Helper()
+	l, err := netlab.ListenIn(ns, addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	return l
 }

@@ -21,6 +21,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"code.cloudfoundry.org/pcap/api"
+	"code.cloudfoundry.org/pcap/api/boshresolver"
 	"code.cloudfoundry.org/pcap/api/cfresolver"
 	"code.cloudfoundry.org/pcap/tunnel"
 )
@@ -120,6 +121,13 @@ func newService(cfg api.Config, log *slog.Logger, reg *prometheus.Registry) (*ap
 	}
 	if cfg.CF != nil {
 		r, err := cfresolver.New(*cfg.CF, cfg.Agents.Port)
+		if err != nil {
+			return nil, err
+		}
+		svc.API.Resolvers[r.Name()] = r
+	}
+	if cfg.BOSH != nil {
+		r, err := boshresolver.New(*cfg.BOSH, cfg.Agents.Port)
 		if err != nil {
 			return nil, err
 		}

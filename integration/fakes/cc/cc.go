@@ -173,6 +173,17 @@ func (s *Server) Start(addr string) error {
 	return nil
 }
 
+// StartOn serves on ln (e.g. a listener inside a test's network
+// namespace) and sets URL.
+func (s *Server) StartOn(ln net.Listener) error {
+	srv := listen.Serve(ln, s, s.opts.TLS)
+	s.mu.Lock()
+	s.ln = srv
+	s.url = srv.URL()
+	s.mu.Unlock()
+	return nil
+}
+
 // Close stops a started server.
 func (s *Server) Close() error {
 	s.mu.Lock()

@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"strings"
@@ -304,6 +305,33 @@ func (s *Server) Start(addr string) error {
 	s.mu.Lock()
 	s.ln = ln
 	s.url = ln.URL()
+	s.mu.Unlock()
+	return nil
+}
+
+// StartOn serves HTTPS on ln (e.g. a listener inside a test's network
+// namespace) and sets URL. Without Options.TLS, the certificate is issued
+// for the listener's IP.
+func (s *Server) StartOn(ln net.Listener) error {
+	conf := s.opts.TLS
+	if conf == nil {
+		if s.opts.CA == nil {
+			authority, err := ca.New()
+			if err != nil {
+				return fmt.Errorf("director: %w", err)
+			}
+			s.opts.CA = authority
+		}
+		host, _, _ := net.SplitHostPort(ln.Addr().String())
+		var err error
+		if conf, err = s.opts.CA.ServerConfig(host); err != nil {
+			return fmt.Errorf("director: %w", err)
+		}
+	}
+	srv := listen.Serve(ln, s, conf)
+	s.mu.Lock()
+	s.ln = srv
+	s.url = srv.URL()
 	s.mu.Unlock()
 	return nil
 }

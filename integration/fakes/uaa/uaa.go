@@ -16,6 +16,7 @@ import (
 	"crypto/tls"
 	"encoding/hex"
 	"fmt"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -217,6 +218,17 @@ func (s *Server) Start(addr string) error {
 	s.mu.Lock()
 	s.ln = ln
 	s.url = ln.URL()
+	s.mu.Unlock()
+	return nil
+}
+
+// StartOn serves on ln (e.g. a listener inside a test's network
+// namespace) and sets URL.
+func (s *Server) StartOn(ln net.Listener) error {
+	srv := listen.Serve(ln, s, s.opts.TLS)
+	s.mu.Lock()
+	s.ln = srv
+	s.url = srv.URL()
 	s.mu.Unlock()
 	return nil
 }

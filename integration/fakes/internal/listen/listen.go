@@ -27,6 +27,12 @@ func Start(addr string, h http.Handler, tlsConf *tls.Config) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listen: %s: %w", addr, err)
 	}
+	return Serve(ln, h, tlsConf), nil
+}
+
+// Serve serves h on ln (for example a listener opened inside a test's
+// network namespace) in a goroutine until Close.
+func Serve(ln net.Listener, h http.Handler, tlsConf *tls.Config) *Server {
 	scheme := "http"
 	if tlsConf != nil {
 		ln = tls.NewListener(ln, tlsConf)
@@ -44,7 +50,7 @@ func Start(addr string, h http.Handler, tlsConf *tls.Config) (*Server, error) {
 			s.err = err
 		}
 	}()
-	return s, nil
+	return s
 }
 
 // URL is the base URL, e.g. "https://127.0.0.1:41234".

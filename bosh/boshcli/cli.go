@@ -1,0 +1,274 @@
+// Package boshcli is pcap-bosh, the operators' CLI: it captures on VMs of
+// a BOSH deployment through pcap-api, with the bosh CLI's environment and
+// login, spelled like `bosh pcap` and `bosh ssh`.
+package boshcli
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"github.com/urfave/cli/v2"
+	"golang.org/x/crypto/ssh"
+
+	"code.cloudfoundry.org/pcap/api"
+	"code.cloudfoundry.org/pcap/api/apiclient"
+	"code.cloudfoundry.org/pcap/bosh/director"
+	"code.cloudfoundry.org/pcap/tunnel"
+)
+
+// ExitError carries an exit status out of the app.
+type ExitError struct {
+	Status int
+	Err    error
+}
+
+func (e *ExitError) Error() string {
+	if e.Err == nil {
+		return fmt.Sprintf("exit status %d", e.Status)
+	}
+	return e.Err.Error()
+}
+
+func (e *ExitError) Unwrap() error { return e.Err }
+
+// IO is where the app reads and writes; tests pass buffers.
+type IO struct {
+	Stdin          io.Reader
+	Stdout, Stderr io.Writer
+	// StdinTerminal says whether questions can be asked.
+	StdinTerminal  bool
+	StderrTerminal bool
+}
+
+// App returns the pcap-bosh CLI.
+func App(iot IO) *cli.App {
+	common := []cli.Flag{
+		&cli.StringFlag{Name: "environment", Aliases: []string{"e"}, EnvVars: []string{"BOSH_ENVIRONMENT"}, Usage: "director `ALIAS` or URL"},
+		&cli.StringFlag{Name: "config", EnvVars: []string{"BOSH_CONFIG"}, Usage: "bosh CLI config `FILE` (default ~/.bosh/config)"},
+		&cli.StringFlag{Name: "ca-cert", EnvVars: []string{"BOSH_CA_CERT"}, Usage: "director CA certificate (`PATH` or PEM)"},
+		&cli.StringFlag{Name: "client", EnvVars: []string{"BOSH_CLIENT"}, Usage: "UAA client for client-credentials login"},
+		&cli.StringFlag{Name: "client-secret", EnvVars: []string{"BOSH_CLIENT_SECRET"}, Usage: "its secret"},
+		&cli.StringFlag{Name: "pcap-api", EnvVars: []string{"PCAP_API"}, Usage: "pcap-api `HOST[:PORT]` (port 2222 by default)"},
+		&cli.StringFlag{Name: "pcap-api-host-key-fingerprint", EnvVars: []string{"PCAP_API_HOST_KEY_FINGERPRINT"}, Usage: "pin pcap-api's host key (SHA256:…); default: trust on first use (~/.bosh/pcap_known_hosts)"},
+	}
+	flags := append([]cli.Flag{}, common...)
+	for _, f := range api.CaptureFlags() {
+		switch f.Names()[0] {
+		case "app", "type", "instance", "progress":
+			continue // cf only, or set by the client itself
+		}
+		flags = append(flags, f)
+	}
+	flags = append(flags,
+		&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "write the capture to `FILE` (- for stdout)"},
+		&cli.BoolFlag{Name: "force", Usage: "overwrite an existing output file"},
+		&cli.BoolFlag{Name: "non-interactive", Aliases: []string{"n"}, EnvVars: []string{"BOSH_NON_INTERACTIVE"}, Usage: "do not ask for confirmation"},
+		&cli.IntFlag{Name: "confirm-over", Value: 10, Usage: "ask before capturing on more than `N` VMs"},
+	)
+	app := &cli.App{
+		Name:      "pcap-bosh",
+		Usage:     "capture packets on many VMs of a BOSH deployment into one pcapng file",
+		UsageText: "pcap-bosh -e ENV -d DEPLOYMENT GROUP[/ID]... [-i IFACE] [-f FILTER] -o FILE|- [flags]\n   pcap-bosh -e ENV ssh-code",
+		Flags:     flags,
+		Reader:    iot.Stdin, Writer: iot.Stderr, ErrWriter: iot.Stderr,
+		HideHelpCommand: true,
+		Action:          func(c *cli.Context) error { return capture(c, iot) },
+		Commands: []*cli.Command{{
+			Name:   "ssh-code",
+			Usage:  "print a one-time code to use as password with plain ssh or sshdump",
+			Flags:  common,
+			Action: func(c *cli.Context) error { return sshCode(c, iot) },
+		}},
+		ExitErrHandler: func(*cli.Context, error) {},
+	}
+	return app
+}
+
+// Run runs the app with args (without the program name) and returns the
+// exit status, printing errors on iot.Stderr.
+func Run(iot IO, args []string) int {
+	app := App(iot)
+	if !contains(args, "ssh-code") {
+		args = api.Interspersed(app.Flags, args)
+	}
+	err := app.Run(append([]string{"pcap-bosh"}, args...))
+	var ee *ExitError
+	switch {
+	case err == nil:
+		return 0
+	case errors.As(err, &ee):
+		if ee.Err != nil {
+			fmt.Fprintln(iot.Stderr, "pcap-bosh:", ee.Err)
+		}
+		return ee.Status
+	default:
+		fmt.Fprintln(iot.Stderr, "pcap-bosh:", err)
+		return 1
+	}
+}
+
+type session struct {
+	env     *Env
+	token   string
+	addr    string
+	hostKey ssh.HostKeyCallback
+}
+
+func connect(ctx context.Context, c *cli.Context) (*session, error) {
+	env, err := ResolveEnv(EnvOptions{
+		Environment: c.String("environment"), ConfigPath: c.String("config"), CACert: c.String("ca-cert"),
+		Client: c.String("client"), ClientSecret: c.String("client-secret"),
+	})
+	if err != nil {
+		return nil, err
+	}
+	token, err := env.Token(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("get a token for %s: %w", env.URL, err)
+	}
+	addr := c.String("pcap-api")
+	if addr == "" {
+		return nil, errors.New("no pcap-api address: give --pcap-api HOST[:PORT] or set PCAP_API")
+	}
+	if _, _, err := net.SplitHostPort(addr); err != nil {
+		addr = net.JoinHostPort(addr, "2222")
+	}
+	var hk ssh.HostKeyCallback
+	if fp := c.String("pcap-api-host-key-fingerprint"); fp != "" {
+		hk = tunnel.PinnedHostKey(nil, fp)
+	} else {
+		home, err := os.UserHomeDir()
+		if err != nil {
+			return nil, err
+		}
+		if hk, err = tunnel.TrustOnFirstUse(filepath.Join(home, ".bosh", "pcap_known_hosts")); err != nil {
+			return nil, err
+		}
+	}
+	return &session{env: env, token: token, addr: addr, hostKey: hk}, nil
+}
+
+func (s *session) config() tunnel.ClientConfig {
+	return tunnel.ClientConfig{User: "bosh", Auth: []ssh.AuthMethod{ssh.Password(s.token)}, HostKeyCallback: s.hostKey}
+}
+
+func sshCode(c *cli.Context, iot IO) error {
+	ctx := c.Context
+	s, err := connect(ctx, c)
+	if err != nil {
+		return &ExitError{Status: 1, Err: err}
+	}
+	status, err := tunnel.Exec(ctx, tunnel.ExecOptions{Addr: s.addr, Config: s.config(), Command: "ssh-code", Stdout: iot.Stdout, Stderr: iot.Stderr})
+	if err != nil {
+		return &ExitError{Status: 1, Err: err}
+	}
+	if status != 0 {
+		return &ExitError{Status: status}
+	}
+	return nil
+}
+
+func capture(c *cli.Context, iot IO) error {
+	dep := c.String("deployment")
+	if dep == "" {
+		return &ExitError{Status: 1, Err: errors.New("-d DEPLOYMENT is required")}
+	}
+	if c.NArg() == 0 {
+		return &ExitError{Status: 1, Err: errors.New("name at least one instance group: GROUP, GROUP/INDEX or GROUP/ID")}
+	}
+	if c.String("output") == "" {
+		return &ExitError{Status: 1, Err: errors.New("no output given: -o FILE, or -o - to write the capture to stdout")}
+	}
+	ctx, stop := signal.NotifyContext(c.Context, syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	s, err := connect(ctx, c)
+	if err != nil {
+		return &ExitError{Status: 1, Err: err}
+	}
+	if err := confirm(ctx, c, iot, s, dep); err != nil {
+		return &ExitError{Status: 1, Err: err}
+	}
+
+	args := []string{"-d", dep}
+	for _, f := range []string{"filter", "format"} {
+		if v := c.String(f); v != "" {
+			args = append(args, "--"+f, v)
+		}
+	}
+	for _, i := range c.StringSlice("interface") {
+		args = append(args, "--interface", i)
+	}
+	args = append(args, "--snaplen", fmt.Sprint(c.Int("snaplen")))
+	if d := c.Duration("duration"); d > 0 {
+		args = append(args, "--duration", d.String())
+	}
+	if n := c.Uint64("count"); n > 0 {
+		args = append(args, "--count", fmt.Sprint(n))
+	}
+	if n := c.Uint64("max-bytes"); n > 0 {
+		args = append(args, "--max-bytes", fmt.Sprint(n))
+	}
+	args = append(append(args, "--"), c.Args().Slice()...)
+	status, err := apiclient.Run(ctx, apiclient.Options{
+		Addr: s.addr, Config: s.config(), Args: args,
+		Output: c.String("output"), Force: c.Bool("force"),
+		Stdout: iot.Stdout, Stderr: iot.Stderr, Terminal: iot.StderrTerminal,
+	})
+	if err != nil {
+		return &ExitError{Status: max(status, 1), Err: err}
+	}
+	if status != 0 {
+		return &ExitError{Status: status}
+	}
+	return nil
+}
+
+// confirm lists the VMs and asks before capturing on more than
+// --confirm-over of them, unless -n.
+func confirm(ctx context.Context, c *cli.Context, iot IO, s *session, dep string) error {
+	if c.Bool("non-interactive") {
+		return nil
+	}
+	all, err := s.env.Director.Instances(ctx, s.token, dep)
+	if err != nil {
+		return fmt.Errorf("list instances of %s: %w", dep, err)
+	}
+	picked, _, err := director.Select(all, c.Args().Slice())
+	if err != nil {
+		return err
+	}
+	if len(picked) <= c.Int("confirm-over") {
+		return nil
+	}
+	names := make([]string, len(picked))
+	for i, in := range picked {
+		names[i] = fmt.Sprintf("  %s (%s)", in.Name(), strings.Join(in.IPs, ", "))
+	}
+	if !iot.StdinTerminal {
+		return fmt.Errorf("capturing on %d VMs needs confirmation; run with -n to capture on all of them:\n%s", len(picked), strings.Join(names, "\n"))
+	}
+	fmt.Fprintf(iot.Stderr, "Capture on these %d VMs of %s?\n%s\nContinue? [yN]: ", len(picked), dep, strings.Join(names, "\n"))
+	answer, _ := bufio.NewReader(iot.Stdin).ReadString('\n')
+	if a := strings.ToLower(strings.TrimSpace(answer)); a != "y" && a != "yes" {
+		return errors.New("stopped: not confirmed")
+	}
+	return nil
+}
+
+func contains(ss []string, s string) bool {
+	for _, x := range ss {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,174 @@
+package boshcli
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"code.cloudfoundry.org/pcap/api/uaa"
+	"code.cloudfoundry.org/pcap/bosh/director"
+)
+
+// boshConfig is the part of the bosh CLI's ~/.bosh/config pcap-bosh reads.
+// It is never written back.
+type boshConfig struct {
+	Environments []struct {
+		URL          string `yaml:"url"`
+		Alias        string `yaml:"alias"`
+		CACert       string `yaml:"ca_cert"`
+		AccessToken  string `yaml:"access_token"`
+		RefreshToken string `yaml:"refresh_token"`
+	} `yaml:"environments"`
+}
+
+// Env is a resolved BOSH environment with a way to get a token.
+type Env struct {
+	URL      string
+	HTTP     *http.Client
+	Director *director.Client
+
+	access, refresh      string
+	client, clientSecret string
+	now                  func() time.Time
+}
+
+// EnvOptions say how to find the environment, like the bosh CLI does.
+type EnvOptions struct {
+	Environment  string // alias or URL (-e, BOSH_ENVIRONMENT)
+	ConfigPath   string // --config, BOSH_CONFIG (default ~/.bosh/config)
+	CACert       string // path or PEM (--ca-cert, BOSH_CA_CERT)
+	Client       string // BOSH_CLIENT
+	ClientSecret string // BOSH_CLIENT_SECRET
+	Now          func() time.Time
+}
+
+// ResolveEnv finds the environment and its credentials.
+func ResolveEnv(o EnvOptions) (*Env, error) {
+	if o.Environment == "" {
+		return nil, errors.New("no environment: give -e ALIAS|URL or set BOSH_ENVIRONMENT")
+	}
+	e := &Env{client: o.Client, clientSecret: o.ClientSecret, now: o.Now}
+	if e.now == nil {
+		e.now = time.Now
+	}
+	caCert := o.CACert
+	path := o.ConfigPath
+	if path == "" {
+		home, err := os.UserHomeDir()
+		if err == nil {
+			path = filepath.Join(home, ".bosh", "config")
+		}
+	}
+	var cfg boshConfig
+	if b, err := os.ReadFile(path); err == nil {
+		if err := yaml.Unmarshal(b, &cfg); err != nil {
+			return nil, fmt.Errorf("read bosh config %s: %w", path, err)
+		}
+	} else if !errors.Is(err, os.ErrNotExist) || o.ConfigPath != "" {
+		return nil, fmt.Errorf("read bosh config: %w", err)
+	}
+	found := false
+	for _, env := range cfg.Environments {
+		if env.Alias == o.Environment || strings.TrimRight(env.URL, "/") == strings.TrimRight(o.Environment, "/") {
+			e.URL, found = env.URL, true
+			if caCert == "" {
+				caCert = env.CACert
+			}
+			e.access, e.refresh = env.AccessToken, env.RefreshToken
+			break
+		}
+	}
+	if !found {
+		if !strings.Contains(o.Environment, "://") {
+			return nil, fmt.Errorf("environment %q is not in %s (bosh alias-env, or give its URL)", o.Environment, path)
+		}
+		e.URL = o.Environment
+	}
+	if e.client == "" && e.access == "" {
+		return nil, fmt.Errorf("not logged in to %s: run bosh log-in, or set BOSH_CLIENT and BOSH_CLIENT_SECRET", e.URL)
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	if caCert != "" {
+		pem := []byte(caCert)
+		if !strings.Contains(caCert, "-----BEGIN") {
+			b, err := os.ReadFile(caCert)
+			if err != nil {
+				return nil, fmt.Errorf("read CA certificate: %w", err)
+			}
+			pem = b
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, errors.New("the CA certificate holds no certificate")
+		}
+		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	}
+	e.HTTP = &http.Client{Transport: tr, Timeout: 30 * time.Second}
+	e.Director = &director.Client{URL: e.URL, HTTP: e.HTTP}
+	return e, nil
+}
+
+// Token returns an access token: by client credentials when a client is
+// set, else the config's token, refreshed (in memory only) when it
+// expires within a minute.
+func (e *Env) Token(ctx context.Context) (string, error) {
+	if e.client == "" && e.access != "" && !expiresSoon(e.access, e.now()) {
+		return e.access, nil
+	}
+	info, err := e.Director.Info(ctx)
+	if err != nil {
+		return "", err
+	}
+	u := &uaa.Client{URL: info.UserAuthentication.Options.URL, HTTP: e.HTTP}
+	if u.URL == "" {
+		return "", errors.New("the director names no UAA")
+	}
+	var t *uaa.Token
+	if e.client != "" {
+		t, err = u.Grant(ctx, e.client, e.clientSecret, url.Values{"grant_type": {"client_credentials"}})
+	} else {
+		if e.refresh == "" {
+			return "", errors.New("the access token has expired and there is no refresh token: run bosh log-in")
+		}
+		t, err = u.Grant(ctx, "bosh_cli", "", url.Values{"grant_type": {"refresh_token"}, "refresh_token": {e.refresh}})
+	}
+	if err != nil {
+		return "", err
+	}
+	e.access = t.AccessToken
+	if t.RefreshToken != "" {
+		e.refresh = t.RefreshToken
+	}
+	return e.access, nil
+}
+
+// expiresSoon reads a JWT's exp without verifying it (the API verifies).
+func expiresSoon(token string, now time.Time) bool {
+	parts := strings.Split(token, ".")
+	if len(parts) != 3 {
+		return true
+	}
+	b, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(parts[1], "="))
+	if err != nil {
+		return true
+	}
+	var c struct {
+		Exp int64 `json:"exp"`
+	}
+	if json.Unmarshal(b, &c) != nil || c.Exp == 0 {
+		return true
+	}
+	return time.Unix(c.Exp, 0).Before(now.Add(time.Minute))
+}

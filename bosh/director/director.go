@@ -1,0 +1,208 @@
+// Package director is a small client of the BOSH director API (/info,
+// /deployments, instances) with the caller's own UAA token, and the
+// instance selection that `pcap-bosh`, `bosh pcap` and pcap-api's bosh
+// resolver share: GROUP, GROUP/INDEX or GROUP/UUID.
+package director
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// maxBody bounds a director response.
+const maxBody = 16 << 20
+
+// ErrNotFound is wrapped by errors for a deployment the director does not
+// have (or does not show to this token).
+var ErrNotFound = errors.New("not found")
+
+// ErrUnauthorized is wrapped by errors for a token the director refuses.
+var ErrUnauthorized = errors.New("unauthorized")
+
+// Client talks to one director.
+type Client struct {
+	URL  string
+	HTTP *http.Client
+}
+
+// Info is the director's /info document.
+type Info struct {
+	Name               string `json:"name"`
+	UUID               string `json:"uuid"`
+	Version            string `json:"version"`
+	UserAuthentication struct {
+		Type    string `json:"type"`
+		Options struct {
+			URL string `json:"url"`
+		} `json:"options"`
+	} `json:"user_authentication"`
+}
+
+// Deployment is an entry of /deployments.
+type Deployment struct {
+	Name  string   `json:"name"`
+	Teams []string `json:"teams"`
+}
+
+// Instance is an entry of /deployments/:name/instances.
+type Instance struct {
+	AgentID   string   `json:"agent_id"`
+	CID       string   `json:"cid"`
+	Job       string   `json:"job"`
+	Index     int      `json:"index"`
+	ID        string   `json:"id"`
+	AZ        string   `json:"az"`
+	IPs       []string `json:"ips"`
+	ExpectsVM bool     `json:"expects_vm"`
+}
+
+// Name is GROUP/UUID.
+func (i Instance) Name() string { return i.Job + "/" + i.ID }
+
+// Info fetches /info (no token needed).
+func (c *Client) Info(ctx context.Context) (*Info, error) {
+	var info Info
+	if err := c.get(ctx, "", "/info", &info); err != nil {
+		return nil, err
+	}
+	return &info, nil
+}
+
+// Deployments lists the deployments the token may see.
+func (c *Client) Deployments(ctx context.Context, token string) ([]Deployment, error) {
+	var ds []Deployment
+	if err := c.get(ctx, token, "/deployments", &ds); err != nil {
+		return nil, err
+	}
+	return ds, nil
+}
+
+// Instances lists a deployment's instances.
+func (c *Client) Instances(ctx context.Context, token, deployment string) ([]Instance, error) {
+	var is []Instance
+	if err := c.get(ctx, token, "/deployments/"+url.PathEscape(deployment)+"/instances", &is); err != nil {
+		return nil, err
+	}
+	return is, nil
+}
+
+func (c *Client) get(ctx context.Context, token, path string, v any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(c.URL, "/")+path, nil)
+	if err != nil {
+		return fmt.Errorf("director: %w", err)
+	}
+	req.Header.Set("Accept", "application/json")
+	if token != "" {
+		req.Header.Set("Authorization", "bearer "+token)
+	}
+	hc := c.HTTP
+	if hc == nil {
+		hc = http.DefaultClient
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return fmt.Errorf("director unreachable: %w", err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))
+	if err != nil {
+		return fmt.Errorf("director: read response: %w", err)
+	}
+	switch resp.StatusCode {
+	case http.StatusOK:
+	case http.StatusNotFound:
+		return fmt.Errorf("director: %s: %w", path, ErrNotFound)
+	case http.StatusUnauthorized, http.StatusForbidden:
+		return fmt.Errorf("director refused the token for %s (%s): %w", path, resp.Status, ErrUnauthorized)
+	default:
+		return fmt.Errorf("director: GET %s: %s", path, resp.Status)
+	}
+	if err := json.Unmarshal(body, v); err != nil {
+		return fmt.Errorf("director: decode %s: %w", path, err)
+	}
+	return nil
+}
+
+// Skipped is a selected instance that cannot be captured.
+type Skipped struct {
+	Name   string
+	Reason string
+}
+
+var selectorRe = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,128}(/[A-Za-z0-9-]{1,64})?$`)
+
+// Select picks instances by selectors GROUP, GROUP/INDEX or GROUP/UUID
+// (several of each). Unknown groups or instances are one error naming
+// them all. Instances without a VM or an IP are returned as skipped.
+func Select(all []Instance, selectors []string) ([]Instance, []Skipped, error) {
+	if len(selectors) == 0 {
+		return nil, nil, errors.New("name at least one instance group (GROUP, GROUP/INDEX or GROUP/ID)")
+	}
+	groups := map[string][]Instance{}
+	for _, in := range all {
+		groups[in.Job] = append(groups[in.Job], in)
+	}
+	var picked []Instance
+	seen := map[string]bool{}
+	var unknown []string
+	for _, sel := range selectors {
+		if !selectorRe.MatchString(sel) {
+			unknown = append(unknown, sel)
+			continue
+		}
+		group, id, hasID := strings.Cut(sel, "/")
+		members, ok := groups[group]
+		if !ok {
+			unknown = append(unknown, sel)
+			continue
+		}
+		found := false
+		for _, in := range members {
+			if hasID && id != in.ID && id != strconv.Itoa(in.Index) {
+				continue
+			}
+			found = true
+			if !seen[in.ID] {
+				seen[in.ID] = true
+				picked = append(picked, in)
+			}
+		}
+		if !found {
+			unknown = append(unknown, sel)
+		}
+	}
+	if len(unknown) > 0 {
+		names := make([]string, 0, len(groups))
+		for g := range groups {
+			names = append(names, g)
+		}
+		sort.Strings(names)
+		return nil, nil, fmt.Errorf("no such instance group or instance: %s (groups: %s)", strings.Join(unknown, ", "), strings.Join(names, ", "))
+	}
+	var ok []Instance
+	var skipped []Skipped
+	for _, in := range picked {
+		switch {
+		case in.CID == "":
+			skipped = append(skipped, Skipped{Name: in.Name(), Reason: "instance has no VM"})
+		case len(in.IPs) == 0:
+			skipped = append(skipped, Skipped{Name: in.Name(), Reason: "instance has no IP address"})
+		default:
+			ok = append(ok, in)
+		}
+	}
+	return ok, skipped, nil
+}
