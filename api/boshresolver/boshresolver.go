@@ -81,9 +81,9 @@ func New(cfg api.BOSHConfig, agentPort int) (*Resolver, error) {
 	}
 	hc := &http.Client{Transport: tr, Timeout: cfg.Timeout}
 	r := &Resolver{
-		Director:  &director.Client{URL: strings.TrimRight(cfg.DirectorURL, "/"), HTTP: hc},
-		UAAURL:    strings.TrimRight(cfg.UAAURL, "/"),
-		ClientID:  cfg.UAAClientID, ClientSecret: cfg.UAAClientSecret,
+		Director: &director.Client{URL: strings.TrimRight(cfg.DirectorURL, "/"), HTTP: hc},
+		UAAURL:   strings.TrimRight(cfg.UAAURL, "/"),
+		ClientID: cfg.UAAClientID, ClientSecret: cfg.UAAClientSecret,
 		AgentPort: agentPort, CodeTTL: cfg.CodeTTL, HTTP: hc,
 	}
 	if cfg.OperatorKeysFile != "" {
