@@ -60,5 +60,16 @@ demo: build
 bench: deps
 	$(GO) run ./integration/cmd/pcap-bench
 
+# plugin cross-builds the cf CLI plugin and pcap-bosh (pure Go, no cgo)
+# for linux and darwin, amd64 and arm64, into bin/dist/.
+PLATFORMS := linux/amd64 linux/arm64 darwin/amd64 darwin/arm64
+plugin:
+	@set -e; for p in $(PLATFORMS); do \
+	  os=$${p%/*}; arch=$${p#*/}; \
+	  echo "building pcap-cf-plugin and pcap-bosh for $$os/$$arch"; \
+	  CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch $(GO) build -trimpath -o $(BIN)/dist/pcap-cf-plugin-$$os-$$arch ./plugin/cmd/pcap-cf-plugin; \
+	  CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch $(GO) build -trimpath -o $(BIN)/dist/pcap-bosh-$$os-$$arch ./bosh/cmd/pcap-bosh; \
+	done; ls -l $(BIN)/dist
+
 clean:
 	rm -rf $(BIN) build demo.pcapng
