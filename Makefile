@@ -54,8 +54,8 @@ fuzz:
 
 # demo runs the whole stack on this machine, in namespaces it makes and
 # removes, and writes demo.pcapng.
-demo: build
-	$(BIN)/pcap-demo -bin $(BIN) -out demo.pcapng
+demo: build tools
+	$(BIN)/pcap-demo -bin $(BIN) -out demo.pcapng -cf $(TOOLS_BIN)/cf -cf-out demo-cf.pcapng
 
 bench: deps
 	$(GO) run ./integration/cmd/pcap-bench

@@ -42,6 +42,8 @@ type demo struct {
 func run() error {
 	bin := flag.String("bin", "bin", "directory holding pcap-agent, pcap-api and pcap-traffic")
 	out := flag.String("out", "demo.pcapng", "capture file to write")
+	cfOut := flag.String("cf-out", "demo-cf.pcapng", "capture file of the cf part (\"\" skips it)")
+	cfCLI := flag.String("cf", "build/bin/cf", "the cf CLI for the cf part")
 	seconds := flag.Int("seconds", 5, "capture duration in seconds (1..60)")
 	flag.Parse()
 	if os.Geteuid() != 0 {
@@ -70,7 +72,17 @@ func run() error {
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	return d.main(ctx, *out, *seconds)
+	if err := d.main(ctx, *out, *seconds); err != nil {
+		return err
+	}
+	if *cfOut == "" {
+		return nil
+	}
+	cf, err := filepath.Abs(*cfCLI)
+	if err != nil {
+		return err
+	}
+	return d.cf(ctx, cf, *cfOut, *seconds)
 }
 
 func (d *demo) stopAll() {
@@ -108,8 +120,9 @@ var (
 	apiReady   = regexp.MustCompile(`"msg":"api-listening"`)
 )
 
+func step(format string, a ...any) { fmt.Printf("==> "+format+"\n", a...) }
+
 func (d *demo) main(ctx context.Context, out string, seconds int) error {
-	step := func(format string, a ...any) { fmt.Printf("==> "+format+"\n", a...) }
 
 	step("making a LAN namespace with a bridge and three VM namespaces")
 	lan, err := d.lab.Netns()
