@@ -152,6 +152,40 @@ func ParseIndexes(s string) ([]int, error) {
 	return out, nil
 }
 
+// maxWordLen bounds one word of a command line: the splitter's time grows
+// with the square of a word's length (a 64 KiB word takes seconds), and no
+// flag value or target needs more room than a filter.
+const maxWordLen = 2 * tunnel.MaxFilterLen
+
+// longestWord returns at least the length in bytes of the longest word the
+// splitter will build of line (quotes and escapes are counted). The
+// splitter also keeps spaces inside `…` and $(…), and after a stray ")":
+// when one of those is outside quotes, the whole line may be one word.
+func longestWord(line string) int {
+	longest, cur := 0, 0
+	var quote byte
+	for i := 0; i < len(line); i++ {
+		c := line[i]
+		switch {
+		case quote == 0 && (c == ' ' || c == '\t' || c == '\n' || c == '\r'):
+			cur = 0
+			continue
+		case quote == 0 && (c == '`' || c == '(' || c == ')'):
+			return len(line)
+		case c == '\\' && quote != '\'':
+			i++ // the escaped byte belongs to the word
+			cur++
+		case quote == 0 && (c == '\'' || c == '"'):
+			quote = c
+		case c == quote:
+			quote = 0
+		}
+		cur++
+		longest = max(longest, cur)
+	}
+	return longest
+}
+
 // ErrHelp is returned by ParseCommand when the user asked for help; the
 // usage was written to the output given.
 var ErrHelp = errors.New("help requested")
@@ -166,6 +200,9 @@ func ParseCommand(line string, out io.Writer) (Request, error) {
 	}
 	if strings.ContainsRune(line, 0) {
 		return Request{}, errors.New("command line contains a NUL byte")
+	}
+	if n := longestWord(line); n > maxWordLen {
+		return Request{}, fmt.Errorf("command line has a word longer than %d bytes", maxWordLen)
 	}
 	p := shellwords.NewParser()
 	p.ParseEnv = false
@@ -186,14 +223,12 @@ func ParseCommand(line string, out io.Writer) (Request, error) {
 	var req Request
 	called := false
 	var usage bytes.Buffer
-	flags := CaptureFlags()
-	words = append(words[:1:1], flagsFirst(words[1:], flags)...)
 	app := &cli.App{
 		Name:            "capture",
 		Usage:           "capture packets on many targets at once into one pcapng stream on stdout",
 		UsageText:       "capture [flags] TARGET...",
 		HideHelpCommand: true,
-		Flags:           flags,
+		Flags:           CaptureFlags(),
 		Writer:          &usage,
 		ErrWriter:       &usage,
 		Action: func(c *cli.Context) error {
@@ -216,52 +251,12 @@ func ParseCommand(line string, out io.Writer) (Request, error) {
 	return req, nil
 }
 
-// flagsFirst moves flags written after the targets ("capture lab -f 'port
-// 80'", as tcpdump and bosh pcap users write them) in front of the targets:
-// urfave/cli v2 stops parsing flags at the first argument. A flag takes the
-// next word as its value unless it is a bool flag or has "=value"; "--"
-// ends the flags. A help flag anywhere asks for help only.
-func flagsFirst(args []string, flags []cli.Flag) []string {
-	isBool := map[string]bool{}
-	for _, f := range flags {
-		if _, ok := f.(*cli.BoolFlag); ok {
-			for _, n := range f.Names() {
-				isBool[n] = true
-			}
-		}
-	}
-	var fl, pos []string
-	for i := 0; i < len(args); i++ {
-		a := args[i]
-		switch {
-		case a == "--":
-			pos = append(pos, args[i+1:]...)
-			i = len(args)
-		case a == "-h" || a == "--help" || a == "-help":
-			// Help wins wherever it is; urfave/cli would read the targets
-			// as help topics.
-			return []string{"--help"}
-		case len(a) > 1 && a[0] == '-':
-			fl = append(fl, a)
-			name := strings.TrimLeft(a, "-")
-			if !strings.Contains(name, "=") && !isBool[name] && i+1 < len(args) {
-				i++
-				fl = append(fl, args[i])
-			}
-		default:
-			pos = append(pos, a)
-		}
-	}
-	if len(pos) == 0 {
-		return fl
-	}
-	return append(append(fl, "--"), pos...)
-}
-
 // Interspersed moves positional arguments after the flags, so flags may
 // follow them ("capture router -f 'port 443'"), as users of tcpdump and
 // the bosh CLI expect; urfave/cli stops at the first positional. A "--"
-// ends the flags; what follows stays positional.
+// ends the flags; what follows stays positional. With a help flag (-h,
+// --help) the positionals are dropped: urfave/cli would take them for help
+// topics and fail instead of showing the usage.
 func Interspersed(flags []cli.Flag, args []string) []string {
 	takesValue := map[string]bool{}
 	for _, f := range flags {
@@ -271,6 +266,7 @@ func Interspersed(flags []cli.Flag, args []string) []string {
 		}
 	}
 	var opts, pos []string
+	help := false
 	for i := 0; i < len(args); i++ {
 		a := args[i]
 		switch {
@@ -280,6 +276,9 @@ func Interspersed(flags []cli.Flag, args []string) []string {
 		case len(a) > 1 && a[0] == '-':
 			opts = append(opts, a)
 			name := strings.TrimLeft(a, "-")
+			if name == "h" || name == "help" {
+				help = true
+			}
 			if !strings.Contains(name, "=") && takesValue[name] && i+1 < len(args) {
 				i++
 				opts = append(opts, args[i])
@@ -288,7 +287,7 @@ func Interspersed(flags []cli.Flag, args []string) []string {
 			pos = append(pos, a)
 		}
 	}
-	if len(pos) == 0 {
+	if len(pos) == 0 || help {
 		return opts
 	}
 	return append(append(opts, "--"), pos...)

@@ -53,6 +53,9 @@ type merger struct {
 	pending map[*source][]*batch
 	heads   headHeap
 	held    int // batches held in pending
+	// starved counts sources holding all their batches in pending: their
+	// readers wait for one back, so emission cannot wait for the window.
+	starved int
 }
 
 func newMerger(out *Output, window time.Duration) *merger {
@@ -69,6 +72,9 @@ func (m *merger) add(b *batch) error {
 	q := m.pending[b.src]
 	m.pending[b.src] = append(q, b)
 	m.held++
+	if len(q)+1 == batchesPerSource {
+		m.starved++
+	}
 	if len(q) == 0 {
 		heap.Push(&m.heads, b.src.headOf(b))
 	}
@@ -96,16 +102,16 @@ func (m *merger) write(b *batch, i int) error {
 }
 
 // emit writes, in timestamp order, every packet that has waited out the
-// window (or all of them when flushAll, or when a source has no free batch
-// left and would stall). It returns when the next packet becomes due, or
-// zero when nothing is held.
+// window (or all of them when flushAll; or, while any source has no free
+// batch left and would stall, the oldest packets of all sources until it
+// has one again). It returns when the next packet becomes due, or zero
+// when nothing is held.
 func (m *merger) emit(now time.Time, flushAll bool) (time.Time, error) {
 	for m.heads.Len() > 0 {
 		h := m.heads[0]
 		q := m.pending[h.src]
 		b := q[0]
-		starved := len(q) >= batchesPerSource
-		if !flushAll && !starved && now.Sub(b.arrived) < m.window {
+		if !flushAll && m.starved == 0 && now.Sub(b.arrived) < m.window {
 			return b.arrived.Add(m.window), nil
 		}
 		if err := m.write(b, b.next); err != nil {
@@ -113,6 +119,9 @@ func (m *merger) emit(now time.Time, flushAll bool) (time.Time, error) {
 		}
 		b.next++
 		if b.next == len(b.pkts) {
+			if len(q) == batchesPerSource {
+				m.starved--
+			}
 			q = q[1:]
 			m.held--
 			b.src.release(b)

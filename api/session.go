@@ -264,9 +264,17 @@ func unwrapAll(err error) string {
 func (s *Session) stream(ctx context.Context, stop <-chan struct{}, srcs []*source, out *Output) (string, error) {
 	in := make(chan *batch, len(srcs))
 	abort := make(chan struct{})
+	ended := make(chan *source, len(srcs))
 	for _, src := range srcs {
-		go src.read(in, abort)
+		go func() {
+			src.read(in, abort)
+			ended <- src
+		}()
 	}
+	// A source that ends while the capture runs is reported at once, not
+	// only in the summary; reporters wait (bounded) for its final stats.
+	var reporters sync.WaitGroup
+	defer reporters.Wait()
 	allDone := make(chan struct{})
 	go func() {
 		for _, src := range srcs {
@@ -358,6 +366,14 @@ func (s *Session) stream(ctx context.Context, stop <-chan struct{}, srcs []*sour
 		case now := <-dueC:
 			dueC = nil
 			flush(now, false)
+		case src := <-ended:
+			if !stopping {
+				reporters.Add(1)
+				go func() {
+					defer reporters.Done()
+					s.reportEarlyEnd(src)
+				}()
+			}
 		case <-allDone:
 			done = true
 		case <-stop:
@@ -374,8 +390,14 @@ func (s *Session) stream(ctx context.Context, stop <-chan struct{}, srcs []*sour
 				select {
 				case <-src.done:
 				default:
+					// An agent that has not stopped by now is hung: it
+					// would answer a channel close no better than the
+					// stop, and a channel has no read deadline. Closing
+					// the connection ends the read at once (and whatever
+					// else is stuck on that agent).
 					src.cutOff = true
 					src.capture.Close()
+					src.agent.Close()
 				}
 			}
 		case <-progressC:
@@ -414,6 +436,40 @@ func (s *Session) stream(ctx context.Context, stop <-chan struct{}, srcs []*sour
 	return end, outErr
 }
 
+// reportEarlyEnd reports a source that ended before the capture was
+// stopped, when it was lost (and not ended by its own limits).
+func (s *Session) reportEarlyEnd(src *source) {
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	st, final := src.finalStats(ctx)
+	cancel()
+	if state, reason := s.endState(src, false, st, final, false); state != "ended" {
+		s.Status.Line(src.t.Name, state, "reason", reason)
+	}
+}
+
+// endState says how a source's capture ended: "ended", or "lost" or
+// "not-stopped" with the reason. src's reader must be done.
+func (s *Session) endState(src *source, cutOff bool, st tunnel.Stats, final, clientGone bool) (string, string) {
+	switch {
+	case cutOff:
+		return "not-stopped", fmt.Sprintf("agent did not stop within %v", s.StopTimeout)
+	case src.readErr != nil && !errors.Is(src.readErr, errAborted):
+		return "lost", src.readErr.Error()
+	case !final && !clientGone:
+		if src.agent != nil {
+			select {
+			case <-src.agent.Done():
+				return "lost", fmt.Sprintf("connection to agent %s lost", src.t.Agent)
+			default:
+			}
+		}
+		return "lost", "agent sent no final statistics"
+	case st.End == tunnel.EndError:
+		return "lost", st.Error
+	}
+	return "ended", ""
+}
+
 // finish collects final stats, writes the statistics blocks and the
 // summary, and closes every capture.
 func (s *Session) finish(res Result, srcs []*source, out *Output, end string, outErr error, failedBefore bool) Result {
@@ -425,17 +481,8 @@ func (s *Session) finish(res Result, srcs []*source, out *Output, end string, ou
 		cancel()
 		src.capture.Close()
 
-		sr := SourceResult{Name: src.t.Name, State: "ended"}
-		switch {
-		case src.cutOff:
-			sr.State, sr.Reason = "not-stopped", fmt.Sprintf("agent did not stop within %v", s.StopTimeout)
-		case src.readErr != nil && !errors.Is(src.readErr, errAborted):
-			sr.State, sr.Reason = "lost", src.readErr.Error()
-		case !final && outErr == nil:
-			sr.State, sr.Reason = "lost", "agent sent no final statistics"
-		case st.End == tunnel.EndError:
-			sr.State, sr.Reason = "lost", st.Error
-		}
+		sr := SourceResult{Name: src.t.Name}
+		sr.State, sr.Reason = s.endState(src, src.cutOff, st, final, outErr != nil)
 		if sr.State != "ended" {
 			partial = true
 		}

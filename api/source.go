@@ -1,16 +1,22 @@
 package api
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"time"
 
+	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/pcapgo"
 
 	"code.cloudfoundry.org/pcap/tunnel"
 )
+
+// readBufferSize is how much of an agent's stream is read at once; the
+// reader hands its batch over before each read.
+const readBufferSize = 64 << 10
 
 // errAborted ends a source reader whose merger has gone.
 var errAborted = errors.New("api: capture aborted")
@@ -72,14 +78,15 @@ func (s *source) release(b *batch) {
 func (s *source) read(out chan<- *batch, abort <-chan struct{}) {
 	defer close(s.done)
 	defer func() { s.ended = time.Now() }()
-	err := s.readLoop(out, abort)
+	err := s.readLoop(s.capture, out, abort)
 	if errors.Is(err, io.EOF) {
 		err = nil
 	}
 	s.readErr = err
 }
 
-func (s *source) readLoop(out chan<- *batch, abort <-chan struct{}) error {
+// readLoop reads the agent's pcapng stream from r (the capture channel).
+func (s *source) readLoop(r io.Reader, out chan<- *batch, abort <-chan struct{}) error {
 	select {
 	case s.cur = <-s.free:
 	case <-abort:
@@ -87,24 +94,27 @@ func (s *source) readLoop(out chan<- *batch, abort <-chan struct{}) error {
 	}
 	// Hand the batch over whenever the reader is about to wait for the
 	// network: packets never sit in a batch while the source is quiet.
-	fr := &flushingReader{r: s.capture, flush: func() error { return s.handOver(out, abort) }}
-	ng, err := pcapgo.NewNgReader(fr, pcapgo.NgReaderOptions{WantMixedLinkType: true})
+	// Under load, reads of up to readBufferSize keep batches large.
+	fr := &flushingReader{r: r, flush: func() error { return s.handOver(out, abort) }}
+	ng, err := pcapgo.NewNgReader(bufio.NewReaderSize(fr, readBufferSize), pcapgo.NgReaderOptions{WantMixedLinkType: true})
 	if err != nil {
 		return fmt.Errorf("read pcapng header: %w", err)
 	}
 	for {
 		data, ci, err := ng.ZeroCopyReadPacketData()
+		switch {
+		case errors.Is(err, io.EOF):
+		case err != nil:
+			err = fmt.Errorf("read pcapng: %w", err)
+		default:
+			err = s.check(data, ci)
+		}
 		if err != nil {
+			// What was read before the end goes out.
 			if herr := s.handOver(out, abort); herr != nil {
 				return herr
 			}
-			if errors.Is(err, io.EOF) {
-				return io.EOF
-			}
-			return fmt.Errorf("read pcapng: %w", err)
-		}
-		if ci.InterfaceIndex < 0 || ci.InterfaceIndex >= len(s.ifaces) {
-			return fmt.Errorf("agent sent a packet of interface %d, it announced %d", ci.InterfaceIndex, len(s.ifaces))
+			return err
 		}
 		if len(s.cur.buf)+len(data) > batchBytes && len(s.cur.pkts) > 0 {
 			if err := s.handOver(out, abort); err != nil {
@@ -117,6 +127,33 @@ func (s *source) readLoop(out chan<- *batch, abort <-chan struct{}) error {
 		b.pkts = append(b.pkts, pktRef{ts: ci.Timestamp, off: len(b.buf), caplen: len(data), length: ci.Length, iface: s.firstOut + ci.InterfaceIndex})
 		b.buf = append(b.buf, data...)
 	}
+}
+
+// check refuses a packet the output could not hold: the output (and
+// Wireshark) refuse such packets, so they end this source, not the whole
+// capture.
+func (s *source) check(data []byte, ci gopacket.CaptureInfo) error {
+	if ci.InterfaceIndex < 0 || ci.InterfaceIndex >= len(s.ifaces) {
+		return fmt.Errorf("agent sent a packet of interface %d, it announced %d", ci.InterfaceIndex, len(s.ifaces))
+	}
+	name := s.ifaces[ci.InterfaceIndex].Name
+	if snap := s.snaplen(ci.InterfaceIndex); len(data) > snap {
+		return fmt.Errorf("agent sent a packet of %d bytes on %s, over its snaplen %d", len(data), name, snap)
+	}
+	if ci.Length < len(data) {
+		return fmt.Errorf("agent sent a packet on %s with %d bytes captured of a %d byte packet", name, len(data), ci.Length)
+	}
+	return nil
+}
+
+// snaplen is the largest packet the agent may send on interface i: the
+// snaplen it announced, at most tunnel.MaxSnaplen.
+func (s *source) snaplen(i int) int {
+	snap := int(s.ifaces[i].Snaplen)
+	if snap <= 0 || snap > tunnel.MaxSnaplen {
+		snap = tunnel.MaxSnaplen
+	}
+	return snap
 }
 
 // handOver sends the current batch, if it has packets, and takes a free one.
@@ -152,8 +189,18 @@ func (f *flushingReader) Read(p []byte) (int, error) {
 	return f.r.Read(p)
 }
 
-// finalStats waits (bounded by ctx) for the agent's final stats.
+// finalStats waits (bounded by ctx) for the agent's final stats. Without
+// them it also waits for the agent connection to end, if it is ending: a
+// dead connection closes its channels first and reports its own end just
+// after, and the reason given to the user depends on it.
 func (s *source) finalStats(ctx context.Context) (tunnel.Stats, bool) {
 	st, err := s.capture.Wait(ctx)
-	return st, err == nil && st.Final
+	final := err == nil && st.Final
+	if !final && err == nil && s.agent != nil {
+		select {
+		case <-s.agent.Done():
+		case <-ctx.Done():
+		}
+	}
+	return st, final
 }

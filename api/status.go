@@ -3,8 +3,11 @@ package api
 import (
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"sync"
+	"unicode"
+	"unicode/utf8"
 )
 
 // Status writes status lines for the user: "pcap: <source>: <event>
@@ -39,9 +42,15 @@ func (s *Status) Line(source, event string, kv ...any) {
 	}
 }
 
+// quoteValue quotes a value that is empty, would split the line into
+// more fields (space, quote, =, backslash) or holds anything not printable
+// (control characters, terminal escapes, invalid UTF-8: reasons can come
+// from agents).
 func quoteValue(v string) string {
-	if v == "" || strings.ContainsAny(v, " \t\n\"=\\") {
-		return fmt.Sprintf("%q", v)
+	if v == "" || !utf8.ValidString(v) || strings.ContainsFunc(v, func(r rune) bool {
+		return r == ' ' || r == '"' || r == '=' || r == '\\' || !unicode.IsPrint(r)
+	}) {
+		return strconv.Quote(v)
 	}
 	return v
 }

@@ -1,0 +1,172 @@
+package api
+
+import (
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+const minimalConfig = `
+host_key_file: /k/host
+agents:
+  client_key_file: /k/client
+  host_keys_file: /k/agents
+`
+
+func TestParseConfigDefaults(t *testing.T) {
+	c, err := ParseConfig([]byte(minimalConfig))
+	if err != nil {
+		t.Fatalf("ParseConfig: %v", err)
+	}
+	want := DefaultConfig()
+	want.HostKeyFile = "/k/host"
+	want.Agents.ClientKeyFile = "/k/client"
+	want.Agents.HostKeysFile = "/k/agents"
+	if !reflect.DeepEqual(c, want) {
+		t.Errorf("config\n got  %+v\n want %+v", c, want)
+	}
+	if c.Listen != "0.0.0.0:2222" || c.HTTPListen != "0.0.0.0:8080" || c.Agents.Port != 9494 ||
+		c.Limits != (LimitsConfig{MaxCaptures: 20, MaxCapturesPerUser: 3, MaxTargets: 100, MaxDuration: time.Hour}) ||
+		c.ReorderWindow != 100*time.Millisecond || c.StopTimeout != 2*time.Second {
+		t.Errorf("defaults changed: %+v", c)
+	}
+}
+
+func TestParseConfigFull(t *testing.T) {
+	c, err := ParseConfig([]byte(`
+listen: 127.0.0.1:2200
+http_listen: ""
+host_key_file: /k/host
+reorder_window: 0s
+stop_timeout: 5s
+log_level: debug
+agents:
+  client_key_file: /k/client
+  host_key_fingerprints: ["SHA256:abc"]
+  port: 9595
+  dial_timeout: 3s
+limits:
+  max_captures: 2
+  max_captures_per_user: 1
+  max_targets: 7
+  max_duration: 10m
+static:
+  operator_keys_file: /k/ops
+  groups:
+    lb: ["10.0.0.5:9494", "[fd00::1]:9494"]
+`))
+	if err != nil {
+		t.Fatalf("ParseConfig: %v", err)
+	}
+	if c.Listen != "127.0.0.1:2200" || c.HTTPListen != "" || c.ReorderWindow != 0 || c.StopTimeout != 5*time.Second ||
+		c.Agents.Port != 9595 || c.Agents.DialTimeout != 3*time.Second || c.Agents.HostKeyFingerprints[0] != "SHA256:abc" ||
+		c.Limits != (LimitsConfig{MaxCaptures: 2, MaxCapturesPerUser: 1, MaxTargets: 7, MaxDuration: 10 * time.Minute}) ||
+		c.Static == nil || c.Static.OperatorKeysFile != "/k/ops" ||
+		!reflect.DeepEqual(c.Static.Groups["lb"], []string{"10.0.0.5:9494", "[fd00::1]:9494"}) {
+		t.Errorf("config not as written: %+v (static %+v)", c, c.Static)
+	}
+}
+
+func TestParseConfigEveryErrorAtOnce(t *testing.T) {
+	_, err := ParseConfig([]byte(`
+listen: nowhere
+http_listen: also-nowhere
+agents:
+  port: 0
+  dial_timeout: -1s
+limits:
+  max_captures: 0
+  max_targets: 1001
+  max_duration: 0s
+reorder_window: 11s
+stop_timeout: 0s
+log_level: loud
+static:
+  groups:
+    empty: []
+    bad: ["10.0.0.1"]
+`))
+	if err == nil {
+		t.Fatal("ParseConfig accepted a config full of errors")
+	}
+	want := []string{
+		`api: invalid config: listen "nowhere": address nowhere: missing port in address`,
+		`http_listen "also-nowhere": address also-nowhere: missing port in address`,
+		"host_key_file is required",
+		"agents.client_key_file is required",
+		"agents.host_keys_file or agents.host_key_fingerprints is required (agents are pinned)",
+		"agents.port 0 is out of range",
+		"agents.dial_timeout must be positive",
+		"limits.max_captures, max_captures_per_user and max_targets must be at least 1",
+		"limits.max_targets is at most 1000",
+		"limits.max_duration must be positive",
+		"reorder_window must be within 0..10s",
+		"stop_timeout must be within 0..1m",
+		"static.operator_keys_file is required",
+		`static.groups.bad "10.0.0.1": address 10.0.0.1: missing port in address`,
+		"static.groups.empty is empty",
+		`log_level "loud" is not one of debug, info, warn, error`,
+	}
+	got := strings.Split(err.Error(), "\n")
+	// Group errors come in map order; compare them as a set.
+	if len(got) != len(want) {
+		t.Fatalf("got %d problems, want %d:\n%s", len(got), len(want), err)
+	}
+	seen := map[string]bool{}
+	for _, g := range got {
+		seen[g] = true
+	}
+	for _, w := range want {
+		if !seen[w] {
+			t.Errorf("missing problem %q in:\n%s", w, err)
+		}
+	}
+}
+
+func TestParseConfigUnknownKey(t *testing.T) {
+	for name, doc := range map[string]string{
+		"top level": minimalConfig + "listne: 0.0.0.0:22\n",
+		"nested":    minimalConfig + "limits:\n  max_capture: 3\n",
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := ParseConfig([]byte(doc))
+			if err == nil {
+				t.Fatal("unknown key accepted")
+			}
+			if !strings.HasPrefix(err.Error(), "api: parse config: ") || !strings.Contains(err.Error(), "not found in type") {
+				t.Errorf("error = %v, want the unknown key named", err)
+			}
+		})
+	}
+}
+
+func TestParseConfigBadYAML(t *testing.T) {
+	for _, doc := range []string{"limits: [", "reorder_window: soon\n" + minimalConfig, "- a\n- b\n"} {
+		if _, err := ParseConfig([]byte(doc)); err == nil || !strings.HasPrefix(err.Error(), "api: parse config: ") {
+			t.Errorf("ParseConfig(%q) error = %v, want a parse error", doc, err)
+		}
+	}
+}
+
+func TestParseConfigEmptyIsInvalidNotAPanic(t *testing.T) {
+	_, err := ParseConfig(nil)
+	if err == nil || !strings.Contains(err.Error(), "host_key_file is required") {
+		t.Errorf("empty config error = %v", err)
+	}
+}
+
+func TestLoadConfig(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "api.yml")
+	if err := os.WriteFile(p, []byte(minimalConfig), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LoadConfig(p); err != nil {
+		t.Errorf("LoadConfig: %v", err)
+	}
+	if _, err := LoadConfig(p + ".missing"); err == nil || !strings.HasPrefix(err.Error(), "api: read config: ") {
+		t.Errorf("missing file error = %v", err)
+	}
+}

@@ -1,0 +1,359 @@
+package api
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"io"
+	"testing"
+	"time"
+
+	"github.com/gopacket/gopacket"
+	"github.com/gopacket/gopacket/layers"
+	"github.com/gopacket/gopacket/pcapgo"
+
+	"code.cloudfoundry.org/pcap/tunnel"
+)
+
+// agentStream writes what an agent sends on a capture channel: a pcapng
+// header declaring ifaces, then packets.
+type agentStream struct {
+	t   testing.TB
+	buf bytes.Buffer
+	w   *pcapgo.NgWriter
+}
+
+func newAgentStream(t testing.TB, ifaces ...tunnel.InterfaceStats) *agentStream {
+	t.Helper()
+	a := &agentStream{t: t}
+	ng := func(i tunnel.InterfaceStats) pcapgo.NgInterface {
+		return pcapgo.NgInterface{Name: i.Name, LinkType: layers.LinkType(i.LinkType), SnapLength: i.Snaplen, TimestampResolution: 9}
+	}
+	w, err := pcapgo.NewNgWriterInterface(&a.buf, ng(ifaces[0]), pcapgo.NgWriterOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, i := range ifaces[1:] {
+		if _, err := w.AddInterface(ng(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a.w = w
+	a.flush()
+	return a
+}
+
+func (a *agentStream) packet(iface int, ts time.Time, data []byte) {
+	a.t.Helper()
+	ci := gopacket.CaptureInfo{Timestamp: ts, CaptureLength: len(data), Length: len(data), InterfaceIndex: iface}
+	if err := a.w.WritePacket(ci, data); err != nil {
+		a.t.Fatal(err)
+	}
+	a.flush()
+}
+
+func (a *agentStream) flush() {
+	if err := a.w.Flush(); err != nil {
+		a.t.Fatal(err)
+	}
+}
+
+var twoIfaces = []tunnel.InterfaceStats{
+	{Name: "eth0", LinkType: uint16(layers.LinkTypeEthernet), Snaplen: 65535},
+	{Name: "lo", LinkType: uint16(layers.LinkTypeEthernet), Snaplen: 128},
+}
+
+// readAll runs s.readLoop over r, giving every batch straight back, and
+// returns the packets' payloads, the number of batches and the reader's
+// error.
+func readAll(t *testing.T, s *source, r io.Reader) ([]string, int, error) {
+	t.Helper()
+	out := make(chan *batch)
+	abort := make(chan struct{})
+	done := make(chan error, 1)
+	go func() { done <- s.readLoop(r, out, abort) }()
+	var got []string
+	batches := 0
+	timeout := time.After(10 * time.Second)
+	for {
+		select {
+		case b := <-out:
+			batches++
+			for _, p := range b.pkts {
+				got = append(got, string(b.buf[p.off:p.off+p.caplen]))
+			}
+			s.release(b)
+		case err := <-done:
+			return got, batches, err
+		case <-timeout:
+			close(abort)
+			t.Fatal("reader did not end within 10s")
+		}
+	}
+}
+
+func TestSourceReadsAgentStream(t *testing.T) {
+	a := newAgentStream(t, twoIfaces...)
+	t0 := time.Unix(1700000000, 0)
+	a.packet(0, t0, []byte("one"))
+	a.packet(1, t0, []byte("two"))
+	a.packet(0, t0, bytes.Repeat([]byte("x"), 60000))
+	a.packet(0, t0, bytes.Repeat([]byte("y"), 60000))
+	a.packet(0, t0, bytes.Repeat([]byte("z"), 60000)) // goes into a second batch
+	a.packet(0, t0, []byte("four"))
+	s := newSource(Target{Name: "lb/0"}, nil, nil, twoIfaces, 3)
+	got, batches, err := readAll(t, s, &a.buf)
+	if !errors.Is(err, io.EOF) {
+		t.Errorf("reader error = %v, want io.EOF", err)
+	}
+	if len(got) != 6 || got[0] != "one" || got[1] != "two" || got[4][0] != 'z' || got[5] != "four" {
+		t.Errorf("packets = %.20q", got)
+	}
+	// 180 kB in 64 KiB reads: handed over before each read.
+	if batches < 3 || batches > 6 {
+		t.Errorf("%d batches handed over, want 3..6", batches)
+	}
+	if s.received[0] != 5 || s.received[1] != 1 || s.bytes[1] != 3 {
+		t.Errorf("received = %v, bytes = %v", s.received, s.bytes)
+	}
+}
+
+func TestSourceRefusesBadPackets(t *testing.T) {
+	t0 := time.Unix(1700000000, 0)
+	cases := []struct {
+		name    string
+		stream  func() []byte
+		ifaces  []tunnel.InterfaceStats
+		wantErr string
+	}{
+		{"packet over the announced snaplen", func() []byte {
+			a := newAgentStream(t, twoIfaces...)
+			a.packet(1, t0, make([]byte, 129))
+			return a.buf.Bytes()
+		}, twoIfaces, "agent sent a packet of 129 bytes on lo, over its snaplen 128"},
+		{"packet over the protocol's snaplen", func() []byte {
+			a := newAgentStream(t, tunnel.InterfaceStats{Name: "eth0", LinkType: 1, Snaplen: 0})
+			a.packet(0, t0, make([]byte, tunnel.MaxSnaplen+1))
+			return a.buf.Bytes()
+		}, []tunnel.InterfaceStats{{Name: "eth0", LinkType: 1}}, "agent sent a packet of 262145 bytes on eth0, over its snaplen 262144"},
+		{"captured more than the packet's length", func() []byte {
+			a := newAgentStream(t, twoIfaces...)
+			at := a.buf.Len()
+			a.packet(0, t0, make([]byte, 60))
+			// Enhanced Packet Block: type, length, interface, ts high, ts
+			// low, captured length, original length.
+			binary.LittleEndian.PutUint32(a.buf.Bytes()[at+24:], 59)
+			return a.buf.Bytes()
+		}, twoIfaces, "agent sent a packet on eth0 with 60 bytes captured of a 59 byte packet"},
+		{"interface not announced", func() []byte {
+			a := newAgentStream(t, twoIfaces...)
+			a.packet(1, t0, []byte("x"))
+			return a.buf.Bytes()
+		}, twoIfaces[:1], "agent sent a packet of interface 1, it announced 1"},
+		{"not pcapng", func() []byte { return []byte("SSH-2.0-OpenSSH\r\n") }, twoIfaces, "read pcapng header: "},
+		{"truncated packet", func() []byte {
+			a := newAgentStream(t, twoIfaces...)
+			a.packet(0, t0, make([]byte, 100))
+			return a.buf.Bytes()[:a.buf.Len()-30]
+		}, twoIfaces, "read pcapng: unexpected EOF"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			s := newSource(Target{Name: "lb/0"}, nil, nil, c.ifaces, 0)
+			got, _, err := readAll(t, s, bytes.NewReader(c.stream()))
+			if err == nil || len(err.Error()) < len(c.wantErr) || err.Error()[:len(c.wantErr)] != c.wantErr {
+				t.Errorf("reader error = %v, want %q", err, c.wantErr)
+			}
+			if len(got) != 0 {
+				t.Errorf("bad stream gave packets %.20q", got)
+			}
+		})
+	}
+}
+
+func TestSourceHandsOverWhenQuiet(t *testing.T) {
+	// A packet must not wait in a half-filled batch for more traffic.
+	a := newAgentStream(t, twoIfaces...)
+	a.packet(0, time.Unix(1700000000, 0), []byte("lonely"))
+	pr, pw := io.Pipe()
+	defer pw.Close()
+	go func() {
+		pw.Write(a.buf.Bytes()) // then nothing: the agent is quiet
+	}()
+	s := newSource(Target{Name: "lb/0"}, nil, nil, twoIfaces, 0)
+	out := make(chan *batch)
+	abort := make(chan struct{})
+	done := make(chan error, 1)
+	go func() { done <- s.readLoop(pr, out, abort) }()
+	select {
+	case b := <-out:
+		if len(b.pkts) != 1 || string(b.buf) != "lonely" {
+			t.Errorf("batch = %d packets %q", len(b.pkts), b.buf)
+		}
+		s.release(b)
+	case <-time.After(10 * time.Second):
+		t.Error("the packet was not handed over while the stream was quiet")
+	}
+	close(abort)
+	pw.Close()
+	select {
+	case err := <-done:
+		if !errors.Is(err, errAborted) && !errors.Is(err, io.EOF) {
+			t.Errorf("reader error after abort = %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Error("reader did not end after abort")
+	}
+}
+
+func TestSourceAbortUnblocksReader(t *testing.T) {
+	// The merger is gone: a reader holding a full batch must not block.
+	a := newAgentStream(t, twoIfaces...)
+	a.packet(0, time.Unix(1700000000, 0), []byte("x"))
+	s := newSource(Target{Name: "lb/0"}, nil, nil, twoIfaces, 0)
+	out := make(chan *batch) // nobody receives
+	abort := make(chan struct{})
+	done := make(chan error, 1)
+	go func() { done <- s.readLoop(&a.buf, out, abort) }()
+	close(abort)
+	select {
+	case err := <-done:
+		if !errors.Is(err, errAborted) {
+			t.Errorf("reader error = %v, want errAborted", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("reader blocked after abort")
+	}
+}
+
+// maxFuzzStream bounds a fuzzed stream, and with it the memory a packet
+// declared larger than its bytes can take.
+const maxFuzzStream = 1 << 20
+
+func FuzzSourceStream(f *testing.F) {
+	t0 := time.Unix(1700000000, 0)
+	a := newAgentStream(f, twoIfaces...)
+	for i := range 20 {
+		a.packet(i%2, t0.Add(time.Duration(i)*time.Millisecond), bytes.Repeat([]byte{byte(i)}, 10+i))
+	}
+	valid := bytes.Clone(a.buf.Bytes())
+	f.Add(valid, uint8(0))
+	f.Add(valid, uint8(50))
+	f.Add(valid[:len(valid)-7], uint8(1))
+	f.Add([]byte{}, uint8(0))
+	f.Add([]byte("\x0a\x0d\x0d\x0a"), uint8(0))
+	big := newAgentStream(f, twoIfaces...)
+	big.packet(0, t0, make([]byte, 70000))
+	f.Add(big.buf.Bytes(), uint8(3))
+
+	f.Fuzz(func(t *testing.T, stream []byte, windowMs uint8) {
+		if len(stream) > maxFuzzStream {
+			t.Skip()
+		}
+		var outBuf bytes.Buffer
+		out, err := NewOutput(&outBuf, FormatPcapng, []OutputInterface{
+			{Name: "f/0:eth0", LinkType: layers.LinkTypeEthernet, Snaplen: 65535},
+			{Name: "f/0:lo", LinkType: layers.LinkTypeEthernet, Snaplen: 128},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := newSource(Target{Name: "f/0"}, nil, nil, twoIfaces, 0)
+		m := newMerger(out, time.Duration(windowMs)*time.Millisecond)
+		in := make(chan *batch, 1)
+		abort := make(chan struct{})
+		done := make(chan error, 1)
+		go func() { done <- s.readLoop(bytes.NewReader(stream), in, abort) }()
+		handle := func(b *batch) {
+			if err := m.add(b); err != nil {
+				t.Fatalf("merger refused a packet the reader accepted: %v", err)
+			}
+			if _, err := m.emit(time.Now(), false); err != nil {
+				t.Fatalf("emit: %v", err)
+			}
+		}
+		timeout := time.After(30 * time.Second)
+	loop:
+		for {
+			select {
+			case b := <-in:
+				handle(b)
+			case <-done:
+				break loop
+			case <-timeout:
+				close(abort)
+				t.Fatal("reader did not finish within 30s")
+			}
+		}
+		for more := true; more; {
+			select {
+			case b := <-in:
+				handle(b)
+			default:
+				more = false
+			}
+		}
+		if _, err := m.emit(time.Now(), true); err != nil {
+			t.Fatalf("final emit: %v", err)
+		}
+		if err := out.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		if m.held != 0 || m.heads.Len() != 0 {
+			t.Errorf("merger still holds %d batches", m.held)
+		}
+		if owned := len(s.free); owned != batchesPerSource && (s.cur == nil || owned != batchesPerSource-1) {
+			t.Errorf("source has %d free batches and cur %v, want all %d back", owned, s.cur != nil, batchesPerSource)
+		}
+
+		// Every packet read is written, and the output reads back.
+		var received, delivered uint64
+		for i := range s.received {
+			received += s.received[i]
+			delivered += s.delivered[i]
+		}
+		if received != delivered {
+			t.Errorf("received %d packets, delivered %d", received, delivered)
+		}
+		r, err := pcapgo.NewNgReader(&outBuf, pcapgo.NgReaderOptions{WantMixedLinkType: true})
+		if err != nil {
+			t.Fatalf("output does not read back: %v", err)
+		}
+		var n uint64
+		for {
+			data, ci, err := r.ReadPacketData()
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			if err != nil {
+				t.Fatalf("output packet %d does not read back: %v", n, err)
+			}
+			if len(data) > int(twoIfaces[ci.InterfaceIndex].Snaplen) || ci.Length < len(data) {
+				t.Errorf("output packet %d: %d bytes of %d on interface %d", n, len(data), ci.Length, ci.InterfaceIndex)
+			}
+			n++
+		}
+		if n != delivered {
+			t.Errorf("output holds %d packets, %d were delivered", n, delivered)
+		}
+	})
+}
+
+func TestSourceDeliversWhatPrecedesABadPacket(t *testing.T) {
+	a := newAgentStream(t, twoIfaces...)
+	t0 := time.Unix(1700000000, 0)
+	a.packet(0, t0, []byte("good"))
+	a.packet(1, t0, make([]byte, 129)) // over lo's snaplen
+	a.packet(0, t0, []byte("after"))
+	s := newSource(Target{Name: "lb/0"}, nil, nil, twoIfaces, 0)
+	got, _, err := readAll(t, s, &a.buf)
+	if err == nil || err.Error() != "agent sent a packet of 129 bytes on lo, over its snaplen 128" {
+		t.Errorf("reader error = %v", err)
+	}
+	if len(got) != 1 || got[0] != "good" {
+		t.Errorf("packets = %.20q, want the one before the bad packet", got)
+	}
+	if s.received[0] != 1 || s.received[1] != 0 {
+		t.Errorf("received = %v, want [1 0]", s.received)
+	}
+}

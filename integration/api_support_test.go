@@ -1,0 +1,296 @@
+package integration
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gopacket/gopacket/pcapgo"
+
+	"code.cloudfoundry.org/pcap/integration/netlab"
+)
+
+// capLab is a lab of VMs behind a bridge, a pcap-agent on each VM's
+// address (port 9494) unless told otherwise, and pcap-api in the LAN
+// namespace at 198.18.0.1:2222 with a static group "lab" of every VM.
+type capLab struct {
+	*lab
+	Dir       string
+	Agents    []*agentProc // nil where no agent runs
+	API       *apiProc
+	Operators []keyPair
+}
+
+type capLabOptions struct {
+	VMs int
+	// IfName names a VM's interface on the bridge (default eth0).
+	IfName func(i int) string
+	// NoAgent lists VMs where no agent runs: their address refuses
+	// connections.
+	NoAgent map[int]bool
+	// AgentExtra is more agent YAML, per VM.
+	AgentExtra map[int]string
+	// Operators is how many operator keys the API trusts (default 1);
+	// each is a user of its own for the limits.
+	Operators int
+	// Groups maps group names to VM indexes (default "lab": every VM).
+	Groups map[string][]int
+	// APIExtra is more API YAML at the top level.
+	APIExtra string
+}
+
+func newCapLab(t *testing.T, o capLabOptions) *capLab {
+	t.Helper()
+	c := &capLab{lab: newLab(t, o.VMs, o.IfName), Dir: t.TempDir()}
+	apiKey := newKeyPair(t, c.Dir, "api_client")
+	var hostKeys []keyPair
+	var addrs []string
+	for i, vm := range c.VMs {
+		addr := c.vmAddr(i) + ":9494"
+		addrs = append(addrs, addr)
+		if o.NoAgent[i] {
+			c.Agents = append(c.Agents, nil)
+			continue
+		}
+		a := startAgent(t, agentOptions{Netns: vm, Listen: addr, ClientKeys: []keyPair{apiKey}, MaxCaptures: 8, Extra: o.AgentExtra[i]})
+		c.Agents = append(c.Agents, a)
+		hostKeys = append(hostKeys, a.HostKey)
+	}
+	for i := range max(o.Operators, 1) {
+		c.Operators = append(c.Operators, newKeyPair(t, c.Dir, fmt.Sprintf("operator%d", i)))
+	}
+	groups := map[string][]string{"lab": addrs}
+	if o.Groups != nil {
+		groups = map[string][]string{}
+		for g, idx := range o.Groups {
+			for _, i := range idx {
+				groups[g] = append(groups[g], addrs[i])
+			}
+		}
+	}
+	c.API = startAPI(t, apiOptions{
+		Netns: c.LAN, Listen: "198.18.0.1:2222", ClientKey: apiKey,
+		AgentKeys: hostKeys, Operators: c.Operators, Groups: groups, Extra: o.APIExtra,
+	})
+	return c
+}
+
+// capture runs `ssh … capture args…` as operator op; stdout goes to out.
+func (c *capLab) capture(t *testing.T, op int, out io.Writer, args ...string) *sshClient {
+	t.Helper()
+	return runSSH(t, c.API, "static", c.Operators[op], out, append([]string{"capture"}, args...)...)
+}
+
+// captureFile runs a capture into a new file and returns the client and
+// the file's path; the file is closed at cleanup.
+func (c *capLab) captureFile(t *testing.T, op int, args ...string) (*sshClient, string) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "capture.pcapng")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	return c.capture(t, op, f, args...), path
+}
+
+// send sends count UDP datagrams from VM i to the LAN address on port.
+func (c *capLab) send(t *testing.T, i, port, count int) {
+	t.Helper()
+	sendUDP(t, c.VMs[i], fmt.Sprintf("198.18.0.1:%d", port), count)
+}
+
+// httpGet fetches a path of the API's HTTP port from inside the LAN.
+func (c *capLab) httpGet(t *testing.T, path string) (int, string) {
+	t.Helper()
+	cl := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DialContext: netlab.DialerIn(c.LAN)}}
+	defer cl.CloseIdleConnections()
+	resp, err := cl.Get("http://" + c.API.HTTPAddr + path)
+	if err != nil {
+		t.Fatalf("GET %s: %v", path, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
+	if err != nil {
+		t.Fatalf("GET %s: %v", path, err)
+	}
+	return resp.StatusCode, string(b)
+}
+
+// waitStarted waits for the "started" status line of every source.
+func waitStarted(t *testing.T, cl *sshClient, sources ...string) {
+	t.Helper()
+	for _, s := range sources {
+		cl.WaitLine(t, regexp.MustCompile(`^pcap: `+regexp.QuoteMeta(s)+`: started `), 30*time.Second)
+	}
+}
+
+// exitCode waits (bounded) for cl to exit and returns its exit status.
+func exitCode(t *testing.T, cl *sshClient, timeout time.Duration) int {
+	t.Helper()
+	err, ok := cl.Wait(timeout)
+	if !ok {
+		t.Fatalf("ssh did not exit within %v:\n%s", timeout, cl.Output())
+	}
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+		return 0
+	case errors.As(err, &ee):
+		return ee.ExitCode()
+	default:
+		t.Fatalf("ssh: %v", err)
+		return -1
+	}
+}
+
+var summaryRe = regexp.MustCompile(`^pcap: summary: (\S+) (.*)$`)
+
+// summary returns the outcome and counters of the summary line; the
+// client must have exited.
+func summary(t *testing.T, cl *sshClient) (string, map[string]int) {
+	t.Helper()
+	lines := cl.Lines(summaryRe)
+	if len(lines) != 1 {
+		t.Fatalf("%d summary lines, want 1:\n%s", len(lines), cl.Output())
+	}
+	m := summaryRe.FindStringSubmatch(lines[0])
+	kv := map[string]int{}
+	for _, f := range strings.Fields(m[2]) {
+		k, v, _ := strings.Cut(f, "=")
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			t.Fatalf("summary field %q is not a number: %s", f, lines[0])
+		}
+		kv[k] = n
+	}
+	return m[1], kv
+}
+
+// lineSource is a process whose output lines are collected.
+type lineSource interface {
+	Lines(re *regexp.Regexp) []string
+	Output() string
+}
+
+// wantLine fails unless a line of cl's output matches re.
+func wantLine(t *testing.T, cl lineSource, re string) {
+	t.Helper()
+	if len(cl.Lines(regexp.MustCompile(re))) == 0 {
+		t.Errorf("no line matches %q in:\n%s", re, cl.Output())
+	}
+}
+
+// perInterface counts a capture file's packets by interface name.
+func perInterface(t *testing.T, file string) map[string]int {
+	t.Helper()
+	out := tshark(t, "-r", file, "-T", "fields", "-e", "frame.interface_name")
+	per := map[string]int{}
+	for _, n := range strings.Fields(out) {
+		per[n]++
+	}
+	return per
+}
+
+// statsBlocks reads a pcapng file with pcapgo and returns its interface
+// names in order and the statistics blocks by interface name.
+func statsBlocks(t *testing.T, file string) ([]string, map[string]pcapgo.NgInterfaceStatistics) {
+	t.Helper()
+	f, err := os.Open(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	byID := map[int]pcapgo.NgInterfaceStatistics{}
+	r, err := pcapgo.NewNgReader(f, pcapgo.NgReaderOptions{WantMixedLinkType: true,
+		StatisticsCallback: func(id int, s pcapgo.NgInterfaceStatistics) { byID[id] = s }})
+	if err != nil {
+		t.Fatalf("read %s: %v", file, err)
+	}
+	for {
+		_, _, err := r.ReadPacketData()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatalf("read %s: %v", file, err)
+		}
+	}
+	var names []string
+	stats := map[string]pcapgo.NgInterfaceStatistics{}
+	for i := range r.NInterfaces() {
+		ifc, err := r.Interface(i)
+		if err != nil {
+			t.Fatal(err)
+		}
+		names = append(names, ifc.Name)
+		if s, ok := byID[i]; ok {
+			stats[ifc.Name] = s
+		}
+	}
+	return names, stats
+}
+
+// wantCounts compares per-interface packet counts.
+func wantCounts(t *testing.T, got map[string]int, want map[string]int) {
+	t.Helper()
+	for name, n := range want {
+		if got[name] != n {
+			t.Errorf("%s has %d packets, want %d (all: %v)", name, got[name], n, got)
+		}
+	}
+	for name := range got {
+		if _, ok := want[name]; !ok {
+			t.Errorf("unexpected packets on %s (all: %v)", name, got)
+		}
+	}
+}
+
+var vmRSSRe = regexp.MustCompile(`(?m)^VmRSS:\s+(\d+) kB`)
+
+// rssKiB returns a process's resident set size.
+func rssKiB(pid int) (int, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	m := vmRSSRe.FindSubmatch(b)
+	if m == nil {
+		return 0, fmt.Errorf("no VmRSS in /proc/%d/status", pid)
+	}
+	return strconv.Atoi(string(m[1]))
+}
+
+// waitState waits until a process is in the given /proc state (e.g. "T"
+// for stopped).
+func waitState(t *testing.T, pid int, state string, timeout time.Duration) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err == nil {
+			// pid (comm) state …: comm may hold spaces, so cut at the last ')'.
+			if i := strings.LastIndexByte(string(b), ')'); i >= 0 && strings.HasPrefix(string(b[i+1:]), " "+state+" ") {
+				return
+			}
+		}
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
+			t.Fatalf("process %d not in state %s within %v", pid, state, timeout)
+		}
+	}
+}
