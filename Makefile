@@ -4,11 +4,11 @@ GO ?= go
 BIN := bin
 PKGS := ./...
 # Debian packages the build, tests, demo and benchmark need.
-APT_PACKAGES := libpcap-dev tshark tcpdump openssh-client openssh-server iproute2 ruby sshpass procps
+APT_PACKAGES := libpcap-dev tshark tcpdump openssh-client openssh-server iproute2 ruby sshpass procps flex bison
 FUZZTIME ?= 10s
 TEST_TIMEOUT ?= 12m
 
-.PHONY: all deps build lint test fuzz demo bench plugin clean
+.PHONY: all deps build lint test fuzz demo bench plugin release-blobs clean
 
 # The real cf and bosh CLIs the integration tests drive (build/bin/).
 include integration/tools/tools.mk
@@ -38,9 +38,14 @@ lint:
 
 # test is what CI runs: install, lint, every test with -race (integration
 # tests included: they need root for namespaces), then short fuzz runs.
-test: deps lint tools
+test: deps lint tools release-blobs
 	PCAP_REQUIRE_TOOLS=1 $(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) $(PKGS)
 	$(MAKE) --no-print-directory fuzz FUZZTIME=5s
+
+# release-blobs fetches the libpcap source tarball the BOSH release's
+# packaging test builds (Debian's copy of the upstream release).
+release-blobs:
+	@ls build/release-blobs/libpcap-*.tar.gz >/dev/null 2>&1 || bosh/release/scripts/libpcap-source-from-debian
 
 # fuzz runs every fuzz target for FUZZTIME each.
 fuzz:
