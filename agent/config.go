@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"time"
 
 	"gopkg.in/yaml.v3"
 )
@@ -29,6 +30,10 @@ type Config struct {
 	QueueBytes int `yaml:"queue_bytes"`
 	// ProcRoot is where processes are looked up (default /proc).
 	ProcRoot string `yaml:"proc_root"`
+	// KeepaliveInterval is how often the agent checks that the API is
+	// still there; a connection silent for three intervals is closed and
+	// its captures end (default 15s, 0 disables).
+	KeepaliveInterval time.Duration `yaml:"keepalive_interval"`
 	// LogLevel is debug, info, warn or error (default info).
 	LogLevel string `yaml:"log_level"`
 }
@@ -42,6 +47,8 @@ func DefaultConfig() Config {
 		QueueBytes:  4 << 20,
 		ProcRoot:    "/proc",
 		LogLevel:    "info",
+
+		KeepaliveInterval: 15 * time.Second,
 	}
 }
 
@@ -89,6 +96,9 @@ func (c Config) Validate() error {
 	}
 	if c.QueueBytes < 512<<10 || c.QueueBytes > 1<<30 {
 		errs = append(errs, fmt.Errorf("queue_bytes %d is out of range 512 KiB..1 GiB", c.QueueBytes))
+	}
+	if c.KeepaliveInterval < 0 || c.KeepaliveInterval > 10*time.Minute {
+		errs = append(errs, fmt.Errorf("keepalive_interval %v is out of range 0..10m", c.KeepaliveInterval))
 	}
 	if c.ProcRoot == "" {
 		errs = append(errs, errors.New("proc_root is empty"))

@@ -46,6 +46,8 @@ func NewServer(cfg Config, log *slog.Logger) (*tunnel.Server, *Agent, error) {
 	srv := &tunnel.Server{
 		Config:   sc,
 		Handlers: map[string]tunnel.ChannelHandler{tunnel.ChannelCapture: a},
+
+		KeepaliveInterval: cfg.KeepaliveInterval,
 		OnConnError: func(remote net.Addr, err error) {
 			log.Info("connection-refused", "remote", remote.String(), "error", err.Error())
 		},

@@ -30,6 +30,10 @@ type Config struct {
 	ReorderWindow time.Duration `yaml:"reorder_window"`
 	// StopTimeout bounds a capture's stop (default 2s).
 	StopTimeout time.Duration `yaml:"stop_timeout"`
+	// KeepaliveInterval is how often client connections are checked; one
+	// silent for three intervals is closed and its capture stopped
+	// (default 30s).
+	KeepaliveInterval time.Duration `yaml:"keepalive_interval"`
 
 	// Static enables the "static" resolver (user name "static").
 	Static *StaticConfig `yaml:"static"`
@@ -56,6 +60,10 @@ type AgentsConfig struct {
 	Port int `yaml:"port"`
 	// DialTimeout bounds connecting to one agent (default 10s).
 	DialTimeout time.Duration `yaml:"dial_timeout"`
+	// KeepaliveInterval is how often agent connections are checked; one
+	// silent for three intervals is closed and its sources reported lost
+	// (default 15s).
+	KeepaliveInterval time.Duration `yaml:"keepalive_interval"`
 }
 
 // LimitsConfig bounds what users may ask.
@@ -125,11 +133,13 @@ func DefaultConfig() Config {
 	return Config{
 		Listen:        "0.0.0.0:2222",
 		HTTPListen:    "0.0.0.0:8080",
-		Agents:        AgentsConfig{Port: 9494, DialTimeout: 10 * time.Second},
+		Agents:        AgentsConfig{Port: 9494, DialTimeout: 10 * time.Second, KeepaliveInterval: 15 * time.Second},
 		Limits:        LimitsConfig{MaxCaptures: 20, MaxCapturesPerUser: 3, MaxTargets: 100, MaxDuration: time.Hour},
 		ReorderWindow: 100 * time.Millisecond,
 		StopTimeout:   2 * time.Second,
 		LogLevel:      "info",
+
+		KeepaliveInterval: 30 * time.Second,
 	}
 }
 
@@ -200,6 +210,9 @@ func (c Config) Validate() error {
 	}
 	if c.Agents.DialTimeout <= 0 {
 		errs = append(errs, errors.New("agents.dial_timeout must be positive"))
+	}
+	if c.KeepaliveInterval <= 0 || c.KeepaliveInterval > 10*time.Minute || c.Agents.KeepaliveInterval <= 0 || c.Agents.KeepaliveInterval > 10*time.Minute {
+		errs = append(errs, errors.New("keepalive_interval and agents.keepalive_interval must be within 0..10m"))
 	}
 	l := c.Limits
 	if l.MaxCaptures < 1 || l.MaxCapturesPerUser < 1 || l.MaxTargets < 1 {

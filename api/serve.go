@@ -47,10 +47,11 @@ func NewService(cfg Config, log *slog.Logger, reg *prometheus.Registry) (*Servic
 	a := &API{
 		Resolvers: map[string]Resolver{},
 		Pool: &Pool{Config: tunnel.ClientConfig{
-			User:            "pcap-api",
-			Auth:            []ssh.AuthMethod{ssh.PublicKeys(clientKey)},
-			HostKeyCallback: tunnel.PinnedHostKey(agentKeys, cfg.Agents.HostKeyFingerprints...),
-			DialTimeout:     cfg.Agents.DialTimeout,
+			User:              "pcap-api",
+			Auth:              []ssh.AuthMethod{ssh.PublicKeys(clientKey)},
+			HostKeyCallback:   tunnel.PinnedHostKey(agentKeys, cfg.Agents.HostKeyFingerprints...),
+			DialTimeout:       cfg.Agents.DialTimeout,
+			KeepaliveInterval: cfg.Agents.KeepaliveInterval,
 		}},
 		Logger:        log,
 		Metrics:       metrics,
@@ -70,6 +71,8 @@ func NewService(cfg Config, log *slog.Logger, reg *prometheus.Registry) (*Servic
 	s.SSH = &tunnel.Server{
 		Config:   a.ServerConfig(hostKey),
 		Handlers: map[string]tunnel.ChannelHandler{"session": a},
+
+		KeepaliveInterval: cfg.KeepaliveInterval,
 		OnConnError: func(remote net.Addr, err error) {
 			log.Info("connection-refused", "remote", remote.String(), "error", err.Error())
 		},

@@ -98,34 +98,35 @@ func NewClient(ctx context.Context, c net.Conn, addr string, cfg ClientConfig) (
 		if to <= 0 {
 			to = 3 * iv
 		}
-		go cl.keepalive(iv, to)
+		go keepalive(conn, cl.done, iv, to)
 	}
 	return cl, nil
 }
 
-// keepalive sends keepalive requests until the connection ends, and closes
-// it when a reply does not come within timeout.
-func (c *Client) keepalive(interval, timeout time.Duration) {
+// keepalive sends keepalive requests on conn until done is closed, and
+// closes conn when a reply does not come within timeout. Any reply counts,
+// a refusal too (OpenSSH refuses unknown global requests).
+func keepalive(conn ssh.Conn, done <-chan struct{}, interval, timeout time.Duration) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
 		select {
-		case <-c.done:
+		case <-done:
 			return
 		case <-t.C:
 		}
 		replied := make(chan struct{})
 		go func() {
 			// Ends with a reply or when the connection closes.
-			c.conn.SendRequest("keepalive@openssh.com", true, nil)
+			conn.SendRequest("keepalive@openssh.com", true, nil)
 			close(replied)
 		}()
 		select {
 		case <-replied:
-		case <-c.done:
+		case <-done:
 			return
 		case <-time.After(timeout):
-			c.conn.Close()
+			conn.Close()
 			return
 		}
 	}

@@ -42,6 +42,11 @@ type Server struct {
 	// MaxConns bounds concurrent connections, handshaking ones included
 	// (default 256). Connections beyond it are closed at once.
 	MaxConns int
+	// KeepaliveInterval, when positive, sends a keepalive on every
+	// connection that often and closes a connection whose peer does not
+	// answer within three intervals, so a peer that vanished (network cut,
+	// host gone) ends its captures instead of leaving them blocked.
+	KeepaliveInterval time.Duration
 	// OnConnError, when set, is told about connections that failed their
 	// handshake or were refused. It must not block.
 	OnConnError func(remote net.Addr, err error)
@@ -146,7 +151,13 @@ func (s *Server) serveConn(c net.Conn) {
 		timeout = 10 * time.Second
 	}
 	c.SetDeadline(time.Now().Add(timeout))
+	// Shutdown cuts a handshake short instead of waiting out its timeout.
+	stop := context.AfterFunc(s.baseCtx, func() { c.SetDeadline(time.Unix(1, 0)) })
 	sc, chans, reqs, err := ssh.NewServerConn(c, s.Config)
+	if !stop() && err == nil {
+		sc.Close()
+		return
+	}
 	if err != nil {
 		if s.OnConnError != nil {
 			s.OnConnError(c.RemoteAddr(), fmt.Errorf("tunnel: handshake: %w", err))
@@ -171,6 +182,11 @@ func (s *Server) serveConn(c net.Conn) {
 		d.start()
 	}()
 	go ssh.DiscardRequests(reqs) // ends when the connection closes
+	if s.KeepaliveInterval > 0 {
+		connDone := make(chan struct{})
+		defer close(connDone)
+		go keepalive(sc, connDone, s.KeepaliveInterval, 3*s.KeepaliveInterval)
+	}
 
 	var handlers sync.WaitGroup
 	for nc := range chans {
@@ -227,7 +243,9 @@ func (d *drain) start() {
 
 // Shutdown stops accepting, cancels every connection's context so handlers
 // finish gracefully, and waits for the connections to end or for ctx to be
-// done, after which it closes what is left and returns ctx's error.
+// done, after which it closes what is left and returns ctx's error at once
+// (a handler that ignores both ctx and its closed connection is not waited
+// for).
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	s.init()
@@ -248,7 +266,6 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		return nil
 	case <-ctx.Done():
 		s.closeConns()
-		<-done
 		return ctx.Err()
 	}
 }
