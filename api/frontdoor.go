@@ -105,22 +105,24 @@ func (a *API) HandleChannel(ctx context.Context, conn *ssh.ServerConn, nc ssh.Ne
 		for r := range reqs {
 			ok := false
 			switch r.Type {
-			case "exec":
+			case "exec", "shell":
 				var m execMsg
-				if !execed && ssh.Unmarshal(r.Payload, &m) == nil {
-					execed, ok = true, true
-					cmd <- m.Command
+				if execed || (r.Type == "exec" && ssh.Unmarshal(r.Payload, &m) != nil) {
+					break
 				}
+				// Reply before the command runs: a quick command (ssh-code)
+				// may otherwise end the channel before the reply is sent,
+				// and the client sees EOF instead of a started command.
+				execed = true
+				if r.WantReply {
+					r.Reply(true, nil)
+				}
+				cmd <- m.Command // "" for a shell: refused with a message
+				continue
 			case "signal":
 				stopNow()
 			case "env":
 				ok = true // accepted and ignored: nothing reads the environment
-			case "shell":
-				if !execed {
-					execed = true
-					cmd <- ""
-					ok = true
-				}
 			}
 			if r.WantReply {
 				r.Reply(ok, nil)

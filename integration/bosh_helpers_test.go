@@ -2,14 +2,20 @@ package integration
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/crypto/ssh"
+	"gopkg.in/yaml.v3"
 
 	"code.cloudfoundry.org/pcap/integration/fakes/ca"
 	"code.cloudfoundry.org/pcap/integration/fakes/director"
@@ -140,4 +146,217 @@ func (e *boshEnv) boshLogin(t *testing.T, user string) string {
 		t.Fatalf("bosh log-in: %v\n%s", err, out)
 	}
 	return home
+}
+
+// boshResult is how a finished command ended.
+type boshResult struct {
+	Stdout, Stderr string
+	Code           int // exit code; -1 when it did not exit by itself
+}
+
+// run runs a command to completion inside the LAN namespace with env
+// added and an empty pipe as stdin, and returns its output and exit code.
+func (e *boshEnv) run(t *testing.T, env []string, name string, args ...string) boshResult {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", e.Lab.LAN.Name, name}, args...)...)
+	cmd.Env = append(os.Environ(), env...)
+	cmd.Stdin = strings.NewReader("") // a pipe: not a terminal
+	var out, errb strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	r := boshResult{Stdout: out.String(), Stderr: errb.String()}
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+	case errors.As(err, &ee):
+		r.Code = ee.ExitCode()
+	default:
+		t.Fatalf("%s: %v", name, err)
+	}
+	return r
+}
+
+// boshAPIFlags point pcap-bosh at a pcap-api with its host key pinned.
+func boshAPIFlags(a *apiProc) []string {
+	return []string{"--pcap-api", a.Addr, "--pcap-api-host-key-fingerprint", fingerprintOf(a.HostKey)}
+}
+
+// pcapBosh runs pcap-bosh to completion in the LAN namespace.
+func (e *boshEnv) pcapBosh(t *testing.T, env []string, args ...string) boshResult {
+	t.Helper()
+	return e.run(t, env, filepath.Join(testenv.Binaries(t), "pcap-bosh"), args...)
+}
+
+// sshCode mints a one-time code with `pcap-bosh -e fake ssh-code` as the
+// user whose bosh config is in home.
+func (e *boshEnv) sshCode(t *testing.T, home string, a *apiProc) string {
+	t.Helper()
+	r := e.pcapBosh(t, []string{"HOME=" + home}, append([]string{"-e", "fake", "ssh-code"}, boshAPIFlags(a)...)...)
+	code := strings.TrimSpace(r.Stdout)
+	if r.Code != 0 || !regexp.MustCompile(`^[a-z2-7]{32}$`).MatchString(code) {
+		t.Fatalf("pcap-bosh ssh-code: exit %d, stdout %q, stderr %q", r.Code, r.Stdout, r.Stderr)
+	}
+	return code
+}
+
+// writeBoshConfig writes a bosh CLI config with the environment "fake"
+// (the director, its CA, the given tokens) into a new HOME, which it
+// returns.
+func (e *boshEnv) writeBoshConfig(t *testing.T, access, refresh string) string {
+	t.Helper()
+	type environment struct {
+		URL             string `yaml:"url"`
+		CACert          string `yaml:"ca_cert"`
+		Alias           string `yaml:"alias"`
+		AccessToken     string `yaml:"access_token,omitempty"`
+		AccessTokenType string `yaml:"access_token_type,omitempty"`
+		RefreshToken    string `yaml:"refresh_token,omitempty"`
+	}
+	pem, err := os.ReadFile(e.CAFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := yaml.Marshal(map[string][]environment{"environments": {{
+		URL: e.Director.URL(), CACert: string(pem), Alias: "fake",
+		AccessToken: access, AccessTokenType: "bearer", RefreshToken: refresh,
+	}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	home := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(home, ".bosh"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(home, ".bosh", "config"), b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return home
+}
+
+// mint mints a token of the env's UAA.
+func (e *boshEnv) mint(t *testing.T, m uaa.Mint) string {
+	t.Helper()
+	tok, err := e.UAA.Mint(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+// startSecondAPI starts another pcap-api in the LAN namespace, on listen, for
+// the same director and agents, with more YAML in its bosh section.
+func (e *boshEnv) startSecondAPI(t *testing.T, listen, boshExtra string) *apiProc {
+	t.Helper()
+	var hostKeys []keyPair
+	for _, a := range e.Agents {
+		hostKeys = append(hostKeys, a.HostKey)
+	}
+	return startAPI(t, apiOptions{
+		Netns: e.Lab.LAN, Listen: listen, ClientKey: e.APIKey, AgentKeys: hostKeys,
+		Extra: fmt.Sprintf("bosh:\n  director_url: %q\n  ca_cert_file: %q\n%s", e.Director.URL(), e.CAFile, boshExtra),
+	})
+}
+
+// boshSSH is how the real OpenSSH client gets its password.
+type boshSSH struct {
+	API      *apiProc
+	Password string // through sshpass (SSHPASS in the environment)
+	Askpass  string // else a file whose content an SSH_ASKPASS program prints
+	Out      io.Writer
+}
+
+// start starts `ssh -p PORT bosh@HOST command…` inside the API's
+// namespace with password authentication only and the API's host key
+// pinned. Its stderr (banners, status lines) is collected; closing Stdin
+// stops the capture.
+func (o boshSSH) start(t *testing.T, command ...string) *sshClient {
+	t.Helper()
+	dir := t.TempDir()
+	host, port := splitHostPort(t, o.API.Addr)
+	kh := filepath.Join(dir, "known_hosts")
+	line := fmt.Sprintf("[%s]:%s %s", host, port, ssh.MarshalAuthorizedKey(o.API.HostKey.Signer.PublicKey()))
+	if err := os.WriteFile(kh, []byte(line), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	args := []string{"-p", port, "-F", "none",
+		"-o", "UserKnownHostsFile=" + kh, "-o", "StrictHostKeyChecking=yes",
+		"-o", "PreferredAuthentications=password", "-o", "PubkeyAuthentication=no",
+		"-o", "NumberOfPasswordPrompts=1",
+		"bosh@" + host}
+	args = append(args, command...)
+	name := "ssh"
+	env := []string{"HOME=" + dir}
+	if o.Askpass != "" {
+		script := filepath.Join(dir, "askpass")
+		if err := os.WriteFile(script, []byte("#!/bin/sh\nexec cat "+o.Askpass+"\n"), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		env = append(env, "SSH_ASKPASS="+script, "SSH_ASKPASS_REQUIRE=force", "DISPLAY=")
+	} else {
+		name, args = "sshpass", append([]string{"-e", "ssh"}, args...)
+		env = append(env, "SSHPASS="+o.Password)
+	}
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := testenv.Start(t, testenv.StartOptions{Netns: o.API.Netns, Stdin: pr, Stdout: o.Out, Env: env}, name, args...)
+	pr.Close()
+	t.Cleanup(func() { pw.Close() })
+	return &sshClient{Proc: p, Stdin: pw}
+}
+
+// boshExitCode waits for p to exit and returns its exit code.
+func boshExitCode(t *testing.T, p *testenv.Proc, timeout time.Duration) int {
+	t.Helper()
+	err, ok := p.Wait(timeout)
+	if !ok {
+		t.Fatalf("%s did not exit within %v:\n%s", filepath.Base(p.Cmd.Path), timeout, p.Output())
+	}
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+		return 0
+	case errors.As(err, &ee):
+		return ee.ExitCode()
+	default:
+		t.Fatalf("wait: %v", err)
+		return -1
+	}
+}
+
+// boshWaitLines waits until p has printed at least n lines matching re: a
+// bounded poll of its output.
+func boshWaitLines(t *testing.T, p *testenv.Proc, re *regexp.Regexp, n int, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for len(p.Lines(re)) < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d lines matched %q within %v, want %d:\n%s", len(p.Lines(re)), re, timeout, n, p.Output())
+		}
+		select {
+		case <-p.Done():
+			if len(p.Lines(re)) < n {
+				t.Fatalf("exited with %d lines matching %q, want %d:\n%s", len(p.Lines(re)), re, n, p.Output())
+			}
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// agentsStarted waits until every agent logged the start of a capture
+// with this filter (a filter unique to the test).
+func (e *boshEnv) agentsStarted(t *testing.T, filter string) {
+	t.Helper()
+	re := regexp.MustCompile(`"msg":"capture-started".*"filter":"` + regexp.QuoteMeta(filter) + `"`)
+	for _, a := range e.Agents {
+		a.WaitLine(t, re, 30*time.Second)
+	}
+}
+
+// boshRouterIface is the interface name of router VM i.
+func boshRouterIface(i int) string {
+	return fmt.Sprintf("router/3f2a0000-0000-4000-8000-0000000000%02d:eth0", i)
 }

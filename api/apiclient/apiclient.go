@@ -15,6 +15,8 @@ import (
 	"strings"
 	"sync"
 
+	"golang.org/x/sys/unix"
+
 	"code.cloudfoundry.org/pcap/tunnel"
 )
 
@@ -46,10 +48,14 @@ func Run(ctx context.Context, o Options) (int, error) {
 	}
 	var out io.Writer = o.Stdout
 	var file *os.File
+	created := false // the file is ours to remove if nothing is written
 	if o.Output != "-" {
 		flags := os.O_WRONLY | os.O_CREATE | os.O_EXCL
+		created = true
 		if o.Force {
 			flags = os.O_WRONLY | os.O_CREATE | os.O_TRUNC
+			_, err := os.Lstat(o.Output)
+			created = errors.Is(err, os.ErrNotExist)
 		}
 		f, err := os.OpenFile(o.Output, flags, 0o644)
 		if errors.Is(err, os.ErrExist) {
@@ -78,8 +84,20 @@ func Run(ctx context.Context, o Options) (int, error) {
 		if cerr := file.Close(); cerr != nil && sw.err == nil {
 			sw.err = cerr
 		}
+		if created && sw.n == 0 && sw.err == nil {
+			// Refused, or never connected: leave no empty file behind to
+			// be refused as existing on the next try.
+			os.Remove(o.Output)
+		}
 	}
 	if sw.err != nil {
+		var pe *os.PathError
+		if errors.As(sw.err, &pe) {
+			sw.err = pe.Err // the path is named below
+		}
+		if file == nil {
+			return -1, fmt.Errorf("write stdout: %w", sw.err)
+		}
 		return -1, fmt.Errorf("write %s: %w (the file holds what was written before)", o.Output, sw.err)
 	}
 	return status, err
@@ -91,6 +109,7 @@ func Run(ctx context.Context, o Options) (int, error) {
 type stopOnError struct {
 	w    io.Writer
 	stop func()
+	n    int64 // bytes written
 	err  error
 }
 
@@ -98,7 +117,9 @@ func (s *stopOnError) Write(p []byte) (int, error) {
 	if s.err != nil {
 		return len(p), nil
 	}
-	if _, err := s.w.Write(p); err != nil {
+	n, err := s.w.Write(p)
+	s.n += int64(n)
+	if err != nil {
 		s.err = err
 		s.stop()
 	}
@@ -217,4 +238,15 @@ func parseStatus(l string) (src, event, rest string) {
 		event = "summary"
 	}
 	return src, event, rest
+}
+
+// IsTerminal reports whether w is a terminal (not merely a character
+// device such as /dev/null).
+func IsTerminal(w any) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	return err == nil
 }

@@ -42,6 +42,17 @@ var ErrNotAdmin = errors.New("boshresolver: token has no bosh admin scope (bosh.
 // ErrBadCode is returned for an unknown, used or expired one-time code.
 var ErrBadCode = errors.New("boshresolver: one-time code is unknown, used or expired")
 
+// ErrTruncatedToken is returned for a password of exactly
+// [OpenSSHMaxPassword] bytes that starts like a token: OpenSSH cut it.
+var ErrTruncatedToken = errors.New("boshresolver: the password is a UAA token cut at 1023 bytes, as OpenSSH does; use a one-time code (pcap-bosh ssh-code)")
+
+// OpenSSHMaxPassword is the most password bytes OpenSSH's client sends;
+// longer ones (most UAA tokens) are cut short.
+const OpenSSHMaxPassword = 1023
+
+// codeSuffix marks the name of a user who logged in with a one-time code.
+const codeSuffix = " (one-time code)"
+
 // Resolver implements api.Resolver for user name "bosh".
 type Resolver struct {
 	Director  *director.Client
@@ -129,23 +140,45 @@ func (r *Resolver) setup(ctx context.Context) (*uaa.Client, string, error) {
 }
 
 // AuthPassword implements api.Resolver: a token, or a one-time code.
+// Refusals the user can act on are [ssh.BannerError]s, so OpenSSH and
+// sshdump users read why (the error itself is what the API logs).
 func (r *Resolver) AuthPassword(ctx context.Context, password string) (*api.Identity, error) {
+	if len(password) == OpenSSHMaxPassword && strings.HasPrefix(password, "eyJ") {
+		return nil, banner(ErrTruncatedToken, "")
+	}
 	if !uaa.LooksLikeToken(password) {
-		return r.redeem(password)
+		id, err := r.redeem(password)
+		if err != nil {
+			return nil, banner(err, "get a new one with: pcap-bosh -e ENVIRONMENT ssh-code")
+		}
+		return id, nil
 	}
 	u, uuid, err := r.setup(ctx)
 	if err != nil {
 		return nil, err
 	}
 	claims, err := u.Verify(ctx, password)
-	if err != nil {
+	switch {
+	case errors.Is(err, uaa.ErrExpired), errors.Is(err, uaa.ErrInvalidToken):
+		return nil, banner(err, "log in again: bosh -e ENVIRONMENT log-in")
+	case err != nil:
 		return nil, err
 	}
 	if !isAdmin(claims.Scope, uuid) {
-		return nil, ErrNotAdmin
+		return nil, banner(ErrNotAdmin, "")
 	}
 	token := strings.TrimPrefix(strings.TrimPrefix(password, "bearer "), "Bearer ")
 	return &api.Identity{Name: claims.Who(), Resolver: r.Name(), Token: token, Scopes: claims.Scope}, nil
+}
+
+// banner wraps a refusal so that the ssh client shows its reason (and a
+// hint). Messages never hold the password.
+func banner(err error, hint string) error {
+	msg := "pcap-api: refused: " + strings.TrimPrefix(strings.TrimPrefix(err.Error(), "boshresolver: "), "uaa: ")
+	if hint != "" {
+		msg += "; " + hint
+	}
+	return &ssh.BannerError{Err: err, Message: msg + "\n"}
 }
 
 // isAdmin reports whether scopes may administer some deployment.
@@ -185,6 +218,10 @@ func (r *Resolver) MintCode(id *api.Identity) (string, error) {
 	if id.Token == "" || strings.HasPrefix(id.Name, "key:") {
 		return "", errors.New("one-time codes are for token users; log in with a token")
 	}
+	if strings.HasSuffix(id.Name, codeSuffix) {
+		// A code is one session: it must not extend itself.
+		return "", errors.New("a one-time code cannot mint another; log in with a token")
+	}
 	b := make([]byte, 20)
 	if _, err := rand.Read(b); err != nil {
 		return "", err
@@ -219,7 +256,7 @@ func (r *Resolver) redeem(c string) (*api.Identity, error) {
 				return nil, ErrBadCode
 			}
 			id := v.id
-			id.Name += " (one-time code)"
+			id.Name += codeSuffix
 			return &id, nil
 		}
 	}
@@ -271,16 +308,23 @@ func (r *Resolver) Resolve(ctx context.Context, id *api.Identity, req api.Reques
 }
 
 // authorize checks the token may administer the deployment: bosh.admin,
-// the director's own admin scope, or admin of a team owning it.
+// the director's own admin scope, or admin of a team owning it. A
+// deployment the token cannot see is asked for directly, so that one that
+// exists (another team's) is refused as not allowed, as the director
+// itself answers, and only a missing one is "not found".
 func (r *Resolver) authorize(ctx context.Context, id *api.Identity, uuid, deployment string) error {
 	for _, s := range id.Scopes {
 		if s == "bosh.admin" || s == "bosh."+uuid+".admin" {
 			return nil
 		}
 	}
+	notAdmin := tunnel.Reject(tunnel.CodeNotAllowed, fmt.Sprintf("you are not an admin of deployment %q (needs bosh.admin or admin of a team owning it)", deployment))
 	ds, err := r.Director.Deployments(ctx, id.Token)
-	if err != nil {
+	switch {
+	case errors.Is(err, director.ErrUnauthorized):
 		return tunnel.Reject(tunnel.CodeNotAllowed, err.Error())
+	case err != nil:
+		return tunnel.Reject(tunnel.CodeInternal, err.Error())
 	}
 	for _, d := range ds {
 		if d.Name != deployment {
@@ -293,7 +337,14 @@ func (r *Resolver) authorize(ctx context.Context, id *api.Identity, uuid, deploy
 				}
 			}
 		}
-		return tunnel.Reject(tunnel.CodeNotAllowed, fmt.Sprintf("you are not an admin of deployment %q (needs bosh.admin or admin of a team owning it)", deployment))
+		return notAdmin
 	}
-	return tunnel.Reject(tunnel.CodeTargetNotFound, fmt.Sprintf("deployment %q not found", deployment))
+	_, err = r.Director.Instances(ctx, id.Token, deployment)
+	switch {
+	case errors.Is(err, director.ErrNotFound):
+		return tunnel.Reject(tunnel.CodeTargetNotFound, fmt.Sprintf("deployment %q not found", deployment))
+	case err != nil && !errors.Is(err, director.ErrUnauthorized):
+		return tunnel.Reject(tunnel.CodeInternal, err.Error())
+	}
+	return notAdmin
 }

@@ -116,6 +116,32 @@ func Run(iot IO, args []string) int {
 	}
 }
 
+// common reads a flag that both the app and its ssh-code command define,
+// so that `pcap-bosh -e ENV ssh-code` and `pcap-bosh ssh-code -e ENV` both
+// work: urfave/cli would read the command's own flag, unset when the flag
+// came before the command name. A value given on the command line (one
+// that differs from the environment variable's, and is not empty) wins,
+// the innermost first.
+func common(c *cli.Context, name string) string {
+	base := ""
+	for _, f := range c.App.Flags {
+		if sf, ok := f.(*cli.StringFlag); ok && sf.Name == name {
+			for _, e := range sf.EnvVars {
+				if v, ok := os.LookupEnv(e); ok {
+					base = v
+					break
+				}
+			}
+		}
+	}
+	for _, x := range c.Lineage() {
+		if v := x.String(name); v != base && v != "" {
+			return v
+		}
+	}
+	return base
+}
+
 type session struct {
 	env     *Env
 	token   string
@@ -125,8 +151,8 @@ type session struct {
 
 func connect(ctx context.Context, c *cli.Context) (*session, error) {
 	env, err := ResolveEnv(EnvOptions{
-		Environment: c.String("environment"), ConfigPath: c.String("config"), CACert: c.String("ca-cert"),
-		Client: c.String("client"), ClientSecret: c.String("client-secret"),
+		Environment: common(c, "environment"), ConfigPath: common(c, "config"), CACert: common(c, "ca-cert"),
+		Client: common(c, "client"), ClientSecret: common(c, "client-secret"),
 	})
 	if err != nil {
 		return nil, err
@@ -135,7 +161,7 @@ func connect(ctx context.Context, c *cli.Context) (*session, error) {
 	if err != nil {
 		return nil, fmt.Errorf("get a token for %s: %w", env.URL, err)
 	}
-	addr := c.String("pcap-api")
+	addr := common(c, "pcap-api")
 	if addr == "" {
 		return nil, errors.New("no pcap-api address: give --pcap-api HOST[:PORT] or set PCAP_API")
 	}
@@ -143,7 +169,7 @@ func connect(ctx context.Context, c *cli.Context) (*session, error) {
 		addr = net.JoinHostPort(addr, "2222")
 	}
 	var hk ssh.HostKeyCallback
-	if fp := c.String("pcap-api-host-key-fingerprint"); fp != "" {
+	if fp := common(c, "pcap-api-host-key-fingerprint"); fp != "" {
 		hk = tunnel.PinnedHostKey(nil, fp)
 	} else {
 		home, err := os.UserHomeDir()
@@ -155,6 +181,17 @@ func connect(ctx context.Context, c *cli.Context) (*session, error) {
 		}
 	}
 	return &session{env: env, token: token, addr: addr, hostKey: hk}, nil
+}
+
+// explain replaces the ssh client's "unable to authenticate" (pcap-api
+// tells the reason only in a banner, which the tunnel client does not
+// show) with the likely reason, found from the token's claims and the
+// director's /info.
+func (s *session) explain(ctx context.Context, err error) error {
+	if !strings.Contains(err.Error(), "ssh: unable to authenticate") {
+		return err
+	}
+	return fmt.Errorf("pcap-api at %s refused the login: %s", s.addr, s.env.Diagnose(ctx, s.token))
 }
 
 func (s *session) config() tunnel.ClientConfig {
@@ -169,7 +206,7 @@ func sshCode(c *cli.Context, iot IO) error {
 	}
 	status, err := tunnel.Exec(ctx, tunnel.ExecOptions{Addr: s.addr, Config: s.config(), Command: "ssh-code", Stdout: iot.Stdout, Stderr: iot.Stderr})
 	if err != nil {
-		return &ExitError{Status: 1, Err: err}
+		return &ExitError{Status: 1, Err: s.explain(ctx, err)}
 	}
 	if status != 0 {
 		return &ExitError{Status: status}
@@ -218,13 +255,23 @@ func capture(c *cli.Context, iot IO) error {
 		args = append(args, "--max-bytes", fmt.Sprint(n))
 	}
 	args = append(append(args, "--"), c.Args().Slice()...)
+	output := c.String("output")
+	_, statErr := os.Stat(output)
+	created := output != "-" && errors.Is(statErr, os.ErrNotExist)
 	status, err := apiclient.Run(ctx, apiclient.Options{
 		Addr: s.addr, Config: s.config(), Args: args,
-		Output: c.String("output"), Force: c.Bool("force"),
+		Output: output, Force: c.Bool("force"),
 		Stdout: iot.Stdout, Stderr: iot.Stderr, Terminal: iot.StderrTerminal,
 	})
+	if (err != nil || status != 0) && created {
+		// A refused login or request leaves no empty file behind (which
+		// would only make the next try need --force).
+		if fi, serr := os.Stat(output); serr == nil && fi.Size() == 0 {
+			os.Remove(output)
+		}
+	}
 	if err != nil {
-		return &ExitError{Status: max(status, 1), Err: err}
+		return &ExitError{Status: max(status, 1), Err: s.explain(ctx, err)}
 	}
 	if status != 0 {
 		return &ExitError{Status: status}

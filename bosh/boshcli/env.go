@@ -154,21 +154,72 @@ func (e *Env) Token(ctx context.Context) (string, error) {
 	return e.access, nil
 }
 
-// expiresSoon reads a JWT's exp without verifying it (the API verifies).
-func expiresSoon(token string, now time.Time) bool {
+// claims are the claims of a token pcap-bosh reads, unverified (the API
+// verifies).
+type claims struct {
+	Exp      int64    `json:"exp"`
+	Issuer   string   `json:"iss"`
+	UserName string   `json:"user_name"`
+	ClientID string   `json:"client_id"`
+	Scope    []string `json:"scope"`
+}
+
+func readClaims(token string) (*claims, bool) {
 	parts := strings.Split(token, ".")
 	if len(parts) != 3 {
-		return true
+		return nil, false
 	}
 	b, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(parts[1], "="))
 	if err != nil {
-		return true
+		return nil, false
 	}
-	var c struct {
-		Exp int64 `json:"exp"`
+	var c claims
+	if json.Unmarshal(b, &c) != nil {
+		return nil, false
 	}
-	if json.Unmarshal(b, &c) != nil || c.Exp == 0 {
+	return &c, true
+}
+
+// expiresSoon reads a JWT's exp without verifying it (the API verifies).
+func expiresSoon(token string, now time.Time) bool {
+	c, ok := readClaims(token)
+	if !ok || c.Exp == 0 {
 		return true
 	}
 	return time.Unix(c.Exp, 0).Before(now.Add(time.Minute))
+}
+
+// Diagnose says why pcap-api would refuse token, from its claims and the
+// director's /info: expired, issued by another UAA than the director's,
+// or without an admin scope. It never includes the token.
+func (e *Env) Diagnose(ctx context.Context, token string) string {
+	c, ok := readClaims(token)
+	if !ok {
+		return "the access token is not a UAA token: run bosh log-in"
+	}
+	who := c.UserName
+	if who == "" {
+		who = "client " + c.ClientID
+	}
+	if c.Exp != 0 && time.Unix(c.Exp, 0).Before(e.now()) {
+		return fmt.Sprintf("the token of %s expired at %s: run bosh log-in", who, time.Unix(c.Exp, 0).UTC().Format(time.RFC3339))
+	}
+	info, err := e.Director.Info(ctx)
+	if err != nil {
+		return fmt.Sprintf("the token of %s was refused, and the director cannot be asked why: %v", who, err)
+	}
+	base := strings.TrimRight(info.UserAuthentication.Options.URL, "/")
+	if want := base + "/oauth/token"; c.Issuer != want {
+		return fmt.Sprintf("the token of %s was issued by %s, not by the UAA of director %s (%s): log in to this director with bosh log-in", who, c.Issuer, info.Name, want)
+	}
+	u := &uaa.Client{URL: base, HTTP: e.HTTP, Now: e.now}
+	if _, err := u.Verify(ctx, token); errors.Is(err, uaa.ErrExpired) || errors.Is(err, uaa.ErrInvalidToken) {
+		return fmt.Sprintf("the token of %s is refused by the UAA of director %s: %s: run bosh log-in", who, info.Name, strings.TrimPrefix(err.Error(), "uaa: "))
+	}
+	for _, s := range c.Scope {
+		if s == "bosh.admin" || s == "bosh."+info.UUID+".admin" || (strings.HasPrefix(s, "bosh.teams.") && strings.HasSuffix(s, ".admin")) {
+			return fmt.Sprintf("the token of %s is for this director and has an admin scope; is pcap-api set up for director %s?", who, info.Name)
+		}
+	}
+	return fmt.Sprintf("%s has no bosh admin scope (bosh.admin, bosh.%s.admin or bosh.teams.<team>.admin), only: %s", who, info.UUID, strings.Join(c.Scope, " "))
 }

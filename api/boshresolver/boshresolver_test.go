@@ -1,0 +1,512 @@
+package boshresolver_test
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"code.cloudfoundry.org/pcap/api"
+	"code.cloudfoundry.org/pcap/api/boshresolver"
+	"code.cloudfoundry.org/pcap/api/uaa"
+	"code.cloudfoundry.org/pcap/integration/fakes/ca"
+	fakedirector "code.cloudfoundry.org/pcap/integration/fakes/director"
+	fakeuaa "code.cloudfoundry.org/pcap/integration/fakes/uaa"
+	"code.cloudfoundry.org/pcap/tunnel"
+)
+
+const directorUUID = "d1rec70r-0000-4000-8000-0000000000bb"
+
+// clock is a settable clock.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *clock) Add(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+// world is a director and its UAA (HTTPS on loopback), a second UAA of
+// another director, and a resolver configured like pcap-api does it.
+type world struct {
+	uaa, otherUAA *fakeuaa.Server
+	dir           *fakedirector.Server
+	r             *boshresolver.Resolver
+	clock         *clock
+	operator      ssh.Signer
+}
+
+var users = []fakeuaa.User{
+	{Username: "admin", Password: "admin-pw", Scopes: []string{"openid", "bosh.admin"}},
+	{Username: "director-admin", Password: "pw", Scopes: []string{"openid", "bosh." + directorUUID + ".admin"}},
+	{Username: "team-cf", Password: "pw", Scopes: []string{"openid", "bosh.teams.cf-team.admin"}},
+	{Username: "team-other", Password: "pw", Scopes: []string{"openid", "bosh.teams.other.admin"}},
+	{Username: "reader", Password: "pw", Scopes: []string{"openid", "bosh.read"}},
+	{Username: "other-director-admin", Password: "pw", Scopes: []string{"openid", "bosh.99999999-0000-4000-8000-000000000000.admin"}},
+}
+
+func newWorld(t *testing.T) *world {
+	t.Helper()
+	authority, err := ca.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	caFile := filepath.Join(dir, "ca.pem")
+	if err := os.WriteFile(caFile, authority.CertPEM(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	startUAA := func() *fakeuaa.Server {
+		tlsConf, err := authority.ServerConfig()
+		if err != nil {
+			t.Fatal(err)
+		}
+		u, err := fakeuaa.New(fakeuaa.Options{TLS: tlsConf, Users: users, Clients: append(fakeuaa.DefaultClients(),
+			fakeuaa.Client{ID: "pcap-api", Secret: "pcap-api-secret", AuthorizedGrantTypes: []string{"client_credentials"}, Authorities: []string{"bosh.admin"}},
+			fakeuaa.Client{ID: "ops", Secret: "ops-secret", AuthorizedGrantTypes: []string{"client_credentials"}, Authorities: []string{"bosh.admin"}},
+		)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := u.Start("127.0.0.1:0"); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { u.Close() })
+		return u
+	}
+	w := &world{uaa: startUAA(), otherUAA: startUAA(), clock: &clock{t: time.Now()}}
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: authority.ClientConfig()}, Timeout: 10 * time.Second}
+	t.Cleanup(hc.CloseIdleConnections)
+	d, err := fakedirector.New(fakedirector.Options{
+		UUID: directorUUID, UAAURL: w.uaa.URL(), Verifier: w.uaa.Verifier(hc), CA: authority,
+		Deployments: []fakedirector.Deployment{
+			{Name: "cf", Teams: []string{"cf-team"}, Instances: []fakedirector.Instance{
+				{Job: "router", Index: 0, ID: "r0", IPs: []string{"10.0.0.10"}},
+				{Job: "router", Index: 1, ID: "r1", IPs: []string{"10.0.0.11"}},
+				{Job: "worker", Index: 0, ID: "w0"}, // a VM without an IP
+				{Job: "errand", Index: 0, ID: "e0", State: "detached"},
+			}},
+			{Name: "other", Teams: []string{"other"}, Instances: []fakedirector.Instance{
+				{Job: "db", Index: 0, ID: "d0", IPs: []string{"10.0.5.10"}},
+			}},
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Start("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	w.dir = d
+
+	op, _, err := tunnel.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.operator = op
+	keys := filepath.Join(dir, "operators")
+	if err := os.WriteFile(keys, ssh.MarshalAuthorizedKey(op.PublicKey()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r, err := boshresolver.New(api.BOSHConfig{
+		DirectorURL: d.URL(), CACertFile: caFile, OperatorKeysFile: keys,
+		UAAClientID: "pcap-api", UAAClientSecret: "pcap-api-secret",
+		CodeTTL: 2 * time.Minute, Timeout: 10 * time.Second,
+	}, 9494)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Now = w.clock.Now
+	t.Cleanup(r.HTTP.CloseIdleConnections)
+	w.r = r
+	return w
+}
+
+func (w *world) mint(t *testing.T, m fakeuaa.Mint) string {
+	t.Helper()
+	tok, err := w.uaa.Mint(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+func (w *world) login(t *testing.T, user string) *api.Identity {
+	t.Helper()
+	id, err := w.r.AuthPassword(context.Background(), w.mint(t, fakeuaa.Mint{Username: user}))
+	if err != nil {
+		t.Fatalf("%s: %v", user, err)
+	}
+	return id
+}
+
+func targetNames(ts []api.Target) []string {
+	out := []string{}
+	for _, t := range ts {
+		out = append(out, t.Name)
+	}
+	return out
+}
+
+// wantReject checks err is a rejection with this code and message.
+func wantReject(t *testing.T, err error, code, msg string) {
+	t.Helper()
+	var re *tunnel.RejectError
+	if !errors.As(err, &re) {
+		t.Fatalf("err = %v (%T), want a rejection %s: %q", err, err, code, msg)
+	}
+	if re.Code != code || re.Message != msg {
+		t.Errorf("rejection = %s: %q, want %s: %q", re.Code, re.Message, code, msg)
+	}
+}
+
+// wantBanner checks that err is shown to ssh clients as msg.
+func wantBanner(t *testing.T, err error, msg string) {
+	t.Helper()
+	var be *ssh.BannerError
+	if !errors.As(err, &be) {
+		t.Fatalf("err = %v (%T), want an ssh banner", err, err)
+	}
+	if be.Message != msg {
+		t.Errorf("banner = %q, want %q", be.Message, msg)
+	}
+}
+
+func TestScopes(t *testing.T) {
+	w := newWorld(t)
+	ctx := context.Background()
+	req := api.Request{Deployment: "cf", Targets: []string{"router"}}
+	for _, tc := range []struct {
+		user      string
+		authErr   error
+		code, msg string // Resolve's rejection
+	}{
+		{user: "admin"},
+		{user: "director-admin"},
+		{user: "team-cf"},
+		{user: "team-other", code: tunnel.CodeNotAllowed,
+			msg: `you are not an admin of deployment "cf" (needs bosh.admin or admin of a team owning it)`},
+		{user: "reader", authErr: boshresolver.ErrNotAdmin},
+		{user: "other-director-admin", authErr: boshresolver.ErrNotAdmin},
+	} {
+		t.Run(tc.user, func(t *testing.T) {
+			id, err := w.r.AuthPassword(ctx, "bearer "+w.mint(t, fakeuaa.Mint{Username: tc.user}))
+			if tc.authErr != nil {
+				if !errors.Is(err, tc.authErr) {
+					t.Fatalf("auth: err = %v, want %v", err, tc.authErr)
+				}
+				wantBanner(t, err, "pcap-api: refused: token has no bosh admin scope (bosh.admin, bosh.<director-uuid>.admin or bosh.teams.<team>.admin)\n")
+				return
+			}
+			if err != nil {
+				t.Fatalf("auth: %v", err)
+			}
+			if id.Name != tc.user || id.Resolver != "bosh" || strings.HasPrefix(id.Token, "bearer") || id.Token == "" {
+				t.Errorf("identity = %+v", id)
+			}
+			targets, skipped, err := w.r.Resolve(ctx, id, req)
+			if tc.code != "" {
+				wantReject(t, err, tc.code, tc.msg)
+				return
+			}
+			if err != nil {
+				t.Fatalf("resolve: %v", err)
+			}
+			want := []api.Target{
+				{Name: "router/r0", Agent: "10.0.0.10:9494", Capture: tunnel.Target{Kind: tunnel.TargetHost}, Description: "deployment cf, router/0, 10.0.0.10"},
+				{Name: "router/r1", Agent: "10.0.0.11:9494", Capture: tunnel.Target{Kind: tunnel.TargetHost}, Description: "deployment cf, router/1, 10.0.0.11"},
+			}
+			if !reflect.DeepEqual(targets, want) || len(skipped) != 0 {
+				t.Errorf("targets = %+v, skipped = %+v; want %+v", targets, skipped, want)
+			}
+		})
+	}
+	t.Run("team admin of the other deployment", func(t *testing.T) {
+		targets, _, err := w.r.Resolve(ctx, w.login(t, "team-other"), api.Request{Deployment: "other", Targets: []string{"db"}})
+		if err != nil || !reflect.DeepEqual(targetNames(targets), []string{"db/d0"}) {
+			t.Errorf("targets = %v, err = %v", targetNames(targets), err)
+		}
+	})
+}
+
+func TestRefusedTokens(t *testing.T) {
+	w := newWorld(t)
+	ctx := context.Background()
+	other, err := w.otherUAA.Mint(fakeuaa.Mint{Username: "admin"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name   string
+		token  string
+		is     error
+		banner string
+	}{
+		{"forged", w.mint(t, fakeuaa.Mint{Username: "admin", Forged: true}), uaa.ErrInvalidToken,
+			"pcap-api: refused: token is not valid: signature does not verify; log in again: bosh -e ENVIRONMENT log-in\n"},
+		{"expired", w.mint(t, fakeuaa.Mint{Username: "admin", Lifetime: -time.Hour}), uaa.ErrExpired,
+			"pcap-api: refused: token has expired; log in again: bosh -e ENVIRONMENT log-in\n"},
+		{"other director's UAA", other, uaa.ErrInvalidToken,
+			"pcap-api: refused: token is not valid: signature does not verify; log in again: bosh -e ENVIRONMENT log-in\n"},
+		{"our key, other issuer", w.mint(t, fakeuaa.Mint{Username: "admin", Issuer: w.otherUAA.Issuer()}), uaa.ErrInvalidToken,
+			"pcap-api: refused: token is not valid: issued by another UAA; log in again: bosh -e ENVIRONMENT log-in\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			id, err := w.r.AuthPassword(ctx, tc.token)
+			if !errors.Is(err, tc.is) || id != nil {
+				t.Fatalf("id = %v, err = %v; want %v", id, err, tc.is)
+			}
+			wantBanner(t, err, tc.banner)
+			if strings.Contains(err.Error(), tc.token[len(tc.token)-20:]) {
+				t.Error("the error holds the token")
+			}
+		})
+	}
+	t.Run("token cut by OpenSSH", func(t *testing.T) {
+		long := w.mint(t, fakeuaa.Mint{Username: "admin", Scopes: manyScopes()})
+		if len(long) <= boshresolver.OpenSSHMaxPassword {
+			t.Fatalf("token is %d bytes, want more than 1023", len(long))
+		}
+		_, err := w.r.AuthPassword(ctx, long[:boshresolver.OpenSSHMaxPassword])
+		if !errors.Is(err, boshresolver.ErrTruncatedToken) {
+			t.Fatalf("err = %v, want ErrTruncatedToken", err)
+		}
+		wantBanner(t, err, "pcap-api: refused: the password is a UAA token cut at 1023 bytes, as OpenSSH does; use a one-time code (pcap-bosh ssh-code)\n")
+		// The whole token is fine (the Go clients send it).
+		if _, err := w.r.AuthPassword(ctx, long); err != nil {
+			t.Errorf("whole token: %v", err)
+		}
+	})
+}
+
+// manyScopes makes a token longer than OpenSSH's 1023 bytes of password.
+func manyScopes() []string {
+	s := []string{"openid", "bosh.admin"}
+	for i := range 40 {
+		s = append(s, "bosh.teams.team-"+strings.Repeat("x", 8)+string(rune('a'+i%26))+".admin")
+	}
+	return s
+}
+
+func TestResolve(t *testing.T) {
+	w := newWorld(t)
+	ctx := context.Background()
+	admin := w.login(t, "admin")
+	teamCF := w.login(t, "team-cf")
+	for _, tc := range []struct {
+		name      string
+		id        *api.Identity
+		req       api.Request
+		code, msg string
+		targets   []string
+		skipped   []api.Skipped
+	}{
+		{name: "unknown deployment", id: admin, req: api.Request{Deployment: "nope", Targets: []string{"router"}},
+			code: tunnel.CodeTargetNotFound, msg: `deployment "nope" not found`},
+		{name: "unknown deployment, team admin", id: teamCF, req: api.Request{Deployment: "nope", Targets: []string{"router"}},
+			code: tunnel.CodeTargetNotFound, msg: `deployment "nope" not found`},
+		{name: "unknown group and instance", id: admin, req: api.Request{Deployment: "cf", Targets: []string{"router/1", "nope", "router/9"}},
+			code: tunnel.CodeTargetNotFound, msg: "no such instance group or instance: nope, router/9 (groups: errand, router, worker)"},
+		{name: "no group", id: admin, req: api.Request{Deployment: "cf"},
+			code: tunnel.CodeTargetNotFound, msg: "name at least one instance group (GROUP, GROUP/INDEX or GROUP/ID)"},
+		{name: "no deployment", id: admin, req: api.Request{Targets: []string{"router"}},
+			code: tunnel.CodeBadRequest, msg: "-d DEPLOYMENT is required"},
+		{name: "app", id: admin, req: api.Request{Deployment: "cf", App: "x", Targets: []string{"router"}},
+			code: tunnel.CodeBadRequest, msg: "bosh captures take -d DEPLOYMENT and GROUP[/ID] targets, not --app or --instance"},
+		{name: "by index and uuid", id: teamCF, req: api.Request{Deployment: "cf", Targets: []string{"router/1", "router/r0", "router/r1"}},
+			targets: []string{"router/r1", "router/r0"}},
+		{name: "without IP or VM", id: admin, req: api.Request{Deployment: "cf", Targets: []string{"worker", "router/0", "errand"}},
+			targets: []string{"router/r0"},
+			skipped: []api.Skipped{{Name: "worker/w0", Reason: "instance has no IP address"}, {Name: "errand/e0", Reason: "instance has no VM"}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			targets, skipped, err := w.r.Resolve(ctx, tc.id, tc.req)
+			if tc.code != "" {
+				wantReject(t, err, tc.code, tc.msg)
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := targetNames(targets); !reflect.DeepEqual(got, tc.targets) {
+				t.Errorf("targets %v, want %v", got, tc.targets)
+			}
+			if !reflect.DeepEqual(skipped, tc.skipped) {
+				t.Errorf("skipped %v, want %v", skipped, tc.skipped)
+			}
+		})
+	}
+	t.Run("the director is asked with the user's token", func(t *testing.T) {
+		// A token the director refuses (here: expired since login) fails
+		// at Resolve even with bosh.admin.
+		id := *admin
+		id.Token = w.mint(t, fakeuaa.Mint{Username: "admin", Lifetime: -time.Hour})
+		_, _, err := w.r.Resolve(ctx, &id, api.Request{Deployment: "cf", Targets: []string{"router"}})
+		wantReject(t, err, tunnel.CodeNotAllowed, "director refused the token for /deployments/cf/instances (401 Unauthorized): unauthorized")
+	})
+}
+
+func TestOneTimeCodes(t *testing.T) {
+	w := newWorld(t)
+	ctx := context.Background()
+	admin := w.login(t, "admin")
+
+	t.Run("works once", func(t *testing.T) {
+		code, err := w.r.MintCode(admin)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(code) != 32 || strings.ToLower(code) != code || uaa.LooksLikeToken(code) {
+			t.Errorf("code %q: want 32 lower-case base32 characters", code)
+		}
+		id, err := w.r.AuthPassword(ctx, code)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := api.Identity{Name: "admin (one-time code)", Resolver: "bosh", Token: admin.Token, Scopes: admin.Scopes}
+		if !reflect.DeepEqual(*id, want) {
+			t.Errorf("identity = %+v, want %+v", *id, want)
+		}
+		// The code's user captures with the token that minted it.
+		if targets, _, err := w.r.Resolve(ctx, id, api.Request{Deployment: "cf", Targets: []string{"router/0"}}); err != nil || len(targets) != 1 {
+			t.Errorf("resolve with code identity: %v, %v", targets, err)
+		}
+		_, err = w.r.AuthPassword(ctx, code)
+		if !errors.Is(err, boshresolver.ErrBadCode) {
+			t.Fatalf("second use: err = %v, want ErrBadCode", err)
+		}
+		wantBanner(t, err, "pcap-api: refused: one-time code is unknown, used or expired; get a new one with: pcap-bosh -e ENVIRONMENT ssh-code\n")
+		if _, err := w.r.MintCode(id); err == nil || err.Error() != "a one-time code cannot mint another; log in with a token" {
+			t.Errorf("mint from a code login: err = %v", err)
+		}
+	})
+
+	t.Run("expires", func(t *testing.T) {
+		code, err := w.r.MintCode(admin)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.clock.Add(2*time.Minute + time.Second)
+		if _, err := w.r.AuthPassword(ctx, code); !errors.Is(err, boshresolver.ErrBadCode) {
+			t.Fatalf("expired code: err = %v, want ErrBadCode", err)
+		}
+		// Just within its time it works.
+		code, err = w.r.MintCode(admin)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.clock.Add(2*time.Minute - time.Second)
+		if _, err := w.r.AuthPassword(ctx, code); err != nil {
+			t.Errorf("code at the end of its time: %v", err)
+		}
+	})
+
+	t.Run("unknown", func(t *testing.T) {
+		if _, err := w.r.AuthPassword(ctx, "aaaabbbbccccddddeeeeffffgggghhhh"); !errors.Is(err, boshresolver.ErrBadCode) {
+			t.Errorf("err = %v, want ErrBadCode", err)
+		}
+		if _, err := w.r.AuthPassword(ctx, ""); !errors.Is(err, boshresolver.ErrBadCode) {
+			t.Errorf("empty password: err = %v, want ErrBadCode", err)
+		}
+	})
+
+	t.Run("codes are bound to their user", func(t *testing.T) {
+		team := w.login(t, "team-other")
+		code, err := w.r.MintCode(team)
+		if err != nil {
+			t.Fatal(err)
+		}
+		id, err := w.r.AuthPassword(ctx, code)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _, err = w.r.Resolve(ctx, id, api.Request{Deployment: "cf", Targets: []string{"router"}})
+		wantReject(t, err, tunnel.CodeNotAllowed, `you are not an admin of deployment "cf" (needs bosh.admin or admin of a team owning it)`)
+	})
+
+	t.Run("key users cannot mint", func(t *testing.T) {
+		id, err := w.r.AuthKey(ctx, w.operator.PublicKey())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := w.r.MintCode(id); err == nil || err.Error() != "one-time codes are for token users; log in with a token" {
+			t.Errorf("err = %v", err)
+		}
+	})
+}
+
+func TestBreakGlassKey(t *testing.T) {
+	w := newWorld(t)
+	ctx := context.Background()
+	id, err := w.r.AuthKey(ctx, w.operator.PublicKey())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "key:" + ssh.FingerprintSHA256(w.operator.PublicKey()); id.Name != want || !strings.HasPrefix(id.Name, "key:SHA256:") {
+		t.Errorf("name = %q, want %q", id.Name, want)
+	}
+	// The token is the API's own client's.
+	claims, err := (&uaa.Client{URL: w.uaa.URL(), HTTP: w.r.HTTP}).Verify(ctx, id.Token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if claims.ClientID != "pcap-api" || claims.GrantType != "client_credentials" || claims.UserName != "" {
+		t.Errorf("token claims = %+v", claims)
+	}
+	targets, _, err := w.r.Resolve(ctx, id, api.Request{Deployment: "other", Targets: []string{"db"}})
+	if err != nil || !reflect.DeepEqual(targetNames(targets), []string{"db/d0"}) {
+		t.Errorf("targets = %v, err = %v", targetNames(targets), err)
+	}
+
+	stranger, _, err := tunnel.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.r.AuthKey(ctx, stranger.PublicKey()); !errors.Is(err, tunnel.ErrUnauthorizedKey) {
+		t.Errorf("stranger's key: err = %v, want ErrUnauthorizedKey", err)
+	}
+
+	// Without operator keys, keys are not offered.
+	none := &boshresolver.Resolver{Director: w.r.Director, ClientID: "pcap-api", ClientSecret: "pcap-api-secret"}
+	if _, err := none.AuthKey(ctx, w.operator.PublicKey()); !errors.Is(err, api.ErrNoAuth) {
+		t.Errorf("no operators: err = %v, want api.ErrNoAuth", err)
+	}
+}
+
+func TestBadClientSecret(t *testing.T) {
+	w := newWorld(t)
+	w.r.ClientSecret = "wrong"
+	_, err := w.r.AuthKey(context.Background(), w.operator.PublicKey())
+	if want := "boshresolver: token for key user: uaa: token request refused (401 Unauthorized): unauthorized Bad credentials"; err == nil || err.Error() != want {
+		t.Errorf("err = %v, want %q", err, want)
+	}
+}
+
+func TestDirectorUnreachable(t *testing.T) {
+	r, err := boshresolver.New(api.BOSHConfig{DirectorURL: "https://127.0.0.1:1", Timeout: 2 * time.Second}, 9494)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = r.AuthPassword(context.Background(), "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln")
+	if err == nil || !strings.HasPrefix(err.Error(), "boshresolver: director info: director unreachable: ") {
+		t.Errorf("err = %v", err)
+	}
+}

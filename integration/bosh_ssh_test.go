@@ -1,0 +1,222 @@
+package integration
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"code.cloudfoundry.org/pcap/integration/fakes/uaa"
+	"code.cloudfoundry.org/pcap/integration/testenv"
+)
+
+// sshdumpPath is where Debian's wireshark-common (pulled in by tshark)
+// installs Wireshark's sshdump extcap.
+const sshdumpPath = "/usr/lib/x86_64-linux-gnu/wireshark/extcap/sshdump"
+
+// TestBoshPlainSSHClients: operators without pcap-bosh use the real
+// OpenSSH client and Wireshark's sshdump, with a one-time code from
+// `pcap-bosh ssh-code` as password.
+func TestBoshPlainSSHClients(t *testing.T) {
+	testenv.RequireRoot(t)
+	e := startBOSHEnv(t, 3)
+	home := e.boshLogin(t, "admin")
+	startedRe := regexp.MustCompile(`^pcap: router/[0-9a-f-]+: started `)
+
+	var usedCode string
+	t.Run("OpenSSH into a file", func(t *testing.T) {
+		code := e.sshCode(t, home, e.API)
+		out := filepath.Join(t.TempDir(), "edge.pcapng")
+		f, err := os.Create(out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		cl := boshSSH{API: e.API, Password: code, Out: f}.start(t, "capture", "-d", "cf", "router", "-f", "'udp dst port 7000'")
+		boshWaitLines(t, cl.Proc, startedRe, 3, 30*time.Second)
+		sent := []int{7, 8, 9}
+		for i, vm := range e.Lab.VMs {
+			sendUDP(t, vm, "198.18.0.1:7000", sent[i])
+			sendUDP(t, vm, "198.18.0.1:7009", 2) // filtered out
+		}
+		cl.Stdin.Close() // EOF stops the capture
+		if c := boshExitCode(t, cl.Proc, 15*time.Second); c != 0 {
+			t.Fatalf("ssh exited %d:\n%s", c, cl.Output())
+		}
+		cl.WaitLine(t, regexp.MustCompile(`^pcap: summary: stopped sources=3 packets=24 `), time.Second)
+		per := interfaceCounts(t, out)
+		for i, want := range sent {
+			if per[boshRouterIface(i)] != want {
+				t.Errorf("%s: %d packets, want %d (all: %v)", boshRouterIface(i), per[boshRouterIface(i)], want, per)
+			}
+		}
+		if len(per) != 3 || countISBs(t, out) != 3 {
+			t.Errorf("interfaces %v and %d statistics blocks, want 3 of each", per, countISBs(t, out))
+		}
+		// Audited as the user who minted the code.
+		if n := len(e.API.Lines(regexp.MustCompile(`"msg":"capture-started".*"user":"bosh:admin \(one-time code\)"`))); n != 1 {
+			t.Errorf("%d capture-started lines for bosh:admin (one-time code), want 1", n)
+		}
+		usedCode = code
+	})
+
+	t.Run("a used code is refused", func(t *testing.T) {
+		if usedCode == "" {
+			t.Skip("no used code")
+		}
+		refused := len(e.API.Lines(regexp.MustCompile(`"msg":"auth-refused".*"error":"boshresolver: one-time code is unknown, used or expired"`)))
+		cl := boshSSH{API: e.API, Password: usedCode}.start(t, "capture", "-d", "cf", "router")
+		if c := boshExitCode(t, cl.Proc, 15*time.Second); c != 255 {
+			t.Errorf("ssh exited %d, want 255", c)
+		}
+		cl.WaitLine(t, regexp.MustCompile(`^pcap-api: refused: one-time code is unknown, used or expired; get a new one with: pcap-bosh -e ENVIRONMENT ssh-code$`), time.Second)
+		cl.WaitLine(t, regexp.MustCompile(`^bosh@198\.18\.0\.1: Permission denied \(password,publickey\)\.$`), time.Second)
+		if n := len(e.API.Lines(regexp.MustCompile(`"msg":"auth-refused".*"error":"boshresolver: one-time code is unknown, used or expired"`))); n != refused+1 {
+			t.Errorf("%d more auth-refused lines, want 1", n-refused)
+		}
+	})
+
+	t.Run("OpenSSH into tshark, live", func(t *testing.T) {
+		code := e.sshCode(t, home, e.API)
+		pr, pw, err := os.Pipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		ts := testenv.Start(t, testenv.StartOptions{Stdin: pr}, "tshark", "-r", "-", "-l", "-T", "fields", "-e", "frame.interface_name")
+		pr.Close()
+		cl := boshSSH{API: e.API, Password: code, Out: pw}.start(t, "capture", "-d", "cf", "router", "-f", "'udp dst port 7003'")
+		pw.Close() // ssh holds its copy
+		boshWaitLines(t, cl.Proc, startedRe, 3, 30*time.Second)
+		sent := []int{4, 5, 6}
+		for i, vm := range e.Lab.VMs {
+			sendUDP(t, vm, "198.18.0.1:7003", sent[i])
+		}
+		// tshark shows every packet while the capture still runs.
+		ifaceRe := regexp.MustCompile(`^router/`)
+		boshWaitLines(t, ts, ifaceRe, 15, 20*time.Second)
+		select {
+		case <-cl.Done():
+			t.Fatalf("ssh ended before the stop:\n%s", cl.Output())
+		default:
+		}
+		cl.Stdin.Close()
+		if c := boshExitCode(t, cl.Proc, 15*time.Second); c != 0 {
+			t.Fatalf("ssh exited %d:\n%s", c, cl.Output())
+		}
+		if c := boshExitCode(t, ts, 15*time.Second); c != 0 {
+			t.Fatalf("tshark exited %d:\n%s", c, ts.Output())
+		}
+		per := map[string]int{}
+		for _, l := range ts.Lines(ifaceRe) {
+			per[l]++
+		}
+		for i, want := range sent {
+			if per[boshRouterIface(i)] != want {
+				t.Errorf("%s: %d packets, want %d (all: %v)", boshRouterIface(i), per[boshRouterIface(i)], want, per)
+			}
+		}
+	})
+
+	t.Run("an expired code is refused", func(t *testing.T) {
+		const ttl = 2 * time.Second
+		api := e.startSecondAPI(t, "198.18.0.1:2223", fmt.Sprintf("  code_ttl: %s\n", ttl))
+		code := e.sshCode(t, home, api)
+		minted := time.Now() // the code expires at the latest ttl after this
+		control := e.sshCode(t, home, api)
+		// A fresh code of this API works.
+		cl := boshSSH{API: api, Password: control}.start(t, "capture", "--help")
+		if c := boshExitCode(t, cl.Proc, 15*time.Second); c != 0 {
+			t.Fatalf("fresh code: ssh exited %d:\n%s", c, cl.Output())
+		}
+		// Expiry is a matter of the clock the API shares with us. Trying
+		// the code cannot be the poll (a try uses it up: the refusal would
+		// prove nothing), so wait until the clock has passed the latest
+		// moment the code can expire: at most ttl after pcap-bosh returned.
+		for deadline := minted.Add(ttl + 100*time.Millisecond); time.Now().Before(deadline); {
+			time.Sleep(time.Until(deadline))
+		}
+		cl = boshSSH{API: api, Password: code}.start(t, "capture", "--help")
+		if c := boshExitCode(t, cl.Proc, 15*time.Second); c != 255 {
+			t.Errorf("expired code: ssh exited %d, want 255", c)
+		}
+		cl.WaitLine(t, regexp.MustCompile(`^pcap-api: refused: one-time code is unknown, used or expired; get a new one with: pcap-bosh -e ENVIRONMENT ssh-code$`), time.Second)
+		api.WaitLine(t, regexp.MustCompile(`"msg":"auth-refused".*"error":"boshresolver: one-time code is unknown, used or expired"`), time.Second)
+	})
+
+	t.Run("a token longer than 1023 bytes through OpenSSH", func(t *testing.T) {
+		dir := t.TempDir()
+		long := e.mint(t, uaa.Mint{Username: "admin"})
+		for i := 0; len(long) <= 1023; i++ { // pad the scopes if UAA's token is short
+			long = e.mint(t, uaa.Mint{Username: "admin", Scopes: append([]string{"openid", "bosh.admin"}, strings.Repeat("x", 50*i))})
+		}
+		t.Logf("the token is %d bytes", len(long))
+		file := filepath.Join(dir, "token")
+		if err := os.WriteFile(file, []byte(long+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		cl := boshSSH{API: e.API, Askpass: file}.start(t, "capture", "--help")
+		if c := boshExitCode(t, cl.Proc, 15*time.Second); c != 255 {
+			t.Errorf("ssh exited %d, want 255", c)
+		}
+		cl.WaitLine(t, regexp.MustCompile(`^pcap-api: refused: the password is a UAA token cut at 1023 bytes, as OpenSSH does; use a one-time code \(pcap-bosh ssh-code\)$`), time.Second)
+		cl.WaitLine(t, regexp.MustCompile(`^bosh@198\.18\.0\.1: Permission denied \(password,publickey\)\.$`), time.Second)
+		e.API.WaitLine(t, regexp.MustCompile(`"msg":"auth-refused".*"error":"boshresolver: the password is a UAA token cut at 1023 bytes`), time.Second)
+
+		// The same token is fine where it arrives whole: pcap-bosh.
+		r := e.pcapBosh(t, []string{"HOME=" + e.writeBoshConfig(t, long, "")}, append([]string{"-e", "fake", "ssh-code"}, boshAPIFlags(e.API)...)...)
+		if r.Code != 0 || len(strings.TrimSpace(r.Stdout)) != 32 {
+			t.Errorf("pcap-bosh with the long token: exit %d, stdout %q, stderr %q", r.Code, r.Stdout, r.Stderr)
+		}
+		// And a token within 1023 bytes passes OpenSSH (a client token
+		// with one scope is short enough).
+		short := e.mint(t, uaa.Mint{ClientID: "ops", Scopes: []string{"bosh.admin"}})
+		if len(short) > 1023 {
+			t.Fatalf("short token is %d bytes", len(short))
+		}
+		if err := os.WriteFile(file, []byte(short+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		cl = boshSSH{API: e.API, Askpass: file}.start(t, "capture", "--help")
+		if c := boshExitCode(t, cl.Proc, 15*time.Second); c != 0 {
+			t.Errorf("short token (%d bytes): ssh exited %d:\n%s", len(short), c, cl.Output())
+		}
+	})
+
+	t.Run("sshdump", func(t *testing.T) {
+		if _, err := os.Stat(sshdumpPath); err != nil {
+			t.Fatalf("Wireshark's sshdump is not installed (Debian package wireshark-common): %v", err)
+		}
+		code := e.sshCode(t, home, e.API)
+		out := filepath.Join(t.TempDir(), "sshdump.pcapng")
+		const filter = "udp dst port 7001"
+		p := testenv.Start(t, testenv.StartOptions{Netns: e.Lab.LAN, Env: []string{"HOME=" + t.TempDir()}}, sshdumpPath,
+			"--extcap-interface=sshdump", "--capture", "--fifo", out,
+			"--remote-host", "198.18.0.1", "--remote-port", "2222",
+			"--remote-username", "bosh", "--remote-password", code,
+			"--remote-capture-command", `capture -d cf router -f "`+filter+`" -c 6 --duration 60s`)
+		e.agentsStarted(t, filter)
+		for _, vm := range e.Lab.VMs {
+			sendUDP(t, vm, "198.18.0.1:7001", 6)
+		}
+		// Each VM's capture ends at 6 packets; then the session ends.
+		if c := boshExitCode(t, p, 30*time.Second); c != 0 {
+			t.Fatalf("sshdump exited %d:\n%s", c, p.Output())
+		}
+		per := interfaceCounts(t, out)
+		for i := range 3 {
+			if per[boshRouterIface(i)] != 6 {
+				t.Errorf("%s: %d packets, want 6 (all: %v)", boshRouterIface(i), per[boshRouterIface(i)], per)
+			}
+		}
+		if len(per) != 3 {
+			t.Errorf("interfaces with packets: %v, want 3", per)
+		}
+		if b, err := exec.Command("capinfos", "-c", out).CombinedOutput(); err != nil {
+			t.Errorf("capinfos: %v\n%s", err, b)
+		}
+	})
+}
