@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"strings"
 	"sync"
@@ -89,7 +90,8 @@ func (a *Agent) HandleChannel(ctx context.Context, conn *ssh.ServerConn, nc ssh.
 		a.reject(log, nc, tunnel.Reject(tunnel.CodeLimitReached, fmt.Sprintf("agent is running its maximum of %d captures", a.MaxCaptures)))
 		return
 	}
-	defer a.active.Add(-1)
+	release := sync.OnceFunc(func() { a.active.Add(-1) })
+	defer release()
 
 	nsPath, err := a.Locator.Locate(ctx, req.Target)
 	if err != nil {
@@ -111,11 +113,12 @@ func (a *Agent) HandleChannel(ctx context.Context, conn *ssh.ServerConn, nc ssh.
 		a.reject(log, nc, err)
 		return
 	}
-	defer func() {
+	closeSources := sync.OnceFunc(func() {
 		for _, s := range srcs {
 			s.h.Close()
 		}
-	}()
+	})
+	defer closeSources()
 
 	ch, reqs, err := nc.Accept()
 	if err != nil {
@@ -125,10 +128,16 @@ func (a *Agent) HandleChannel(ctx context.Context, conn *ssh.ServerConn, nc ssh.
 	log.Info("capture-started", "filter", req.Filter, "snaplen", req.Snaplen)
 	start := time.Now()
 	st := a.run(ctx, ch, reqs, srcs, req)
+	// Free the handles and the capture slot, and log, before the close
+	// tells the client the capture is over, so it may start the next one
+	// at once.
+	closeSources()
+	release()
 	t := st.Total()
 	log.Info("capture-ended", "end", st.End, "error", st.Error, "duration_ms", time.Since(start).Milliseconds(),
 		"packets", t.Packets, "bytes", t.Bytes, "received", t.Received,
 		"kernel_dropped", t.KernelDropped, "if_dropped", t.IfDropped, "agent_dropped", t.AgentDropped)
+	ch.Close()
 }
 
 func (a *Agent) reject(log *slog.Logger, nc ssh.NewChannel, err error) {
@@ -138,10 +147,8 @@ func (a *Agent) reject(log *slog.Logger, nc ssh.NewChannel, err error) {
 }
 
 // run streams the capture until it ends, then sends the final stats and
-// closes ch. It returns the final stats.
+// closes ch for writing; the caller closes it. It returns the final stats.
 func (a *Agent) run(ctx context.Context, ch ssh.Channel, reqs <-chan *ssh.Request, srcs []*source, req tunnel.CaptureRequest) tunnel.Stats {
-	defer ch.Close()
-
 	// Channel requests: "stop" ends the capture; the channel closing (by
 	// the client, or by us at the end) ends this goroutine.
 	stopReq := make(chan struct{})
@@ -162,6 +169,9 @@ func (a *Agent) run(ctx context.Context, ch ssh.Channel, reqs <-chan *ssh.Reques
 	}()
 
 	w, err := newWriter(ch, srcs, req.Snaplen, req.Filter, req.Limits)
+	if errors.Is(err, io.EOF) {
+		return tunnel.Stats{Final: true, End: tunnel.EndStopped} // the client left at once
+	}
 	if err != nil {
 		return tunnel.Stats{Final: true, End: tunnel.EndError, Error: err.Error()}
 	}
@@ -200,8 +210,11 @@ func (a *Agent) run(ctx context.Context, ch ssh.Channel, reqs <-chan *ssh.Reques
 			full := q.swap(spare)
 			err := w.writeBatch(full)
 			spare = full
-			if err == nil {
-				err = w.flush()
+			// At a limit, what was written up to it still goes out.
+			if err == nil || errors.Is(err, errLimit) {
+				if ferr := w.flush(); ferr != nil {
+					err = ferr
+				}
 			}
 			if err != nil || last {
 				writerErr <- err
@@ -220,7 +233,7 @@ func (a *Agent) run(ctx context.Context, ch ssh.Channel, reqs <-chan *ssh.Reques
 	defer tick.Stop()
 
 	end, endErr := tunnel.EndStopped, ""
-	writerDone := false
+	writerDone, clientGone := false, false
 loop:
 	for {
 		select {
@@ -238,6 +251,9 @@ loop:
 			switch {
 			case errors.Is(err, errLimit):
 				end = tunnel.EndLimitReached
+			case errors.Is(err, io.EOF):
+				// The client closed the channel or the connection: a stop.
+				clientGone = true
 			case err != nil:
 				end, endErr = tunnel.EndError, err.Error()
 			}
@@ -260,7 +276,9 @@ loop:
 		close(finish)
 		select {
 		case err := <-writerErr:
-			if err != nil && !errors.Is(err, errLimit) && end != tunnel.EndError {
+			if errors.Is(err, io.EOF) {
+				clientGone = true
+			} else if err != nil && !errors.Is(err, errLimit) && end != tunnel.EndError {
 				end, endErr = tunnel.EndError, err.Error()
 			}
 		case <-time.After(a.WriteTimeout):
@@ -279,7 +297,7 @@ loop:
 	// Packets still queued when the writer failed were handed to us and
 	// not delivered: count them as the agent's drops. After a limit they
 	// are past the end of the capture and are neither.
-	if end == tunnel.EndError {
+	if end == tunnel.EndError || clientGone {
 		for _, p := range q.swap(&batch{}).pkts {
 			srcs[p.iface].dropped.Add(1)
 		}

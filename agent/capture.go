@@ -21,7 +21,8 @@ import (
 )
 
 // readTimeout is libpcap's buffer timeout: how often a reader with no
-// traffic wakes up to notice a stop.
+// traffic wakes up to notice a stop, and the longest a packet waits in a
+// partly filled ring block.
 const readTimeout = 50 * time.Millisecond
 
 // drainTime bounds how long readers keep reading what is already in the
@@ -101,6 +102,7 @@ func openSource(idx int, name string, o openOptions) (*source, error) {
 	// Not promiscuous: capture what the host or container sends and receives.
 	in.SetPromisc(false)
 	in.SetTimeout(readTimeout)
+	// Immediate mode: every packet reaches the client at once.
 	in.SetImmediateMode(true)
 	if o.bufferSize > 0 {
 		in.SetBufferSize(o.bufferSize)
@@ -177,7 +179,9 @@ func (s *source) read(q *queue, stop *atomic.Bool) {
 			}
 		}
 		n++
-		if err != nil || n&1023 == 0 {
+		// The stop flag is checked on every packet: under steady traffic
+		// reads never time out, and 1024 packets can take seconds.
+		if err != nil || n&1023 == 0 || stop.Load() {
 			now := time.Now()
 			if now.Sub(lastStats) >= statsEvery {
 				s.refreshStats()
@@ -197,7 +201,7 @@ func (s *source) read(q *queue, stop *atomic.Bool) {
 		}
 		if !errors.Is(err, io.EOF) {
 			s.mu.Lock()
-			s.err = fmt.Errorf("read from %s: %v", s.name, err)
+			s.err = fmt.Errorf("read from %s: %v (%v)", s.name, err, s.h.Error())
 			s.mu.Unlock()
 		}
 		break

@@ -1,7 +1,11 @@
 package integration
 
 import (
+	"bytes"
 	"context"
+	"fmt"
+	"os"
+	"syscall"
 	"testing"
 	"time"
 
@@ -23,7 +27,41 @@ func newContainer(t *testing.T, guid string) *container {
 	c := &container{NS: testenv.NewNetns(t), Peer: testenv.NewNetns(t), GUID: guid}
 	testenv.Link(t, c.NS, "eth0", "198.18.0.2/24", c.Peer, "eth0", "198.18.0.1/24")
 	c.Init = testenv.Start(t, testenv.StartOptions{Netns: c.NS, Env: []string{"CF_INSTANCE_GUID=" + guid}}, "sleep", "600")
+	c.waitReady(t)
 	return c
+}
+
+// waitReady waits until the container's process is what the agent will
+// look for: `ip netns exec` has entered the namespace and exec'd sleep,
+// whose environment holds the GUID. Before that, a lookup by GUID or PID
+// can miss it or find the root namespace.
+func (c *container) waitReady(t *testing.T) {
+	t.Helper()
+	pid := c.Init.Cmd.Process.Pid
+	proc := func(name string) string { return fmt.Sprintf("/proc/%d/%s", pid, name) }
+	var want syscall.Stat_t
+	if err := syscall.Stat(c.NS.Path(), &want); err != nil {
+		t.Fatal(err)
+	}
+	ready := func() bool {
+		var st syscall.Stat_t
+		if err := syscall.Stat(proc("ns/net"), &st); err != nil || st.Ino != want.Ino || st.Dev != want.Dev {
+			return false
+		}
+		comm, err := os.ReadFile(proc("comm"))
+		if err != nil || string(comm) != "sleep\n" {
+			return false
+		}
+		env, err := os.ReadFile(proc("environ"))
+		return err == nil && bytes.Contains(append([]byte{0}, env...), []byte("\x00CF_INSTANCE_GUID="+c.GUID+"\x00"))
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !ready() {
+		if time.Now().After(deadline) {
+			t.Fatalf("container process %d not in %s running sleep with its GUID after 10s", pid, c.NS.Name)
+		}
+		time.Sleep(5 * time.Millisecond) // polling interval
+	}
 }
 
 func TestAgentCapturesContainerByInstanceGUID(t *testing.T) {

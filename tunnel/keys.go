@@ -56,13 +56,16 @@ func GenerateKey() (ssh.Signer, []byte, error) {
 // comments and blank lines allowed).
 func ParseAuthorizedKeys(b []byte) ([]ssh.PublicKey, error) {
 	var keys []ssh.PublicKey
-	for len(bytes.TrimSpace(b)) > 0 {
-		k, _, _, rest, err := ssh.ParseAuthorizedKey(b)
+	for n, line := range bytes.Split(b, []byte("\n")) {
+		line = bytes.TrimSpace(line)
+		if len(line) == 0 || line[0] == '#' {
+			continue
+		}
+		k, _, _, _, err := ssh.ParseAuthorizedKey(line)
 		if err != nil {
-			return nil, fmt.Errorf("tunnel: parse authorized key: %w", err)
+			return nil, fmt.Errorf("tunnel: parse authorized key on line %d: %w", n+1, err)
 		}
 		keys = append(keys, k)
-		b = rest
 	}
 	return keys, nil
 }

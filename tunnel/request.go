@@ -3,7 +3,9 @@ package tunnel
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"regexp"
 	"time"
 )
@@ -153,13 +155,17 @@ func (r *CaptureRequest) Normalize() error {
 	return nil
 }
 
-// Marshal encodes the request as a channel-open payload.
+// Marshal encodes the request as a channel-open payload. HTML characters
+// are not escaped, so a valid request always fits in [MaxRequestSize]
+// (escaped, a filter of "&" or "<" grows sixfold).
 func (r CaptureRequest) Marshal() ([]byte, error) {
-	b, err := json.Marshal(r)
-	if err != nil {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(r); err != nil {
 		return nil, fmt.Errorf("tunnel: encode capture request: %w", err)
 	}
-	return b, nil
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
 }
 
 // DecodeCaptureRequest decodes and validates an untrusted channel-open
@@ -174,7 +180,9 @@ func DecodeCaptureRequest(b []byte) (CaptureRequest, error) {
 	if err := dec.Decode(&r); err != nil {
 		return CaptureRequest{}, Reject(CodeBadRequest, "capture request is not valid JSON: "+err.Error())
 	}
-	if dec.More() {
+	// Anything but white space after the object is trailing data (More
+	// alone misses a stray "]" or "}").
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return CaptureRequest{}, Reject(CodeBadRequest, "capture request has trailing data")
 	}
 	if err := r.Normalize(); err != nil {

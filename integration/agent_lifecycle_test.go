@@ -1,0 +1,129 @@
+package integration
+
+import (
+	"syscall"
+	"testing"
+	"time"
+
+	"code.cloudfoundry.org/pcap/integration/testenv"
+	"code.cloudfoundry.org/pcap/tunnel"
+)
+
+// TestAgentMaxCaptures: with max_captures 1 the second capture is refused
+// while the first keeps working, and the slot is free as soon as the
+// first has ended.
+func TestAgentMaxCaptures(t *testing.T) {
+	testenv.RequireRoot(t)
+	t.Parallel()
+	s := agStart(t, agentOptions{MaxCaptures: 1})
+	ct := newContainer(t, agGUID(t))
+
+	first := agOpen(t, s.Client, agContainerReq(ct, "udp dst port 9000"))
+	wait := drain(t, first)
+
+	_, err := s.Client.OpenCapture(t.Context(), tunnel.CaptureRequest{
+		Version: tunnel.ProtocolVersion, Target: tunnel.Target{Kind: tunnel.TargetHost}, Interfaces: []string{"lo"},
+	})
+	agWantReject(t, err, tunnel.CodeLimitReached, "agent is running its maximum of 1 captures")
+
+	agSend(t, ct.NS, "198.18.0.1:9000", 25, 100, 2000)
+	file, st := agStop(t, first, wait, time.Second)
+	if got := countPackets(t, file, "udp.dstport == 9000"); got != 25 || st.Total().Packets != 25 {
+		t.Errorf("first capture holds %d packets (stats %d), want 25", got, st.Total().Packets)
+	}
+
+	// The first capture has ended (final stats, channel closed): its slot
+	// is free for the very next request.
+	third := agOpen(t, s.Client, agContainerReq(ct, "udp dst port 9000"))
+	wait = drain(t, third)
+	agSend(t, ct.NS, "198.18.0.1:9000", 4, 100, 2000)
+	file, _ = agStop(t, third, wait, time.Second)
+	if got := countPackets(t, file, ""); got != 4 {
+		t.Errorf("capture after the slot was freed holds %d packets, want 4", got)
+	}
+}
+
+// TestAgentEndsCaptureWhenClientGoes: a channel closed without a stop, and
+// a connection that goes away, both end the capture on the agent.
+func TestAgentEndsCaptureWhenClientGoes(t *testing.T) {
+	testenv.RequireRoot(t)
+	t.Parallel()
+	s := agStart(t, agentOptions{})
+	ct := newContainer(t, agGUID(t))
+
+	byChannel := agOpen(t, s.Client, agContainerReq(ct, "udp dst port 9000"))
+	agLog(t, s.Agent, "capture-started", `"target":"instance `+ct.GUID+`"`, 5*time.Second)
+	closedAt := time.Now()
+	if err := byChannel.Close(); err != nil {
+		t.Fatal(err)
+	}
+	agLog(t, s.Agent, "capture-ended", `"target":"instance `+ct.GUID+`".*"end":"stopped"`, 5*time.Second)
+	if d := time.Since(closedAt); d > 2*time.Second {
+		t.Errorf("capture ended %v after its channel closed", d)
+	}
+
+	// The whole connection goes: a host capture on it ends too.
+	other := dialAgent(t, s.Agent, s.Key)
+	agOpen(t, other, tunnel.CaptureRequest{
+		Version: tunnel.ProtocolVersion, Target: tunnel.Target{Kind: tunnel.TargetHost}, Interfaces: []string{"lo"},
+		Filter: "udp dst port 9",
+	})
+	closedAt = time.Now()
+	if err := other.Close(); err != nil {
+		t.Fatal(err)
+	}
+	agLog(t, s.Agent, "capture-ended", `"target":"host".*"end":"stopped"`, 5*time.Second)
+	if d := time.Since(closedAt); d > 2*time.Second {
+		t.Errorf("capture ended %v after its connection closed", d)
+	}
+	agLog(t, s.Agent, "connection-closed", "", 5*time.Second)
+
+	// The first connection is unaffected.
+	capt := agOpen(t, s.Client, agContainerReq(ct, "udp dst port 9000"))
+	wait := drain(t, capt)
+	agSend(t, ct.NS, "198.18.0.1:9000", 3, 100, 2000)
+	if file, _ := agStop(t, capt, wait, time.Second); countPackets(t, file, "") != 3 {
+		t.Errorf("capture on the remaining connection does not hold 3 packets")
+	}
+}
+
+// TestAgentSIGTERMDuringCapture: the agent shuts down gracefully: the
+// client gets every packet, final stats and EOF, and the process exits 0.
+func TestAgentSIGTERMDuringCapture(t *testing.T) {
+	testenv.RequireRoot(t)
+	t.Parallel()
+	s := agStart(t, agentOptions{})
+	ct := newContainer(t, agGUID(t))
+	capt := agOpen(t, s.Client, agContainerReq(ct, "udp dst port 9000"))
+	wait := drain(t, capt)
+	agSend(t, ct.NS, "198.18.0.1:9000", 20, 100, 2000)
+
+	sentAt := time.Now()
+	if err := s.Agent.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	file := wait()
+	st := agFinal(t, capt)
+	if d := time.Since(sentAt); d > 3*time.Second {
+		t.Errorf("SIGTERM → EOF and final stats took %v, want under 3s", d)
+	}
+	if st.End != tunnel.EndStopped || st.Total().Packets != 20 {
+		t.Errorf("final stats %+v, want stopped with 20 packets", st)
+	}
+	if got := countPackets(t, file, "udp.dstport == 9000"); got != 20 {
+		t.Errorf("capture holds %d packets, want 20", got)
+	}
+	err, exited := s.Agent.Wait(10 * time.Second)
+	if !exited {
+		t.Fatal("agent did not exit within 10s of SIGTERM")
+	}
+	if err != nil {
+		t.Errorf("agent exited with %v, want status 0", err)
+	}
+	agLog(t, s.Agent, "agent-stopped", "", time.Second)
+	select {
+	case <-s.Client.Done():
+	case <-time.After(5 * time.Second):
+		t.Error("client connection still open after the agent exited")
+	}
+}
