@@ -2,6 +2,7 @@ package integration
 
 import (
 	"context"
+	"crypto/rand"
 	"fmt"
 	"net"
 	"os"
@@ -129,14 +130,18 @@ func startCFEnv(t *testing.T) *cfEnv {
 		agentKeys = append(agentKeys, a.HostKey)
 	}
 	// Three running instances in containers: 0 on cell 0, 1 and 2 on cell 1.
+	// Their GUIDs are unique to this env: agents find a container by its
+	// CF_INSTANCE_GUID among all processes, and tests run in parallel.
+	envID := make([]byte, 3)
+	rand.Read(envID)
 	var instances []cc.Instance
 	for i, cell := range []int{0, 1, 1} {
-		guid := fmt.Sprintf("1a000000-0000-4000-8000-0000000000%02d", i)
+		guid := fmt.Sprintf("1a%x-0000-4000-8000-0000000000%02d", envID, i)
 		c := &cfContainer{container: newContainer(t, guid), Index: i, Cell: cell}
 		e.Containers = append(e.Containers, c)
 		instances = append(instances, cc.Instance{Index: i, State: "RUNNING", Host: hosts[cell], InstanceGUID: guid})
 	}
-	instances = append(instances, cc.Instance{Index: 3, State: "CRASHED", Host: hosts[0], InstanceGUID: "1a000000-0000-4000-8000-000000000099"})
+	instances = append(instances, cc.Instance{Index: 3, State: "CRASHED", Host: hosts[0], InstanceGUID: fmt.Sprintf("1a%x-0000-4000-8000-000000000099", envID)})
 
 	role := func(typ, user, org, space string) cc.Role {
 		return cc.Role{Type: typ, User: cfUsers[user], Organization: org, Space: space}

@@ -41,6 +41,8 @@ type Plugin struct {
 	Exit func(int)
 }
 
+const helpText = "Capture the network traffic of all instances of an app into one pcapng file (Wireshark)"
+
 const usage = `cf pcap APP_NAME [-i INDEXES] [-t TYPE] [-f FILTER] [--interface IFACE]
    [-s SNAPLEN] [--duration D] [-c COUNT] [--format pcapng|pcap] -o FILE|- [--force]`
 
@@ -53,7 +55,7 @@ func (p *Plugin) GetMetadata() cfplugin.PluginMetadata {
 		Version: cfplugin.VersionType{Major: major, Minor: minor, Build: build},
 		Commands: []cfplugin.Command{{
 			Name:     "pcap",
-			HelpText: "Capture the network traffic of all instances of an app into one pcapng file (Wireshark)",
+			HelpText: helpText,
 			UsageDetails: cfplugin.Usage{
 				Usage: usage + `
 
@@ -111,6 +113,7 @@ func (p *Plugin) run(conn cfplugin.CliConnection, args []string, stdout, stderr 
 	var o options
 	app := &cli.App{
 		Name:            "cf pcap",
+		Usage:           helpText,
 		UsageText:       usage,
 		HideHelpCommand: true,
 		Writer:          stderr,
@@ -138,6 +141,11 @@ func (p *Plugin) run(conn cfplugin.CliConnection, args []string, stdout, stderr 
 			return nil
 		},
 		ExitErrHandler: func(*cli.Context, error) {},
+		// The cf CLI shows the help (cf help pcap, cf pcap --help); a bad
+		// flag gets one line, not a help page.
+		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
+			return fmt.Errorf("%w (see cf help pcap)", err)
+		},
 	}
 	if err := app.Run(append([]string{"cf pcap"}, api.Interspersed(app.Flags, args[1:])...)); err != nil {
 		fmt.Fprintln(stderr, "FAILED:", err)
@@ -178,12 +186,18 @@ func (o *options) capture(ctx context.Context, conn cfplugin.CliConnection, stdo
 		}
 	}
 	endpoint, err := conn.ApiEndpoint()
-	if err != nil || endpoint == "" {
-		return 1, fmt.Errorf("no cf API targeted (cf api, cf login): %v", err)
+	if err != nil {
+		return 1, fmt.Errorf("ask the cf CLI for its API: %w", err)
+	}
+	if endpoint == "" {
+		return 1, errors.New("no cf API targeted (cf api, cf login)")
 	}
 	token, err := conn.AccessToken()
-	if err != nil || token == "" {
-		return 1, fmt.Errorf("not logged in (cf login): %v", err)
+	if err != nil {
+		return 1, fmt.Errorf("not logged in (cf login): %w", err)
+	}
+	if token == "" {
+		return 1, errors.New("not logged in (cf login)")
 	}
 	token = strings.TrimSpace(strings.TrimPrefix(strings.TrimPrefix(token, "bearer "), "Bearer "))
 	space, err := conn.GetCurrentSpace()
@@ -237,7 +251,7 @@ func (o *options) capture(ctx context.Context, conn cfplugin.CliConnection, stdo
 		Force:    o.force,
 		Stdout:   stdout,
 		Stderr:   stderr,
-		Terminal: isTerminal(stderr),
+		Terminal: apiclient.IsTerminal(stderr),
 	})
 }
 
@@ -310,13 +324,4 @@ func findApp(ctx context.Context, endpoint, token, spaceGUID, name string, insec
 		return "", fmt.Errorf("app %s not found in the targeted space", name)
 	}
 	return list.Resources[0].GUID, nil
-}
-
-func isTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	st, err := f.Stat()
-	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }

@@ -187,6 +187,7 @@ func (c *Client) OpenCapture(ctx context.Context, req CaptureRequest) (*Capture,
 type Capture struct {
 	ch       ssh.Channel
 	reqsDone chan struct{}
+	final    chan struct{} // closed when final stats arrived
 
 	mu      sync.Mutex
 	stats   Stats
@@ -194,7 +195,7 @@ type Capture struct {
 }
 
 func newCapture(ch ssh.Channel, reqs <-chan *ssh.Request) *Capture {
-	c := &Capture{ch: ch, reqsDone: make(chan struct{}), updates: make(chan struct{}, 1)}
+	c := &Capture{ch: ch, reqsDone: make(chan struct{}), final: make(chan struct{}), updates: make(chan struct{}, 1)}
 	go c.serviceRequests(reqs)
 	return c
 }
@@ -206,10 +207,14 @@ func (c *Capture) serviceRequests(reqs <-chan *ssh.Request) {
 		if r.Type == RequestStats {
 			if s, err := DecodeStats(r.Payload); err == nil {
 				c.mu.Lock()
+				first := !c.stats.Final && s.Final
 				if !c.stats.Final {
 					c.stats = s
 				}
 				c.mu.Unlock()
+				if first {
+					close(c.final)
+				}
 				ok = true
 				select {
 				case c.updates <- struct{}{}:
@@ -247,11 +252,13 @@ func (c *Capture) Stats() Stats {
 	return c.stats
 }
 
-// Wait waits until the agent has closed the channel (after Read returned
-// io.EOF, or after Close) or ctx ends, and returns the last stats; they
-// are final when Stats.Final is set.
+// Wait waits until the agent's final stats arrived or the channel closed
+// (after Read returned io.EOF, or after Close), or ctx ends, and returns
+// the last stats; they are final when Stats.Final is set.
 func (c *Capture) Wait(ctx context.Context) (Stats, error) {
 	select {
+	case <-c.final:
+		return c.Stats(), nil
 	case <-c.reqsDone:
 		return c.Stats(), nil
 	case <-ctx.Done():

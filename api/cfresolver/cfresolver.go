@@ -45,7 +45,9 @@ type Resolver struct {
 	ClientID, ClientSecret string
 	// AgentPort is where agents listen on the cells.
 	AgentPort int
-	HTTP      *http.Client
+	// HTTP is the client for the Cloud Controller and UAA
+	// (http.DefaultClient when nil).
+	HTTP *http.Client
 
 	mu  sync.Mutex
 	uaa *uaa.Client
@@ -167,7 +169,11 @@ func (r *Resolver) get(ctx context.Context, token, path string, v any) error {
 	if token != "" {
 		req.Header.Set("Authorization", "bearer "+token)
 	}
-	resp, err := r.HTTP.Do(req)
+	hc := r.HTTP
+	if hc == nil {
+		hc = http.DefaultClient
+	}
+	resp, err := hc.Do(req)
 	if err != nil {
 		var ue *url.Error
 		if errors.As(err, &ue) {
@@ -214,8 +220,12 @@ type instance struct {
 // Resolve implements api.Resolver.
 func (r *Resolver) Resolve(ctx context.Context, id *api.Identity, req api.Request) ([]api.Target, []api.Skipped, error) {
 	switch {
-	case len(req.Targets) > 0 || req.Deployment != "":
-		return nil, nil, tunnel.Reject(tunnel.CodeBadRequest, "cf captures take --app GUID (and --type, --instance), not targets or -d")
+	case len(req.Targets) > 0:
+		// Often a filter split by a shell or by ssh, which joins the
+		// words of a remote command with spaces.
+		return nil, nil, tunnel.Reject(tunnel.CodeBadRequest, fmt.Sprintf("unexpected argument(s) %q: cf captures take --app GUID (and --type, --instance); quote a filter that has spaces, e.g. -f 'tcp port 8080'", strings.Join(req.Targets, " ")))
+	case req.Deployment != "":
+		return nil, nil, tunnel.Reject(tunnel.CodeBadRequest, "-d is for BOSH deployments: cf captures take --app GUID (and --type, --instance)")
 	case req.App == "":
 		return nil, nil, tunnel.Reject(tunnel.CodeBadRequest, "--app GUID is required")
 	case !guidRe.MatchString(req.App):

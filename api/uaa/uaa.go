@@ -27,6 +27,9 @@ var (
 	ErrInvalidToken = errors.New("uaa: token is not valid")
 	ErrExpired      = errors.New("uaa: token has expired")
 	ErrBadCode      = errors.New("uaa: one-time code was refused")
+	// ErrUnavailable means the token could not be checked because UAA's
+	// token keys could not be fetched; it says nothing about the token.
+	ErrUnavailable = errors.New("uaa: cannot check the token")
 )
 
 // maxBody bounds what is read from UAA.
@@ -103,11 +106,19 @@ func (c *Client) Verify(ctx context.Context, token string) (*Claims, error) {
 		jwt.WithTimeFunc(c.now),
 		jwt.WithLeeway(30*time.Second),
 	)
+	var fetchErr error
 	_, err := parser.ParseWithClaims(token, &claims, func(t *jwt.Token) (any, error) {
 		kid, _ := t.Header["kid"].(string)
-		return c.key(ctx, kid)
+		k, err := c.key(ctx, kid)
+		var fe *fetchError
+		if errors.As(err, &fe) {
+			fetchErr = fe.err
+		}
+		return k, err
 	})
 	switch {
+	case fetchErr != nil:
+		return nil, fmt.Errorf("%w: %w", ErrUnavailable, fetchErr)
 	case errors.Is(err, jwt.ErrTokenExpired):
 		return nil, ErrExpired
 	case err != nil:
@@ -129,6 +140,8 @@ func safeReason(err error) string {
 		return "signing key unknown"
 	case errors.Is(err, jwt.ErrTokenNotValidYet), errors.Is(err, jwt.ErrTokenUsedBeforeIssued):
 		return "not valid yet"
+	case errors.Is(err, jwt.ErrTokenRequiredClaimMissing):
+		return "has no expiry time"
 	default:
 		return "rejected"
 	}
@@ -147,7 +160,7 @@ func (c *Client) key(ctx context.Context, kid string) (*rsa.PublicKey, error) {
 	}
 	keys, err := c.fetchKeys(ctx)
 	if err != nil {
-		return nil, err
+		return nil, &fetchError{err}
 	}
 	c.keys, c.fetched = keys, c.now()
 	if k := c.pick(kid); k != nil {
@@ -165,6 +178,12 @@ func (c *Client) pick(kid string) *rsa.PublicKey {
 	return c.keys[kid]
 }
 
+// fetchError is a failure to fetch the token keys.
+type fetchError struct{ err error }
+
+func (e *fetchError) Error() string { return "uaa: " + e.err.Error() }
+func (e *fetchError) Unwrap() error { return e.err }
+
 type jwks struct {
 	Keys []struct {
 		Kid string `json:"kid"`
@@ -177,7 +196,7 @@ type jwks struct {
 func (c *Client) fetchKeys(ctx context.Context) (map[string]*rsa.PublicKey, error) {
 	var set jwks
 	if err := c.getJSON(ctx, "/token_keys", &set); err != nil {
-		return nil, fmt.Errorf("uaa: fetch token keys: %w", err)
+		return nil, fmt.Errorf("fetch token keys: %w", err)
 	}
 	keys := make(map[string]*rsa.PublicKey)
 	for _, k := range set.Keys {
@@ -192,7 +211,7 @@ func (c *Client) fetchKeys(ctx context.Context) (map[string]*rsa.PublicKey, erro
 		keys[k.Kid] = &rsa.PublicKey{N: new(big.Int).SetBytes(n), E: int(new(big.Int).SetBytes(e).Int64())}
 	}
 	if len(keys) == 0 {
-		return nil, errors.New("uaa: /token_keys has no RSA key")
+		return nil, errors.New("/token_keys has no RSA key")
 	}
 	return keys, nil
 }
@@ -275,7 +294,13 @@ func (c *Client) ExchangeCode(ctx context.Context, clientID, clientSecret, code 
 		"code":       {code},
 	})
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrBadCode, err)
+		// UAA names a refused code in its error description; a code is a
+		// credential, so it is left out.
+		msg := err.Error()
+		if code != "" {
+			msg = strings.ReplaceAll(msg, code, "[code]")
+		}
+		return nil, fmt.Errorf("%w: %s", ErrBadCode, msg)
 	}
 	return t, nil
 }

@@ -1,0 +1,475 @@
+package plugin
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"sync"
+	"testing"
+
+	cfplugin "code.cloudfoundry.org/cli/v8/plugin"
+	plugin_models "code.cloudfoundry.org/cli/v8/plugin/models"
+	"code.cloudfoundry.org/cli/v8/plugin/pluginfakes"
+	"golang.org/x/crypto/ssh"
+
+	"code.cloudfoundry.org/pcap/integration/fakes/cc"
+	fakeuaa "code.cloudfoundry.org/pcap/integration/fakes/uaa"
+	"code.cloudfoundry.org/pcap/tunnel"
+)
+
+func TestDeriveAPIAddr(t *testing.T) {
+	cases := []struct {
+		endpoint, want, err string
+	}{
+		{endpoint: "https://api.sys.example.com", want: "pcap.sys.example.com:2222"},
+		{endpoint: "https://api.sys.example.com/", want: "pcap.sys.example.com:2222"},
+		{endpoint: "https://api.sys.example.com:443", want: "pcap.sys.example.com:2222"},
+		{endpoint: "http://api.example.com:8080/v3", want: "pcap.example.com:2222"},
+		{endpoint: "https://cf-api.system.internal", want: "pcap.system.internal:2222"},
+		{endpoint: "https://127.0.0.1:8443", err: `cannot derive the pcap-api address from "https://127.0.0.1:8443": give --pcap-api`},
+		{endpoint: "https://[::1]:8443", err: `cannot derive the pcap-api address from "https://[::1]:8443": give --pcap-api`},
+		{endpoint: "https://localhost", err: `cannot derive the pcap-api address from "https://localhost": give --pcap-api`},
+		{endpoint: "", err: `cannot derive the pcap-api address from "": give --pcap-api`},
+		{endpoint: "api.sys.example.com", err: `cannot derive the pcap-api address from "api.sys.example.com": give --pcap-api`},
+	}
+	for _, tc := range cases {
+		t.Run(tc.endpoint, func(t *testing.T) {
+			got, err := deriveAPIAddr(tc.endpoint)
+			switch {
+			case tc.err != "" && (err == nil || err.Error() != tc.err):
+				t.Errorf("deriveAPIAddr = %q, %v; want error %q", got, err, tc.err)
+			case tc.err == "" && (err != nil || got != tc.want):
+				t.Errorf("deriveAPIAddr = %q, %v; want %q", got, err, tc.want)
+			}
+		})
+	}
+}
+
+func TestMetadata(t *testing.T) {
+	m := (&Plugin{}).GetMetadata()
+	if m.Name != "pcap" || m.Version != (cfplugin.VersionType{Major: 0, Minor: 1, Build: 0}) {
+		t.Errorf("name %q version %+v", m.Name, m.Version)
+	}
+	if len(m.Commands) != 1 || m.Commands[0].Name != "pcap" {
+		t.Fatalf("commands = %+v", m.Commands)
+	}
+	c := m.Commands[0]
+	if !strings.HasPrefix(c.UsageDetails.Usage, "cf pcap APP_NAME [-i INDEXES] [-t TYPE] [-f FILTER]") ||
+		!strings.Contains(c.UsageDetails.Usage, "cf pcap myapp -o - | wireshark -k -i -") {
+		t.Errorf("usage = %q", c.UsageDetails.Usage)
+	}
+	if c.HelpText == "" {
+		t.Error("no help text")
+	}
+	// Every flag the command parses is documented, under the name the cf
+	// CLI shows ("-x" for -x, "--name" for --name).
+	for _, f := range []string{"i", "t", "f", "-interface", "s", "-duration", "c", "-format", "o", "-force", "-pcap-api", "-pcap-api-host-key-fingerprint"} {
+		if c.UsageDetails.Options[f] == "" {
+			t.Errorf("option %q is not documented", f)
+		}
+	}
+}
+
+// world is a fake UAA and Cloud Controller with app "myapp" in space
+// "dev", and a cf CLI connection targeting it as developer.
+type world struct {
+	UAA   *fakeuaa.Server
+	CC    *cc.Server
+	Token string
+	Conn  *pluginfakes.FakeCliConnection
+}
+
+const (
+	spaceGUID = "5c000000-0000-4000-8000-000000000001"
+	appGUID   = "ac000000-0000-4000-8000-000000000001"
+	devID     = "dc000000-0000-4000-8000-000000000001"
+)
+
+func startWorld(t *testing.T) *world {
+	t.Helper()
+	u, err := fakeuaa.New(fakeuaa.Options{Users: []fakeuaa.User{
+		{Username: "developer", Password: "pw", ID: devID, Scopes: []string{"openid", "cloud_controller.read"}},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := u.Start("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { u.Close() })
+	c, err := cc.New(cc.Options{Verifier: u.Verifier(nil), UAAURL: u.URL(), World: cc.World{
+		Users: []cc.User{{GUID: devID, Username: "developer"}},
+		Organizations: []cc.Org{{Name: "org", Spaces: []cc.Space{{GUID: spaceGUID, Name: "dev", Apps: []cc.App{
+			{GUID: appGUID, Name: "myapp", Processes: []cc.Process{{Type: "web", Instances: []cc.Instance{{Index: 0}}}}},
+		}}}}},
+		Roles: []cc.Role{{Type: cc.RoleSpaceDeveloper, User: devID, Space: spaceGUID}},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Start("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	tok, err := u.MintToken("developer", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn := &pluginfakes.FakeCliConnection{}
+	conn.ApiEndpointReturns(c.URL(), nil)
+	conn.AccessTokenReturns("bearer "+tok, nil) // as the cf CLI gives it
+	conn.GetCurrentSpaceReturns(plugin_models.Space{SpaceFields: plugin_models.SpaceFields{Guid: spaceGUID, Name: "dev"}}, nil)
+	conn.IsSSLDisabledReturns(false, nil)
+	return &world{UAA: u, CC: c, Token: tok, Conn: conn}
+}
+
+// frontDoor stands in for pcap-api: it records the password and command
+// of each session, writes Stdout and Stderr and exits with Exit.
+type frontDoor struct {
+	Addr   string
+	Signer ssh.Signer
+	Stdout string
+	Stderr string
+	Exit   uint32
+
+	mu        sync.Mutex
+	passwords []string
+	commands  []string
+}
+
+func startFrontDoor(t *testing.T, fd *frontDoor) *frontDoor {
+	t.Helper()
+	signer, _, err := tunnel.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	conf := &ssh.ServerConfig{PasswordCallback: func(meta ssh.ConnMetadata, pw []byte) (*ssh.Permissions, error) {
+		fd.mu.Lock()
+		fd.passwords = append(fd.passwords, string(pw))
+		fd.mu.Unlock()
+		if meta.User() != "cf" {
+			return nil, errors.New("unknown user")
+		}
+		return &ssh.Permissions{}, nil
+	}}
+	conf.AddHostKey(signer)
+	srv := &tunnel.Server{Config: conf, Handlers: map[string]tunnel.ChannelHandler{"session": tunnel.ChannelHandlerFunc(fd.handle)}}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		srv.Serve(l)
+	}()
+	t.Cleanup(func() {
+		srv.Close()
+		<-done
+	})
+	fd.Addr, fd.Signer = l.Addr().String(), signer
+	return fd
+}
+
+func (fd *frontDoor) handle(ctx context.Context, _ *ssh.ServerConn, nc ssh.NewChannel) {
+	ch, reqs, err := nc.Accept()
+	if err != nil {
+		return
+	}
+	defer ch.Close()
+	cmd := make(chan string, 1)
+	go func() {
+		for r := range reqs {
+			var m struct{ Command string }
+			ok := r.Type == "exec" && ssh.Unmarshal(r.Payload, &m) == nil
+			if r.WantReply { // before the command runs, as pcap-api does
+				r.Reply(ok, nil)
+			}
+			if ok {
+				select {
+				case cmd <- m.Command:
+				default:
+				}
+			}
+		}
+	}()
+	select {
+	case line := <-cmd:
+		fd.mu.Lock()
+		fd.commands = append(fd.commands, line)
+		fd.mu.Unlock()
+	case <-ctx.Done():
+		return
+	}
+	io.WriteString(ch.Stderr(), fd.Stderr)
+	io.WriteString(ch, fd.Stdout)
+	ch.SendRequest("exit-status", false, ssh.Marshal(struct{ Status uint32 }{fd.Exit}))
+	ch.CloseWrite()
+}
+
+func (fd *frontDoor) fingerprint() string { return tunnel.Fingerprint(fd.Signer.PublicKey()) }
+
+func (fd *frontDoor) seen() (passwords, commands []string) {
+	fd.mu.Lock()
+	defer fd.mu.Unlock()
+	return append([]string(nil), fd.passwords...), append([]string(nil), fd.commands...)
+}
+
+// result is what one plugin run did.
+type result struct {
+	code           int
+	exited         bool
+	stdout, stderr string
+}
+
+func runPlugin(t *testing.T, conn cfplugin.CliConnection, env map[string]string, args ...string) result {
+	t.Helper()
+	var stdout, stderr bytes.Buffer
+	r := result{code: -1}
+	p := &Plugin{
+		Stdout: &stdout, Stderr: &stderr,
+		Getenv: func(k string) string { return env[k] },
+		Exit:   func(c int) { r.code, r.exited = c, true },
+	}
+	p.Run(conn, args)
+	r.stdout, r.stderr = stdout.String(), stderr.String()
+	return r
+}
+
+func TestRunIgnoresOtherCommands(t *testing.T) {
+	r := runPlugin(t, &pluginfakes.FakeCliConnection{}, nil, "CLI-MESSAGE-UNINSTALL")
+	if r.exited || r.stdout != "" || r.stderr != "" {
+		t.Errorf("uninstall message: %+v", r)
+	}
+}
+
+// TestFlagsAfterAppName: flags parse wherever they are, and become the
+// capture command sent to pcap-api with the app's guid and the user's
+// own token.
+func TestFlagsAfterAppName(t *testing.T) {
+	w := startWorld(t)
+	fd := startFrontDoor(t, &frontDoor{Stdout: "PCAPNG", Stderr: "pcap: summary: limit-reached sources=2\n"})
+	dir := t.TempDir()
+	env := map[string]string{"CF_HOME": dir}
+	want := "capture --app " + appGUID + " --type worker -s 128 --format pcapng --instance 0,2 -f 'tcp port 8080' --interface eth1 --interface any --duration 30s -c 5"
+	flags := []string{"-i", "0,2", "-f", "tcp port 8080", "--interface", "eth1", "--interface", "any", "-s", "128",
+		"--duration", "30s", "-c", "5", "-t", "worker"}
+	api := []string{"--pcap-api", fd.Addr, "--pcap-api-host-key-fingerprint", fd.fingerprint()}
+	for i, args := range [][]string{
+		append(append(append([]string{"pcap", "myapp"}, flags...), "-o", "after.pcapng"), api...),
+		append(append(append([]string{"pcap"}, flags...), "-o", "before.pcapng", "myapp"), api...),
+		append(append(append(append([]string{"pcap"}, flags[:4]...), "myapp"), flags[4:]...), append([]string{"--force", "-o", "between.pcapng"}, api...)...),
+	} {
+		out := filepath.Join(dir, strings.Fields("after before between")[i]+".pcapng")
+		for j := range args {
+			if strings.HasSuffix(args[j], ".pcapng") {
+				args[j] = out
+			}
+		}
+		r := runPlugin(t, w.Conn, env, args...)
+		if !r.exited || r.code != 0 {
+			t.Fatalf("cf %s: exit %d (exited %v)\n%s", strings.Join(args, " "), r.code, r.exited, r.stderr)
+		}
+		if b, _ := os.ReadFile(out); string(b) != "PCAPNG" {
+			t.Errorf("%s holds %q", out, b)
+		}
+		if r.stdout != "" {
+			t.Errorf("stdout = %q: capture bytes were written to stdout without -o -", r.stdout)
+		}
+		if r.stderr != "pcap: summary: limit-reached sources=2\n" {
+			t.Errorf("stderr = %q", r.stderr)
+		}
+	}
+	passwords, commands := fd.seen()
+	if !reflect.DeepEqual(commands, []string{want, want, want}) {
+		t.Errorf("commands =\n%q\nwant 3 times\n%q", commands, want)
+	}
+	for _, pw := range passwords {
+		if pw != w.Token {
+			t.Errorf("password sent is not the user's token without its \"bearer \" prefix: %.20q…", pw)
+		}
+	}
+	// The app was looked up by name in the targeted space, with CC v3.
+	if n := w.CC.Requests().Count("/v3/apps"); n != 3 {
+		t.Errorf("GET /v3/apps made %d times, want 3", n)
+	}
+	for _, e := range w.CC.Requests().Entries() {
+		if e.Path == "/v3/apps" && e.RawQuery != "names=myapp&space_guids="+spaceGUID {
+			t.Errorf("app lookup query = %q", e.RawQuery)
+		}
+	}
+}
+
+func TestOutputToStdout(t *testing.T) {
+	w := startWorld(t)
+	fd := startFrontDoor(t, &frontDoor{Stdout: "PCAPNG"})
+	t.Chdir(t.TempDir())
+	r := runPlugin(t, w.Conn, map[string]string{"CF_HOME": t.TempDir()},
+		"pcap", "myapp", "-o", "-", "--pcap-api", fd.Addr, "--pcap-api-host-key-fingerprint", fd.fingerprint())
+	if r.code != 0 || r.stdout != "PCAPNG" {
+		t.Errorf("exit %d, stdout %q; want 0 and the capture\n%s", r.code, r.stdout, r.stderr)
+	}
+	if _, err := os.Stat("-"); err == nil {
+		t.Error(`a file named "-" was created`)
+	}
+}
+
+// TestExitStatus: the API's exit status is the plugin's (the cf CLI
+// turns any non-zero status into 1).
+func TestExitStatus(t *testing.T) {
+	w := startWorld(t)
+	for _, status := range []uint32{0, 1, 3} {
+		fd := startFrontDoor(t, &frontDoor{Exit: status, Stderr: fmt.Sprintf("pcap: summary: status %d\n", status)})
+		out := filepath.Join(t.TempDir(), "out.pcapng")
+		r := runPlugin(t, w.Conn, map[string]string{"CF_HOME": t.TempDir()},
+			"pcap", "myapp", "-o", out, "--pcap-api", fd.Addr, "--pcap-api-host-key-fingerprint", fd.fingerprint())
+		if r.code != int(status) || strings.Contains(r.stderr, "FAILED") {
+			t.Errorf("API exit %d: plugin exit %d, stderr %q", status, r.code, r.stderr)
+		}
+	}
+}
+
+func TestRunErrors(t *testing.T) {
+	w := startWorld(t)
+	fd := startFrontDoor(t, &frontDoor{Stdout: "PCAPNG"})
+	dir := t.TempDir()
+	existing := filepath.Join(dir, "existing.pcapng")
+	if err := os.WriteFile(existing, []byte("keep"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	api := []string{"--pcap-api", fd.Addr, "--pcap-api-host-key-fingerprint", fd.fingerprint()}
+	noAPI := &pluginfakes.FakeCliConnection{}
+	noSpace := &pluginfakes.FakeCliConnection{}
+	noSpace.ApiEndpointReturns(w.CC.URL(), nil)
+	noSpace.AccessTokenReturns("bearer "+w.Token, nil)
+	noToken := &pluginfakes.FakeCliConnection{}
+	noToken.ApiEndpointReturns(w.CC.URL(), nil)
+	refreshFailed := &pluginfakes.FakeCliConnection{}
+	refreshFailed.ApiEndpointReturns(w.CC.URL(), nil)
+	refreshFailed.AccessTokenReturns("", errors.New("the refresh token has expired"))
+	cases := []struct {
+		name   string
+		conn   cfplugin.CliConnection
+		args   []string
+		stderr string
+	}{
+		{"no output", w.Conn, append([]string{"pcap", "myapp"}, api...),
+			"FAILED: no output given: -o FILE, or -o - to write the capture to stdout\n"},
+		{"no app", w.Conn, append([]string{"pcap", "-o", "x"}, api...),
+			"FAILED: give exactly one app name\nUSAGE:\n   " + usage + "\n"},
+		{"two apps", w.Conn, append([]string{"pcap", "myapp", "yourapp", "-o", "x"}, api...),
+			"FAILED: give exactly one app name\nUSAGE:\n   " + usage + "\n"},
+		{"bad index", w.Conn, append([]string{"pcap", "myapp", "-i", "0,x", "-o", "x"}, api...),
+			"FAILED: instance index \"x\" is not a number 0..100000\n"},
+		{"unknown flag", w.Conn, append([]string{"pcap", "myapp", "--bogus", "-o", "x"}, api...),
+			"FAILED: flag provided but not defined: -bogus (see cf help pcap)\n"},
+		{"app not found", w.Conn, append([]string{"pcap", "nosuchapp", "-o", filepath.Join(dir, "n.pcapng")}, api...),
+			"FAILED: app nosuchapp not found in the targeted space\n"},
+		{"existing output", w.Conn, append([]string{"pcap", "myapp", "-o", existing}, api...),
+			"FAILED: " + existing + ": output file exists (use --force to overwrite)\n"},
+		{"not logged in", noAPI, append([]string{"pcap", "myapp", "-o", "x"}, api...),
+			"FAILED: no cf API targeted (cf api, cf login)\n"},
+		{"no token", noToken, append([]string{"pcap", "myapp", "-o", "x"}, api...),
+			"FAILED: not logged in (cf login)\n"},
+		{"token refresh failed", refreshFailed, append([]string{"pcap", "myapp", "-o", "x"}, api...),
+			"FAILED: not logged in (cf login): the refresh token has expired\n"},
+		{"no space", noSpace, append([]string{"pcap", "myapp", "-o", "x"}, api...),
+			"FAILED: no space targeted (cf target -o ORG -s SPACE)\n"},
+		{"no address", w.Conn, []string{"pcap", "myapp", "-o", "x"},
+			"FAILED: cannot derive the pcap-api address from \"" + w.CC.URL() + "\": give --pcap-api\n"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Chdir(dir)
+			r := runPlugin(t, tc.conn, map[string]string{"CF_HOME": dir}, tc.args...)
+			if r.code != 1 {
+				t.Errorf("exit %d, want 1", r.code)
+			}
+			if r.stderr != tc.stderr {
+				t.Errorf("stderr:\n%q\nwant\n%q", r.stderr, tc.stderr)
+			}
+		})
+	}
+	if b, _ := os.ReadFile(existing); string(b) != "keep" {
+		t.Errorf("existing output file now holds %q", b)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "n.pcapng")); err == nil {
+		t.Error("an output file was created for an app that does not exist")
+	}
+	if _, commands := fd.seen(); len(commands) != 0 {
+		t.Errorf("the API was asked %q", commands)
+	}
+}
+
+// TestHostKey: a pinned fingerprint must match; without one the key is
+// trusted on first use, stored under CF_HOME, and a changed key later is
+// a hard error.
+func TestHostKey(t *testing.T) {
+	w := startWorld(t)
+	fd := startFrontDoor(t, &frontDoor{Stdout: "PCAPNG"})
+	other := startFrontDoor(t, &frontDoor{})
+	home := t.TempDir()
+	env := map[string]string{"CF_HOME": home}
+	out := filepath.Join(t.TempDir(), "out.pcapng")
+
+	r := runPlugin(t, w.Conn, env, "pcap", "myapp", "-o", out, "--pcap-api", fd.Addr, "--pcap-api-host-key-fingerprint", other.fingerprint())
+	if r.code != 1 || !strings.Contains(r.stderr, "offered "+fd.fingerprint()+": host key does not match the pinned key") {
+		t.Errorf("wrong pinned fingerprint: exit %d\n%s", r.code, r.stderr)
+	}
+	if _, err := os.Stat(out); err == nil {
+		t.Error("output file left behind by a refused connection")
+	}
+
+	// Trust on first use.
+	r = runPlugin(t, w.Conn, env, "pcap", "myapp", "-o", out, "--pcap-api", fd.Addr)
+	if r.code != 0 {
+		t.Fatalf("first use: exit %d\n%s", r.code, r.stderr)
+	}
+	known := filepath.Join(home, ".cf", "pcap_known_hosts")
+	b, err := os.ReadFile(known)
+	if err != nil || !strings.Contains(string(b), strings.TrimSpace(string(ssh.MarshalAuthorizedKey(fd.Signer.PublicKey())))) {
+		t.Fatalf("%s after first use: %q, %v", known, b, err)
+	}
+	// Same key again: fine.
+	r = runPlugin(t, w.Conn, env, "pcap", "myapp", "-o", out, "--force", "--pcap-api", fd.Addr)
+	if r.code != 0 {
+		t.Fatalf("second use: exit %d\n%s", r.code, r.stderr)
+	}
+	// The server's key changes: refused.
+	line := strings.Replace(string(b), strings.Fields(string(ssh.MarshalAuthorizedKey(fd.Signer.PublicKey())))[1],
+		strings.Fields(string(ssh.MarshalAuthorizedKey(other.Signer.PublicKey())))[1], 1)
+	if err := os.WriteFile(known, []byte(line), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r = runPlugin(t, w.Conn, env, "pcap", "myapp", "-o", out, "--force", "--pcap-api", fd.Addr)
+	if r.code != 1 || !strings.Contains(r.stderr, "offered "+fd.fingerprint()+", but "+known+" has another key for it: host key does not match the pinned key") {
+		t.Errorf("changed key: exit %d\n%s", r.code, r.stderr)
+	}
+	if _, commands := fd.seen(); len(commands) != 2 {
+		t.Errorf("the API ran %d commands, want 2 (the refused connections run none)", len(commands))
+	}
+}
+
+// TestPcapAPIFromEnvironment: PCAP_API and PCAP_API_HOST_KEY_FINGERPRINT
+// stand in for the flags.
+func TestPcapAPIFromEnvironment(t *testing.T) {
+	w := startWorld(t)
+	fd := startFrontDoor(t, &frontDoor{Stdout: "PCAPNG"})
+	t.Setenv("PCAP_API", fd.Addr)
+	t.Setenv("PCAP_API_HOST_KEY_FINGERPRINT", fd.fingerprint())
+	out := filepath.Join(t.TempDir(), "out.pcapng")
+	r := runPlugin(t, w.Conn, map[string]string{"CF_HOME": t.TempDir()}, "pcap", "myapp", "-o", out)
+	if r.code != 0 {
+		t.Fatalf("exit %d\n%s", r.code, r.stderr)
+	}
+	if _, commands := fd.seen(); len(commands) != 1 {
+		t.Errorf("commands = %q", commands)
+	}
+}
