@@ -132,6 +132,35 @@ func (p *Proc) WaitLine(re *regexp.Regexp, timeout time.Duration) ([]string, err
 	}
 }
 
+// WaitCount waits until at least n collected lines match re (output is
+// collected asynchronously: a line the process wrote may not be here yet).
+func (p *Proc) WaitCount(re *regexp.Regexp, n int, timeout time.Duration) error {
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	seen, count := 0, 0
+	for {
+		p.mu.Lock()
+		for ; seen < len(p.lines); seen++ {
+			if re.MatchString(p.lines[seen]) {
+				count++
+			}
+		}
+		grew, ended := p.grew, p.ended
+		p.mu.Unlock()
+		if count >= n {
+			return nil
+		}
+		if ended {
+			return fmt.Errorf("output ended with %d lines matching %q, want %d", count, re, n)
+		}
+		select {
+		case <-grew:
+		case <-deadline.C:
+			return fmt.Errorf("%d lines matched %q within %v, want %d", count, re, timeout, n)
+		}
+	}
+}
+
 // Done is closed when the process has exited.
 func (p *Proc) Done() <-chan struct{} { return p.done }
 

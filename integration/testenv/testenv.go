@@ -138,6 +138,14 @@ func (p *Proc) WaitLine(t testing.TB, re *regexp.Regexp, timeout time.Duration) 
 	return m
 }
 
+// WaitCount waits until at least n lines match re, or fails t.
+func (p *Proc) WaitCount(t testing.TB, re *regexp.Regexp, n int, timeout time.Duration) {
+	t.Helper()
+	if err := p.Proc.WaitCount(re, n, timeout); err != nil {
+		t.Fatal(err)
+	}
+}
+
 var build struct {
 	once sync.Once
 	dir  string
