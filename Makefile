@@ -8,7 +8,7 @@ APT_PACKAGES := libpcap-dev tshark tcpdump openssh-client openssh-server iproute
 FUZZTIME ?= 10s
 TEST_TIMEOUT ?= 12m
 
-.PHONY: all deps build lint test fuzz demo bench plugin release-blobs clean
+.PHONY: all deps build lint test fuzz demo bench plugin release-blobs soak clean
 
 # The real cf and bosh CLIs the integration tests drive (build/bin/).
 include integration/tools/tools.mk
@@ -56,6 +56,12 @@ fuzz:
 	    $(GO) test -run='^$$' -fuzz="^$$name\$$" -fuzztime=$(FUZZTIME) $$dir >/dev/null || { $(GO) test -run='^$$' -fuzz="^$$name\$$" -fuzztime=$(FUZZTIME) $$dir; exit 1; }; \
 	  done; \
 	done
+
+# soak runs the reliability and security suite with its long variants
+# (PCAP_SOAK=1: a 30 s client stall, 100 rounds of load, a capture that
+# outlives its token past pcap-api's 30 s leeway). About 2 minutes.
+soak: deps tools
+	PCAP_SOAK=1 PCAP_REQUIRE_TOOLS=1 $(GO) test -race -count=1 -timeout 30m -run 'Reliab|Secur' -v ./integration/
 
 # demo runs the whole stack on this machine, in namespaces it makes and
 # removes, and writes demo.pcapng.

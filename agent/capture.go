@@ -172,7 +172,7 @@ func combineFilters(user, exclude string) string {
 // what is left in the ring for at most drainTime, records the final
 // libpcap counters, and returns. It never blocks on q.
 func (s *source) read(q *queue, stop *atomic.Bool) {
-	var drainUntil time.Time
+	var drainFrom, drainUntil time.Time
 	lastStats := time.Now()
 	n := 0
 	for {
@@ -193,9 +193,15 @@ func (s *source) read(q *queue, stop *atomic.Bool) {
 			}
 			if stop.Load() {
 				if drainUntil.IsZero() {
-					drainUntil = now.Add(drainTime)
+					drainFrom, drainUntil = now, now.Add(drainTime)
 				}
-				if err != nil || now.After(drainUntil) {
+				// An empty read ends the drain only once the kernel has
+				// handed over the ring block that was filling at the
+				// stop: TPACKET_V3 closes a partly filled block within
+				// two readTimeouts, and until then its packets, already
+				// counted as received, cannot be read.
+				empty := errors.Is(err, pcap.NextErrorTimeoutExpired)
+				if (err != nil && !empty) || (empty && now.Sub(drainFrom) > 2*readTimeout) || now.After(drainUntil) {
 					break
 				}
 			}

@@ -211,6 +211,14 @@ func (a *API) run(ctx context.Context, log *slog.Logger, id *Identity, line stri
 	if a.Metrics != nil {
 		a.Metrics.Captures.WithLabelValues(res.Outcome).Inc()
 	}
+	// Why a source failed is the operator's to see too: an agent that
+	// is unreachable, refuses, or offers a host key that is not pinned.
+	for _, sr := range res.Sources {
+		switch sr.State {
+		case "failed", "lost", "not-stopped":
+			log.Warn("capture-source-"+sr.State, "source", sr.Name, "reason", sr.Reason)
+		}
+	}
 	log.Info("capture-ended", "outcome", res.Outcome, "duration_ms", time.Since(start).Milliseconds(),
 		"targets", names, "filter", req.Filter, "packets", res.Packets, "bytes", res.Bytes,
 		"kernel_dropped", res.Dropped["kernel"], "if_dropped", res.Dropped["interface"],
