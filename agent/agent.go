@@ -128,15 +128,17 @@ func (a *Agent) HandleChannel(ctx context.Context, conn *ssh.ServerConn, nc ssh.
 	log.Info("capture-started", "filter", req.Filter, "snaplen", req.Snaplen)
 	start := time.Now()
 	st := a.run(ctx, ch, reqs, srcs, req)
-	// Free the handles and the capture slot, and log, before the close
-	// tells the client the capture is over, so it may start the next one
-	// at once.
+	// Free the handles and the capture slot, and log, before the final
+	// stats tell the client the capture is over, so it may start the next
+	// one at once.
 	closeSources()
 	release()
 	t := st.Total()
 	log.Info("capture-ended", "end", st.End, "error", st.Error, "duration_ms", time.Since(start).Milliseconds(),
 		"packets", t.Packets, "bytes", t.Bytes, "received", t.Received,
 		"kernel_dropped", t.KernelDropped, "if_dropped", t.IfDropped, "agent_dropped", t.AgentDropped)
+	ch.SendRequest(tunnel.RequestStats, false, st.Marshal())
+	ch.CloseWrite()
 	ch.Close()
 }
 
@@ -146,8 +148,8 @@ func (a *Agent) reject(log *slog.Logger, nc ssh.NewChannel, err error) {
 	tunnel.RejectChannel(nc, re)
 }
 
-// run streams the capture until it ends, then sends the final stats and
-// closes ch for writing; the caller closes it. It returns the final stats.
+// run streams the capture until it ends and returns the final stats; the
+// caller sends them and closes ch.
 func (a *Agent) run(ctx context.Context, ch ssh.Channel, reqs <-chan *ssh.Request, srcs []*source, req tunnel.CaptureRequest) tunnel.Stats {
 	// Channel requests: "stop" ends the capture; the channel closing (by
 	// the client, or by us at the end) ends this goroutine.
@@ -302,10 +304,7 @@ loop:
 			srcs[p.iface].dropped.Add(1)
 		}
 	}
-	final := collectStats(srcs, w, true, end, endErr)
-	ch.SendRequest(tunnel.RequestStats, false, final.Marshal())
-	ch.CloseWrite()
-	return final
+	return collectStats(srcs, w, true, end, endErr)
 }
 
 func readErrors(srcs []*source) string {
