@@ -69,7 +69,7 @@ demo: build tools
 	$(BIN)/pcap-demo -bin $(BIN) -out demo.pcapng -cf $(TOOLS_BIN)/cf -cf-out demo-cf.pcapng
 
 bench: deps
-	$(GO) run ./integration/cmd/pcap-bench
+	$(GO) build -o $(BIN)/ ./agent/cmd/pcap-agent ./api/cmd/pcap-api ./integration/cmd/pcap-traffic ./integration/cmd/pcap-bench && $(BIN)/pcap-bench -bin $(BIN) -results bench/results $(BENCHFLAGS)
 
 # plugin cross-builds the cf CLI plugin and pcap-bosh (pure Go, no cgo)
 # for linux and darwin, amd64 and arm64, into bin/dist/.
