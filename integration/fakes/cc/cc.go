@@ -68,10 +68,9 @@ type Server struct {
 	log     reqlog.Log
 	handler http.Handler
 
-	mu  sync.RWMutex
-	ix  *index
-	url string
-	ln  *listen.Server
+	mu   sync.RWMutex
+	ix   *index
+	live listen.Holder
 }
 
 // New returns a fake Cloud Controller.
@@ -104,7 +103,8 @@ func New(opts Options) (*Server, error) {
 	if err := w.Normalize(); err != nil {
 		return nil, err
 	}
-	s := &Server{opts: opts, ix: newIndex(w), url: strings.TrimRight(opts.URL, "/")}
+	s := &Server{opts: opts, ix: newIndex(w)}
+	s.live.SetURL(strings.TrimRight(opts.URL, "/"))
 	s.handler = s.log.Wrap(s.routes())
 	return s, nil
 }
@@ -162,49 +162,29 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // Start serves on addr (e.g. "127.0.0.1:0") and sets URL.
 func (s *Server) Start(addr string) error {
-	ln, err := listen.Start(addr, s, s.opts.TLS)
-	if err != nil {
+	if err := s.live.Start(addr, s, s.opts.TLS); err != nil {
 		return fmt.Errorf("cc: %w", err)
 	}
-	s.mu.Lock()
-	s.ln = ln
-	s.url = ln.URL()
-	s.mu.Unlock()
 	return nil
 }
 
 // StartOn serves on ln (e.g. a listener inside a test's network
 // namespace) and sets URL.
 func (s *Server) StartOn(ln net.Listener) error {
-	srv := listen.Serve(ln, s, s.opts.TLS)
-	s.mu.Lock()
-	s.ln = srv
-	s.url = srv.URL()
-	s.mu.Unlock()
+	s.live.Serve(ln, s, s.opts.TLS)
 	return nil
 }
 
 // Close stops a started server.
 func (s *Server) Close() error {
-	s.mu.Lock()
-	ln := s.ln
-	s.ln = nil
-	s.mu.Unlock()
-	if ln == nil {
-		return nil
-	}
-	if err := ln.Close(); err != nil {
+	if err := s.live.Close(); err != nil {
 		return fmt.Errorf("cc: %w", err)
 	}
 	return nil
 }
 
 // URL is the API's base URL.
-func (s *Server) URL() string {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	return s.url
-}
+func (s *Server) URL() string { return s.live.URL() }
 
 // Requests is the log of handled requests.
 func (s *Server) Requests() *reqlog.Log { return &s.log }

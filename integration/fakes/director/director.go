@@ -115,8 +115,7 @@ type Server struct {
 	deployments []Deployment
 	tasks       map[int]*task
 	nextTask    int
-	url         string
-	ln          *listen.Server
+	live        listen.Holder
 }
 
 // New returns a fake director.
@@ -144,8 +143,8 @@ func New(opts Options) (*Server, error) {
 		started:  opts.Now().UTC().Format(time.RFC3339),
 		tasks:    map[int]*task{},
 		nextTask: 1,
-		url:      strings.TrimRight(opts.URL, "/"),
 	}
+	s.live.SetURL(strings.TrimRight(opts.URL, "/"))
 	deps, err := s.normalize(opts.Deployments)
 	if err != nil {
 		return nil, err
@@ -283,29 +282,13 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // Start serves HTTPS on addr (e.g. "127.0.0.1:0") and sets URL.
 func (s *Server) Start(addr string) error {
-	conf := s.opts.TLS
-	if conf == nil {
-		if s.opts.CA == nil {
-			authority, err := ca.New()
-			if err != nil {
-				return fmt.Errorf("director: %w", err)
-			}
-			s.opts.CA = authority
-		}
-		var err error
-		conf, err = s.opts.CA.ServerConfig()
-		if err != nil {
-			return fmt.Errorf("director: %w", err)
-		}
-	}
-	ln, err := listen.Start(addr, s, conf)
+	conf, err := s.tlsConfig()
 	if err != nil {
+		return err
+	}
+	if err := s.live.Start(addr, s, conf); err != nil {
 		return fmt.Errorf("director: %w", err)
 	}
-	s.mu.Lock()
-	s.ln = ln
-	s.url = ln.URL()
-	s.mu.Unlock()
 	return nil
 }
 
@@ -313,50 +296,45 @@ func (s *Server) Start(addr string) error {
 // namespace) and sets URL. Without Options.TLS, the certificate is issued
 // for the listener's IP.
 func (s *Server) StartOn(ln net.Listener) error {
-	conf := s.opts.TLS
-	if conf == nil {
-		if s.opts.CA == nil {
-			authority, err := ca.New()
-			if err != nil {
-				return fmt.Errorf("director: %w", err)
-			}
-			s.opts.CA = authority
-		}
-		host, _, _ := net.SplitHostPort(ln.Addr().String())
-		var err error
-		if conf, err = s.opts.CA.ServerConfig(host); err != nil {
-			return fmt.Errorf("director: %w", err)
-		}
+	host, _, _ := net.SplitHostPort(ln.Addr().String())
+	conf, err := s.tlsConfig(host)
+	if err != nil {
+		return err
 	}
-	srv := listen.Serve(ln, s, conf)
-	s.mu.Lock()
-	s.ln = srv
-	s.url = srv.URL()
-	s.mu.Unlock()
+	s.live.Serve(ln, s, conf)
 	return nil
+}
+
+// tlsConfig is Options.TLS, or a certificate from Options.CA (made when
+// missing) for hosts.
+func (s *Server) tlsConfig(hosts ...string) (*tls.Config, error) {
+	if s.opts.TLS != nil {
+		return s.opts.TLS, nil
+	}
+	if s.opts.CA == nil {
+		authority, err := ca.New()
+		if err != nil {
+			return nil, fmt.Errorf("director: %w", err)
+		}
+		s.opts.CA = authority
+	}
+	conf, err := s.opts.CA.ServerConfig(hosts...)
+	if err != nil {
+		return nil, fmt.Errorf("director: %w", err)
+	}
+	return conf, nil
 }
 
 // Close stops a started server.
 func (s *Server) Close() error {
-	s.mu.Lock()
-	ln := s.ln
-	s.ln = nil
-	s.mu.Unlock()
-	if ln == nil {
-		return nil
-	}
-	if err := ln.Close(); err != nil {
+	if err := s.live.Close(); err != nil {
 		return fmt.Errorf("director: %w", err)
 	}
 	return nil
 }
 
-// URL is the base URL, e.g. "https://127.0.0.1:25555".
-func (s *Server) URL() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.url
-}
+// 127.0.0.1:25555".
+func (s *Server) URL() string { return s.live.URL() }
 
 // UUID is the director's UUID (as in bosh.<uuid>.admin).
 func (s *Server) UUID() string { return s.opts.UUID }

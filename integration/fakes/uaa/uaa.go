@@ -118,9 +118,8 @@ type Server struct {
 	handler   http.Handler
 
 	mu    sync.Mutex
-	url   string
 	codes map[string]code
-	ln    *listen.Server
+	live  listen.Holder
 }
 
 type code struct {
@@ -193,11 +192,12 @@ func New(opts Options) (*Server, error) {
 		}
 	}
 	s := &Server{
-		opts:  opts,
-		key:   key,
-		url:   strings.TrimRight(opts.URL, "/"),
+		opts: opts,
+		key:  key,
+
 		codes: map[string]code{},
 	}
+	s.live.SetURL(strings.TrimRight(opts.URL, "/"))
 	s.routes()
 	s.handler = s.log.Wrap(s.mux)
 	return s, nil
@@ -208,52 +208,31 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.handler.ServeHTTP(w, r)
 }
 
-// Start serves on addr (e.g. "127.0.0.1:0"), over HTTPS when Options.TLS is
-// set, and sets URL. Call Close to stop.
+// Start serves on addr (e.g. "127.0.0.1:0") and sets URL.
 func (s *Server) Start(addr string) error {
-	ln, err := listen.Start(addr, s, s.opts.TLS)
-	if err != nil {
+	if err := s.live.Start(addr, s, s.opts.TLS); err != nil {
 		return fmt.Errorf("uaa: %w", err)
 	}
-	s.mu.Lock()
-	s.ln = ln
-	s.url = ln.URL()
-	s.mu.Unlock()
 	return nil
 }
 
 // StartOn serves on ln (e.g. a listener inside a test's network
 // namespace) and sets URL.
 func (s *Server) StartOn(ln net.Listener) error {
-	srv := listen.Serve(ln, s, s.opts.TLS)
-	s.mu.Lock()
-	s.ln = srv
-	s.url = srv.URL()
-	s.mu.Unlock()
+	s.live.Serve(ln, s, s.opts.TLS)
 	return nil
 }
 
 // Close stops a started server.
 func (s *Server) Close() error {
-	s.mu.Lock()
-	ln := s.ln
-	s.ln = nil
-	s.mu.Unlock()
-	if ln == nil {
-		return nil
-	}
-	if err := ln.Close(); err != nil {
+	if err := s.live.Close(); err != nil {
 		return fmt.Errorf("uaa: %w", err)
 	}
 	return nil
 }
 
-// URL is the base URL, e.g. "https://127.0.0.1:41234".
-func (s *Server) URL() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.url
-}
+// 127.0.0.1:41234".
+func (s *Server) URL() string { return s.live.URL() }
 
 // Issuer is the iss claim of the tokens this server mints.
 func (s *Server) Issuer() string { return s.URL() + "/oauth/token" }

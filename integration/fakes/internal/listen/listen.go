@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"sync"
 	"time"
 )
 
@@ -76,4 +77,59 @@ func (s *Server) Close() error {
 		return fmt.Errorf("listen: serve: %w", s.err)
 	}
 	return nil
+}
+
+// Holder is what every fake keeps of its running server: the server it
+// started, if any, and its base URL. Safe for concurrent use.
+type Holder struct {
+	mu  sync.Mutex
+	srv *Server
+	url string
+}
+
+// SetURL sets the base URL of a fake served by someone else.
+func (h *Holder) SetURL(u string) {
+	h.mu.Lock()
+	h.url = u
+	h.mu.Unlock()
+}
+
+// Start listens on addr and serves hd (HTTPS with a non-nil tlsConf).
+func (h *Holder) Start(addr string, hd http.Handler, tlsConf *tls.Config) error {
+	srv, err := Start(addr, hd, tlsConf)
+	if err != nil {
+		return err
+	}
+	h.hold(srv)
+	return nil
+}
+
+// Serve serves hd on ln.
+func (h *Holder) Serve(ln net.Listener, hd http.Handler, tlsConf *tls.Config) {
+	h.hold(Serve(ln, hd, tlsConf))
+}
+
+func (h *Holder) hold(srv *Server) {
+	h.mu.Lock()
+	h.srv, h.url = srv, srv.URL()
+	h.mu.Unlock()
+}
+
+// Close stops the server, if one was started.
+func (h *Holder) Close() error {
+	h.mu.Lock()
+	srv := h.srv
+	h.srv = nil
+	h.mu.Unlock()
+	if srv == nil {
+		return nil
+	}
+	return srv.Close()
+}
+
+// URL is the base URL.
+func (h *Holder) URL() string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.url
 }
