@@ -107,8 +107,10 @@ func TestAgentSIGTERMDuringCapture(t *testing.T) {
 	if d := time.Since(sentAt); d > 3*time.Second {
 		t.Errorf("SIGTERM → EOF and final stats took %v, want under 3s", d)
 	}
-	if st.End != tunnel.EndStopped || st.Total().Packets != 20 {
-		t.Errorf("final stats %+v, want stopped with 20 packets", st)
+	// The client must learn the capture was cut short by the agent, not
+	// stopped by itself.
+	if tot := st.Total(); st.End != tunnel.EndAgentStopped || tot.Packets != 20 || tot.Received != 20 || tot.Unaccounted != 0 {
+		t.Errorf("final stats %+v, want agent-stopped with 20 packets of 20 received", st)
 	}
 	if got := countPackets(t, file, "udp.dstport == 9000"); got != 20 {
 		t.Errorf("capture holds %d packets, want 20", got)

@@ -101,6 +101,11 @@ func agFinal(t *testing.T, capt *tunnel.Capture) tunnel.Stats {
 	if !st.Final {
 		t.Fatalf("last stats %+v are not final", st)
 	}
+	for _, i := range st.Interfaces {
+		if i.Unaccounted != 0 || i.Received != i.Packets+i.KernelDropped+i.AgentDropped {
+			t.Errorf("accounting of %s does not add up: %+v", i.Name, i)
+		}
+	}
 	return st
 }
 
