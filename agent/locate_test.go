@@ -91,7 +91,9 @@ func TestCellLocatorRefuses(t *testing.T) {
 	put("6f1c2a3e-0000-4a5b-8c9d-0005", func(p string) error { return unix.Mkfifo(p, 0o600) })
 	put("6f1c2a3e-0000-4a5b-8c9d-0006", func(p string) error { return os.Symlink("/dev/null", p) })
 
-	cf := func(guid string) tunnel.Target { return tunnel.Target{Kind: tunnel.TargetCFInstance, InstanceGUID: guid} }
+	cf := func(guid string) tunnel.Target {
+		return tunnel.Target{Kind: tunnel.TargetCFInstance, InstanceGUID: guid}
+	}
 	tests := []struct {
 		name      string
 		t         tunnel.Target
