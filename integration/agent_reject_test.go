@@ -22,7 +22,7 @@ func TestAgentRejectsBadInput(t *testing.T) {
 	testenv.RequireRoot(t)
 	t.Parallel()
 	s := agStart(t, agentOptions{})
-	ct := newContainer(t, agGUID(t))
+	ct := newContainer(t, s.Agent.NetnsDir, agGUID(t))
 	missingGUID := agGUID(t)
 
 	tests := []struct {

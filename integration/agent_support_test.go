@@ -24,9 +24,8 @@ import (
 
 // Helpers of the agent tests (agent_*_test.go).
 
-// agGUID returns a random instance GUID, so parallel tests (and other
-// tests' containers) never share one: the agent finds containers by GUID
-// across the whole host.
+// agGUID returns a random instance GUID (a whole UUID, lowercase), so no
+// two containers of a test run share one.
 func agGUID(t *testing.T) string {
 	t.Helper()
 	b := make([]byte, 16)
