@@ -126,16 +126,7 @@ func TestSecurityAgentRefusesPathGUIDs(t *testing.T) {
 	// what "../<guid>" would reach.
 	above := newContainer(t, filepath.Dir(s.Agent.NetnsDir), agGUID(t))
 
-	raw, err := ssh.Dial("tcp", s.Agent.Addr, &ssh.ClientConfig{
-		User:            "pcap-api",
-		Auth:            []ssh.AuthMethod{ssh.PublicKeys(s.Key.Signer)},
-		HostKeyCallback: tunnel.PinnedHostKey([]ssh.PublicKey{s.Agent.HostKey.Signer.PublicKey()}),
-		Timeout:         10 * time.Second,
-	})
-	if err != nil {
-		t.Fatalf("raw ssh dial: %v", err)
-	}
-	defer raw.Close()
+	raw := agRawDial(t, s)
 	for _, guid := range []string{"../" + above.GUID, "a/b", "", "..", "6F1C2A3E-0000-4A5B-8C9D-0000", above.GUID + "0"} {
 		t.Run(fmt.Sprintf("%q", guid), func(t *testing.T) {
 			payload := fmt.Sprintf(`{"version":1,"target":{"kind":"cf-instance","instance_guid":%q},"interfaces":["eth0"]}`, guid)
