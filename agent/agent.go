@@ -47,7 +47,7 @@ type Agent struct {
 func (a *Agent) init() {
 	a.once.Do(func() {
 		if a.Locator == nil {
-			a.Locator = ProcLocator{}
+			a.Locator = CellLocator{}
 		}
 		if a.Logger == nil {
 			a.Logger = slog.New(slog.DiscardHandler)

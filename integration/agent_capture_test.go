@@ -84,7 +84,7 @@ func TestAgentAnyInterfaceIsSLL2(t *testing.T) {
 	testenv.RequireRoot(t)
 	t.Parallel()
 	s := agStart(t, agentOptions{})
-	ct := newContainer(t, agGUID(t))
+	ct := newContainer(t, s.Agent.NetnsDir, agGUID(t))
 	capt := agOpen(t, s.Client, agContainerReq(ct, "udp dst port 9000", "any"))
 	wait := drain(t, capt)
 	agSend(t, ct.NS, "198.18.0.1:9000", 40, 100, 2000)
@@ -115,7 +115,7 @@ func TestAgentTwoInterfaces(t *testing.T) {
 	testenv.RequireRoot(t)
 	t.Parallel()
 	s := agStart(t, agentOptions{})
-	ct := newContainer(t, agGUID(t))
+	ct := newContainer(t, s.Agent.NetnsDir, agGUID(t))
 	testenv.Link(t, ct.NS, "eth1", "198.18.1.2/24", ct.Peer, "eth1", "198.18.1.1/24")
 
 	capt := agOpen(t, s.Client, agContainerReq(ct, "udp dst port 9000", "eth0", "eth1"))
@@ -149,7 +149,7 @@ func TestAgentCapturesByPID(t *testing.T) {
 	testenv.RequireRoot(t)
 	t.Parallel()
 	s := agStart(t, agentOptions{})
-	ct := newContainer(t, agGUID(t))
+	ct := newContainer(t, s.Agent.NetnsDir, agGUID(t))
 	capt := agOpen(t, s.Client, tunnel.CaptureRequest{
 		Version: tunnel.ProtocolVersion,
 		Target:  tunnel.Target{Kind: tunnel.TargetPID, PID: ct.Init.Cmd.Process.Pid},
@@ -171,7 +171,7 @@ func TestAgentLimits(t *testing.T) {
 	s := agStart(t, agentOptions{})
 
 	t.Run("packets", func(t *testing.T) {
-		ct := newContainer(t, agGUID(t))
+		ct := newContainer(t, s.Agent.NetnsDir, agGUID(t))
 		req := agContainerReq(ct, "udp dst port 9000")
 		req.Limits.Packets = 10
 		capt := agOpen(t, s.Client, req)
@@ -188,7 +188,7 @@ func TestAgentLimits(t *testing.T) {
 	})
 
 	t.Run("bytes", func(t *testing.T) {
-		ct := newContainer(t, agGUID(t))
+		ct := newContainer(t, s.Agent.NetnsDir, agGUID(t))
 		req := agContainerReq(ct, "udp dst port 9000")
 		// Each datagram is 14 + 20 + 8 + 100 = 142 bytes on eth0: seven fit
 		// in 1000 bytes, the eighth would not.
@@ -207,7 +207,7 @@ func TestAgentLimits(t *testing.T) {
 	})
 
 	t.Run("duration", func(t *testing.T) {
-		ct := newContainer(t, agGUID(t))
+		ct := newContainer(t, s.Agent.NetnsDir, agGUID(t))
 		req := agContainerReq(ct, "udp dst port 9000")
 		const limit = 700 * time.Millisecond
 		req.Limits.Duration = limit
@@ -234,7 +234,7 @@ func TestAgentSlowReaderDropsAreCounted(t *testing.T) {
 	testenv.RequireRoot(t)
 	t.Parallel()
 	s := agStart(t, agentOptions{Extra: "queue_bytes: 524288\n"})
-	ct := newContainer(t, agGUID(t))
+	ct := newContainer(t, s.Agent.NetnsDir, agGUID(t))
 	capt := agOpen(t, s.Client, agContainerReq(ct, "udp dst port 9000"))
 
 	// 6000 × 1442 bytes ≈ 8.7 MB: far more than the SSH window (2 MiB)

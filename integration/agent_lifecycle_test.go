@@ -16,7 +16,7 @@ func TestAgentMaxCaptures(t *testing.T) {
 	testenv.RequireRoot(t)
 	t.Parallel()
 	s := agStart(t, agentOptions{MaxCaptures: 1})
-	ct := newContainer(t, agGUID(t))
+	ct := newContainer(t, s.Agent.NetnsDir, agGUID(t))
 
 	first := agOpen(t, s.Client, agContainerReq(ct, "udp dst port 9000"))
 	wait := drain(t, first)
@@ -49,7 +49,7 @@ func TestAgentEndsCaptureWhenClientGoes(t *testing.T) {
 	testenv.RequireRoot(t)
 	t.Parallel()
 	s := agStart(t, agentOptions{})
-	ct := newContainer(t, agGUID(t))
+	ct := newContainer(t, s.Agent.NetnsDir, agGUID(t))
 
 	byChannel := agOpen(t, s.Client, agContainerReq(ct, "udp dst port 9000"))
 	agLog(t, s.Agent, "capture-started", `"target":"instance `+ct.GUID+`"`, 5*time.Second)
@@ -93,7 +93,7 @@ func TestAgentSIGTERMDuringCapture(t *testing.T) {
 	testenv.RequireRoot(t)
 	t.Parallel()
 	s := agStart(t, agentOptions{})
-	ct := newContainer(t, agGUID(t))
+	ct := newContainer(t, s.Agent.NetnsDir, agGUID(t))
 	capt := agOpen(t, s.Client, agContainerReq(ct, "udp dst port 9000"))
 	wait := drain(t, capt)
 	agSend(t, ct.NS, "198.18.0.1:9000", 20, 100, 2000)
