@@ -66,6 +66,10 @@ type Netns = netlab.Netns
 // NewNetns makes a namespace with its loopback up; it is deleted at cleanup.
 func NewNetns(t testing.TB) *Netns {
 	t.Helper()
+	// SIGINT and SIGTERM (Ctrl-C, a CI job's timeout) skip t.Cleanup:
+	// remove this run's namespaces then. What a killed run leaves is
+	// removed by the next run's first namespace (netlab.Reap).
+	netlab.CloseOnSignal()
 	l := netlab.New(RunID())
 	t.Cleanup(l.Close)
 	n, err := l.Netns()
