@@ -16,6 +16,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"code.cloudfoundry.org/pcap/internal/testreq"
 	"code.cloudfoundry.org/pcap/tunnel"
 )
 
@@ -384,9 +385,7 @@ func TestRunWriteFailureStopsCapture(t *testing.T) {
 	}
 
 	// The same with a real full device.
-	if _, err := os.Stat("/dev/full"); err != nil {
-		t.Skip("no /dev/full")
-	}
+	testreq.Tool(t, "/dev/full", "a Linux device that fails every write with ENOSPC")
 	fd2 := startFrontDoor(t, &frontDoor{Chunk: bytes.Repeat([]byte("p"), 512)})
 	o := fd2.options("/dev/full", io.Discard, io.Discard)
 	o.Force = true
