@@ -104,12 +104,24 @@ func quoteAll(ss []string) []string {
 // sshClient runs the real OpenSSH client against the API.
 type sshClient struct {
 	*testenv.Proc
+	// Stdin is the client's stdin; closing it stops the capture (see
+	// stopStdin).
 	Stdin io.WriteCloser
+}
+
+// stopStdin is an ssh client's stdin: Close sends a line, which pcap-api
+// takes for a stop (what a user's Enter sends), then EOF. EOF alone does
+// not stop a capture.
+type stopStdin struct{ *os.File }
+
+func (s stopStdin) Close() error {
+	s.File.WriteString("\n") // fails only when ssh has gone already
+	return s.File.Close()
 }
 
 // runSSH starts `ssh -p PORT user@HOST command…` with key auth and the
 // API's host key pinned; stdout goes to out. Closing Stdin stops the
-// capture (EOF).
+// capture.
 func runSSH(t *testing.T, a *apiProc, user string, key keyPair, out io.Writer, command ...string) *sshClient {
 	t.Helper()
 	dir := t.TempDir()
@@ -133,7 +145,7 @@ func runSSH(t *testing.T, a *apiProc, user string, key keyPair, out io.Writer, c
 	p := testenv.Start(t, testenv.StartOptions{Netns: a.Netns, Stdin: pr, Stdout: out}, "ssh", args...)
 	pr.Close() // the child has its copy
 	t.Cleanup(func() { pw.Close() })
-	return &sshClient{Proc: p, Stdin: pw}
+	return &sshClient{Proc: p, Stdin: stopStdin{pw}}
 }
 
 func splitHostPort(t *testing.T, addr string) (string, string) {
