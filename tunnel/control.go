@@ -16,9 +16,7 @@ const (
 	EndStopped      = "stopped"       // stop request, channel or connection closed
 	EndLimitReached = "limit-reached" // duration, packet or byte limit
 	EndError        = "error"         // capture failed; see Stats.Error
-	// EndAgentStopped: the agent itself was shut down mid-capture; what
-	// it would have captured after that is missing.
-	EndAgentStopped = "agent-stopped"
+	EndAgentStopped = "agent-stopped" // the agent shut down mid-capture
 )
 
 // maxStatsSize bounds a stats payload from the peer.
@@ -46,7 +44,7 @@ type InterfaceStats struct {
 type Stats struct {
 	Interfaces []InterfaceStats `json:"interfaces"`
 	Final      bool             `json:"final,omitempty"`
-	End        string           `json:"end,omitempty"`   // with Final: EndStopped, EndLimitReached, EndError or EndAgentStopped
+	End        string           `json:"end,omitempty"`   // with Final: one of the End* values
 	Error      string           `json:"error,omitempty"` // with EndError: what failed
 }
 
