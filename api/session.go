@@ -68,6 +68,9 @@ type Result struct {
 	Packets uint64
 	Bytes   uint64
 	Dropped map[string]uint64 // by place: kernel, interface, agent, api
+	// Unaccounted sums what the agents could not account for (see
+	// tunnel.InterfaceStats); 0 unless something is wrong.
+	Unaccounted int64
 }
 
 // ExitStatus maps the outcome to the command's exit status.
@@ -499,7 +502,7 @@ func (s *Session) finish(res Result, srcs []*source, out *Output, end string, ou
 			c := InterfaceCounts{
 				Start: src.started, End: src.ended,
 				Received: is.Received, KernelDropped: is.KernelDropped, IfDropped: is.IfDropped,
-				AgentDropped: is.AgentDropped, Delivered: src.delivered[i],
+				AgentDropped: is.AgentDropped, Unaccounted: is.Unaccounted, Delivered: src.delivered[i],
 			}
 			if sent := max(is.Packets, src.received[i]); sent > c.Delivered {
 				c.APIDropped = sent - c.Delivered
@@ -517,10 +520,12 @@ func (s *Session) finish(res Result, srcs []*source, out *Output, end string, ou
 			res.Dropped["interface"] += c.IfDropped
 			res.Dropped["agent"] += c.AgentDropped
 			res.Dropped["api"] += c.APIDropped
+			res.Unaccounted += c.Unaccounted
 		}
 		t := sumCounts(sr.Counts)
 		kv := []any{"packets", t.Delivered, "received", t.Received, "kernel_dropped", t.KernelDropped,
-			"if_dropped", t.IfDropped, "agent_dropped", t.AgentDropped, "api_dropped", t.APIDropped}
+			"if_dropped", t.IfDropped, "agent_dropped", t.AgentDropped, "api_dropped", t.APIDropped,
+			"unaccounted", t.Unaccounted}
 		switch sr.State {
 		case "ended":
 			s.Status.Line(src.t.Name, "ended", append([]any{"end", st.End}, kv...)...)
@@ -549,7 +554,7 @@ func (s *Session) finish(res Result, srcs []*source, out *Output, end string, ou
 	}
 	s.Status.Line("summary", res.Outcome, "sources", len(res.Sources), "packets", res.Packets, "bytes", res.Bytes,
 		"kernel_dropped", res.Dropped["kernel"], "if_dropped", res.Dropped["interface"],
-		"agent_dropped", res.Dropped["agent"], "api_dropped", res.Dropped["api"])
+		"agent_dropped", res.Dropped["agent"], "api_dropped", res.Dropped["api"], "unaccounted", res.Unaccounted)
 	return res
 }
 
@@ -570,11 +575,16 @@ func sumCounts(cs []InterfaceCounts) InterfaceCounts {
 		t.IfDropped += c.IfDropped
 		t.AgentDropped += c.AgentDropped
 		t.APIDropped += c.APIDropped
+		t.Unaccounted += c.Unaccounted
 		t.Delivered += c.Delivered
 	}
 	return t
 }
 
 func c2m(c InterfaceCounts) map[string]uint64 {
-	return map[string]uint64{"kernel": c.KernelDropped, "interface": c.IfDropped, "agent": c.AgentDropped, "api": c.APIDropped}
+	m := map[string]uint64{"kernel": c.KernelDropped, "interface": c.IfDropped, "agent": c.AgentDropped, "api": c.APIDropped}
+	if c.Unaccounted > 0 {
+		m["unaccounted"] = uint64(c.Unaccounted)
+	}
+	return m
 }

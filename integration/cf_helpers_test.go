@@ -130,14 +130,14 @@ func startCFEnv(t *testing.T) *cfEnv {
 		agentKeys = append(agentKeys, a.HostKey)
 	}
 	// Three running instances in containers: 0 on cell 0, 1 and 2 on cell 1.
-	// Their GUIDs are unique to this env: agents find a container by its
-	// CF_INSTANCE_GUID among all processes, and tests run in parallel.
+	// Each is published in its cell's netns directory, where only that
+	// cell's agent finds it; GUIDs are unique to this env all the same.
 	envID := make([]byte, 3)
 	rand.Read(envID)
 	var instances []cc.Instance
 	for i, cell := range []int{0, 1, 1} {
 		guid := fmt.Sprintf("1a%x-0000-4000-8000-0000000000%02d", envID, i)
-		c := &cfContainer{container: newContainer(t, guid), Index: i, Cell: cell}
+		c := &cfContainer{container: newContainer(t, e.Cells[cell].Agent.NetnsDir, guid), Index: i, Cell: cell}
 		e.Containers = append(e.Containers, c)
 		instances = append(instances, cc.Instance{Index: i, State: "RUNNING", Host: hosts[cell], InstanceGUID: guid})
 	}

@@ -226,3 +226,21 @@ func ListenIn(t testing.TB, ns *Netns, addr string) net.Listener {
 	t.Cleanup(func() { l.Close() })
 	return l
 }
+
+// BindNetns publishes the namespace file src as dir/name, as Diego's
+// garden-external-networker publishes a container's network namespace
+// under its handle. It is unmounted at cleanup, before namespaces made
+// earlier are deleted.
+func BindNetns(t testing.TB, src, dir, name string) string {
+	t.Helper()
+	unbind, err := netlab.BindNetns(src, dir, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := unbind(); err != nil {
+			t.Error(err)
+		}
+	})
+	return filepath.Join(dir, name)
+}

@@ -77,6 +77,10 @@ func TestAgentTemplates(t *testing.T) {
 		if !reflect.DeepEqual(p["unsafe"], want) {
 			t.Errorf("bpm.yml unsafe = %v, want %v (container captures need setns and the host's PIDs)", p["unsafe"], want)
 		}
+		wantVols := []any{map[string]any{"path": "/var/vcap/data/garden-cni/container-netns"}}
+		if !reflect.DeepEqual(p["additional_volumes"], wantVols) {
+			t.Errorf("bpm.yml additional_volumes = %v, want %v (where garden-cni publishes containers)", p["additional_volumes"], wantVols)
+		}
 		if _, ok := p["capabilities"]; ok {
 			t.Errorf("bpm.yml: privileged process lists capabilities %v", p["capabilities"])
 		}
@@ -118,6 +122,7 @@ func TestAgentTemplates(t *testing.T) {
 		props["queue_bytes"] = 8 << 20
 		props["log_level"] = "debug"
 		props["container_captures"] = false
+		props["containers"] = map[string]any{"netns_dir": "/var/vcap/data/cells/netns"}
 		r := mustRender(t, "pcap-agent", props, cellSpec, nil, "pcap-agent")
 
 		p := bpmProcess(t, r)
@@ -139,7 +144,7 @@ func TestAgentTemplates(t *testing.T) {
 		}
 		got := effectiveAgent(t, res.stdout)
 		if got.Listen != "0.0.0.0:9595" || got.MaxCaptures != 8 || got.BufferSize != 16<<20 ||
-			got.QueueBytes != 8<<20 || got.LogLevel != "debug" || got.ProcRoot != "/proc" {
+			got.QueueBytes != 8<<20 || got.LogLevel != "debug" || got.Containers.NetnsDir != "/var/vcap/data/cells/netns" {
 			t.Errorf("effective config %+v", got)
 		}
 	})
