@@ -190,3 +190,72 @@ func httpGetRoot(t *testing.T, url string) string {
 	}
 	return string(b)
 }
+
+// TestReliabilityBOSHClientsLifecycle: one partial capture (a VM next to
+// an instance without one) exits 3 through pcap-bosh and through plain
+// ssh alike; pcap-bosh finishes the file on SIGHUP to its group (the
+// terminal closing) and on SIGTERM, like on Ctrl-C.
+func TestReliabilityBOSHClientsLifecycle(t *testing.T) {
+	testenv.RequireRoot(t)
+	e := startBOSHEnv(t, 1)
+	home := e.boshLogin(t, "admin")
+	pcapBosh := filepath.Join(testenv.Binaries(t), "pcap-bosh")
+	env := []string{"HOME=" + home}
+	const skippedRe = `^pcap: errand/3f2a0000-0000-4000-8000-0000000000ee: skipped reason="instance has no VM"$`
+
+	t.Run("partial: exit 3 from pcap-bosh and ssh", func(t *testing.T) {
+		for i, client := range []string{"pcap-bosh", "ssh"} {
+			port := 7100 + i
+			filter := fmt.Sprintf("udp dst port %d", port)
+			out := filepath.Join(t.TempDir(), "partial.pcapng")
+			var p *testenv.Proc
+			if client == "pcap-bosh" {
+				p = testenv.Start(t, testenv.StartOptions{Netns: e.Lab.LAN, Env: env}, pcapBosh,
+					append([]string{"-e", "fake", "-d", "cf", "router/0", "errand", "-f", filter, "-c", "3", "-o", out}, boshAPIFlags(e.API)...)...)
+			} else {
+				f, err := os.Create(out)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer f.Close()
+				p = boshSSH{API: e.API, Password: e.sshCode(t, home, e.API), Out: f}.start(t,
+					"capture", "-d", "cf", "router/0", "errand", "-f", "'"+filter+"'", "-c", "3").Proc
+			}
+			p.WaitLine(t, regexp.MustCompile(skippedRe), 30*time.Second)
+			p.WaitLine(t, regexp.MustCompile(`^pcap: router/3f2a0000-0000-4000-8000-000000000000: started `), 30*time.Second)
+			sendUDP(t, e.Lab.VMs[0], fmt.Sprintf("198.18.0.1:%d", port), 3)
+			if c := boshExitCode(t, p, 30*time.Second); c != 3 {
+				t.Errorf("%s exited %d, want 3 (partial):\n%s", client, c, p.Output())
+			}
+			p.WaitLine(t, regexp.MustCompile(`^pcap: summary: partial sources=2 packets=3 `), time.Second)
+			if per := interfaceCounts(t, out); per[boshRouterIface(0)] != 3 || len(per) != 1 {
+				t.Errorf("%s: packets per interface %v, want %s=3", client, per, boshRouterIface(0))
+			}
+		}
+	})
+
+	for i, sig := range []syscall.Signal{syscall.SIGHUP, syscall.SIGTERM} {
+		t.Run(sig.String(), func(t *testing.T) {
+			port := 7110 + i
+			out := filepath.Join(t.TempDir(), "edge.pcapng")
+			p := testenv.Start(t, testenv.StartOptions{Netns: e.Lab.LAN, Env: env, Group: true}, pcapBosh,
+				append([]string{"-e", "fake", "-d", "cf", "router", "-f", fmt.Sprintf("udp dst port %d", port), "-o", out}, boshAPIFlags(e.API)...)...)
+			p.WaitLine(t, regexp.MustCompile(`^pcap: router/3f2a0000-0000-4000-8000-000000000000: started `), 30*time.Second)
+			sendUDP(t, e.Lab.VMs[0], fmt.Sprintf("198.18.0.1:%d", port), 5+i)
+			if err := p.SignalGroup(sig); err != nil {
+				t.Fatal(err)
+			}
+			if c := boshExitCode(t, p, 30*time.Second); c != 0 {
+				t.Errorf("pcap-bosh exited %d after %v, want 0:\n%s", c, sig, p.Output())
+			}
+			p.WaitLine(t, regexp.MustCompile(`^pcap: client: stopping reason="`+sig.String()+`"$`), time.Second)
+			p.WaitLine(t, regexp.MustCompile(fmt.Sprintf(`^pcap: summary: stopped sources=1 packets=%d `, 5+i)), time.Second)
+			if per := interfaceCounts(t, out); per[boshRouterIface(0)] != 5+i || len(per) != 1 {
+				t.Errorf("packets per interface %v, want %s=%d", per, boshRouterIface(0), 5+i)
+			}
+			if n := countISBs(t, out); n != 1 {
+				t.Errorf("%d interface statistics blocks, want 1", n)
+			}
+		})
+	}
+}
