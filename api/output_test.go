@@ -18,7 +18,7 @@ import (
 	"github.com/gopacket/gopacket/layers"
 	"github.com/gopacket/gopacket/pcapgo"
 
-	"code.cloudfoundry.org/pcap/internal/testreq"
+	"code.cloudfoundry.org/pcap/integration/testreq"
 )
 
 // tool runs a Wireshark command-line tool; when it is not installed the

@@ -16,7 +16,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
-	"code.cloudfoundry.org/pcap/internal/testreq"
+	"code.cloudfoundry.org/pcap/integration/testreq"
 	"code.cloudfoundry.org/pcap/tunnel"
 )
 

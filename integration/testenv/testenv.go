@@ -22,7 +22,7 @@ import (
 	"time"
 
 	"code.cloudfoundry.org/pcap/integration/netlab"
-	"code.cloudfoundry.org/pcap/internal/testreq"
+	"code.cloudfoundry.org/pcap/integration/testreq"
 )
 
 // RequireRoot skips t unless running as root (namespaces need it), or

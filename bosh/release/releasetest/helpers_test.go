@@ -30,7 +30,7 @@ import (
 	"golang.org/x/crypto/ssh"
 	"gopkg.in/yaml.v3"
 
-	"code.cloudfoundry.org/pcap/internal/testreq"
+	"code.cloudfoundry.org/pcap/integration/testreq"
 )
 
 // binDir holds pcap-agent and pcap-api, built once by TestMain.
