@@ -331,11 +331,7 @@ func (r *Resolver) process(ctx context.Context, id *api.Identity, a app, ptype s
 		return process{}, fail("look up processes", err)
 	}
 	if len(procs.Resources) == 0 {
-		name := a.Name
-		if name == "" {
-			name = a.GUID
-		}
-		return process{}, tunnel.Reject(tunnel.CodeTargetNotFound, fmt.Sprintf("app %s has no process of type %q", name, ptype))
+		return process{}, tunnel.Reject(tunnel.CodeTargetNotFound, fmt.Sprintf("app %s has no process of type %q", a.Name, ptype))
 	}
 	return procs.Resources[0], nil
 }

@@ -21,21 +21,25 @@ import (
 // the space and for the app, and records audit.app.ssh-authorized or
 // audit.app.ssh-unauthorized (`cf events APP` shows them).
 func (r *Resolver) resolveSSH(ctx context.Context, id *api.Identity, req api.Request, ptype string, fail func(string, error) error) ([]api.Target, []api.Skipped, error) {
-	// The web process shares the app's GUID; other types are looked up.
+	// The web process shares the app's GUID (as `cf ssh` relies on), and
+	// its first instance asked is checked before anything else is read, so
+	// a refusal is the SSH check's alone: the same for a token of the cf
+	// CLI and for one of a `cf ssh-code` code, whose client carries fewer
+	// scopes (no admin_read_only or global_auditor, with which a token sees
+	// the app but may not SSH to it). Other process types are looked up
+	// first.
 	a := app{GUID: req.App}
 	pguid := req.App
 	if ptype != "web" {
+		if err := r.get(ctx, id.Token, "/v3/apps/"+req.App, &a); err != nil {
+			return nil, nil, fail("look up app", err)
+		}
 		p, err := r.process(ctx, id, a, ptype, fail)
 		if err != nil {
 			return nil, nil, err
 		}
 		pguid = p.GUID
 	}
-	// The first instance asked is checked before anything else is read,
-	// so a refusal is the SSH check's alone: the same for a token of the
-	// cf CLI and for one of a `cf ssh-code` code, whose client carries
-	// fewer scopes (no admin_read_only or global_auditor, which would
-	// let the token see the app but not SSH to it).
 	first := 0
 	if len(req.Instances) > 0 {
 		first = slices.Min(req.Instances)
@@ -43,8 +47,10 @@ func (r *Resolver) resolveSSH(ctx context.Context, id *api.Identity, req api.Req
 	if err := r.sshAccess(ctx, id, pguid, first); err != nil {
 		return nil, nil, r.sshRefusal(ctx, id, req.App, err, fail)
 	}
-	if err := r.get(ctx, id.Token, "/v3/apps/"+req.App, &a); err != nil {
-		return nil, nil, fail("look up app", err)
+	if a.Name == "" {
+		if err := r.get(ctx, id.Token, "/v3/apps/"+req.App, &a); err != nil {
+			return nil, nil, fail("look up app", err)
+		}
 	}
 	all, err := r.instances(ctx, id, process{GUID: pguid, Type: ptype}, fail)
 	if err != nil {

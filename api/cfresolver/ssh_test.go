@@ -104,7 +104,7 @@ func TestResolveSSH(t *testing.T) {
 		{name: "app not found", user: "admin", switches: on, req: api.Request{App: "ab000000-0000-4000-8000-0000000000ff"},
 			code: tunnel.CodeTargetNotFound, msg: "app ab000000-0000-4000-8000-0000000000ff not found, or not visible to you", events: []string{}},
 		{name: "no such process type", user: "developer", switches: on, req: api.Request{App: appGUID, Process: "clock"},
-			code: tunnel.CodeTargetNotFound, msg: `app ` + appGUID + ` has no process of type "clock"`, ccPaths: []string{"/v3/apps/" + appGUID + "/processes?types=clock"}, events: []string{}},
+			code: tunnel.CodeTargetNotFound, msg: `app myapp has no process of type "clock"`, ccPaths: []string{"/v3/apps/" + appGUID, "/v3/apps/" + appGUID + "/processes?types=clock"}, events: []string{}},
 		{name: "index out of range", user: "developer", switches: on, req: api.Request{App: appGUID, Instances: []int{0, 7}},
 			code: tunnel.CodeTargetNotFound, msg: "app myapp has no web instance 7 (it has 4: 0..3)", events: []string{ok + "0"}},
 	}
