@@ -141,6 +141,9 @@ func newWorld(t *testing.T) *world {
 }
 
 func (w *world) mint(t *testing.T, m fakeuaa.Mint) string {
+	if m.Username != "" && m.ClientID == "" {
+		m.ClientID = "bosh_cli" // as `bosh log-in` gets them
+	}
 	t.Helper()
 	tok, err := w.uaa.Mint(m)
 	if err != nil {
@@ -260,6 +263,8 @@ func TestRefusedTokens(t *testing.T) {
 		is     error
 		banner string
 	}{
+		{"another audience", w.mint(t, fakeuaa.Mint{Username: "admin", ClientID: "cf"}), uaa.ErrRefused,
+			"pcap-api: refused: token refused: it is not for the BOSH director (audience openid bosh cf, want one of bosh_cli); log in with the bosh CLI: bosh -e ENVIRONMENT log-in\n"},
 		{"forged", w.mint(t, fakeuaa.Mint{Username: "admin", Forged: true}), uaa.ErrInvalidToken,
 			"pcap-api: refused: token is not valid: signature does not verify; log in again: bosh -e ENVIRONMENT log-in\n"},
 		{"expired", w.mint(t, fakeuaa.Mint{Username: "admin", Lifetime: -time.Hour}), uaa.ErrExpired,
