@@ -84,7 +84,7 @@ type StaticConfig struct {
 
 // CFConfig configures the cf resolver: app developers authenticate with a
 // UAA access token or a `cf ssh-code` one-time code, and may capture the
-// instances of apps whose sensitive data they may read.
+// instances Policy allows.
 type CFConfig struct {
 	// APIURL is the Cloud Controller (required), e.g. https://api.sys.example.com.
 	APIURL string `yaml:"api_url"`
