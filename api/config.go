@@ -146,9 +146,10 @@ type BOSHConfig struct {
 	CodeTTL time.Duration `yaml:"code_ttl"`
 	// Timeout bounds each request to the director or UAA (default 10s).
 	Timeout time.Duration `yaml:"timeout"`
-	// TokenAudiences are the audiences a token must carry one of: those
-	// the director's UAA issues to the bosh CLI (default ["bosh_cli"], the
-	// director's own audience check).
+	// TokenAudiences are the audiences a token must carry one of (default
+	// ["bosh_cli", "bosh"]: tokens UAA issued to the bosh CLI, or for the
+	// director's bosh.* scopes, as CI clients' are). ["bosh_cli"] admits
+	// only `bosh log-in` tokens; list client ids to admit their tokens.
 	TokenAudiences []string `yaml:"token_audiences"`
 }
 
@@ -204,7 +205,7 @@ func ParseConfig(b []byte) (Config, error) {
 			b.Timeout = 10 * time.Second
 		}
 		if b.TokenAudiences == nil {
-			b.TokenAudiences = []string{"bosh_cli"}
+			b.TokenAudiences = []string{"bosh_cli", "bosh"}
 		}
 	}
 	if err := c.Validate(); err != nil {

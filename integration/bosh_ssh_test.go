@@ -147,9 +147,9 @@ func TestBoshPlainSSHClients(t *testing.T) {
 
 	t.Run("a token longer than 1023 bytes through OpenSSH", func(t *testing.T) {
 		dir := t.TempDir()
-		long := e.mint(t, uaa.Mint{Username: "admin", ClientID: "bosh_cli"})
+		long := e.mint(t, uaa.Mint{Username: "admin"})
 		for i := 0; len(long) <= 1023; i++ { // pad the scopes if UAA's token is short
-			long = e.mint(t, uaa.Mint{Username: "admin", ClientID: "bosh_cli", Scopes: append([]string{"openid", "bosh.admin"}, strings.Repeat("x", 50*i))})
+			long = e.mint(t, uaa.Mint{Username: "admin", Scopes: append([]string{"openid", "bosh.admin"}, strings.Repeat("x", 50*i))})
 		}
 		t.Logf("the token is %d bytes", len(long))
 		file := filepath.Join(dir, "token")
@@ -171,7 +171,7 @@ func TestBoshPlainSSHClients(t *testing.T) {
 		}
 		// And a token within 1023 bytes passes OpenSSH (a client token
 		// with one scope is short enough).
-		short := e.mint(t, uaa.Mint{ClientID: "bosh_cli", Scopes: []string{"bosh.admin"}})
+		short := e.mint(t, uaa.Mint{ClientID: "ops", Scopes: []string{"bosh.admin"}})
 		if len(short) > 1023 {
 			t.Fatalf("short token is %d bytes", len(short))
 		}

@@ -65,7 +65,7 @@ type Resolver struct {
 	Now                    func() time.Time
 	HTTP                   *http.Client
 	// TokenAudiences are the audiences a token must carry one of
-	// (["bosh_cli"] when empty).
+	// (["bosh_cli", "bosh"] when empty).
 	TokenAudiences []string
 
 	mu    sync.Mutex
@@ -169,7 +169,7 @@ func (r *Resolver) AuthPassword(ctx context.Context, password string) (*api.Iden
 	}
 	auds := r.TokenAudiences
 	if len(auds) == 0 {
-		auds = []string{"bosh_cli"}
+		auds = []string{"bosh_cli", "bosh"}
 	}
 	if err := uaa.CheckBOSH(claims, auds); err != nil {
 		return nil, banner(err, "log in with the bosh CLI: bosh -e ENVIRONMENT log-in")

@@ -141,9 +141,6 @@ func newWorld(t *testing.T) *world {
 }
 
 func (w *world) mint(t *testing.T, m fakeuaa.Mint) string {
-	if m.Username != "" && m.ClientID == "" {
-		m.ClientID = "bosh_cli" // as `bosh log-in` gets them
-	}
 	t.Helper()
 	tok, err := w.uaa.Mint(m)
 	if err != nil {
@@ -263,8 +260,6 @@ func TestRefusedTokens(t *testing.T) {
 		is     error
 		banner string
 	}{
-		{"another audience", w.mint(t, fakeuaa.Mint{Username: "admin", ClientID: "cf"}), uaa.ErrRefused,
-			"pcap-api: refused: token refused: it is not for the BOSH director (audience openid bosh cf, want one of bosh_cli); log in with the bosh CLI: bosh -e ENVIRONMENT log-in\n"},
 		{"forged", w.mint(t, fakeuaa.Mint{Username: "admin", Forged: true}), uaa.ErrInvalidToken,
 			"pcap-api: refused: token is not valid: signature does not verify; log in again: bosh -e ENVIRONMENT log-in\n"},
 		{"expired", w.mint(t, fakeuaa.Mint{Username: "admin", Lifetime: -time.Hour}), uaa.ErrExpired,
@@ -514,4 +509,28 @@ func TestDirectorUnreachable(t *testing.T) {
 	if err == nil || !strings.HasPrefix(err.Error(), "boshresolver: director info: director unreachable: ") {
 		t.Errorf("err = %v", err)
 	}
+}
+
+// TestTokenAudiences: a token must carry one of the configured audiences:
+// by default bosh_cli or bosh (any token with a bosh.* scope); with
+// ["bosh_cli"] only tokens of the bosh CLI's client.
+func TestTokenAudiences(t *testing.T) {
+	w := newWorld(t)
+	ctx := context.Background()
+	cli := w.mint(t, fakeuaa.Mint{Username: "admin", ClientID: "bosh_cli"})
+	other := w.mint(t, fakeuaa.Mint{Username: "admin", ClientID: "cf"})
+	for _, tok := range []string{cli, other} {
+		if _, err := w.r.AuthPassword(ctx, tok); err != nil {
+			t.Errorf("default audiences: %v", err)
+		}
+	}
+	w.r.TokenAudiences = []string{"bosh_cli"}
+	if _, err := w.r.AuthPassword(ctx, cli); err != nil {
+		t.Errorf("bosh CLI token: %v", err)
+	}
+	id, err := w.r.AuthPassword(ctx, other)
+	if !errors.Is(err, uaa.ErrRefused) || id != nil {
+		t.Fatalf("id = %v, err = %v; want ErrRefused", id, err)
+	}
+	wantBanner(t, err, "pcap-api: refused: token refused: it is not for the BOSH director (audience openid bosh cf, want one of bosh_cli); log in with the bosh CLI: bosh -e ENVIRONMENT log-in\n")
 }

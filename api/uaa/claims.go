@@ -46,14 +46,19 @@ func CheckCF(c *Claims, allowedClients []string) error {
 	return nil
 }
 
-// CheckBOSH accepts tokens the director would: aud holds one of audiences
-// (the director's own check uses "bosh_cli", the client its UAA issues
-// the bosh CLI's tokens to). Admin scopes are checked by the caller.
-// Errors wrap ErrRefused and never hold the token.
+// CheckBOSH accepts tokens for the BOSH director: aud holds one of
+// audiences, or a resource below one ("bosh" covers "bosh.teams.x" and
+// "bosh.<director-uuid>", the resources UAA names for the team and
+// director admin scopes). E.g. "bosh_cli" is the client the director's
+// UAA issues the bosh CLI's tokens to, "bosh" the resource of bosh.admin.
+// Admin scopes are checked by the caller. Errors wrap ErrRefused and never
+// hold the token.
 func CheckBOSH(c *Claims, audiences []string) error {
 	for _, a := range audiences {
-		if slices.Contains(c.Audience, a) {
-			return nil
+		for _, x := range c.Audience {
+			if x == a || strings.HasPrefix(x, a+".") {
+				return nil
+			}
 		}
 	}
 	return fmt.Errorf("%w: it is not for the BOSH director (audience %s, want one of %s)", ErrRefused, listOrNone(c.Audience), strings.Join(audiences, ", "))

@@ -62,6 +62,12 @@ func TestCheckBOSH(t *testing.T) {
 	if err := CheckBOSH(claims("bosh", "ops"), []string{"bosh_cli", "ops"}); err != nil {
 		t.Errorf("configured audience refused: %v", err)
 	}
+	if err := CheckBOSH(claims("bosh.teams.cf", "ops"), []string{"bosh_cli", "bosh"}); err != nil {
+		t.Errorf("team resource refused: %v", err)
+	}
+	if err := CheckBOSH(claims("boshy", "bosh_client"), []string{"bosh_cli", "bosh"}); err == nil {
+		t.Error("a look-alike audience accepted")
+	}
 	err := CheckBOSH(claims("cloud_controller", "cf"), []string{"bosh_cli"})
 	want := "uaa: token refused: it is not for the BOSH director (audience cloud_controller cf, want one of bosh_cli)"
 	if !errors.Is(err, ErrRefused) || err.Error() != want {

@@ -337,7 +337,7 @@ func TestAPITemplates(t *testing.T) {
 		props["bosh"] = boshOn
 		r := mustRender(t, "pcap-api", props, apiSpec, nil, "")
 		got := check(t, r)
-		want := api.BOSHConfig{DirectorURL: "https://10.0.0.6:25555", CodeTTL: 2 * time.Minute, Timeout: 10 * time.Second, TokenAudiences: []string{"bosh_cli"}}
+		want := api.BOSHConfig{DirectorURL: "https://10.0.0.6:25555", CodeTTL: 2 * time.Minute, Timeout: 10 * time.Second, TokenAudiences: []string{"bosh_cli", "bosh"}}
 		if got.BOSH == nil || !reflect.DeepEqual(*got.BOSH, want) || got.CF != nil || got.Static != nil {
 			t.Errorf("bosh = %+v (cf %+v, static %+v), want %+v", got.BOSH, got.CF, got.Static, want)
 		}
