@@ -18,12 +18,7 @@ import (
 // allow_app_ssh_access, space dev's allow_ssh and the app's enable_ssh.
 func cfSwitches(t *testing.T, e *cfEnv, global, space, app bool) {
 	t.Helper()
-	e.CC.SetAllowAppSSHAccess(global)
-	if err := e.CC.Update(func(w *cc.World) {
-		sp := &w.Organizations[0].Spaces[0]
-		sp.AllowSSH = &space
-		sp.Apps[0].EnableSSH = &app
-	}); err != nil {
+	if err := e.CC.SetSSH(cfApp, global, space, app); err != nil {
 		t.Fatal(err)
 	}
 }

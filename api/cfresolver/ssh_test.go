@@ -9,19 +9,13 @@ import (
 	"testing"
 
 	"code.cloudfoundry.org/pcap/api"
-	"code.cloudfoundry.org/pcap/integration/fakes/cc"
 	"code.cloudfoundry.org/pcap/tunnel"
 )
 
 // switches sets the CC's three SSH switches for app "myapp".
 func (w *world) switches(t *testing.T, global, space, app bool) {
 	t.Helper()
-	w.CC.SetAllowAppSSHAccess(global)
-	if err := w.CC.Update(func(wo *cc.World) {
-		sp := &wo.Organizations[0].Spaces[0]
-		sp.AllowSSH = &space
-		sp.Apps[0].EnableSSH = &app
-	}); err != nil {
+	if err := w.CC.SetSSH(appGUID, global, space, app); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -46,6 +46,32 @@ type AuditEvent struct {
 // SetAllowAppSSHAccess sets the CC's global allow_app_ssh_access.
 func (s *Server) SetAllowAppSSHAccess(allowed bool) { s.sshAllowed.Store(allowed) }
 
+// SetSSH sets the three SSH switches of an app, as an operator and `cf
+// allow-space-ssh` / `cf enable-ssh` (or their opposites) would: the
+// global allow_app_ssh_access, the app's space's allow_ssh and the app's
+// enable_ssh.
+func (s *Server) SetSSH(appGUID string, global, space, app bool) error {
+	s.SetAllowAppSSHAccess(global)
+	found := false
+	err := s.Update(func(w *World) {
+		for oi := range w.Organizations {
+			for si := range w.Organizations[oi].Spaces {
+				sp := &w.Organizations[oi].Spaces[si]
+				for ai := range sp.Apps {
+					if sp.Apps[ai].GUID == appGUID {
+						found = true
+						sp.AllowSSH, sp.Apps[ai].EnableSSH = &space, &app
+					}
+				}
+			}
+		}
+	})
+	if err == nil && !found {
+		err = fmt.Errorf("cc: no app %s", appGUID)
+	}
+	return err
+}
+
 // AuditEvents returns a copy of the audit events recorded so far, oldest
 // first.
 func (s *Server) AuditEvents() []AuditEvent {

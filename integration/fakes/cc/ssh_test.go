@@ -19,12 +19,7 @@ type v2Body struct {
 // setSwitches sets the three SSH switches of app "app".
 func setSwitches(t *testing.T, e *env, global, space, app bool) {
 	t.Helper()
-	e.cc.SetAllowAppSSHAccess(global)
-	if err := e.cc.Update(func(w *cc.World) {
-		sp := &w.Organizations[0].Spaces[0]
-		sp.AllowSSH = &space
-		sp.Apps[0].EnableSSH = &app
-	}); err != nil {
+	if err := e.cc.SetSSH(appGUID, global, space, app); err != nil {
 		t.Fatal(err)
 	}
 }
