@@ -64,6 +64,9 @@ type Resolver struct {
 	CodeTTL                time.Duration
 	Now                    func() time.Time
 	HTTP                   *http.Client
+	// TokenAudiences are the audiences a token must carry one of
+	// (["bosh_cli", "bosh"] when empty).
+	TokenAudiences []string
 
 	mu    sync.Mutex
 	uaa   *uaa.Client
@@ -95,7 +98,7 @@ func New(cfg api.BOSHConfig, agentPort int) (*Resolver, error) {
 		Director: &director.Client{URL: strings.TrimRight(cfg.DirectorURL, "/"), HTTP: hc},
 		UAAURL:   strings.TrimRight(cfg.UAAURL, "/"),
 		ClientID: cfg.UAAClientID, ClientSecret: cfg.UAAClientSecret,
-		AgentPort: agentPort, CodeTTL: cfg.CodeTTL, HTTP: hc,
+		AgentPort: agentPort, CodeTTL: cfg.CodeTTL, HTTP: hc, TokenAudiences: cfg.TokenAudiences,
 	}
 	if cfg.OperatorKeysFile != "" {
 		keys, err := tunnel.LoadAuthorizedKeys(cfg.OperatorKeysFile)
@@ -163,6 +166,13 @@ func (r *Resolver) AuthPassword(ctx context.Context, password string) (*api.Iden
 		return nil, banner(err, "log in again: bosh -e ENVIRONMENT log-in")
 	case err != nil:
 		return nil, err
+	}
+	auds := r.TokenAudiences
+	if len(auds) == 0 {
+		auds = []string{"bosh_cli", "bosh"}
+	}
+	if err := uaa.CheckBOSH(claims, auds); err != nil {
+		return nil, banner(err, "log in with the bosh CLI: bosh -e ENVIRONMENT log-in")
 	}
 	if !isAdmin(claims.Scope, uuid) {
 		return nil, banner(ErrNotAdmin, "")

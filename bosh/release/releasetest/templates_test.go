@@ -297,15 +297,17 @@ func TestAPITemplates(t *testing.T) {
 		if got.Static != nil || got.BOSH != nil {
 			t.Errorf("disabled resolvers configured: static %+v bosh %+v", got.Static, got.BOSH)
 		}
-		want := api.CFConfig{APIURL: "https://api.sys.example.com", UAAClientID: "ssh-proxy", UAAClientSecret: "ssh-proxy-secret", Timeout: 10 * time.Second}
-		if got.CF == nil || *got.CF != want {
+		want := api.CFConfig{APIURL: "https://api.sys.example.com", UAAClientID: "ssh-proxy", UAAClientSecret: "ssh-proxy-secret", Timeout: 10 * time.Second,
+			Policy: api.CFPolicySSH}
+		if got.CF == nil || !sameCF(*got.CF, want) {
 			t.Errorf("cf = %+v, want %+v", got.CF, want)
 		}
 	})
 
 	t.Run("cf resolver with CA and every property", func(t *testing.T) {
 		props := base()
-		props["cf"] = with(cfOn, "ca_cert", cfCA, "uaa_url", "https://uaa.sys.example.com", "uaa_client_id", "pcap", "timeout", "30s")
+		props["cf"] = with(cfOn, "ca_cert", cfCA, "uaa_url", "https://uaa.sys.example.com", "uaa_client_id", "pcap", "timeout", "30s",
+			"policy", "read_sensitive_data", "admins_only", true, "allowed_clients", []any{"monitor"})
 		props["port"] = 2022
 		props["http_port"] = 9090
 		props["listen_address"] = "10.0.2.5"
@@ -328,8 +330,9 @@ func TestAPITemplates(t *testing.T) {
 			t.Errorf("effective config %+v", got)
 		}
 		want := api.CFConfig{APIURL: "https://api.sys.example.com", UAAURL: "https://uaa.sys.example.com", UAAClientID: "pcap",
-			UAAClientSecret: "ssh-proxy-secret", CACertFile: filepath.Join(r.dir, "config/certs/cf_ca.crt"), Timeout: 30 * time.Second}
-		if got.CF == nil || *got.CF != want {
+			UAAClientSecret: "ssh-proxy-secret", CACertFile: filepath.Join(r.dir, "config/certs/cf_ca.crt"), Timeout: 30 * time.Second,
+			Policy: api.CFPolicyReadSensitiveData, AdminsOnly: true, AllowedClients: []string{"monitor"}}
+		if got.CF == nil || !sameCF(*got.CF, want) {
 			t.Errorf("cf = %+v, want %+v", got.CF, want)
 		}
 	})
@@ -339,8 +342,8 @@ func TestAPITemplates(t *testing.T) {
 		props["bosh"] = boshOn
 		r := mustRender(t, "pcap-api", props, apiSpec, nil, "")
 		got := check(t, r)
-		want := api.BOSHConfig{DirectorURL: "https://10.0.0.6:25555", CodeTTL: 2 * time.Minute, Timeout: 10 * time.Second}
-		if got.BOSH == nil || *got.BOSH != want || got.CF != nil || got.Static != nil {
+		want := api.BOSHConfig{DirectorURL: "https://10.0.0.6:25555", CodeTTL: 2 * time.Minute, Timeout: 10 * time.Second, TokenAudiences: []string{"bosh_cli", "bosh"}}
+		if got.BOSH == nil || !reflect.DeepEqual(*got.BOSH, want) || got.CF != nil || got.Static != nil {
 			t.Errorf("bosh = %+v (cf %+v, static %+v), want %+v", got.BOSH, got.CF, got.Static, want)
 		}
 	})
@@ -349,7 +352,7 @@ func TestAPITemplates(t *testing.T) {
 		props := base()
 		props["bosh"] = with(boshOn, "ca_cert", boshCA, "operator_keys", []any{operatorKey.PublicKey},
 			"uaa_client_id", "pcap-api", "uaa_client_secret", "client-secret", "uaa_url", "https://10.0.0.6:8443",
-			"code_ttl", "5m", "timeout", "20s")
+			"code_ttl", "5m", "timeout", "20s", "token_audiences", []any{"bosh_cli", "ci"})
 		r := mustRender(t, "pcap-api", props, apiSpec, nil, "")
 		if got := r.file(t, "config/certs/bosh_ca.crt"); got != boshCA {
 			t.Errorf("bosh_ca.crt %q", got)
@@ -360,8 +363,9 @@ func TestAPITemplates(t *testing.T) {
 		got := check(t, r)
 		want := api.BOSHConfig{DirectorURL: "https://10.0.0.6:25555", CACertFile: filepath.Join(r.dir, "config/certs/bosh_ca.crt"),
 			UAAURL: "https://10.0.0.6:8443", OperatorKeysFile: filepath.Join(r.dir, "config/keys/bosh_operator_keys"),
-			UAAClientID: "pcap-api", UAAClientSecret: "client-secret", CodeTTL: 5 * time.Minute, Timeout: 20 * time.Second}
-		if got.BOSH == nil || *got.BOSH != want {
+			UAAClientID: "pcap-api", UAAClientSecret: "client-secret", CodeTTL: 5 * time.Minute, Timeout: 20 * time.Second,
+			TokenAudiences: []string{"bosh_cli", "ci"}}
+		if got.BOSH == nil || !reflect.DeepEqual(*got.BOSH, want) {
 			t.Errorf("bosh = %+v, want %+v", got.BOSH, want)
 		}
 	})
@@ -622,4 +626,13 @@ func TestJobSpecs(t *testing.T) {
 			}
 		})
 	}
+}
+
+// sameCF compares cf configs; an empty list of allowed clients equals none.
+func sameCF(a, b api.CFConfig) bool {
+	if !slices.Equal(a.AllowedClients, b.AllowedClients) {
+		return false
+	}
+	a.AllowedClients, b.AllowedClients = nil, nil
+	return reflect.DeepEqual(a, b)
 }
