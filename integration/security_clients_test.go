@@ -168,14 +168,19 @@ func TestSecurityClientsCFRogueHost(t *testing.T) {
 
 	t.Run("trust on first use", func(t *testing.T) {
 		// pcap-api accepts the login (and refuses the request): recorded.
-		authorize := e.UAA.Requests().Count("/oauth/authorize")
+		authorize, tokens := e.UAA.Requests().Count("/oauth/authorize"), e.UAA.Requests().Count("/oauth/token")
 		code, stderr := cf.run(t, "pcap", "myapp", "-i", "7", "-o", out, "--pcap-api", e.API.Addr, "--trust-on-first-use")
 		if code != 1 || !strings.Contains(stderr, "pcap: trusting pcap-api "+e.API.Addr+" on first use: host key "+fingerprintOf(e.API.HostKey)+"\n") ||
 			!strings.Contains(stderr, "app myapp has no web instance 7") {
 			t.Errorf("first use: exit %d:\n%s", code, stderr)
 		}
+		// One code asked for by the plugin and exchanged by pcap-api: what
+		// pcap-api got as password was that code, not a token.
 		if n := e.UAA.Requests().Count("/oauth/authorize") - authorize; n != 1 {
 			t.Errorf("%d one-time codes for one login, want 1", n)
+		}
+		if n := e.UAA.Requests().Count("/oauth/token") - tokens; n != 1 {
+			t.Errorf("%d token requests for one login, want 1 (pcap-api's code exchange)", n)
 		}
 		b, err := os.ReadFile(known)
 		if err != nil || strings.Count(string(b), "\n") != 1 || !strings.Contains(string(b), strings.TrimSpace(string(ssh.MarshalAuthorizedKey(e.API.HostKey.Signer.PublicKey())))) {
