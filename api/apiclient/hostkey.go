@@ -112,6 +112,14 @@ func (h *HostKeys) Callback() ssh.HostKeyCallback {
 	}
 }
 
+// FirstUse reports whether the key was accepted only because trust on
+// first use was asked for (and is not recorded yet).
+func (h *HostKeys) FirstUse() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.pending != ""
+}
+
 // Commit records a key trusted on first use in the known hosts file.
 func (h *HostKeys) Commit() error {
 	h.mu.Lock()

@@ -3,6 +3,7 @@ package boshcli_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -534,6 +535,21 @@ func TestClientCredentials(t *testing.T) {
 	if ents, _ := os.ReadDir(home); len(ents) != 0 {
 		t.Errorf("HOME holds %v, want nothing", ents)
 	}
+
+	// Its token goes only to a host whose key is pinned or recorded.
+	t.Setenv("PCAP_API_HOST_KEY_FINGERPRINT", "")
+	_, before, _ := w.api.seen()
+	r = run("", false, "-d", "cf", "router/1", "-o", out+"-tofu", "--trust-on-first-use")
+	if want := "the token of client ops is not sent to a pcap-api trusted on first use"; r.status != 1 || !strings.Contains(r.stderr, want) {
+		t.Errorf("client credentials, first use: status %d, stderr %q; want 1, %q", r.status, r.stderr, want)
+	}
+	if _, after, _ := w.api.seen(); len(after) != len(before) {
+		t.Error("the client token was sent to a host trusted on first use")
+	}
+	if _, err := os.Stat(filepath.Join(home, ".bosh", "pcap_known_hosts")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("known hosts: %v, want none", err)
+	}
+	t.Setenv("PCAP_API_HOST_KEY_FINGERPRINT", w.api.Fingerprint)
 
 	t.Setenv("BOSH_CLIENT_SECRET", "wrong")
 	r = run("", false, "-d", "cf", "router/1", "-o", out+"2")

@@ -96,11 +96,15 @@ func anyBool(c *cli.Context, name string) bool {
 // auth is the SSH login to pcap-api: a one-time code, asked for only when
 // pcap-api asks for a password, that is once its host key passed the
 // check. A client-credentials login (BOSH_CLIENT), for which UAA issues no
-// codes, sends its own short-lived token instead, likewise only to a
-// verified host. Why no code could be had is kept for the error message.
+// codes, sends its own short-lived token instead, and only to a host whose
+// key is pinned or recorded, not to one trusted on first use. Why no code could be had is kept for the error message.
 func (s *session) auth(ctx context.Context) ssh.AuthMethod {
 	return apiclient.CodeAuth(func() (string, error) {
 		if s.env.client != "" {
+			if s.hostKeys.FirstUse() {
+				s.codeErr = fmt.Errorf("the token of client %s is not sent to a pcap-api trusted on first use: pin its host key with %s", s.env.client, pinHint)
+				return "", s.codeErr
+			}
 			return s.token, nil
 		}
 		c, err := s.oneTimeCode(ctx)
