@@ -159,7 +159,10 @@ func (r *Resolver) AuthPassword(ctx context.Context, password string) (*api.Iden
 		t, err := u.ExchangeCode(ctx, r.CodeClientID, r.CodeClientSecret, password)
 		switch {
 		case errors.Is(err, uaa.ErrBadCode):
-			return nil, banner(fmt.Errorf("%w (%w)", ErrBadCode, err), "get a new one with: pcap-bosh -e ENVIRONMENT ssh-code")
+			// The user reads the reason; the log also gets UAA's.
+			b := banner(ErrBadCode, "get a new one with: pcap-bosh -e ENVIRONMENT ssh-code").(*ssh.BannerError)
+			b.Err = fmt.Errorf("%w: %w", ErrBadCode, err)
+			return nil, b
 		case err != nil:
 			return nil, err
 		}

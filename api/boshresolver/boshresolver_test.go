@@ -409,7 +409,10 @@ func TestOneTimeCodes(t *testing.T) {
 		if strings.Contains(err.Error(), code) {
 			t.Errorf("the error names the code: %v", err)
 		}
-		wantBanner(t, err, "pcap-api: refused: one-time code is unknown, used or expired (uaa: one-time code was refused: uaa: token request refused (400 Bad Request): invalid_grant Invalid authorization code: [code]); get a new one with: pcap-bosh -e ENVIRONMENT ssh-code\n")
+		wantBanner(t, err, "pcap-api: refused: one-time code is unknown, used or expired; get a new one with: pcap-bosh -e ENVIRONMENT ssh-code\n")
+		if want := "boshresolver: one-time code is unknown, used or expired: uaa: one-time code was refused: uaa: token request refused (400 Bad Request): invalid_grant Invalid authorization code: [code]"; err.Error() != want {
+			t.Errorf("logged error %q, want %q", err, want)
+		}
 		if _, err := w.r.MintCode(id); err == nil || err.Error() != "a one-time code cannot mint another; log in with a token" {
 			t.Errorf("mint from a code login: err = %v", err)
 		}
