@@ -47,7 +47,7 @@ type Agent struct {
 func (a *Agent) init() {
 	a.once.Do(func() {
 		if a.Locator == nil {
-			a.Locator = ProcLocator{}
+			a.Locator = CellLocator{}
 		}
 		if a.Logger == nil {
 			a.Logger = slog.New(slog.DiscardHandler)
@@ -136,7 +136,12 @@ func (a *Agent) HandleChannel(ctx context.Context, conn *ssh.ServerConn, nc ssh.
 	t := st.Total()
 	log.Info("capture-ended", "end", st.End, "error", st.Error, "duration_ms", time.Since(start).Milliseconds(),
 		"packets", t.Packets, "bytes", t.Bytes, "received", t.Received,
-		"kernel_dropped", t.KernelDropped, "if_dropped", t.IfDropped, "agent_dropped", t.AgentDropped)
+		"kernel_dropped", t.KernelDropped, "if_dropped", t.IfDropped, "agent_dropped", t.AgentDropped,
+		"unaccounted", t.Unaccounted)
+	if t.Unaccounted != 0 {
+		log.Error("capture-unaccounted", "unaccounted", t.Unaccounted, "received", t.Received,
+			"packets", t.Packets, "kernel_dropped", t.KernelDropped, "agent_dropped", t.AgentDropped)
+	}
 	ch.SendRequest(tunnel.RequestStats, false, st.Marshal())
 	ch.CloseWrite()
 	ch.Close()
@@ -210,7 +215,13 @@ func (a *Agent) run(ctx context.Context, ch ssh.Channel, reqs <-chan *ssh.Reques
 				last = true
 			}
 			full := q.swap(spare)
-			err := w.writeBatch(full)
+			n, err := w.writeBatch(full)
+			if err != nil && !errors.Is(err, errLimit) {
+				// The write failed: what it did not write is lost here.
+				for _, p := range full.pkts[n:] {
+					srcs[p.iface].dropped.Add(1)
+				}
+			}
 			spare = full
 			// At a limit, what was written up to it still goes out.
 			if err == nil || errors.Is(err, errLimit) {
@@ -240,6 +251,11 @@ loop:
 	for {
 		select {
 		case <-ctx.Done():
+			if errors.Is(context.Cause(ctx), tunnel.ErrServerClosed) {
+				// The agent is shutting down: the capture ends early,
+				// and the client must hear that it did.
+				end = tunnel.EndAgentStopped
+			}
 			break loop
 		case <-stopReq:
 			break loop
@@ -307,6 +323,28 @@ loop:
 	return collectStats(srcs, w, true, end, endErr)
 }
 
+// finalCounts returns the counters of source i at the end of a capture.
+// After a packet or byte limit, packets read past it are not part of the
+// capture, so received counts only what led up to the limit. Otherwise
+// received is the kernel's count, and whatever it does not match is
+// reported as unaccounted.
+func finalCounts(s *source, written uint64, end string) tunnel.InterfaceStats {
+	kc, _ := s.snapshot()
+	is := tunnel.InterfaceStats{
+		Received:      kc.Received,
+		KernelDropped: kc.KernelDropped,
+		IfDropped:     kc.IfDropped,
+		AgentDropped:  s.dropped.Load(),
+		Packets:       written,
+	}
+	known := is.Packets + is.KernelDropped + is.AgentDropped
+	if end == tunnel.EndLimitReached && kc.Unread == 0 && known <= is.Received {
+		is.Received = known
+	}
+	is.Unaccounted = int64(is.Received) - int64(known)
+	return is
+}
+
 func readErrors(srcs []*source) string {
 	var msgs []string
 	for _, s := range srcs {
@@ -320,18 +358,17 @@ func readErrors(srcs []*source) string {
 func collectStats(srcs []*source, w *writer, final bool, end, errMsg string) tunnel.Stats {
 	st := tunnel.Stats{Final: final, End: end, Error: errMsg}
 	for i, s := range srcs {
-		ps, _ := s.snapshot()
-		st.Interfaces = append(st.Interfaces, tunnel.InterfaceStats{
-			Name:          s.name,
-			LinkType:      uint16(s.linkType),
-			Snaplen:       uint32(s.h.SnapLen()),
-			Received:      uint64(ps.PacketsReceived),
-			KernelDropped: uint64(ps.PacketsDropped),
-			IfDropped:     uint64(ps.PacketsIfDropped),
-			AgentDropped:  s.dropped.Load(),
-			Packets:       w.packets[i].Load(),
-			Bytes:         w.bytes[i].Load(),
-		})
+		var is tunnel.InterfaceStats
+		if final {
+			is = finalCounts(s, w.packets[i].Load(), end)
+		} else {
+			kc, _ := s.snapshot()
+			is = tunnel.InterfaceStats{Received: kc.Received, KernelDropped: kc.KernelDropped,
+				IfDropped: kc.IfDropped, AgentDropped: s.dropped.Load(), Packets: w.packets[i].Load()}
+		}
+		is.Name, is.LinkType, is.Snaplen = s.name, uint16(s.linkType), uint32(s.h.SnapLen())
+		is.Bytes = w.bytes[i].Load()
+		st.Interfaces = append(st.Interfaces, is)
 	}
 	return st
 }

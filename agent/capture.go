@@ -25,12 +25,17 @@ import (
 // partly filled ring block.
 const readTimeout = 50 * time.Millisecond
 
-// drainTime bounds how long readers keep reading what is already in the
-// kernel ring after a stop.
-const drainTime = 250 * time.Millisecond
+// drainTime bounds how long a reader waits, after a stop, for the kernel
+// to hand over packets it has already counted as received: TPACKET_V3
+// closes a partly filled ring block only after readTimeout, later on a
+// loaded machine. A stop with nothing left in the ring does not wait.
+const drainTime = time.Second
 
 // statsEvery is how often a reader refreshes libpcap's counters.
 const statsEvery = 500 * time.Millisecond
+
+// rejectAll is a filter no packet matches (a packet is never 0 bytes long).
+const rejectAll = "less 0"
 
 // source is one opened libpcap handle.
 type source struct {
@@ -39,17 +44,64 @@ type source struct {
 	h        *pcap.Handle
 	linkType layers.LinkType
 
-	dropped atomic.Uint64 // refused by the queue
+	dropped atomic.Uint64 // refused by the queue, or lost with a failed write
 
-	mu    sync.Mutex
-	stats pcap.Stats // latest libpcap counters, refreshed by the reader
-	err   error      // read error that ended the reader
+	// Owned by the reader goroutine.
+	base      pcap.Stats // libpcap's counters when the capture started (see fence)
+	fenceAt   time.Time  // when they were taken
+	prePlaced uint64     // packets in the ring at the fence: base received − base dropped
+	pre       uint64     // packets read that the kernel counted before the fence
+	reads     uint64     // packets read from libpcap (queued or refused)
+
+	mu     sync.Mutex
+	counts kernelCounts // latest, refreshed by the reader; final once it returns
+	err    error        // read error that ended the reader
 }
 
-func (s *source) snapshot() (pcap.Stats, error) {
+// kernelCounts are a source's libpcap counters since the capture started.
+type kernelCounts struct {
+	Received      uint64 // passed the filter: handed to the ring, or dropped for want of room
+	KernelDropped uint64
+	IfDropped     uint64
+	// Unread counts packets the kernel put in the ring that were not read
+	// before drainTime ran out after a stop.
+	Unread uint64
+}
+
+func (s *source) snapshot() (kernelCounts, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.stats, s.err
+	return s.counts, s.err
+}
+
+// fence starts the source's accounting. libpcap's counters include every
+// packet the socket took before the filter was set, and libpcap silently
+// filters those still in the ring in user space: a packet that did not
+// match (on a host, often the agent's own tunnel) was "received" and
+// never delivered. So the filter is set in two steps: first one that
+// matches nothing, which freezes the kernel's counters; they are taken
+// as the base; then the real filter. Packets read with a timestamp before
+// the fence were counted in the base and are added back one by one (at
+// most as many as the base holds); everything after is counted exactly by
+// the kernel. A packet misjudged at the fence only moves the capture's
+// start by one packet: it is counted exactly once either way.
+func (s *source) fence(filter string) error {
+	if err := s.h.SetBPFFilter(rejectAll); err != nil {
+		return fmt.Errorf("set filter %q: %v", rejectAll, err)
+	}
+	st, err := s.h.Stats()
+	if err != nil {
+		return fmt.Errorf("read counters: %v", err)
+	}
+	s.base, s.fenceAt = *st, time.Now()
+	s.prePlaced = placed(*st)
+	return s.h.SetBPFFilter(filter)
+}
+
+// placed is the number of packets the kernel put into the ring: libpcap's
+// received count includes the kernel's drops.
+func placed(st pcap.Stats) uint64 {
+	return uint64(st.PacketsReceived) - uint64(st.PacketsDropped)
 }
 
 // openOptions says how to open libpcap handles.
@@ -111,22 +163,81 @@ func openSource(idx int, name string, o openOptions) (*source, error) {
 	if o.bufferSize > 0 {
 		in.SetBufferSize(o.bufferSize)
 	}
-	h, err := in.Activate()
+	var h *pcap.Handle
+	fd, err := withNewPacketSocket(func() (err error) {
+		h, err = in.Activate()
+		return err
+	})
 	if err != nil {
 		return nil, tunnel.Reject(tunnel.CodeInternal, fmt.Sprintf("activate capture on %s: %v", name, err))
+	}
+	if isLoopback(name) {
+		if fd < 0 {
+			h.Close()
+			return nil, tunnel.Reject(tunnel.CodeInternal, fmt.Sprintf("capture on %s: cannot find libpcap's socket", name))
+		}
+		if err := ignoreOutgoing(fd); err != nil {
+			h.Close()
+			return nil, tunnel.Reject(tunnel.CodeInternal, fmt.Sprintf("capture on %s: ignore outgoing copies: %v", name, err))
+		}
 	}
 	if name == "any" {
 		// SLL2 records the interface index of every packet; keep SLL where
 		// this libpcap cannot.
 		_ = h.SetLinkType(layers.LinkTypeLinuxSLL2)
 	}
-	if o.filter != "" {
-		if err := h.SetBPFFilter(o.filter); err != nil {
-			h.Close()
-			return nil, tunnel.Reject(tunnel.CodeBadFilter, fmt.Sprintf("filter does not compile on %s: %s", name, bpfMessage(err)))
+	// Compile first, so a bad filter is refused with libpcap's own text.
+	if _, err := h.CompileBPFFilter(o.filter); err != nil {
+		h.Close()
+		return nil, tunnel.Reject(tunnel.CodeBadFilter, fmt.Sprintf("filter does not compile on %s: %s", name, bpfMessage(err)))
+	}
+	s := &source{idx: idx, name: name, h: h, linkType: h.LinkType()}
+	if err := s.fence(kernelFilter(name, o.filter)); err != nil {
+		h.Close()
+		return nil, tunnel.Reject(tunnel.CodeInternal, fmt.Sprintf("start capture on %s: %v", name, err))
+	}
+	return s, nil
+}
+
+// A packet sent on a loopback interface reaches a packet socket twice,
+// outgoing and incoming. libpcap drops the outgoing copy in user space,
+// after the kernel counted both as received: a capture on lo would report
+// twice what it delivered. So the outgoing copies are dropped in the
+// kernel instead: on lo itself, the socket ignores outgoing packets; on
+// "any", the filter rejects outgoing packets of lo. What is delivered does
+// not change (one copy, as tcpdump shows), and the counters are true. (The
+// filter cannot do it on lo: libpcap filters the first ring block again in
+// user space, where the packet direction is unknown.)
+
+// kernelFilter returns the filter to set on interface name for the user's
+// filter.
+func kernelFilter(name, user string) string {
+	if lo := loopbackIndex(); lo != 0 && name == "any" {
+		return combineFilters(user, fmt.Sprintf("outbound and ifindex %d", lo))
+	}
+	return user
+}
+
+// isLoopback says whether interface name of the calling thread's network
+// namespace is a loopback interface.
+func isLoopback(name string) bool {
+	ifi, err := net.InterfaceByName(name)
+	return err == nil && ifi.Flags&net.FlagLoopback != 0
+}
+
+// loopbackIndex returns the index of the loopback interface of the
+// calling thread's network namespace, or 0.
+func loopbackIndex() int {
+	ifs, err := net.Interfaces()
+	if err != nil {
+		return 0
+	}
+	for _, ifi := range ifs {
+		if ifi.Flags&net.FlagLoopback != 0 {
+			return ifi.Index
 		}
 	}
-	return &source{idx: idx, name: name, h: h, linkType: h.LinkType()}, nil
+	return 0
 }
 
 // bpfMessage strips gopacket's wrapping from a filter error, keeping
@@ -169,54 +280,96 @@ func combineFilters(user, exclude string) string {
 }
 
 // read copies packets from libpcap into q until stop is set, then reads
-// what is left in the ring for at most drainTime, records the final
-// libpcap counters, and returns. It never blocks on q.
+// what the kernel had counted by then (bounded by drainTime), records the
+// final counters, and returns. It never blocks on q.
 func (s *source) read(q *queue, stop *atomic.Bool) {
-	var drainFrom, drainUntil time.Time
 	lastStats := time.Now()
 	n := 0
 	for {
 		data, ci, err := s.h.ZeroCopyReadPacketData()
 		if err == nil {
-			if !q.put(s.idx, ci, data) {
-				s.dropped.Add(1)
-			}
+			s.take(q, ci, data)
 		}
 		n++
 		// The stop flag is checked on every packet: under steady traffic
 		// reads never time out, and 1024 packets can take seconds.
-		if err != nil || n&1023 == 0 || stop.Load() {
-			now := time.Now()
-			if now.Sub(lastStats) >= statsEvery {
+		if stop.Load() {
+			break
+		}
+		if err != nil || n&1023 == 0 {
+			if now := time.Now(); now.Sub(lastStats) >= statsEvery {
 				s.refreshStats()
 				lastStats = now
-			}
-			if stop.Load() {
-				if drainUntil.IsZero() {
-					drainFrom, drainUntil = now, now.Add(drainTime)
-				}
-				// An empty read ends the drain only once the kernel has
-				// handed over the ring block that was filling at the
-				// stop: TPACKET_V3 closes a partly filled block within
-				// two readTimeouts, and until then its packets, already
-				// counted as received, cannot be read.
-				empty := errors.Is(err, pcap.NextErrorTimeoutExpired)
-				if (err != nil && !empty) || (empty && now.Sub(drainFrom) > 2*readTimeout) || now.After(drainUntil) {
-					break
-				}
 			}
 		}
 		if err == nil || errors.Is(err, pcap.NextErrorTimeoutExpired) {
 			continue
 		}
-		if !errors.Is(err, io.EOF) {
-			s.mu.Lock()
-			s.err = fmt.Errorf("read from %s: %v (%v)", s.name, err, s.h.Error())
-			s.mu.Unlock()
-		}
+		s.readFailed(err)
 		break
 	}
-	s.refreshStats()
+	s.drain(q)
+}
+
+// take hands one packet to q, counting it.
+func (s *source) take(q *queue, ci gopacket.CaptureInfo, data []byte) {
+	s.reads++
+	if s.pre < s.prePlaced && ci.Timestamp.Before(s.fenceAt) {
+		s.pre++
+	}
+	if !q.put(s.idx, ci, data) {
+		s.dropped.Add(1)
+	}
+}
+
+func (s *source) readFailed(err error) {
+	if errors.Is(err, io.EOF) {
+		return
+	}
+	s.mu.Lock()
+	s.err = fmt.Errorf("read from %s: %v (%v)", s.name, err, s.h.Error())
+	s.mu.Unlock()
+}
+
+// drain reads, after a stop, exactly the packets the kernel had put in the
+// ring by then: the ring is first in, first out, so once as many packets
+// were read as it counted, nothing counted is left. What drainTime does
+// not allow to be read is recorded as unread.
+func (s *source) drain(q *queue) {
+	st, err := s.h.Stats()
+	if err != nil {
+		s.refreshStats() // keeps the last counters, which say less but are true
+		return
+	}
+	target := func() uint64 { return s.pre + placed(*st) - s.prePlaced }
+	deadline := time.Now().Add(drainTime)
+	for s.reads < target() && time.Now().Before(deadline) {
+		data, ci, err := s.h.ZeroCopyReadPacketData()
+		if err == nil {
+			s.take(q, ci, data)
+			continue
+		}
+		if !errors.Is(err, pcap.NextErrorTimeoutExpired) {
+			s.readFailed(err)
+			break
+		}
+	}
+	c := s.since(*st)
+	if t := target(); s.reads < t {
+		c.Unread = t - s.reads
+	}
+	s.mu.Lock()
+	s.counts = c
+	s.mu.Unlock()
+}
+
+// since returns the counters of st relative to the fence.
+func (s *source) since(st pcap.Stats) kernelCounts {
+	return kernelCounts{
+		Received:      s.pre + uint64(st.PacketsReceived) - uint64(s.base.PacketsReceived),
+		KernelDropped: uint64(st.PacketsDropped) - uint64(s.base.PacketsDropped),
+		IfDropped:     uint64(st.PacketsIfDropped) - uint64(s.base.PacketsIfDropped),
+	}
 }
 
 func (s *source) refreshStats() {
@@ -224,8 +377,9 @@ func (s *source) refreshStats() {
 	if err != nil {
 		return
 	}
+	c := s.since(*st)
 	s.mu.Lock()
-	s.stats = *st
+	s.counts = c
 	s.mu.Unlock()
 }
 
@@ -276,18 +430,21 @@ func ngInterface(s *source, snaplen int, filter string) pcapgo.NgInterface {
 // errLimit is returned by writeBatch when a packet or byte limit is reached.
 var errLimit = errors.New("agent: capture limit reached")
 
-// writeBatch writes b's packets. It returns errLimit when a limit stops it.
-func (w *writer) writeBatch(b *batch) error {
-	for _, p := range b.pkts {
+// writeBatch writes b's packets and returns how many it wrote. It returns
+// errLimit when a limit stops it.
+func (w *writer) writeBatch(b *batch) (int, error) {
+	for i, p := range b.pkts {
 		if w.limits.Packets > 0 && w.total.packets >= w.limits.Packets {
-			return errLimit
+			return i, errLimit
 		}
 		if w.limits.Bytes > 0 && w.total.bytes+uint64(p.caplen) > w.limits.Bytes {
-			return errLimit
+			return i, errLimit
 		}
 		ci := gopacket.CaptureInfo{Timestamp: p.ts, CaptureLength: p.caplen, Length: p.length, InterfaceIndex: p.iface}
 		if err := w.ng.WritePacket(ci, b.buf[p.off:p.off+p.caplen]); err != nil {
-			return fmt.Errorf("agent: write packet: %w", err)
+			// pcapgo writes through a buffer: the packet may be in it,
+			// but the flush that would send it failed or will fail.
+			return i, fmt.Errorf("agent: write packet: %w", err)
 		}
 		w.total.packets++
 		w.total.bytes += uint64(p.caplen)
@@ -295,9 +452,9 @@ func (w *writer) writeBatch(b *batch) error {
 		w.bytes[p.iface].Add(uint64(p.caplen))
 	}
 	if w.limits.Packets > 0 && w.total.packets >= w.limits.Packets {
-		return errLimit
+		return len(b.pkts), errLimit
 	}
-	return nil
+	return len(b.pkts), nil
 }
 
 func (w *writer) flush() error {

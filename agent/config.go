@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"path/filepath"
 	"time"
 
 	"gopkg.in/yaml.v3"
@@ -28,14 +29,22 @@ type Config struct {
 	// QueueBytes bounds packets held per capture between libpcap and the
 	// network, bytes (default 4 MiB).
 	QueueBytes int `yaml:"queue_bytes"`
-	// ProcRoot is where processes are looked up (default /proc).
-	ProcRoot string `yaml:"proc_root"`
+	// Containers says where app containers are found.
+	Containers ContainersConfig `yaml:"containers"`
 	// KeepaliveInterval is how often the agent checks that the API is
 	// still there; a connection silent for three intervals is closed and
 	// its captures end (default 15s, 0 disables).
 	KeepaliveInterval time.Duration `yaml:"keepalive_interval"`
 	// LogLevel is debug, info, warn or error (default info).
 	LogLevel string `yaml:"log_level"`
+}
+
+// ContainersConfig says where app containers are found.
+type ContainersConfig struct {
+	// NetnsDir holds one bind mount of a network namespace per container,
+	// named by its handle, which on Diego is the instance GUID (default
+	// [DefaultNetnsDir], where cf-networking puts them).
+	NetnsDir string `yaml:"netns_dir"`
 }
 
 // DefaultConfig returns a Config with every default filled in.
@@ -45,8 +54,8 @@ func DefaultConfig() Config {
 		MaxCaptures: 4,
 		BufferSize:  8 << 20,
 		QueueBytes:  4 << 20,
-		ProcRoot:    "/proc",
 		LogLevel:    "info",
+		Containers:  ContainersConfig{NetnsDir: DefaultNetnsDir},
 
 		KeepaliveInterval: 15 * time.Second,
 	}
@@ -100,8 +109,8 @@ func (c Config) Validate() error {
 	if c.KeepaliveInterval < 0 || c.KeepaliveInterval > 10*time.Minute {
 		errs = append(errs, fmt.Errorf("keepalive_interval %v is out of range 0..10m", c.KeepaliveInterval))
 	}
-	if c.ProcRoot == "" {
-		errs = append(errs, errors.New("proc_root is empty"))
+	if d := c.Containers.NetnsDir; !filepath.IsAbs(d) || filepath.Clean(d) != d || d == "/" {
+		errs = append(errs, fmt.Errorf("containers.netns_dir %q is not a clean absolute path below /", d))
 	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":

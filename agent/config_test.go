@@ -21,7 +21,7 @@ func TestParseConfigDefaults(t *testing.T) {
 		MaxCaptures:        4,
 		BufferSize:         8 << 20,
 		QueueBytes:         4 << 20,
-		ProcRoot:           "/proc",
+		Containers:         ContainersConfig{NetnsDir: "/var/vcap/data/garden-cni/container-netns"},
 		KeepaliveInterval:  15 * time.Second,
 		LogLevel:           "info",
 	}
@@ -38,7 +38,8 @@ authorized_keys_file: ak
 max_captures: 1
 buffer_size: 65536
 queue_bytes: 524288
-proc_root: /host/proc
+containers:
+  netns_dir: /run/netns-by-guid
 keepalive_interval: 1m30s
 log_level: debug
 `
@@ -47,14 +48,14 @@ log_level: debug
 		t.Fatalf("ParseConfig() = %v", err)
 	}
 	want := Config{Listen: "127.0.0.1:0", HostKeyFile: "hk", AuthorizedKeysFile: "ak", MaxCaptures: 1,
-		BufferSize: 64 << 10, QueueBytes: 512 << 10, ProcRoot: "/host/proc", KeepaliveInterval: 90 * time.Second, LogLevel: "debug"}
+		BufferSize: 64 << 10, QueueBytes: 512 << 10, Containers: ContainersConfig{NetnsDir: "/run/netns-by-guid"}, KeepaliveInterval: 90 * time.Second, LogLevel: "debug"}
 	if c != want {
 		t.Errorf("ParseConfig() = %+v, want %+v", c, want)
 	}
 }
 
 func TestParseConfigReportsEveryProblem(t *testing.T) {
-	yml := "listen: nope\nmax_captures: 0\nbuffer_size: 1\nqueue_bytes: 1\nkeepalive_interval: -1s\nproc_root: \"\"\nlog_level: loud\n"
+	yml := "listen: nope\nmax_captures: 0\nbuffer_size: 1\nqueue_bytes: 1\nkeepalive_interval: -1s\ncontainers: {netns_dir: \"\"}\nlog_level: loud\n"
 	_, err := ParseConfig([]byte(yml))
 	want := "agent: invalid config: " + strings.Join([]string{
 		`listen "nope": address nope: missing port in address`,
@@ -64,7 +65,7 @@ func TestParseConfigReportsEveryProblem(t *testing.T) {
 		"buffer_size 1 is out of range 64 KiB..1 GiB",
 		"queue_bytes 1 is out of range 512 KiB..1 GiB",
 		"keepalive_interval -1s is out of range 0..10m",
-		"proc_root is empty",
+		`containers.netns_dir "" is not a clean absolute path below /`,
 		`log_level "loud" is not one of debug, info, warn, error`,
 	}, "\n")
 	if err == nil || err.Error() != want {
@@ -90,6 +91,16 @@ func TestParseConfigRejects(t *testing.T) {
 			"agent: parse config: yaml: unmarshal errors:\n  line 3: cannot unmarshal !!str `many` into int"},
 		"empty file": {"", "agent: invalid config: host_key_file is required\nauthorized_keys_file is required"},
 		"not a map":  {"- a\n- b\n", "agent: parse config: yaml: unmarshal errors:\n  line 1: cannot unmarshal !!seq into agent.Config"},
+		"old proc_root": {"host_key_file: a\nauthorized_keys_file: b\nproc_root: /proc\n",
+			"agent: parse config: yaml: unmarshal errors:\n  line 3: field proc_root not found in type agent.Config"},
+		"relative netns_dir": {"host_key_file: a\nauthorized_keys_file: b\ncontainers:\n  netns_dir: var/netns\n",
+			`agent: invalid config: containers.netns_dir "var/netns" is not a clean absolute path below /`},
+		"unclean netns_dir": {"host_key_file: a\nauthorized_keys_file: b\ncontainers:\n  netns_dir: /var/../netns/\n",
+			`agent: invalid config: containers.netns_dir "/var/../netns/" is not a clean absolute path below /`},
+		"root netns_dir": {"host_key_file: a\nauthorized_keys_file: b\ncontainers:\n  netns_dir: /\n",
+			`agent: invalid config: containers.netns_dir "/" is not a clean absolute path below /`},
+		"unknown containers key": {"host_key_file: a\nauthorized_keys_file: b\ncontainers:\n  netns: /x\n",
+			"agent: parse config: yaml: unmarshal errors:\n  line 4: field netns not found in type agent.ContainersConfig"},
 	}
 	for name, tt := range tests {
 		t.Run(name, func(t *testing.T) {

@@ -1,107 +1,112 @@
 package agent
 
 import (
-	"bytes"
 	"context"
-	"errors"
 	"fmt"
-	"io"
-	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 
 	"code.cloudfoundry.org/pcap/tunnel"
 )
 
 // Locator finds the network namespace of a capture target. It returns the
-// path of a network namespace file (like /proc/PID/ns/net), or "" for the
-// agent's own namespace. A target that does not exist is a
-// [*tunnel.RejectError] with code [tunnel.CodeTargetNotFound].
+// path of a network namespace file, or "" for the agent's own namespace. A
+// target that does not exist is a [*tunnel.RejectError] with code
+// [tunnel.CodeTargetNotFound].
 //
-// ProcLocator serves hosts where containers are processes visible in /proc
-// (Diego cells with garden-runc); another runtime can plug in its own.
+// The path is opened again, checked again and entered by that same open
+// file when the capture starts (see inNamespace), so what a Locator checks
+// cannot be swapped before it is used.
 type Locator interface {
 	Locate(ctx context.Context, t tunnel.Target) (string, error)
 }
 
-// ProcLocator locates targets through a proc file system.
-type ProcLocator struct {
-	// Root is the proc mount (default /proc).
-	Root string
+// DefaultNetnsDir is where cf-networking publishes app containers' network
+// namespaces on a Diego cell.
+//
+// What the cell does (cf-networking-release): the garden-cni job renders
+// "bind_mount_dir": "/var/vcap/data/garden-cni/container-netns" into the
+// garden-external-networker's adapter.json; on "up" the networker
+// bind-mounts /proc/<container pid>/ns/net onto <bind_mount_dir>/<handle>
+// (creating an empty file there first) and on "down" it unmounts it with
+// MNT_DETACH and removes the file. The handle Diego's rep gives an app
+// instance's container is the instance GUID (rep.LRPContainerGuid returns
+// the instance GUID), the same GUID the Cloud Controller reports as the
+// instance's instance_guid. Only root can mount there, so no tenant
+// process can influence what the agent finds, unlike its environment.
+const DefaultNetnsDir = "/var/vcap/data/garden-cni/container-netns"
+
+// instanceGUIDRe is the shape of a Diego instance GUID: lowercase hex in
+// groups of 8-4-4-4-4 (the rep cuts a version-4 UUID to 28 characters,
+// auctioncellrep.GenerateGuid), or a whole 8-4-4-4-12 UUID (older Diego,
+// and other runtimes that name containers by UUID). Nothing else can be a
+// file name in the netns directory: no "/", no "..", no empty name.
+var instanceGUIDRe = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-(?:[0-9a-f]{4}|[0-9a-f]{12})$`)
+
+// ValidateInstanceGUID checks that guid has the shape of an instance GUID
+// before it is used as a file name. It returns a [*tunnel.RejectError]
+// with code [tunnel.CodeBadRequest].
+func ValidateInstanceGUID(guid string) error {
+	if !instanceGUIDRe.MatchString(guid) {
+		return tunnel.Reject(tunnel.CodeBadRequest, fmt.Sprintf("instance guid %q is not an instance guid (lowercase hex, 8-4-4-4-4 or 8-4-4-4-12)", guid))
+	}
+	return nil
 }
 
-// maxEnvironRead bounds how much of one process's environment is read.
-const maxEnvironRead = 256 << 10
+// CellLocator finds targets the way a Diego cell publishes them:
+//   - host: the agent's own network namespace;
+//   - cf-instance: the bind mount named by the instance GUID in NetnsDir;
+//   - pid: /proc/PID/ns/net.
+//
+// Every target other than host must be a network namespace that is
+// neither the agent's own nor the host's (PID 1's): a container or process
+// target never captures on the host's interfaces (a pid target of a host
+// process is refused too; the host target is what captures there, and it
+// excludes the agent's own tunnel traffic).
+type CellLocator struct {
+	// NetnsDir holds the containers' network namespaces, one bind mount
+	// per container named by its handle (default [DefaultNetnsDir]).
+	NetnsDir string
+}
 
-func (l ProcLocator) root() string {
-	if l.Root == "" {
-		return "/proc"
+func (l CellLocator) netnsDir() string {
+	if l.NetnsDir == "" {
+		return DefaultNetnsDir
 	}
-	return l.Root
+	return l.NetnsDir
 }
 
 // Locate implements [Locator].
-func (l ProcLocator) Locate(ctx context.Context, t tunnel.Target) (string, error) {
+func (l CellLocator) Locate(ctx context.Context, t tunnel.Target) (string, error) {
+	if err := ctx.Err(); err != nil {
+		return "", fmt.Errorf("agent: locate: %w", err)
+	}
+	var path string
+	var notFound string
 	switch t.Kind {
 	case tunnel.TargetHost:
 		return "", nil
 	case tunnel.TargetPID:
-		p := filepath.Join(l.root(), strconv.Itoa(t.PID), "ns", "net")
-		if _, err := os.Stat(p); err != nil {
-			return "", tunnel.Reject(tunnel.CodeTargetNotFound, fmt.Sprintf("no process with pid %d on this host", t.PID))
+		if t.PID <= 0 {
+			return "", tunnel.Reject(tunnel.CodeBadRequest, fmt.Sprintf("pid target needs a positive pid, got %d", t.PID))
 		}
-		return p, nil
+		path = filepath.Join("/proc", strconv.Itoa(t.PID), "ns", "net")
+		notFound = fmt.Sprintf("no process with pid %d on this host", t.PID)
 	case tunnel.TargetCFInstance:
-		pid, err := l.findByEnv(ctx, "CF_INSTANCE_GUID="+t.InstanceGUID)
-		if err != nil {
+		// Checked before the GUID comes near a file name.
+		if err := ValidateInstanceGUID(t.InstanceGUID); err != nil {
 			return "", err
 		}
-		return filepath.Join(l.root(), strconv.Itoa(pid), "ns", "net"), nil
+		path = filepath.Join(l.netnsDir(), t.InstanceGUID)
+		notFound = fmt.Sprintf("no container with instance guid %s on this host", t.InstanceGUID)
+	default:
+		return "", tunnel.Reject(tunnel.CodeBadRequest, fmt.Sprintf("unknown target kind %q", t.Kind))
 	}
-	return "", tunnel.Reject(tunnel.CodeBadRequest, fmt.Sprintf("unknown target kind %q", t.Kind))
-}
-
-// findByEnv returns the lowest pid whose environment holds the exact
-// variable assignment kv.
-func (l ProcLocator) findByEnv(ctx context.Context, kv string) (int, error) {
-	entries, err := os.ReadDir(l.root())
+	f, err := openNetns(path)
 	if err != nil {
-		return 0, fmt.Errorf("agent: list processes: %w", err)
+		return "", netnsReject(err, t.String(), notFound)
 	}
-	want := append([]byte(kv), 0)
-	buf := make([]byte, maxEnvironRead)
-	best := 0
-	for _, e := range entries {
-		if ctx.Err() != nil {
-			return 0, fmt.Errorf("agent: locate: %w", ctx.Err())
-		}
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil || pid <= 0 || (best != 0 && pid > best) {
-			continue
-		}
-		env, err := readPrefix(filepath.Join(l.root(), e.Name(), "environ"), buf)
-		if err != nil {
-			continue // the process ended, or is not ours to read
-		}
-		if bytes.HasPrefix(env, want) || bytes.Contains(env, append([]byte{0}, want...)) {
-			best = pid
-		}
-	}
-	if best == 0 {
-		return 0, tunnel.Reject(tunnel.CodeTargetNotFound, fmt.Sprintf("no container with instance guid %s on this host", kv[len("CF_INSTANCE_GUID="):]))
-	}
-	return best, nil
-}
-
-func readPrefix(path string, buf []byte) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	n, err := io.ReadFull(f, buf)
-	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
-		return nil, err
-	}
-	return buf[:n], nil
+	f.Close()
+	return path, nil
 }

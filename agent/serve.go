@@ -37,7 +37,7 @@ func NewServer(cfg Config, log *slog.Logger) (*tunnel.Server, *Agent, error) {
 	sc.AddHostKey(hostKey)
 
 	a := &Agent{
-		Locator:     ProcLocator{Root: cfg.ProcRoot},
+		Locator:     CellLocator{NetnsDir: cfg.Containers.NetnsDir},
 		Logger:      log,
 		MaxCaptures: cfg.MaxCaptures,
 		BufferSize:  cfg.BufferSize,

@@ -84,7 +84,7 @@ type StaticConfig struct {
 
 // CFConfig configures the cf resolver: app developers authenticate with a
 // UAA access token or a `cf ssh-code` one-time code, and may capture the
-// instances of apps whose sensitive data they may read.
+// instances Policy allows.
 type CFConfig struct {
 	// APIURL is the Cloud Controller (required), e.g. https://api.sys.example.com.
 	APIURL string `yaml:"api_url"`
@@ -100,7 +100,27 @@ type CFConfig struct {
 	CACertFile string `yaml:"ca_cert_file"`
 	// Timeout bounds each request to the Cloud Controller or UAA (default 10s).
 	Timeout time.Duration `yaml:"timeout"`
+	// Policy decides who may capture an app instance: CFPolicySSH (the
+	// default) asks the Cloud Controller's SSH access check for each
+	// instance, as Diego's ssh-proxy does (space developer or admin, SSH
+	// allowed globally, in the space and for the app; it records
+	// audit.app.ssh-authorized or -unauthorized); CFPolicyReadSensitiveData
+	// asks only whether the user may read the app's sensitive data (space
+	// developer, admin or read-only admin), whatever the SSH switches say.
+	Policy string `yaml:"policy"`
+	// AdminsOnly limits app captures to tokens with the
+	// cloud_controller.admin scope.
+	AdminsOnly bool `yaml:"admins_only"`
+	// AllowedClients lists UAA clients whose own (client_credentials)
+	// tokens are accepted; by default only user tokens are.
+	AllowedClients []string `yaml:"allowed_clients"`
 }
+
+// The cf.policy values.
+const (
+	CFPolicySSH               = "ssh"
+	CFPolicyReadSensitiveData = "read_sensitive_data"
+)
 
 // BOSHConfig configures the bosh resolver: operators authenticate with a
 // UAA access token of the director's UAA (or a one-time code of that UAA,
@@ -131,6 +151,11 @@ type BOSHConfig struct {
 	CodeClientSecret string `yaml:"code_client_secret"`
 	// Timeout bounds each request to the director or UAA (default 10s).
 	Timeout time.Duration `yaml:"timeout"`
+	// TokenAudiences are the audiences a token must carry one of (default
+	// ["bosh_cli", "bosh"]: tokens UAA issued to the bosh CLI, or for the
+	// director's bosh.* scopes, as CI clients' are). ["bosh_cli"] admits
+	// only `bosh log-in` tokens; list client ids to admit their tokens.
+	TokenAudiences []string `yaml:"token_audiences"`
 }
 
 // DefaultConfig returns the defaults.
@@ -173,6 +198,9 @@ func ParseConfig(b []byte) (Config, error) {
 		if cf.Timeout == 0 {
 			cf.Timeout = 10 * time.Second
 		}
+		if cf.Policy == "" {
+			cf.Policy = CFPolicySSH
+		}
 	}
 	if b := c.BOSH; b != nil {
 		if b.CodeClientID == "" {
@@ -180,6 +208,9 @@ func ParseConfig(b []byte) (Config, error) {
 		}
 		if b.Timeout == 0 {
 			b.Timeout = 10 * time.Second
+		}
+		if b.TokenAudiences == nil {
+			b.TokenAudiences = []string{"bosh_cli", "bosh"}
 		}
 	}
 	if err := c.Validate(); err != nil {
@@ -258,6 +289,9 @@ func (c Config) Validate() error {
 		if cf.Timeout < 0 {
 			errs = append(errs, errors.New("cf.timeout is negative"))
 		}
+		if cf.Policy != CFPolicySSH && cf.Policy != CFPolicyReadSensitiveData {
+			errs = append(errs, fmt.Errorf("cf.policy %q is not %s or %s", cf.Policy, CFPolicySSH, CFPolicyReadSensitiveData))
+		}
 	}
 	if b := c.BOSH; b != nil {
 		if b.DirectorURL == "" {
@@ -268,6 +302,9 @@ func (c Config) Validate() error {
 		}
 		if b.Timeout < 0 {
 			errs = append(errs, errors.New("bosh.timeout is negative"))
+		}
+		if len(b.TokenAudiences) == 0 {
+			errs = append(errs, errors.New("bosh.token_audiences is empty: no token would be accepted"))
 		}
 	}
 	switch c.LogLevel {

@@ -32,6 +32,7 @@ type InterfaceCounts struct {
 	IfDropped     uint64
 	AgentDropped  uint64
 	APIDropped    uint64
+	Unaccounted   int64  // see tunnel.InterfaceStats
 	Delivered     uint64 // packets written to this output
 }
 
@@ -180,8 +181,8 @@ func encodeISB(id uint32, c InterfaceCounts) []byte {
 		opts = le.AppendUint32(opts, uint32(n>>32))
 		opts = le.AppendUint32(opts, uint32(n))
 	}
-	comment := fmt.Sprintf("pcap drops: kernel=%d interface=%d agent=%d api=%d; delivered=%d",
-		c.KernelDropped, c.IfDropped, c.AgentDropped, c.APIDropped, c.Delivered)
+	comment := fmt.Sprintf("pcap drops: kernel=%d interface=%d agent=%d api=%d; delivered=%d; unaccounted=%d",
+		c.KernelDropped, c.IfDropped, c.AgentDropped, c.APIDropped, c.Delivered, c.Unaccounted)
 	opts = le.AppendUint16(opts, optComment)
 	opts = le.AppendUint16(opts, uint16(len(comment)))
 	opts = append(opts, comment...)

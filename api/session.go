@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -55,7 +56,7 @@ type Session struct {
 // SourceResult is what happened to one target.
 type SourceResult struct {
 	Name   string
-	State  string // "ended", "failed", "lost", "not-stopped", "skipped"
+	State  string // "ended", "failed", "lost", "agent-stopped", "not-stopped", "skipped"
 	Reason string
 	Counts []InterfaceCounts
 }
@@ -67,6 +68,9 @@ type Result struct {
 	Packets uint64
 	Bytes   uint64
 	Dropped map[string]uint64 // by place: kernel, interface, agent, api
+	// Unaccounted sums what the agents could not account for (see
+	// tunnel.InterfaceStats); 0 unless something is wrong.
+	Unaccounted int64
 }
 
 // ExitStatus maps the outcome to the command's exit status.
@@ -466,6 +470,10 @@ func (s *Session) endState(src *source, cutOff bool, st tunnel.Stats, final, cli
 		return "lost", "agent sent no final statistics"
 	case st.End == tunnel.EndError:
 		return "lost", st.Error
+	case st.End == tunnel.EndAgentStopped:
+		// The agent finished its part cleanly, but what it would have
+		// captured after its shutdown is missing: partial.
+		return tunnel.EndAgentStopped, fmt.Sprintf("agent %s was shut down during the capture", src.t.Agent)
 	}
 	return "ended", ""
 }
@@ -494,7 +502,7 @@ func (s *Session) finish(res Result, srcs []*source, out *Output, end string, ou
 			c := InterfaceCounts{
 				Start: src.started, End: src.ended,
 				Received: is.Received, KernelDropped: is.KernelDropped, IfDropped: is.IfDropped,
-				AgentDropped: is.AgentDropped, Delivered: src.delivered[i],
+				AgentDropped: is.AgentDropped, Unaccounted: is.Unaccounted, Delivered: src.delivered[i],
 			}
 			if sent := max(is.Packets, src.received[i]); sent > c.Delivered {
 				c.APIDropped = sent - c.Delivered
@@ -512,13 +520,18 @@ func (s *Session) finish(res Result, srcs []*source, out *Output, end string, ou
 			res.Dropped["interface"] += c.IfDropped
 			res.Dropped["agent"] += c.AgentDropped
 			res.Dropped["api"] += c.APIDropped
+			res.Unaccounted += c.Unaccounted
 		}
 		t := sumCounts(sr.Counts)
 		kv := []any{"packets", t.Delivered, "received", t.Received, "kernel_dropped", t.KernelDropped,
-			"if_dropped", t.IfDropped, "agent_dropped", t.AgentDropped, "api_dropped", t.APIDropped}
-		if sr.State == "ended" {
+			"if_dropped", t.IfDropped, "agent_dropped", t.AgentDropped, "api_dropped", t.APIDropped,
+			"unaccounted", t.Unaccounted}
+		switch sr.State {
+		case "ended":
 			s.Status.Line(src.t.Name, "ended", append([]any{"end", st.End}, kv...)...)
-		} else {
+		case tunnel.EndAgentStopped:
+			s.Status.Line(src.t.Name, sr.State, append([]any{"reason", sr.Reason, "end", st.End}, kv...)...)
+		default:
 			s.Status.Line(src.t.Name, sr.State, append([]any{"reason", sr.Reason}, kv...)...)
 		}
 		res.Sources = append(res.Sources, sr)
@@ -535,10 +548,23 @@ func (s *Session) finish(res Result, srcs []*source, out *Output, end string, ou
 	default:
 		res.Outcome = end
 	}
+	if res.Packets == 0 && outErr == nil {
+		// A valid file with no packet is easy to take for a success.
+		s.Status.Line("warning", "no-packets", "reason", noPacketsHint(s.Req))
+	}
 	s.Status.Line("summary", res.Outcome, "sources", len(res.Sources), "packets", res.Packets, "bytes", res.Bytes,
 		"kernel_dropped", res.Dropped["kernel"], "if_dropped", res.Dropped["interface"],
-		"agent_dropped", res.Dropped["agent"], "api_dropped", res.Dropped["api"])
+		"agent_dropped", res.Dropped["agent"], "api_dropped", res.Dropped["api"], "unaccounted", res.Unaccounted)
 	return res
+}
+
+// noPacketsHint says what to check when a capture delivered no packet.
+func noPacketsHint(req Request) string {
+	what := "no packets captured: check that traffic passed interface " + strings.Join(req.Interfaces, ",")
+	if req.Filter != "" {
+		what += " and matched filter " + strconv.Quote(req.Filter)
+	}
+	return what
 }
 
 func sumCounts(cs []InterfaceCounts) InterfaceCounts {
@@ -549,11 +575,16 @@ func sumCounts(cs []InterfaceCounts) InterfaceCounts {
 		t.IfDropped += c.IfDropped
 		t.AgentDropped += c.AgentDropped
 		t.APIDropped += c.APIDropped
+		t.Unaccounted += c.Unaccounted
 		t.Delivered += c.Delivered
 	}
 	return t
 }
 
 func c2m(c InterfaceCounts) map[string]uint64 {
-	return map[string]uint64{"kernel": c.KernelDropped, "interface": c.IfDropped, "agent": c.AgentDropped, "api": c.APIDropped}
+	m := map[string]uint64{"kernel": c.KernelDropped, "interface": c.IfDropped, "agent": c.AgentDropped, "api": c.APIDropped}
+	if c.Unaccounted > 0 {
+		m["unaccounted"] = uint64(c.Unaccounted)
+	}
+	return m
 }

@@ -16,7 +16,7 @@ func TestAgentMaxCaptures(t *testing.T) {
 	testenv.RequireRoot(t)
 	t.Parallel()
 	s := agStart(t, agentOptions{MaxCaptures: 1})
-	ct := newContainer(t, agGUID(t))
+	ct := newContainer(t, s.Agent.NetnsDir, agGUID(t))
 
 	first := agOpen(t, s.Client, agContainerReq(ct, "udp dst port 9000"))
 	wait := drain(t, first)
@@ -49,7 +49,7 @@ func TestAgentEndsCaptureWhenClientGoes(t *testing.T) {
 	testenv.RequireRoot(t)
 	t.Parallel()
 	s := agStart(t, agentOptions{})
-	ct := newContainer(t, agGUID(t))
+	ct := newContainer(t, s.Agent.NetnsDir, agGUID(t))
 
 	byChannel := agOpen(t, s.Client, agContainerReq(ct, "udp dst port 9000"))
 	agLog(t, s.Agent, "capture-started", `"target":"instance `+ct.GUID+`"`, 5*time.Second)
@@ -93,7 +93,7 @@ func TestAgentSIGTERMDuringCapture(t *testing.T) {
 	testenv.RequireRoot(t)
 	t.Parallel()
 	s := agStart(t, agentOptions{})
-	ct := newContainer(t, agGUID(t))
+	ct := newContainer(t, s.Agent.NetnsDir, agGUID(t))
 	capt := agOpen(t, s.Client, agContainerReq(ct, "udp dst port 9000"))
 	wait := drain(t, capt)
 	agSend(t, ct.NS, "198.18.0.1:9000", 20, 100, 2000)
@@ -107,8 +107,10 @@ func TestAgentSIGTERMDuringCapture(t *testing.T) {
 	if d := time.Since(sentAt); d > 3*time.Second {
 		t.Errorf("SIGTERM → EOF and final stats took %v, want under 3s", d)
 	}
-	if st.End != tunnel.EndStopped || st.Total().Packets != 20 {
-		t.Errorf("final stats %+v, want stopped with 20 packets", st)
+	// The client must learn the capture was cut short by the agent, not
+	// stopped by itself.
+	if tot := st.Total(); st.End != tunnel.EndAgentStopped || tot.Packets != 20 || tot.Received != 20 || tot.Unaccounted != 0 {
+		t.Errorf("final stats %+v, want agent-stopped with 20 packets of 20 received", st)
 	}
 	if got := countPackets(t, file, "udp.dstport == 9000"); got != 20 {
 		t.Errorf("capture holds %d packets, want 20", got)

@@ -22,7 +22,7 @@ func TestAgentRejectsBadInput(t *testing.T) {
 	testenv.RequireRoot(t)
 	t.Parallel()
 	s := agStart(t, agentOptions{})
-	ct := newContainer(t, agGUID(t))
+	ct := newContainer(t, s.Agent.NetnsDir, agGUID(t))
 	missingGUID := agGUID(t)
 
 	tests := []struct {
@@ -73,16 +73,7 @@ func TestAgentRejectsBadInput(t *testing.T) {
 	}
 
 	// Raw payloads, as any SSH client could send them.
-	raw, err := ssh.Dial("tcp", s.Agent.Addr, &ssh.ClientConfig{
-		User:            "pcap-api",
-		Auth:            []ssh.AuthMethod{ssh.PublicKeys(s.Key.Signer)},
-		HostKeyCallback: tunnel.PinnedHostKey([]ssh.PublicKey{s.Agent.HostKey.Signer.PublicKey()}),
-		Timeout:         10 * time.Second,
-	})
-	if err != nil {
-		t.Fatalf("raw ssh dial: %v", err)
-	}
-	defer raw.Close()
+	raw := agRawDial(t, s)
 	oversize := `{"version":1,"target":{"kind":"host"},"filter":"` + strings.Repeat("x", tunnel.MaxRequestSize) + `"}`
 	rawTests := []struct {
 		name    string

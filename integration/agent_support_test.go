@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/gopacket/gopacket/pcapgo"
+	"golang.org/x/crypto/ssh"
 
 	"code.cloudfoundry.org/pcap/integration/testenv"
 	"code.cloudfoundry.org/pcap/tunnel"
@@ -24,9 +25,8 @@ import (
 
 // Helpers of the agent tests (agent_*_test.go).
 
-// agGUID returns a random instance GUID, so parallel tests (and other
-// tests' containers) never share one: the agent finds containers by GUID
-// across the whole host.
+// agGUID returns a random instance GUID (a whole UUID, lowercase), so no
+// two containers of a test run share one.
 func agGUID(t *testing.T) string {
 	t.Helper()
 	b := make([]byte, 16)
@@ -47,6 +47,23 @@ func agStart(t *testing.T, o agentOptions) *agSetup {
 	o.ClientKeys = append(o.ClientKeys, key)
 	ag := startAgent(t, o)
 	return &agSetup{Agent: ag, Key: key, Client: dialAgent(t, ag, key)}
+}
+
+// agRawDial connects to s's agent with plain x/crypto/ssh, to send
+// payloads the tunnel client would refuse to build.
+func agRawDial(t *testing.T, s *agSetup) *ssh.Client {
+	t.Helper()
+	raw, err := ssh.Dial("tcp", s.Agent.Addr, &ssh.ClientConfig{
+		User:            "pcap-api",
+		Auth:            []ssh.AuthMethod{ssh.PublicKeys(s.Key.Signer)},
+		HostKeyCallback: tunnel.PinnedHostKey([]ssh.PublicKey{s.Agent.HostKey.Signer.PublicKey()}),
+		Timeout:         10 * time.Second,
+	})
+	if err != nil {
+		t.Fatalf("raw ssh dial: %v", err)
+	}
+	t.Cleanup(func() { raw.Close() })
+	return raw
 }
 
 // agContainerReq asks for a capture in c by its instance GUID.
@@ -100,6 +117,11 @@ func agFinal(t *testing.T, capt *tunnel.Capture) tunnel.Stats {
 	}
 	if !st.Final {
 		t.Fatalf("last stats %+v are not final", st)
+	}
+	for _, i := range st.Interfaces {
+		if i.Unaccounted != 0 || i.Received != i.Packets+i.KernelDropped+i.AgentDropped {
+			t.Errorf("accounting of %s does not add up: %+v", i.Name, i)
+		}
 	}
 	return st
 }

@@ -1,7 +1,6 @@
 package integration
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -13,8 +12,12 @@ import (
 	"code.cloudfoundry.org/pcap/tunnel"
 )
 
-// container is a namespace holding a process with CF_INSTANCE_GUID set,
-// linked by eth0 (198.18.0.2) to a peer namespace (198.18.0.1).
+// container is an app instance's network namespace, linked by eth0
+// (198.18.0.2) to a peer namespace (198.18.0.1), published in a cell's
+// netns directory under its instance GUID the way cf-networking's
+// garden-external-networker does (a bind mount named by the container
+// handle, which Diego sets to the instance GUID). Init is a process
+// running inside it.
 type container struct {
 	NS   *testenv.Netns
 	Peer *testenv.Netns
@@ -22,19 +25,21 @@ type container struct {
 	Init *testenv.Proc
 }
 
-func newContainer(t *testing.T, guid string) *container {
+// newContainer makes a container and publishes it in netnsDir (an
+// agent's NetnsDir: the cell it runs on).
+func newContainer(t *testing.T, netnsDir, guid string) *container {
 	t.Helper()
 	c := &container{NS: testenv.NewNetns(t), Peer: testenv.NewNetns(t), GUID: guid}
 	testenv.Link(t, c.NS, "eth0", "198.18.0.2/24", c.Peer, "eth0", "198.18.0.1/24")
-	c.Init = testenv.Start(t, testenv.StartOptions{Netns: c.NS, Env: []string{"CF_INSTANCE_GUID=" + guid}}, "sleep", "600")
+	testenv.BindNetns(t, c.NS.Path(), netnsDir, guid)
+	c.Init = testenv.Start(t, testenv.StartOptions{Netns: c.NS}, "sleep", "600")
 	c.waitReady(t)
 	return c
 }
 
-// waitReady waits until the container's process is what the agent will
-// look for: `ip netns exec` has entered the namespace and exec'd sleep,
-// whose environment holds the GUID. Before that, a lookup by GUID or PID
-// can miss it or find the root namespace.
+// waitReady waits until the container's process has entered the
+// namespace and exec'd sleep (`ip netns exec` does both), so a capture by
+// its PID finds the container.
 func (c *container) waitReady(t *testing.T) {
 	t.Helper()
 	pid := c.Init.Cmd.Process.Pid
@@ -49,16 +54,12 @@ func (c *container) waitReady(t *testing.T) {
 			return false
 		}
 		comm, err := os.ReadFile(proc("comm"))
-		if err != nil || string(comm) != "sleep\n" {
-			return false
-		}
-		env, err := os.ReadFile(proc("environ"))
-		return err == nil && bytes.Contains(append([]byte{0}, env...), []byte("\x00CF_INSTANCE_GUID="+c.GUID+"\x00"))
+		return err == nil && string(comm) == "sleep\n"
 	}
 	deadline := time.Now().Add(10 * time.Second)
 	for !ready() {
 		if time.Now().After(deadline) {
-			t.Fatalf("container process %d not in %s running sleep with its GUID after 10s", pid, c.NS.Name)
+			t.Fatalf("container process %d not in %s running sleep after 10s", pid, c.NS.Name)
 		}
 		time.Sleep(5 * time.Millisecond) // polling interval
 	}
@@ -69,7 +70,7 @@ func TestAgentCapturesContainerByInstanceGUID(t *testing.T) {
 	dir := t.TempDir()
 	api := newKeyPair(t, dir, "api")
 	ag := startAgent(t, agentOptions{ClientKeys: []keyPair{api}})
-	ct := newContainer(t, "6f1c2a3e-0000-4a5b-8c9d-000000000001")
+	ct := newContainer(t, ag.NetnsDir, "6f1c2a3e-0000-4a5b-8c9d-000000000001")
 	client := dialAgent(t, ag, api)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

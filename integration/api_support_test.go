@@ -142,6 +142,7 @@ func exitCode(t *testing.T, cl *sshClient, timeout time.Duration) int {
 	if !ok {
 		t.Fatalf("ssh did not exit within %v:\n%s", timeout, cl.Output())
 	}
+	assertAccounting(t, cl)
 	var ee *exec.ExitError
 	switch {
 	case err == nil:
@@ -151,6 +152,31 @@ func exitCode(t *testing.T, cl *sshClient, timeout time.Duration) int {
 	default:
 		t.Fatalf("ssh: %v", err)
 		return -1
+	}
+}
+
+var endedRe = regexp.MustCompile(`^pcap: (\S+): ended (.*)$`)
+
+// assertAccounting checks every source that ended with final statistics
+// against the invariant: what the kernel counted was delivered or dropped
+// at a named place, and nothing is unaccounted.
+func assertAccounting(t *testing.T, cl lineSource) {
+	t.Helper()
+	for _, line := range cl.Lines(endedRe) {
+		kv := map[string]int64{}
+		for _, f := range strings.Fields(endedRe.FindStringSubmatch(line)[2]) {
+			k, v, _ := strings.Cut(f, "=")
+			if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+				kv[k] = n
+			}
+		}
+		u, ok := kv["unaccounted"]
+		if !ok {
+			t.Errorf("no unaccounted= in %q", line)
+		}
+		if u != 0 || kv["received"] != kv["packets"]+kv["kernel_dropped"]+kv["agent_dropped"]+kv["api_dropped"]+u {
+			t.Errorf("accounting does not add up: %s", line)
+		}
 	}
 }
 

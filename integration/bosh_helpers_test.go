@@ -316,7 +316,7 @@ func (o boshSSH) start(t *testing.T, command ...string) *sshClient {
 	p := testenv.Start(t, testenv.StartOptions{Netns: o.API.Netns, Stdin: pr, Stdout: o.Out, Env: env}, name, args...)
 	pr.Close()
 	t.Cleanup(func() { pw.Close() })
-	return &sshClient{Proc: p, Stdin: pw}
+	return &sshClient{Proc: p, Stdin: stopStdin{pw}}
 }
 
 // boshExitCode waits for p to exit and returns its exit code.

@@ -48,7 +48,7 @@ func TestBoshPlainSSHClients(t *testing.T) {
 			sendUDP(t, vm, "198.18.0.1:7000", sent[i])
 			sendUDP(t, vm, "198.18.0.1:7009", 2) // filtered out
 		}
-		cl.Stdin.Close() // EOF stops the capture
+		cl.Stdin.Close() // a line, then EOF: stops the capture
 		if c := boshExitCode(t, cl.Proc, 15*time.Second); c != 0 {
 			t.Fatalf("ssh exited %d:\n%s", c, cl.Output())
 		}

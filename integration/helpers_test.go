@@ -48,6 +48,9 @@ type agentProc struct {
 	*testenv.Proc
 	Addr    string
 	HostKey keyPair
+	// NetnsDir is where this agent finds containers, as on a Diego cell
+	// (see newContainer).
+	NetnsDir string
 }
 
 type agentOptions struct {
@@ -55,6 +58,7 @@ type agentOptions struct {
 	Listen      string // default 127.0.0.1:0
 	ClientKeys  []keyPair
 	MaxCaptures int
+	NetnsDir    string // containers.netns_dir; default: a new directory
 	Extra       string // more YAML
 }
 
@@ -81,15 +85,22 @@ func startAgent(t *testing.T, o agentOptions) *agentProc {
 	if maxc == 0 {
 		maxc = 4
 	}
-	cfg := fmt.Sprintf("listen: %q\nhost_key_file: %q\nauthorized_keys_file: %q\nmax_captures: %d\nlog_level: debug\n%s",
-		listen, host.Private, authFile, maxc, o.Extra)
+	netnsDir := o.NetnsDir
+	if netnsDir == "" {
+		netnsDir = filepath.Join(dir, "container-netns")
+		if err := os.Mkdir(netnsDir, 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg := fmt.Sprintf("listen: %q\nhost_key_file: %q\nauthorized_keys_file: %q\nmax_captures: %d\nlog_level: debug\ncontainers:\n  netns_dir: %q\n%s",
+		listen, host.Private, authFile, maxc, netnsDir, o.Extra)
 	cfgFile := filepath.Join(dir, "agent.yml")
 	if err := os.WriteFile(cfgFile, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	p := testenv.Start(t, testenv.StartOptions{Netns: o.Netns}, filepath.Join(bin, "pcap-agent"), "--config", cfgFile)
 	m := p.WaitLine(t, listeningRe, 30*time.Second)
-	return &agentProc{Proc: p, Addr: m[1], HostKey: host}
+	return &agentProc{Proc: p, Addr: m[1], HostKey: host, NetnsDir: netnsDir}
 }
 
 // dialAgent connects to an agent as the holder of key.

@@ -13,9 +13,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"os/signal"
 	"strings"
-	"syscall"
 	"time"
 
 	cfplugin "code.cloudfoundry.org/cli/v8/plugin"
@@ -36,6 +34,9 @@ type Plugin struct {
 	Getenv         func(string) string
 	// Exit ends the plugin with a status (default os.Exit).
 	Exit func(int)
+	// Getppid returns the parent's PID, watched to stop the capture when
+	// the cf CLI goes away (default os.Getppid).
+	Getppid func() int
 }
 
 const helpText = "Capture the network traffic of all instances of an app into one pcapng file (Wireshark)"
@@ -154,13 +155,16 @@ func (p *Plugin) run(conn cfplugin.CliConnection, args []string, stdout, stderr 
 	if o.app == "" {
 		return 0 // --help was shown
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
+	// Ctrl-C, SIGTERM and SIGHUP stop the capture and finish the file, and
+	// so does the cf CLI going away: killed by SIGTERM, it leaves its
+	// plugin behind without a signal.
+	ctx, release := apiclient.StopContext(context.Background(), stderr, &apiclient.ParentWatch{Parent: "the cf CLI", Getppid: p.Getppid})
+	defer release()
 	status, err := o.capture(ctx, conn, stdout, stderr, getenv)
 	if err != nil {
 		fmt.Fprintln(stderr, "FAILED:", err)
 		if status <= 0 {
-			return 1
+			return api.ExitFailed
 		}
 	}
 	return status

@@ -16,6 +16,7 @@ const (
 	EndStopped      = "stopped"       // stop request, channel or connection closed
 	EndLimitReached = "limit-reached" // duration, packet or byte limit
 	EndError        = "error"         // capture failed; see Stats.Error
+	EndAgentStopped = "agent-stopped" // the agent shut down mid-capture
 )
 
 // maxStatsSize bounds a stats payload from the peer.
@@ -24,7 +25,13 @@ const maxStatsSize = 64 << 10
 // InterfaceStats counts one captured interface. Received, KernelDropped
 // and IfDropped are libpcap's ps_recv, ps_drop and ps_ifdrop; AgentDropped
 // counts packets libpcap handed over that the agent's bounded queue could
-// not hold.
+// not hold, or that a failed write lost. Per interface, at the end of a
+// capture, Received == Packets + KernelDropped + AgentDropped +
+// Unaccounted: Unaccounted is what the agent could not account for (the
+// kernel counted it but it was not read in time after a stop, for
+// instance); it is 0 unless something is wrong, and negative when more was
+// delivered than the kernel counted. IfDropped happen before the filter and
+// are not part of Received.
 type InterfaceStats struct {
 	Name          string `json:"name"`
 	LinkType      uint16 `json:"link_type"` // pcap LINKTYPE_ value
@@ -33,6 +40,7 @@ type InterfaceStats struct {
 	KernelDropped uint64 `json:"kernel_dropped"`
 	IfDropped     uint64 `json:"if_dropped"`
 	AgentDropped  uint64 `json:"agent_dropped"`
+	Unaccounted   int64  `json:"unaccounted,omitempty"`
 	Packets       uint64 `json:"packets"` // written to the channel
 	Bytes         uint64 `json:"bytes"`   // captured bytes written to the channel
 }
@@ -43,7 +51,7 @@ type InterfaceStats struct {
 type Stats struct {
 	Interfaces []InterfaceStats `json:"interfaces"`
 	Final      bool             `json:"final,omitempty"`
-	End        string           `json:"end,omitempty"`   // with Final: EndStopped, EndLimitReached or EndError
+	End        string           `json:"end,omitempty"`   // with Final: one of the End* values
 	Error      string           `json:"error,omitempty"` // with EndError: what failed
 }
 
@@ -55,6 +63,7 @@ func (s Stats) Total() InterfaceStats {
 		t.KernelDropped += i.KernelDropped
 		t.IfDropped += i.IfDropped
 		t.AgentDropped += i.AgentDropped
+		t.Unaccounted += i.Unaccounted
 		t.Packets += i.Packets
 		t.Bytes += i.Bytes
 	}

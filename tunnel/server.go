@@ -15,7 +15,8 @@ import (
 var ErrServerClosed = errors.New("tunnel: server closed")
 
 // ChannelHandler serves one new channel of the type it is registered for.
-// ctx is cancelled when the connection ends or the server shuts down; the
+// ctx is cancelled when the connection ends or the server shuts down (then
+// context.Cause(ctx) is [ErrServerClosed]); the
 // handler must then finish promptly. The handler owns nc: it must Accept or
 // Reject it.
 type ChannelHandler interface {
@@ -59,14 +60,14 @@ type Server struct {
 	listeners map[net.Listener]struct{}
 	conns     map[net.Conn]struct{}
 	baseCtx   context.Context
-	cancel    context.CancelFunc
+	cancel    context.CancelCauseFunc
 	closed    bool
 	wg        sync.WaitGroup // connection goroutines
 }
 
 func (s *Server) init() {
 	if s.baseCtx == nil {
-		s.baseCtx, s.cancel = context.WithCancel(context.Background())
+		s.baseCtx, s.cancel = context.WithCancelCause(context.Background())
 		s.listeners = make(map[net.Listener]struct{})
 		s.conns = make(map[net.Conn]struct{})
 	}
@@ -254,7 +255,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		l.Close()
 	}
 	s.mu.Unlock()
-	s.cancel()
+	s.cancel(ErrServerClosed)
 
 	done := make(chan struct{})
 	go func() {
@@ -279,7 +280,7 @@ func (s *Server) Close() error {
 		l.Close()
 	}
 	s.mu.Unlock()
-	s.cancel()
+	s.cancel(ErrServerClosed)
 	s.closeConns()
 	s.wg.Wait()
 	return nil

@@ -30,8 +30,11 @@ type ExecOptions struct {
 }
 
 // Exec connects to addr, runs Command and copies its stdout and stderr.
-// When ctx ends it closes stdin (EOF: the server stops the capture and
-// finishes) and waits at most StopGrace. It returns the command's exit
+// When ctx ends it sends the stop: an RFC 4254 "signal" request (INT),
+// which pcap-api takes as "stop the capture and finish"; then it waits at
+// most StopGrace. Stdin stays open and empty for the whole session: pcap-api
+// does not take stdin EOF alone for a stop (a plain ssh with an empty
+// stdin must capture what it asked for). It returns the command's exit
 // status; err is set when the session failed (connection lost, no exit
 // status, stop timeout).
 func Exec(ctx context.Context, o ExecOptions) (int, error) {
@@ -69,10 +72,12 @@ func Exec(ctx context.Context, o ExecOptions) (int, error) {
 	}
 	defer sess.Close()
 	sess.Stdout, sess.Stderr = o.Stdout, o.Stderr
+	// An open stdin that never ends: a nil Stdin would send EOF at once.
 	stdin, err := sess.StdinPipe()
 	if err != nil {
 		return -1, fmt.Errorf("tunnel: stdin: %w", err)
 	}
+	defer stdin.Close()
 	if err := sess.Start(o.Command); err != nil {
 		return -1, fmt.Errorf("tunnel: start command: %w", err)
 	}
@@ -83,7 +88,10 @@ func Exec(ctx context.Context, o ExecOptions) (int, error) {
 	select {
 	case werr = <-done:
 	case <-ctx.Done():
-		stdin.Close() // EOF: stop
+		if err := sess.Signal(ssh.SIGINT); err != nil {
+			// The channel is gone already; its end is what Wait reports.
+			client.Close()
+		}
 		grace := o.StopGrace
 		if grace <= 0 {
 			grace = 10 * time.Second

@@ -68,6 +68,9 @@ type Resolver struct {
 	AgentPort                      int
 	Now                            func() time.Time
 	HTTP                           *http.Client
+	// TokenAudiences are the audiences a token must carry one of
+	// (["bosh_cli", "bosh"] when empty).
+	TokenAudiences []string
 
 	mu   sync.Mutex
 	uaa  *uaa.Client
@@ -94,7 +97,7 @@ func New(cfg api.BOSHConfig, agentPort int) (*Resolver, error) {
 		UAAURL:   strings.TrimRight(cfg.UAAURL, "/"),
 		ClientID: cfg.UAAClientID, ClientSecret: cfg.UAAClientSecret,
 		CodeClientID: cfg.CodeClientID, CodeClientSecret: cfg.CodeClientSecret,
-		AgentPort: agentPort, HTTP: hc,
+		AgentPort: agentPort, HTTP: hc, TokenAudiences: cfg.TokenAudiences,
 	}
 	if cfg.OperatorKeysFile != "" {
 		keys, err := tunnel.LoadAuthorizedKeys(cfg.OperatorKeysFile)
@@ -174,6 +177,13 @@ func (r *Resolver) AuthPassword(ctx context.Context, password string) (*api.Iden
 		return nil, banner(err, "log in again: bosh -e ENVIRONMENT log-in")
 	case err != nil:
 		return nil, err
+	}
+	auds := r.TokenAudiences
+	if len(auds) == 0 {
+		auds = []string{"bosh_cli", "bosh"}
+	}
+	if err := uaa.CheckBOSH(claims, auds); err != nil {
+		return nil, banner(err, "log in with the bosh CLI: bosh -e ENVIRONMENT log-in")
 	}
 	if !isAdmin(claims.Scope, uuid) {
 		return nil, banner(ErrNotAdmin, "")

@@ -572,3 +572,27 @@ func TestDirectorUnreachable(t *testing.T) {
 		t.Errorf("err = %v", err)
 	}
 }
+
+// TestTokenAudiences: a token must carry one of the configured audiences:
+// by default bosh_cli or bosh (any token with a bosh.* scope); with
+// ["bosh_cli"] only tokens of the bosh CLI's client.
+func TestTokenAudiences(t *testing.T) {
+	w := newWorld(t)
+	ctx := context.Background()
+	cli := w.mint(t, fakeuaa.Mint{Username: "admin", ClientID: "bosh_cli"})
+	other := w.mint(t, fakeuaa.Mint{Username: "admin", ClientID: "cf"})
+	for _, tok := range []string{cli, other} {
+		if _, err := w.r.AuthPassword(ctx, tok); err != nil {
+			t.Errorf("default audiences: %v", err)
+		}
+	}
+	w.r.TokenAudiences = []string{"bosh_cli"}
+	if _, err := w.r.AuthPassword(ctx, cli); err != nil {
+		t.Errorf("bosh CLI token: %v", err)
+	}
+	id, err := w.r.AuthPassword(ctx, other)
+	if !errors.Is(err, uaa.ErrRefused) || id != nil {
+		t.Fatalf("id = %v, err = %v; want ErrRefused", id, err)
+	}
+	wantBanner(t, err, "pcap-api: refused: token refused: it is not for the BOSH director (audience openid bosh cf, want one of bosh_cli); log in with the bosh CLI: bosh -e ENVIRONMENT log-in\n")
+}

@@ -11,9 +11,7 @@ import (
 	"io"
 	"net"
 	"os"
-	"os/signal"
 	"strings"
-	"syscall"
 
 	"github.com/urfave/cli/v2"
 	"golang.org/x/crypto/ssh"
@@ -225,7 +223,9 @@ func capture(c *cli.Context, iot IO) error {
 	if c.String("output") == "" {
 		return &ExitError{Status: 1, Err: errors.New("no output given: -o FILE, or -o - to write the capture to stdout")}
 	}
-	ctx, stop := signal.NotifyContext(c.Context, syscall.SIGINT, syscall.SIGTERM)
+	// Ctrl-C, SIGTERM and SIGHUP (the terminal closing) stop the capture
+	// and finish the file.
+	ctx, stop := apiclient.StopContext(c.Context, iot.Stderr, nil)
 	defer stop()
 	s, err := connect(ctx, c, iot.Stderr, true)
 	if err != nil {

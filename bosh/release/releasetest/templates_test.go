@@ -77,6 +77,10 @@ func TestAgentTemplates(t *testing.T) {
 		if !reflect.DeepEqual(p["unsafe"], want) {
 			t.Errorf("bpm.yml unsafe = %v, want %v (container captures need setns and the host's PIDs)", p["unsafe"], want)
 		}
+		wantVols := []any{map[string]any{"path": "/var/vcap/data/garden-cni/container-netns"}}
+		if !reflect.DeepEqual(p["additional_volumes"], wantVols) {
+			t.Errorf("bpm.yml additional_volumes = %v, want %v (where garden-cni publishes containers)", p["additional_volumes"], wantVols)
+		}
 		if _, ok := p["capabilities"]; ok {
 			t.Errorf("bpm.yml: privileged process lists capabilities %v", p["capabilities"])
 		}
@@ -118,6 +122,7 @@ func TestAgentTemplates(t *testing.T) {
 		props["queue_bytes"] = 8 << 20
 		props["log_level"] = "debug"
 		props["container_captures"] = false
+		props["containers"] = map[string]any{"netns_dir": "/var/vcap/data/cells/netns"}
 		r := mustRender(t, "pcap-agent", props, cellSpec, nil, "pcap-agent")
 
 		p := bpmProcess(t, r)
@@ -139,7 +144,7 @@ func TestAgentTemplates(t *testing.T) {
 		}
 		got := effectiveAgent(t, res.stdout)
 		if got.Listen != "0.0.0.0:9595" || got.MaxCaptures != 8 || got.BufferSize != 16<<20 ||
-			got.QueueBytes != 8<<20 || got.LogLevel != "debug" || got.ProcRoot != "/proc" {
+			got.QueueBytes != 8<<20 || got.LogLevel != "debug" || got.Containers.NetnsDir != "/var/vcap/data/cells/netns" {
 			t.Errorf("effective config %+v", got)
 		}
 	})
@@ -292,15 +297,17 @@ func TestAPITemplates(t *testing.T) {
 		if got.Static != nil || got.BOSH != nil {
 			t.Errorf("disabled resolvers configured: static %+v bosh %+v", got.Static, got.BOSH)
 		}
-		want := api.CFConfig{APIURL: "https://api.sys.example.com", UAAClientID: "ssh-proxy", UAAClientSecret: "ssh-proxy-secret", Timeout: 10 * time.Second}
-		if got.CF == nil || *got.CF != want {
+		want := api.CFConfig{APIURL: "https://api.sys.example.com", UAAClientID: "ssh-proxy", UAAClientSecret: "ssh-proxy-secret", Timeout: 10 * time.Second,
+			Policy: api.CFPolicySSH}
+		if got.CF == nil || !sameCF(*got.CF, want) {
 			t.Errorf("cf = %+v, want %+v", got.CF, want)
 		}
 	})
 
 	t.Run("cf resolver with CA and every property", func(t *testing.T) {
 		props := base()
-		props["cf"] = with(cfOn, "ca_cert", cfCA, "uaa_url", "https://uaa.sys.example.com", "uaa_client_id", "pcap", "timeout", "30s")
+		props["cf"] = with(cfOn, "ca_cert", cfCA, "uaa_url", "https://uaa.sys.example.com", "uaa_client_id", "pcap", "timeout", "30s",
+			"policy", "read_sensitive_data", "admins_only", true, "allowed_clients", []any{"monitor"})
 		props["port"] = 2022
 		props["http_port"] = 9090
 		props["listen_address"] = "10.0.2.5"
@@ -323,8 +330,9 @@ func TestAPITemplates(t *testing.T) {
 			t.Errorf("effective config %+v", got)
 		}
 		want := api.CFConfig{APIURL: "https://api.sys.example.com", UAAURL: "https://uaa.sys.example.com", UAAClientID: "pcap",
-			UAAClientSecret: "ssh-proxy-secret", CACertFile: filepath.Join(r.dir, "config/certs/cf_ca.crt"), Timeout: 30 * time.Second}
-		if got.CF == nil || *got.CF != want {
+			UAAClientSecret: "ssh-proxy-secret", CACertFile: filepath.Join(r.dir, "config/certs/cf_ca.crt"), Timeout: 30 * time.Second,
+			Policy: api.CFPolicyReadSensitiveData, AdminsOnly: true, AllowedClients: []string{"monitor"}}
+		if got.CF == nil || !sameCF(*got.CF, want) {
 			t.Errorf("cf = %+v, want %+v", got.CF, want)
 		}
 	})
@@ -334,8 +342,8 @@ func TestAPITemplates(t *testing.T) {
 		props["bosh"] = boshOn
 		r := mustRender(t, "pcap-api", props, apiSpec, nil, "")
 		got := check(t, r)
-		want := api.BOSHConfig{DirectorURL: "https://10.0.0.6:25555", CodeClientID: "pcap_ssh", Timeout: 10 * time.Second}
-		if got.BOSH == nil || *got.BOSH != want || got.CF != nil || got.Static != nil {
+		want := api.BOSHConfig{DirectorURL: "https://10.0.0.6:25555", CodeClientID: "pcap_ssh", Timeout: 10 * time.Second, TokenAudiences: []string{"bosh_cli", "bosh"}}
+		if got.BOSH == nil || !reflect.DeepEqual(*got.BOSH, want) || got.CF != nil || got.Static != nil {
 			t.Errorf("bosh = %+v (cf %+v, static %+v), want %+v", got.BOSH, got.CF, got.Static, want)
 		}
 	})
@@ -344,7 +352,7 @@ func TestAPITemplates(t *testing.T) {
 		props := base()
 		props["bosh"] = with(boshOn, "ca_cert", boshCA, "operator_keys", []any{operatorKey.PublicKey},
 			"uaa_client_id", "pcap-api", "uaa_client_secret", "client-secret", "uaa_url", "https://10.0.0.6:8443",
-			"code_client_id", "pcap_codes", "code_client_secret", "code-secret", "timeout", "20s")
+			"code_client_id", "pcap_codes", "code_client_secret", "code-secret", "timeout", "20s", "token_audiences", []any{"bosh_cli", "ci"})
 		r := mustRender(t, "pcap-api", props, apiSpec, nil, "")
 		if got := r.file(t, "config/certs/bosh_ca.crt"); got != boshCA {
 			t.Errorf("bosh_ca.crt %q", got)
@@ -355,8 +363,9 @@ func TestAPITemplates(t *testing.T) {
 		got := check(t, r)
 		want := api.BOSHConfig{DirectorURL: "https://10.0.0.6:25555", CACertFile: filepath.Join(r.dir, "config/certs/bosh_ca.crt"),
 			UAAURL: "https://10.0.0.6:8443", OperatorKeysFile: filepath.Join(r.dir, "config/keys/bosh_operator_keys"),
-			UAAClientID: "pcap-api", UAAClientSecret: "client-secret", CodeClientID: "pcap_codes", CodeClientSecret: "code-secret", Timeout: 20 * time.Second}
-		if got.BOSH == nil || *got.BOSH != want {
+			UAAClientID: "pcap-api", UAAClientSecret: "client-secret", CodeClientID: "pcap_codes", CodeClientSecret: "code-secret", Timeout: 20 * time.Second,
+			TokenAudiences: []string{"bosh_cli", "ci"}}
+		if got.BOSH == nil || !reflect.DeepEqual(*got.BOSH, want) {
 			t.Errorf("bosh = %+v, want %+v", got.BOSH, want)
 		}
 	})
@@ -616,4 +625,13 @@ func TestJobSpecs(t *testing.T) {
 			}
 		})
 	}
+}
+
+// sameCF compares cf configs; an empty list of allowed clients equals none.
+func sameCF(a, b api.CFConfig) bool {
+	if !slices.Equal(a.AllowedClients, b.AllowedClients) {
+		return false
+	}
+	a.AllowedClients, b.AllowedClients = nil, nil
+	return reflect.DeepEqual(a, b)
 }

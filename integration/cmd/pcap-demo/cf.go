@@ -51,7 +51,18 @@ func (d *demo) cf(ctx context.Context, cfBin, out string, seconds int) error {
 	const org, space, app = "0a000000-0000-4000-8000-00000000de00", "5a000000-0000-4000-8000-00000000de00", "aa000000-0000-4000-8000-00000000de00"
 	var instances []cc.Instance
 	var containers []*netlab.Netns
-	step("cf: making two app instance containers (namespaces) with CF_INSTANCE_GUID")
+	// Each cell publishes its containers' network namespaces the way
+	// cf-networking does on a Diego cell: bind mounts named by instance
+	// GUID in the cell's netns directory (containers.netns_dir).
+	netnsDirs := make([]string, len(hosts))
+	for i := range hosts {
+		dir, err := os.MkdirTemp(d.dir, fmt.Sprintf("cell%d-container-netns-", i))
+		if err != nil {
+			return err
+		}
+		netnsDirs[i] = dir
+	}
+	step("cf: making two app instance containers (namespaces), bind-mounted by instance GUID")
 	for i, h := range hosts {
 		guid := fmt.Sprintf("1a000000-0000-4000-8000-00000000de%02d", i)
 		c, err := d.lab.Netns()
@@ -65,7 +76,7 @@ func (d *demo) cf(ctx context.Context, cfBin, out string, seconds int) error {
 		if err := netlab.Link(c, "eth0", "198.18.1.2/24", peer, "eth0", "198.18.1.1/24"); err != nil {
 			return err
 		}
-		if _, err := d.start(netlab.StartOptions{Netns: c, Env: []string{"CF_INSTANCE_GUID=" + guid}}, "sleep", "600"); err != nil {
+		if err := d.lab.BindNetns(c, netnsDirs[i], guid); err != nil {
 			return err
 		}
 		containers = append(containers, c)
@@ -107,8 +118,8 @@ func (d *demo) cf(ctx context.Context, cfBin, out string, seconds int) error {
 			return err
 		}
 		hostKeys.Write(ssh.MarshalAuthorizedKey(hk.PublicKey()))
-		cfg, err := d.write(fmt.Sprintf("cell%d.yml", i), fmt.Sprintf("listen: %q\nhost_key_file: %q\nauthorized_keys_file: %q\n",
-			net.JoinHostPort(h, strconv.Itoa(port)), hkFile, authorized))
+		cfg, err := d.write(fmt.Sprintf("cell%d.yml", i), fmt.Sprintf("listen: %q\nhost_key_file: %q\nauthorized_keys_file: %q\ncontainers:\n  netns_dir: %q\n",
+			net.JoinHostPort(h, strconv.Itoa(port)), hkFile, authorized, netnsDirs[i]))
 		if err != nil {
 			return err
 		}
