@@ -2,11 +2,8 @@ package integration
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,7 +16,6 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"code.cloudfoundry.org/pcap/api/uaa"
-	"code.cloudfoundry.org/pcap/integration/netlab"
 	"code.cloudfoundry.org/pcap/integration/testenv"
 	"code.cloudfoundry.org/pcap/tunnel"
 )
@@ -344,14 +340,7 @@ func TestSecurityClientsBOSH(t *testing.T) {
 		// pcap-api's client secret: UAA refuses it to another client
 		// that may exchange codes, and then it is used up.
 		code := e.sshCode(t, home)
-		pem, err := os.ReadFile(e.CAFile)
-		if err != nil {
-			t.Fatal(err)
-		}
-		pool := x509.NewCertPool()
-		pool.AppendCertsFromPEM(pem)
-		hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}, DialContext: netlab.DialerIn(e.Lab.LAN)}, Timeout: 10 * time.Second}
-		defer hc.CloseIdleConnections()
+		hc := relDirectorClient(t, e).HTTP // the env's CA, inside the LAN
 		u := &uaa.Client{URL: e.UAA.URL(), HTTP: hc}
 		if _, err := u.ExchangeCode(context.Background(), "ssh-proxy", "ssh-proxy-secret", code); !errors.Is(err, uaa.ErrBadCode) {
 			t.Errorf("another client exchanged the code: %v", err)
