@@ -123,9 +123,9 @@ const (
 )
 
 // BOSHConfig configures the bosh resolver: operators authenticate with a
-// UAA access token of the director's UAA (or a one-time code the API
-// minted for such a token, or a break-glass key) and may capture on VMs of
-// deployments they administer.
+// UAA access token of the director's UAA (or a one-time code of that UAA,
+// which the API exchanges, or a break-glass key) and may capture on VMs
+// of deployments they administer.
 type BOSHConfig struct {
 	// DirectorURL is the BOSH director (required), e.g. https://10.0.0.6:25555.
 	DirectorURL string `yaml:"director_url"`
@@ -142,8 +142,13 @@ type BOSHConfig struct {
 	// bosh.admin authority), used only for break-glass key users.
 	UAAClientID     string `yaml:"uaa_client_id"`
 	UAAClientSecret string `yaml:"uaa_client_secret"`
-	// CodeTTL is how long a one-time code is valid (default 2m).
-	CodeTTL time.Duration `yaml:"code_ttl"`
+	// CodeClientID and CodeClientSecret are the client of the director's
+	// UAA that one-time codes (`pcap-bosh ssh-code`) are issued for
+	// (authorization_code grant, autoapprove;
+	// manifests/ops-files/director-uaa-pcap-client.yml); the API exchanges
+	// codes with them. Without a secret, only tokens and keys log in.
+	CodeClientID     string `yaml:"code_client_id"`
+	CodeClientSecret string `yaml:"code_client_secret"`
 	// Timeout bounds each request to the director or UAA (default 10s).
 	Timeout time.Duration `yaml:"timeout"`
 	// TokenAudiences are the audiences a token must carry one of (default
@@ -198,8 +203,8 @@ func ParseConfig(b []byte) (Config, error) {
 		}
 	}
 	if b := c.BOSH; b != nil {
-		if b.CodeTTL == 0 {
-			b.CodeTTL = 2 * time.Minute
+		if b.CodeClientID == "" {
+			b.CodeClientID = "pcap_ssh"
 		}
 		if b.Timeout == 0 {
 			b.Timeout = 10 * time.Second
@@ -294,9 +299,6 @@ func (c Config) Validate() error {
 		}
 		if b.OperatorKeysFile != "" && (b.UAAClientID == "" || b.UAAClientSecret == "") {
 			errs = append(errs, errors.New("bosh.operator_keys_file needs bosh.uaa_client_id and bosh.uaa_client_secret (key users reach the director through them)"))
-		}
-		if b.CodeTTL < 0 || b.CodeTTL > 10*time.Minute {
-			errs = append(errs, errors.New("bosh.code_ttl must be within 0..10m"))
 		}
 		if b.Timeout < 0 {
 			errs = append(errs, errors.New("bosh.timeout is negative"))

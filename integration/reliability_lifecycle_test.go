@@ -218,7 +218,7 @@ func TestReliabilityBOSHClientsLifecycle(t *testing.T) {
 					t.Fatal(err)
 				}
 				defer f.Close()
-				p = boshSSH{API: e.API, Password: e.sshCode(t, home, e.API), Out: f}.start(t,
+				p = boshSSH{API: e.API, Password: e.sshCode(t, home), Out: f}.start(t,
 					"capture", "-d", "cf", "router/0", "errand", "-f", "'"+filter+"'", "-c", "3").Proc
 			}
 			p.WaitLine(t, regexp.MustCompile(skippedRe), 30*time.Second)

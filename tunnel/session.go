@@ -6,13 +6,10 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
 	"golang.org/x/crypto/ssh"
-	"golang.org/x/crypto/ssh/knownhosts"
 )
 
 // ErrStopTimeout is returned by [Exec] when the server did not end the
@@ -132,45 +129,4 @@ func QuoteCommand(words []string) string {
 		q[i] = "'" + strings.ReplaceAll(w, "'", `'\''`) + "'"
 	}
 	return strings.Join(q, " ")
-}
-
-// TrustOnFirstUse returns a host-key callback backed by a known_hosts file:
-// a host seen before must present the same key (anything else is an error
-// wrapping ErrHostKeyMismatch); a new host's key is recorded.
-func TrustOnFirstUse(path string) (ssh.HostKeyCallback, error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return nil, fmt.Errorf("tunnel: known hosts: %w", err)
-	}
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDONLY, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("tunnel: known hosts: %w", err)
-	}
-	f.Close()
-	check, err := knownhosts.New(path)
-	if err != nil {
-		return nil, fmt.Errorf("tunnel: known hosts %s: %w", path, err)
-	}
-	return func(host string, remote net.Addr, key ssh.PublicKey) error {
-		err := check(host, remote, key)
-		var ke *knownhosts.KeyError
-		switch {
-		case err == nil:
-			return nil
-		case errors.As(err, &ke) && len(ke.Want) > 0:
-			return fmt.Errorf("tunnel: %s offered %s, but %s has another key for it: %w", host, Fingerprint(key), path, ErrHostKeyMismatch)
-		case errors.As(err, &ke):
-			line := knownhosts.Line([]string{knownhosts.Normalize(host)}, key) + "\n"
-			af, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0o600)
-			if err != nil {
-				return fmt.Errorf("tunnel: record host key: %w", err)
-			}
-			defer af.Close()
-			if _, err := af.WriteString(line); err != nil {
-				return fmt.Errorf("tunnel: record host key: %w", err)
-			}
-			return nil
-		default:
-			return fmt.Errorf("tunnel: check host key: %w", err)
-		}
-	}, nil
 }

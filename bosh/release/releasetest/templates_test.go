@@ -342,7 +342,7 @@ func TestAPITemplates(t *testing.T) {
 		props["bosh"] = boshOn
 		r := mustRender(t, "pcap-api", props, apiSpec, nil, "")
 		got := check(t, r)
-		want := api.BOSHConfig{DirectorURL: "https://10.0.0.6:25555", CodeTTL: 2 * time.Minute, Timeout: 10 * time.Second, TokenAudiences: []string{"bosh_cli", "bosh"}}
+		want := api.BOSHConfig{DirectorURL: "https://10.0.0.6:25555", CodeClientID: "pcap_ssh", Timeout: 10 * time.Second, TokenAudiences: []string{"bosh_cli", "bosh"}}
 		if got.BOSH == nil || !reflect.DeepEqual(*got.BOSH, want) || got.CF != nil || got.Static != nil {
 			t.Errorf("bosh = %+v (cf %+v, static %+v), want %+v", got.BOSH, got.CF, got.Static, want)
 		}
@@ -352,7 +352,7 @@ func TestAPITemplates(t *testing.T) {
 		props := base()
 		props["bosh"] = with(boshOn, "ca_cert", boshCA, "operator_keys", []any{operatorKey.PublicKey},
 			"uaa_client_id", "pcap-api", "uaa_client_secret", "client-secret", "uaa_url", "https://10.0.0.6:8443",
-			"code_ttl", "5m", "timeout", "20s", "token_audiences", []any{"bosh_cli", "ci"})
+			"code_client_id", "pcap_codes", "code_client_secret", "code-secret", "timeout", "20s", "token_audiences", []any{"bosh_cli", "ci"})
 		r := mustRender(t, "pcap-api", props, apiSpec, nil, "")
 		if got := r.file(t, "config/certs/bosh_ca.crt"); got != boshCA {
 			t.Errorf("bosh_ca.crt %q", got)
@@ -363,7 +363,7 @@ func TestAPITemplates(t *testing.T) {
 		got := check(t, r)
 		want := api.BOSHConfig{DirectorURL: "https://10.0.0.6:25555", CACertFile: filepath.Join(r.dir, "config/certs/bosh_ca.crt"),
 			UAAURL: "https://10.0.0.6:8443", OperatorKeysFile: filepath.Join(r.dir, "config/keys/bosh_operator_keys"),
-			UAAClientID: "pcap-api", UAAClientSecret: "client-secret", CodeTTL: 5 * time.Minute, Timeout: 20 * time.Second,
+			UAAClientID: "pcap-api", UAAClientSecret: "client-secret", CodeClientID: "pcap_codes", CodeClientSecret: "code-secret", Timeout: 20 * time.Second,
 			TokenAudiences: []string{"bosh_cli", "ci"}}
 		if got.BOSH == nil || !reflect.DeepEqual(*got.BOSH, want) {
 			t.Errorf("bosh = %+v, want %+v", got.BOSH, want)
@@ -509,7 +509,6 @@ func TestAPITemplates(t *testing.T) {
 		{"max_targets 0", func(p map[string]any) { p["limits"] = map[string]any{"max_targets": 0} },
 			"limits.max_captures, max_captures_per_user and max_targets must be at least 1"},
 		{"reorder_window 11s", func(p map[string]any) { p["reorder_window"] = "11s" }, "reorder_window must be within 0..10s"},
-		{"code_ttl 30m", func(p map[string]any) { p["bosh"] = with(boshOn, "code_ttl", "30m") }, "bosh.code_ttl must be within 0..10m"},
 		{"bad log level", func(p map[string]any) { p["log_level"] = "loud" }, `log_level "loud" is not one of`},
 		{"bad client key", func(p map[string]any) {
 			p["agents"].(map[string]any)["client_key"] = map[string]any{"private_key": "not a key"}
