@@ -3,8 +3,6 @@ package api
 import (
 	"container/heap"
 	"time"
-
-	"github.com/gopacket/gopacket"
 )
 
 // batchBytes is the size a source's batch is handed over at, at the
@@ -15,14 +13,14 @@ const (
 	batchesPerSource = 3
 )
 
-// pktRef locates a packet inside a batch buffer; iface is the output
-// interface id.
+// pktRef locates a packet's Enhanced Packet Block, ready for the output,
+// inside a batch buffer: n bytes at off. ts is its timestamp in
+// nanoseconds since the epoch; iface is the output interface id.
 type pktRef struct {
-	ts     time.Time
-	off    int
-	caplen int
-	length int
-	iface  int
+	ts    int64
+	off   int
+	n     int
+	iface int
 }
 
 // batch is a run of packets from one source, in the source's order.
@@ -93,8 +91,7 @@ func (m *merger) writeAll(b *batch) error {
 
 func (m *merger) write(b *batch, i int) error {
 	p := b.pkts[i]
-	ci := gopacket.CaptureInfo{Timestamp: p.ts, CaptureLength: p.caplen, Length: p.length, InterfaceIndex: p.iface}
-	if err := m.out.WritePacket(ci, b.buf[p.off:p.off+p.caplen]); err != nil {
+	if err := m.out.WriteBlock(b.buf[p.off : p.off+p.n]); err != nil {
 		return err
 	}
 	b.src.delivered[p.iface-b.src.firstOut]++
@@ -142,7 +139,7 @@ func (m *merger) emit(now time.Time, flushAll bool) (time.Time, error) {
 // head is a source's next packet to write.
 type head struct {
 	src *source
-	ts  time.Time
+	ts  int64
 }
 
 func (s *source) headOf(b *batch) head { return head{src: s, ts: b.pkts[b.next].ts} }
@@ -150,7 +147,7 @@ func (s *source) headOf(b *batch) head { return head{src: s, ts: b.pkts[b.next].
 type headHeap []head
 
 func (h headHeap) Len() int           { return len(h) }
-func (h headHeap) Less(i, j int) bool { return h[i].ts.Before(h[j].ts) }
+func (h headHeap) Less(i, j int) bool { return h[i].ts < h[j].ts }
 func (h headHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
 func (h *headHeap) Push(x any)        { *h = append(*h, x.(head)) }
 func (h *headHeap) Pop() any {

@@ -2,13 +2,16 @@ package api
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"reflect"
+	"strconv"
 	"testing"
 	"time"
 
+	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
 	"github.com/gopacket/gopacket/pcapgo"
 
@@ -56,9 +59,10 @@ func (r *mergeRig) batch(name string, arrived time.Time, ms ...int) *batch {
 	}
 	for _, v := range ms {
 		data := fmt.Appendf(nil, "%s@%d", name, v)
-		b.pkts = append(b.pkts, pktRef{ts: r.t0.Add(time.Duration(v) * time.Millisecond), off: len(b.buf),
-			caplen: len(data), length: len(data), iface: s.firstOut})
-		b.buf = append(b.buf, data...)
+		ts := r.t0.Add(time.Duration(v) * time.Millisecond).UnixNano()
+		off := len(b.buf)
+		b.buf = appendEPB(b.buf, binary.LittleEndian, uint32(s.firstOut), uint64(ts), data)
+		b.pkts = append(b.pkts, pktRef{ts: ts, off: off, n: len(b.buf) - off, iface: s.firstOut})
 	}
 	b.arrived = arrived
 	return b
@@ -250,5 +254,94 @@ func TestMergerBoundedHeld(t *testing.T) {
 	r.emit(now, true)
 	if got := len(r.written()); got != 150 {
 		t.Errorf("%d packets written, want 150", got)
+	}
+}
+
+// benchStream is an agent's stream of count packets of size bytes.
+func benchStream(b *testing.B, size, count int) []byte {
+	a := newAgentStream(b, twoIfaces[0])
+	t0 := time.Unix(1700000000, 0)
+	data := make([]byte, size)
+	for i := range count {
+		ci := gopacket.CaptureInfo{Timestamp: t0.Add(time.Duration(i) * time.Microsecond), CaptureLength: size, Length: size}
+		if err := a.w.WritePacket(ci, data); err != nil {
+			b.Fatal(err)
+		}
+	}
+	a.flush()
+	return a.buf.Bytes()
+}
+
+// BenchmarkAPIPath is pcap-api's work per packet from an agent's stream
+// to the client's: read into batches and parse in place (source), merge,
+// write the block through (output).
+func BenchmarkAPIPath(b *testing.B) {
+	for _, size := range []int{100, 1400} {
+		b.Run(strconv.Itoa(size), func(b *testing.B) {
+			const count = 10000
+			stream := benchStream(b, size, count)
+			b.ReportAllocs()
+			for b.Loop() {
+				out, err := NewOutput(io.Discard, FormatPcapng, []OutputInterface{{Name: "a/0:eth0", LinkType: layers.LinkTypeEthernet, Snaplen: 65535}})
+				if err != nil {
+					b.Fatal(err)
+				}
+				s := newSource(Target{Name: "a/0"}, nil, nil, twoIfaces[:1], 0)
+				m := newMerger(out, 0)
+				in := make(chan *batch, batchesPerSource)
+				done := make(chan error, 1)
+				go func() { done <- s.readLoop(bytes.NewReader(stream), in, nil) }()
+				for running := true; running; {
+					select {
+					case bt := <-in:
+						if err := m.add(bt); err != nil {
+							b.Fatal(err)
+						}
+					case <-done:
+						running = false
+					}
+				}
+				for len(in) > 0 {
+					m.add(<-in)
+				}
+				if err := out.Flush(); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*count), "ns/packet")
+		})
+	}
+}
+
+// BenchmarkDecodeEncode is the reference the API used before blocks
+// passed through: pcapgo decodes each packet and encodes it again.
+func BenchmarkDecodeEncode(b *testing.B) {
+	for _, size := range []int{100, 1400} {
+		b.Run(strconv.Itoa(size), func(b *testing.B) {
+			const count = 10000
+			stream := benchStream(b, size, count)
+			b.ReportAllocs()
+			for b.Loop() {
+				r, err := pcapgo.NewNgReader(bytes.NewReader(stream), pcapgo.NgReaderOptions{WantMixedLinkType: true})
+				if err != nil {
+					b.Fatal(err)
+				}
+				w, err := pcapgo.NewNgWriterInterface(io.Discard, pcapgo.NgInterface{Name: "a/0:eth0", LinkType: layers.LinkTypeEthernet, SnapLength: 65535, TimestampResolution: 9}, pcapgo.NgWriterOptions{})
+				if err != nil {
+					b.Fatal(err)
+				}
+				for {
+					data, ci, err := r.ZeroCopyReadPacketData()
+					if err != nil {
+						break
+					}
+					if err := w.WritePacket(ci, data); err != nil {
+						b.Fatal(err)
+					}
+				}
+				w.Flush()
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*count), "ns/packet")
+		})
 	}
 }

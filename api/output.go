@@ -106,13 +106,38 @@ func ngInterface(i OutputInterface) pcapgo.NgInterface {
 	}
 }
 
-// WritePacket writes one packet of output interface ci.InterfaceIndex.
+// WritePacket encodes and writes one packet of output interface
+// ci.InterfaceIndex. The capture path uses WriteBlock.
 func (o *Output) WritePacket(ci gopacket.CaptureInfo, data []byte) error {
 	var err error
 	if o.ng != nil {
-		err = o.ng.WritePacket(ci, data)
+		if err = o.ng.WritePacket(ci, data); err == nil {
+			err = o.ng.Flush() // WriteBlock writes around pcapgo's buffer
+		}
 	} else {
 		err = o.pc.WritePacket(ci, data)
+	}
+	if err != nil {
+		return fmt.Errorf("api: write packet: %w", err)
+	}
+	return nil
+}
+
+// WriteBlock writes one Enhanced Packet Block as the agent sent it,
+// checked and made ready by the source's parser: little endian, interface
+// id rewritten to the output's, nanosecond timestamp. pcapng output takes
+// it as it is; classic pcap output takes its packet and timestamp.
+func (o *Output) WriteBlock(epb []byte) error {
+	var err error
+	if o.ng != nil {
+		_, err = o.bw.Write(epb)
+	} else {
+		le := binary.LittleEndian
+		ts := int64(uint64(le.Uint32(epb[12:]))<<32 | uint64(le.Uint32(epb[16:])))
+		caplen := int(le.Uint32(epb[20:]))
+		ci := gopacket.CaptureInfo{Timestamp: time.Unix(0, ts), CaptureLength: caplen,
+			Length: int(le.Uint32(epb[24:])), InterfaceIndex: int(le.Uint32(epb[8:]))}
+		err = o.pc.WritePacket(ci, epb[ngEPBHeaderLen:ngEPBHeaderLen+caplen])
 	}
 	if err != nil {
 		return fmt.Errorf("api: write packet: %w", err)

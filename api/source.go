@@ -1,22 +1,19 @@
 package api
 
 import (
-	"bufio"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"time"
 
-	"github.com/gopacket/gopacket"
-	"github.com/gopacket/gopacket/pcapgo"
-
 	"code.cloudfoundry.org/pcap/tunnel"
 )
 
-// readBufferSize is how much of an agent's stream is read at once; the
-// reader hands its batch over before each read.
-const readBufferSize = 64 << 10
+// minRead is the least room a batch offers a read; with less, the
+// reader moves on to the next batch.
+const minRead = 16 << 10
 
 // errAborted ends a source reader whose merger has gone.
 var errAborted = errors.New("api: capture aborted")
@@ -85,63 +82,97 @@ func (s *source) read(out chan<- *batch, abort <-chan struct{}) {
 	s.readErr = err
 }
 
-// readLoop reads the agent's pcapng stream from r (the capture channel).
+// readLoop reads the agent's pcapng stream from r (the capture channel)
+// straight into batch buffers and parses it there (see source_pcapng.go).
+// A batch is handed over before every read that may wait for the network,
+// so packets never sit in a batch while the source is quiet; under load a
+// read fills most of a batch. A block cut by the end of a read moves to
+// the next batch.
 func (s *source) readLoop(r io.Reader, out chan<- *batch, abort <-chan struct{}) error {
 	select {
 	case s.cur = <-s.free:
 	case <-abort:
 		return errAborted
 	}
-	// Hand the batch over whenever the reader is about to wait for the
-	// network: packets never sit in a batch while the source is quiet.
-	// Under load, reads of up to readBufferSize keep batches large.
-	fr := &flushingReader{r: r, flush: func() error { return s.handOver(out, abort) }}
-	ng, err := pcapgo.NewNgReader(bufio.NewReaderSize(fr, readBufferSize), pcapgo.NgReaderOptions{WantMixedLinkType: true})
-	if err != nil {
-		return fmt.Errorf("read pcapng header: %w", err)
-	}
+	var p ngParser
+	parsed, need := 0, 0 // in s.cur.buf: end of the whole blocks, size of the next
 	for {
-		data, ci, err := ng.ZeroCopyReadPacketData()
-		switch {
-		case errors.Is(err, io.EOF):
-		case err != nil:
-			err = fmt.Errorf("read pcapng: %w", err)
-		default:
-			err = s.check(data, ci)
+		b := s.cur
+		for {
+			blk, n, err := p.parse(b.buf[parsed:])
+			if err == nil && n > len(b.buf)-parsed {
+				need = n
+				break
+			}
+			if err != nil {
+				err = fmt.Errorf("read pcapng: %w", err)
+			} else if blk.kind == ngPacket {
+				err = s.check(blk)
+			}
+			if err != nil {
+				b.buf = b.buf[:parsed]
+				if herr := s.handOver(out, abort); herr != nil {
+					return herr
+				}
+				return err
+			}
+			if blk.kind == ngPacket {
+				id := s.firstOut + blk.iface
+				binary.LittleEndian.PutUint32(b.buf[parsed+8:], uint32(id))
+				b.pkts = append(b.pkts, pktRef{ts: blk.ts, off: parsed, n: blk.n, iface: id})
+				s.received[blk.iface]++
+				s.bytes[blk.iface] += uint64(blk.caplen)
+			}
+			parsed += n
 		}
-		if err != nil {
-			// What was read before the end goes out.
+		// Hand the whole blocks over and carry the partial one (if any)
+		// to the next batch, big enough for it and a read.
+		if len(b.pkts) > 0 || cap(b.buf)-len(b.buf) < minRead || need > cap(b.buf)-parsed {
+			tail := b.buf[parsed:]
+			b.buf = b.buf[:parsed]
+			if len(b.pkts) > 0 {
+				if err := s.handOver(out, abort); err != nil {
+					return err
+				}
+			}
+			nb := s.cur
+			if want := max(need, len(tail)) + minRead; cap(nb.buf) < want {
+				nb.buf = make([]byte, 0, max(batchBytes, want))
+			}
+			nb.buf = append(nb.buf[:0], tail...) // may overlap when nb == b
+			parsed = 0
+		}
+		b = s.cur
+		n, err := r.Read(b.buf[len(b.buf):cap(b.buf)])
+		b.buf = b.buf[:len(b.buf)+n]
+		if err != nil && n == 0 {
+			if errors.Is(err, io.EOF) && len(b.buf) > parsed {
+				err = io.ErrUnexpectedEOF
+			}
 			if herr := s.handOver(out, abort); herr != nil {
 				return herr
 			}
-			return err
-		}
-		if len(s.cur.buf)+len(data) > batchBytes && len(s.cur.pkts) > 0 {
-			if err := s.handOver(out, abort); err != nil {
+			if errors.Is(err, io.EOF) {
 				return err
 			}
+			return fmt.Errorf("read pcapng: %w", err)
 		}
-		s.received[ci.InterfaceIndex]++
-		s.bytes[ci.InterfaceIndex] += uint64(len(data))
-		b := s.cur
-		b.pkts = append(b.pkts, pktRef{ts: ci.Timestamp, off: len(b.buf), caplen: len(data), length: ci.Length, iface: s.firstOut + ci.InterfaceIndex})
-		b.buf = append(b.buf, data...)
 	}
 }
 
 // check refuses a packet the output could not hold: the output (and
 // Wireshark) refuse such packets, so they end this source, not the whole
 // capture.
-func (s *source) check(data []byte, ci gopacket.CaptureInfo) error {
-	if ci.InterfaceIndex < 0 || ci.InterfaceIndex >= len(s.ifaces) {
-		return fmt.Errorf("agent sent a packet of interface %d, it announced %d", ci.InterfaceIndex, len(s.ifaces))
+func (s *source) check(blk ngBlock) error {
+	if blk.iface >= len(s.ifaces) {
+		return fmt.Errorf("agent sent a packet of interface %d, it announced %d", blk.iface, len(s.ifaces))
 	}
-	name := s.ifaces[ci.InterfaceIndex].Name
-	if snap := s.snaplen(ci.InterfaceIndex); len(data) > snap {
-		return fmt.Errorf("agent sent a packet of %d bytes on %s, over its snaplen %d", len(data), name, snap)
+	name := s.ifaces[blk.iface].Name
+	if snap := s.snaplen(blk.iface); blk.caplen > snap {
+		return fmt.Errorf("agent sent a packet of %d bytes on %s, over its snaplen %d", blk.caplen, name, snap)
 	}
-	if ci.Length < len(data) {
-		return fmt.Errorf("agent sent a packet on %s with %d bytes captured of a %d byte packet", name, len(data), ci.Length)
+	if blk.length < blk.caplen {
+		return fmt.Errorf("agent sent a packet on %s with %d bytes captured of a %d byte packet", name, blk.caplen, blk.length)
 	}
 	return nil
 }
@@ -174,19 +205,6 @@ func (s *source) handOver(out chan<- *batch, abort <-chan struct{}) error {
 		s.cur = nil
 		return errAborted
 	}
-}
-
-// flushingReader calls flush before each read of the underlying stream.
-type flushingReader struct {
-	r     io.Reader
-	flush func() error
-}
-
-func (f *flushingReader) Read(p []byte) (int, error) {
-	if err := f.flush(); err != nil {
-		return 0, err
-	}
-	return f.r.Read(p)
 }
 
 // finalStats waits (bounded by ctx) for the agent's final stats. Without
