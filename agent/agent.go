@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -197,21 +198,31 @@ func (a *Agent) run(ctx context.Context, ch ssh.Channel, reqs <-chan *ssh.Reques
 		close(readersDone)
 	}()
 
-	// The writer drains q onto the channel until told the readers are done.
+	// The writer drains q onto the channel until told the readers are done,
+	// and follows what it writes with a watermark, also while quiet.
 	writerErr := make(chan error, 1)
 	finish := make(chan struct{})
 	go func() {
 		spare := &batch{}
+		wm := newWatermarker(len(srcs))
+		quiet := time.NewTicker(watermarkEvery)
+		defer quiet.Stop()
 		for {
 			last := false
 			select {
 			case <-q.ready:
+			case <-quiet.C:
 			case <-finish:
 				last = true
 			}
+			swapped := time.Now()
 			full := q.swap(spare)
+			wm.observe(full, swapped)
 			err := w.writeBatch(full)
 			spare = full
+			if err == nil {
+				err = wm.write(w, swapped)
+			}
 			// At a limit, what was written up to it still goes out.
 			if err == nil || errors.Is(err, errLimit) {
 				if ferr := w.flush(); ferr != nil {
@@ -334,4 +345,68 @@ func collectStats(srcs []*source, w *writer, final bool, end, errMsg string) tun
 		})
 	}
 	return st
+}
+
+// Watermarks (format in tunnel/control_watermark.go) let the API merge
+// agents by timestamp: after each batch, and every watermarkEvery while
+// quiet, the writer promises that no packet older than T follows.
+//
+// T is the minimum over the capture's sources of what each can still
+// deliver. A reader hands packets over in ring order, so a source's next
+// packet is no older than the last one written (less reorderSlack for
+// packets the kernel timestamped out of order). A source with nothing for
+// ringLatency is idle, not behind: what its ring still holds arrived
+// within ringLatency (TPACKET_V3 hands a partly filled block over within
+// two readTimeouts), so its T is at least the swap time − ringLatency.
+// "Nothing for" is judged at the queue swap, not after the write: packets
+// queued while a slow client held the writer are not skipped over.
+const (
+	watermarkEvery = 25 * time.Millisecond
+	ringLatency    = 2*readTimeout + 50*time.Millisecond
+	reorderSlack   = time.Millisecond
+)
+
+// watermarker tracks what each source has delivered; owned by the writer.
+type watermarker struct {
+	newest []int64     // per source: newest timestamp written, ns
+	seen   []time.Time // per source: swap that last carried one of its packets
+	sent   int64
+	block  []byte
+}
+
+func newWatermarker(n int) *watermarker {
+	return &watermarker{newest: make([]int64, n), seen: make([]time.Time, n)}
+}
+
+// observe notes the packets of a batch swapped out of the queue at swapped.
+func (m *watermarker) observe(b *batch, swapped time.Time) {
+	for _, p := range b.pkts {
+		m.newest[p.iface] = max(m.newest[p.iface], p.ts.UnixNano())
+		m.seen[p.iface] = swapped
+	}
+}
+
+// write appends a watermark to w when it advanced since the last one.
+func (m *watermarker) write(w *writer, swapped time.Time) error {
+	t := int64(math.MaxInt64)
+	idle := swapped.Add(-ringLatency)
+	for i := range m.newest {
+		ti := m.newest[i] - int64(reorderSlack)
+		if !m.seen[i].After(idle) {
+			ti = max(ti, idle.UnixNano())
+		}
+		t = min(t, ti)
+	}
+	if t <= m.sent {
+		return nil
+	}
+	m.sent = t
+	if err := w.ng.Flush(); err != nil {
+		return fmt.Errorf("agent: flush: %w", err)
+	}
+	m.block = tunnel.AppendWatermark(m.block[:0], t)
+	if _, err := w.bw.Write(m.block); err != nil {
+		return fmt.Errorf("agent: write watermark: %w", err)
+	}
+	return nil
 }

@@ -33,6 +33,7 @@ type InterfaceCounts struct {
 	AgentDropped  uint64
 	APIDropped    uint64
 	Delivered     uint64 // packets written to this output
+	OutOfOrder    uint64 // of them, written older than a packet before
 }
 
 // Output writes the merged capture as pcapng (or classic pcap) to a
@@ -205,8 +206,8 @@ func encodeISB(id uint32, c InterfaceCounts) []byte {
 		opts = le.AppendUint32(opts, uint32(n>>32))
 		opts = le.AppendUint32(opts, uint32(n))
 	}
-	comment := fmt.Sprintf("pcap drops: kernel=%d interface=%d agent=%d api=%d; delivered=%d",
-		c.KernelDropped, c.IfDropped, c.AgentDropped, c.APIDropped, c.Delivered)
+	comment := fmt.Sprintf("pcap drops: kernel=%d interface=%d agent=%d api=%d; delivered=%d; out_of_order=%d",
+		c.KernelDropped, c.IfDropped, c.AgentDropped, c.APIDropped, c.Delivered, c.OutOfOrder)
 	opts = le.AppendUint16(opts, optComment)
 	opts = le.AppendUint16(opts, uint16(len(comment)))
 	opts = append(opts, comment...)

@@ -28,14 +28,28 @@ type source struct {
 	firstOut int                     // output id of ifaces[0]
 	started  time.Time
 
-	free chan *batch // batches the reader may fill; the merger returns them
-	cur  *batch      // owned by the reader goroutine
+	// free holds batches the reader may fill; the merger returns them.
+	// The reader allocates up to maxBatches (set by the merger before the
+	// reader starts) as it needs them.
+	free       chan *batch
+	maxBatches int
+	owned      int    // batches allocated; reader goroutine
+	cur        *batch // owned by the reader goroutine
+	sentWm     int64  // newest watermark handed over; reader goroutine
 
-	// delivered counts packets written, per interface; owned by the
-	// merger goroutine. cutOff is set by it when the source was closed
-	// for not stopping in time.
-	delivered []uint64
-	cutOff    bool
+	// Owned by the merger goroutine: packets written and of them written
+	// out of timestamp order, per interface; the source's watermark, when
+	// it last moved, whether it is out of the merge for not moving, or
+	// finished (its last batch came); batches held. cutOff is set when
+	// the source was closed for not stopping in time.
+	delivered  []uint64
+	outOfOrder []uint64
+	wm         int64
+	wmAt       time.Time
+	late       bool
+	finished   bool
+	held       int
+	cutOff     bool
 
 	// received and bytes count packets and bytes read, per interface; owned
 	// by the reader goroutine, read after done.
@@ -49,25 +63,45 @@ type source struct {
 }
 
 func newSource(t Target, agent *tunnel.Client, c *tunnel.Capture, ifaces []tunnel.InterfaceStats, firstOut int) *source {
-	s := &source{
-		t: t, agent: agent, capture: c, ifaces: ifaces, firstOut: firstOut, started: time.Now(),
-		free:      make(chan *batch, batchesPerSource),
-		delivered: make([]uint64, len(ifaces)),
-		received:  make([]uint64, len(ifaces)),
-		bytes:     make([]uint64, len(ifaces)),
-		done:      make(chan struct{}),
+	now := time.Now()
+	return &source{
+		t: t, agent: agent, capture: c, ifaces: ifaces, firstOut: firstOut, started: now,
+		free:       make(chan *batch, maxBatches),
+		maxBatches: minBatches,
+		delivered:  make([]uint64, len(ifaces)),
+		outOfOrder: make([]uint64, len(ifaces)),
+		wmAt:       now,
+		received:   make([]uint64, len(ifaces)),
+		bytes:      make([]uint64, len(ifaces)),
+		done:       make(chan struct{}),
 	}
-	for range batchesPerSource {
-		s.free <- &batch{src: s, buf: make([]byte, 0, batchBytes)}
-	}
-	return s
 }
 
-// release gives a written batch back to its source. It never blocks: a
-// source owns exactly batchesPerSource batches.
+// release gives a written batch back to its source. It never blocks: the
+// free channel holds every batch a source may own.
 func (s *source) release(b *batch) {
 	b.reset()
 	s.free <- b
+}
+
+// take returns a free batch, allocating one while the source owns fewer
+// than maxBatches, or waits for the merger to return one.
+func (s *source) take(abort <-chan struct{}) (*batch, error) {
+	select {
+	case b := <-s.free:
+		return b, nil
+	default:
+	}
+	if s.owned < s.maxBatches {
+		s.owned++
+		return &batch{src: s, buf: make([]byte, 0, batchBytes)}, nil
+	}
+	select {
+	case b := <-s.free:
+		return b, nil
+	case <-abort:
+		return nil, errAborted
+	}
 }
 
 // read copies packets from the agent's stream into batches and sends them
@@ -76,6 +110,13 @@ func (s *source) read(out chan<- *batch, abort <-chan struct{}) {
 	defer close(s.done)
 	defer func() { s.ended = time.Now() }()
 	err := s.readLoop(s.capture, out, abort)
+	if s.cur != nil {
+		// The merger learns the end in order, after every packet.
+		s.cur.last = true
+		if herr := s.handOver(out, abort); herr != nil && err == nil {
+			err = herr
+		}
+	}
 	if errors.Is(err, io.EOF) {
 		err = nil
 	}
@@ -89,10 +130,9 @@ func (s *source) read(out chan<- *batch, abort <-chan struct{}) {
 // read fills most of a batch. A block cut by the end of a read moves to
 // the next batch.
 func (s *source) readLoop(r io.Reader, out chan<- *batch, abort <-chan struct{}) error {
-	select {
-	case s.cur = <-s.free:
-	case <-abort:
-		return errAborted
+	var err error
+	if s.cur, err = s.take(abort); err != nil {
+		return err
 	}
 	var p ngParser
 	parsed, need := 0, 0 // in s.cur.buf: end of the whole blocks, size of the next
@@ -116,6 +156,9 @@ func (s *source) readLoop(r io.Reader, out chan<- *batch, abort <-chan struct{})
 				}
 				return err
 			}
+			if blk.kind == ngWatermark {
+				b.wm = max(b.wm, blk.ts)
+			}
 			if blk.kind == ngPacket {
 				id := s.firstOut + blk.iface
 				binary.LittleEndian.PutUint32(b.buf[parsed+8:], uint32(id))
@@ -127,13 +170,11 @@ func (s *source) readLoop(r io.Reader, out chan<- *batch, abort <-chan struct{})
 		}
 		// Hand the whole blocks over and carry the partial one (if any)
 		// to the next batch, big enough for it and a read.
-		if len(b.pkts) > 0 || cap(b.buf)-len(b.buf) < minRead || need > cap(b.buf)-parsed {
+		if s.due(b) || cap(b.buf)-len(b.buf) < minRead || need > cap(b.buf)-parsed {
 			tail := b.buf[parsed:]
 			b.buf = b.buf[:parsed]
-			if len(b.pkts) > 0 {
-				if err := s.handOver(out, abort); err != nil {
-					return err
-				}
+			if err := s.handOver(out, abort); err != nil {
+				return err
 			}
 			nb := s.cur
 			if want := max(need, len(tail)) + minRead; cap(nb.buf) < want {
@@ -187,24 +228,32 @@ func (s *source) snaplen(i int) int {
 	return snap
 }
 
-// handOver sends the current batch, if it has packets, and takes a free one.
+// due says whether b has anything for the merger: packets, a newer
+// watermark, or the end.
+func (s *source) due(b *batch) bool {
+	return len(b.pkts) > 0 || b.wm > s.sentWm || b.last
+}
+
+// handOver sends the current batch, if it is due, and takes a free one.
 func (s *source) handOver(out chan<- *batch, abort <-chan struct{}) error {
-	if s.cur == nil || len(s.cur.pkts) == 0 {
+	if s.cur == nil || !s.due(s.cur) {
 		return nil
 	}
 	s.cur.arrived = time.Now()
+	s.sentWm = max(s.sentWm, s.cur.wm)
+	last := s.cur.last
 	select {
 	case out <- s.cur:
 	case <-abort:
 		return errAborted
 	}
-	select {
-	case s.cur = <-s.free:
+	s.cur = nil
+	if last {
 		return nil
-	case <-abort:
-		s.cur = nil
-		return errAborted
 	}
+	var err error
+	s.cur, err = s.take(abort)
+	return err
 }
 
 // finalStats waits (bounded by ctx) for the agent's final stats. Without
