@@ -216,6 +216,7 @@ func (a *Agent) run(ctx context.Context, ch ssh.Channel, reqs <-chan *ssh.Reques
 				last = true
 			}
 			swapped := time.Now()
+			wm.dropping(srcs, swapped)
 			full := q.swap(spare)
 			wm.observe(full, swapped)
 			err := w.writeBatch(full)
@@ -359,7 +360,9 @@ func collectStats(srcs []*source, w *writer, final bool, end, errMsg string) tun
 // within ringLatency (TPACKET_V3 hands a partly filled block over within
 // two readTimeouts), so its T is at least the swap time − ringLatency.
 // "Nothing for" is judged at the queue swap, not after the write: packets
-// queued while a slow client held the writer are not skipped over.
+// queued while a slow client held the writer are not skipped over. A
+// source whose packets the full queue refuses is busy, not idle: its ring
+// may hold older packets still.
 const (
 	watermarkEvery = 25 * time.Millisecond
 	ringLatency    = 2*readTimeout + 50*time.Millisecond
@@ -368,14 +371,25 @@ const (
 
 // watermarker tracks what each source has delivered; owned by the writer.
 type watermarker struct {
-	newest []int64     // per source: newest timestamp written, ns
-	seen   []time.Time // per source: swap that last carried one of its packets
-	sent   int64
-	block  []byte
+	newest  []int64     // per source: newest timestamp written, ns
+	seen    []time.Time // per source: swap that last carried or refused one of its packets
+	dropped []uint64    // per source: queue refusals at the last swap
+	sent    int64
+	block   []byte
 }
 
 func newWatermarker(n int) *watermarker {
-	return &watermarker{newest: make([]int64, n), seen: make([]time.Time, n)}
+	return &watermarker{newest: make([]int64, n), seen: make([]time.Time, n), dropped: make([]uint64, n)}
+}
+
+// dropping notes, just before a swap, the sources whose packets the queue
+// refused since the last one.
+func (m *watermarker) dropping(srcs []*source, swapped time.Time) {
+	for i, s := range srcs {
+		if d := s.dropped.Load(); d != m.dropped[i] {
+			m.dropped[i], m.seen[i] = d, swapped
+		}
+	}
 }
 
 // observe notes the packets of a batch swapped out of the queue at swapped.
@@ -386,8 +400,9 @@ func (m *watermarker) observe(b *batch, swapped time.Time) {
 	}
 }
 
-// write appends a watermark to w when it advanced since the last one.
-func (m *watermarker) write(w *writer, swapped time.Time) error {
+// next returns the watermark as of the swap at swapped, and whether it
+// advanced since the last one sent.
+func (m *watermarker) next(swapped time.Time) (int64, bool) {
 	t := int64(math.MaxInt64)
 	idle := swapped.Add(-ringLatency)
 	for i := range m.newest {
@@ -398,9 +413,18 @@ func (m *watermarker) write(w *writer, swapped time.Time) error {
 		t = min(t, ti)
 	}
 	if t <= m.sent {
-		return nil
+		return m.sent, false
 	}
 	m.sent = t
+	return t, true
+}
+
+// write appends a watermark to w when it advanced since the last one.
+func (m *watermarker) write(w *writer, swapped time.Time) error {
+	t, ok := m.next(swapped)
+	if !ok {
+		return nil
+	}
 	if err := w.ng.Flush(); err != nil {
 		return fmt.Errorf("agent: flush: %w", err)
 	}
