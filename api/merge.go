@@ -24,6 +24,10 @@ const (
 // merge when its watermark moves again.
 const watermarkTimeout = 2 * time.Second
 
+// interfaceSlack is how far back in time the kernel may deliver a packet
+// after a newer one on the same interface (the agent allows the same).
+const interfaceSlack = time.Millisecond
+
 // pktRef locates a packet's Enhanced Packet Block, ready for the output,
 // inside a batch buffer: n bytes at off. ts is its timestamp in
 // nanoseconds since the epoch; iface is the output interface id.
@@ -57,24 +61,26 @@ func (b *batch) reset() {
 
 // merger writes batches from many sources to one Output. Ordered, it
 // writes packets in strict timestamp order: a packet goes out once every
-// source still in the merge has promised (by its watermark) that nothing
-// older follows. A source whose watermark has not moved for
-// watermarkTimeout leaves the merge until it moves again (onLate reports
-// both); a source that has ended no longer holds it back. When a source
-// holds every batch it may have, the oldest packets go out regardless so
-// that it can read on. Unordered, packets go out as they arrive. Either
-// way, a packet older than one already written is counted as out of
-// order. It is owned by one goroutine.
+// source still in the merge has promised (by its watermark, or by its
+// packets) that nothing older follows. A source whose watermark has not
+// moved for watermarkTimeout leaves the merge until it moves again
+// (onLate reports both); a source that has ended no longer holds it back.
+// A source that holds every batch it may have waits, its reader blocked:
+// the others' watermarks move on without it (or they leave the merge), so
+// it never waits for long, and order is never given up for memory; what
+// its agent cannot send meanwhile is counted as the agent's drops.
+// Unordered, packets go out as they arrive. Either way, a packet older
+// than one already written is counted as out of order. It is owned by one
+// goroutine.
 type merger struct {
 	out     *Output
 	ordered bool
 	srcs    []*source
 	onLate  func(src *source, late bool)
 
-	runs    runHeap // batches with packets to write, by next timestamp
-	held    int     // batches in runs
-	starved int     // sources holding all the batches they may have
-	newest  int64   // newest timestamp written
+	runs   runHeap // batches with packets to write, by next timestamp
+	held   int     // batches in runs
+	newest int64   // newest timestamp written
 }
 
 // newMerger merges srcs into out, by timestamp when ordered. It sizes the
@@ -93,8 +99,20 @@ func newMerger(out *Output, ordered bool, srcs []*source, onLate func(*source, b
 // add takes a batch from a source.
 func (m *merger) add(b *batch) error {
 	s := b.src
-	if b.wm > s.wm {
-		s.wm, s.wmAt = b.wm, b.arrived
+	// A source's packets also speak for it: each of its interfaces
+	// delivers in timestamp order (within the agent's reorder slack), so
+	// once every interface has sent, nothing older than the oldest of
+	// their newest packets follows.
+	for _, p := range b.pkts {
+		k := p.iface - s.firstOut
+		s.newest[k] = max(s.newest[k], p.ts)
+	}
+	w := b.wm
+	if len(s.newest) > 0 {
+		w = max(w, slices.Min(s.newest)-int64(interfaceSlack))
+	}
+	if w > s.wm {
+		s.wm, s.wmAt = w, b.arrived
 		if s.late {
 			s.late = false
 			m.onLate(s, false)
@@ -115,10 +133,6 @@ func (m *merger) add(b *batch) error {
 	}
 	heap.Push(&m.runs, b)
 	m.held++
-	s.held++
-	if s.held == s.maxBatches {
-		m.starved++
-	}
 	return nil
 }
 
@@ -166,7 +180,7 @@ func (m *merger) emit(now time.Time, flushAll bool) (time.Time, error) {
 	limit, due := m.limit(now)
 	for m.runs.Len() > 0 {
 		b := m.runs[0]
-		if !flushAll && m.starved == 0 && b.pkts[b.next].ts > limit {
+		if b.pkts[b.next].ts > limit && !flushAll {
 			return due, nil
 		}
 		if err := m.write(b, b.next); err != nil {
@@ -179,10 +193,6 @@ func (m *merger) emit(now time.Time, flushAll bool) (time.Time, error) {
 		}
 		heap.Pop(&m.runs)
 		m.held--
-		if b.src.held == b.src.maxBatches {
-			m.starved--
-		}
-		b.src.held--
 		b.src.release(b)
 	}
 	return time.Time{}, nil

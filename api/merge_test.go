@@ -243,26 +243,46 @@ func TestMergerFlushAllIgnoresWatermarks(t *testing.T) {
 	r.wantWritten("b@1", "b@2", "a@3")
 }
 
-func TestMergerStarvedSourceForcesEmission(t *testing.T) {
-	// b promises nothing; a holds all the batches it may have, so its
-	// reader would stall: the oldest go out until a has one back.
+func TestMergerStarvedSourceWaitsInOrder(t *testing.T) {
+	// a holds all the batches it may have while b has promised nothing
+	// beyond its first packet: a waits (its reader blocks) rather than
+	// go out before what b may still send.
 	r := newMergeRig(t, true, "a", "b")
 	now := time.Now()
-	r.add(r.batch("b", now, -1, 1, 10000))
+	r.add(r.batch("b", now, -1, 1))
 	a := r.srcs["a"]
+	var want []string
 	for i := range a.maxBatches {
-		r.add(r.batch("a", now, 100*(i+1)+1, 100*(i+1), 100*(i+1)+1))
+		v := 100 * (i + 1)
+		r.add(r.batch("a", now, v+1, v, v+1))
+		want = append(want, fmt.Sprintf("a@%d", v), fmt.Sprintf("a@%d", v+1))
 	}
 	if len(a.free) != 0 || a.owned != a.maxBatches {
 		t.Fatalf("a owns %d of %d, %d free", a.owned, a.maxBatches, len(a.free))
 	}
 	r.emit(now, false)
-	r.wantWritten("b@1", "a@100", "a@101")
-	if len(a.free) != 1 {
-		t.Errorf("a has %d free batches, want 1", len(a.free))
+	r.wantWritten()
+	// b moves on: everything goes out, in order, and a can read again.
+	r.add(r.batch("b", now, 100000))
+	r.emit(now, false)
+	r.wantWritten(append([]string{"b@1"}, want...)...)
+	if len(a.free) != a.maxBatches {
+		t.Errorf("a has %d free batches, want %d", len(a.free), a.maxBatches)
 	}
-	r.emit(now, false) // nothing else is forced
-	r.wantWritten("b@1", "a@100", "a@101")
+	if n := r.outOfOrder(); n != 0 {
+		t.Errorf("out of order = %d", n)
+	}
+}
+
+func TestMergerPacketsSpeakForTheirSource(t *testing.T) {
+	// Without watermarks (an older agent), a source's own packets still
+	// tell the merge how far it has got.
+	r := newMergeRig(t, true, "a", "b")
+	now := time.Now()
+	r.add(r.batch("a", now, -1, 10, 50))
+	r.add(r.batch("b", now, -1, 20, 40))
+	r.emit(now, false)
+	r.wantWritten("a@10", "b@20") // under 39 ms: b's newest less the slack
 }
 
 func TestMergerSharesTheBudget(t *testing.T) {

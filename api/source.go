@@ -38,17 +38,17 @@ type source struct {
 	sentWm     int64  // newest watermark handed over; reader goroutine
 
 	// Owned by the merger goroutine: packets written and of them written
-	// out of timestamp order, per interface; the source's watermark, when
-	// it last moved, whether it is out of the merge for not moving, or
-	// finished (its last batch came); batches held. cutOff is set when
-	// the source was closed for not stopping in time.
+	// out of timestamp order, per interface; the newest timestamp read per
+	// interface; the source's watermark, when it last moved, whether it is
+	// out of the merge for not moving, or finished (its last batch came).
+	// cutOff is set when the source was closed for not stopping in time.
 	delivered  []uint64
 	outOfOrder []uint64
+	newest     []int64
 	wm         int64
 	wmAt       time.Time
 	late       bool
 	finished   bool
-	held       int
 	cutOff     bool
 
 	// received and bytes count packets and bytes read, per interface; owned
@@ -70,6 +70,7 @@ func newSource(t Target, agent *tunnel.Client, c *tunnel.Capture, ifaces []tunne
 		maxBatches: minBatches,
 		delivered:  make([]uint64, len(ifaces)),
 		outOfOrder: make([]uint64, len(ifaces)),
+		newest:     make([]int64, len(ifaces)),
 		wmAt:       now,
 		received:   make([]uint64, len(ifaces)),
 		bytes:      make([]uint64, len(ifaces)),

@@ -425,6 +425,11 @@ func (c *pcapCapture) account(p *Point) {
 		p.Warning = fmt.Sprintf("pcap's summary says packets=%s, the file holds %d", kv["packets"], p.Delivered)
 	}
 	p.Accounting = accounts(c.p.Lines(sourceEndRe))
+	if p.OutOfOrder > 0 {
+		// Say why: a source cut from the merge, or merge buffers full.
+		why := c.p.Lines(regexp.MustCompile(`watermark-late`))
+		p.Warning += fmt.Sprintf(" %d packets out of order; merge status: %q.", p.OutOfOrder, why)
+	}
 	if n, err := strconv.ParseUint(kv["out_of_order"], 10, 64); err == nil && n != p.OutOfOrder {
 		p.Warning += fmt.Sprintf(" pcap's summary says out_of_order=%d, the file has %d.", n, p.OutOfOrder)
 	}
