@@ -24,6 +24,15 @@ const (
 // merge when its watermark moves again.
 const watermarkTimeout = 2 * time.Second
 
+// The output is flushed to the client when flushBytes are buffered, when
+// its oldest unflushed packet has waited flushDelay, or at the end: one
+// channel write per handful of small batches instead of one per batch
+// (each is an SSH packet, encrypted, and a syscall).
+const (
+	flushBytes = 32 << 10
+	flushDelay = 5 * time.Millisecond
+)
+
 // interfaceSlack is how far back in time the kernel may deliver a packet
 // after a newer one on the same interface (the agent allows the same).
 const interfaceSlack = time.Millisecond
@@ -78,9 +87,10 @@ type merger struct {
 	srcs    []*source
 	onLate  func(src *source, late bool)
 
-	runs   runHeap // batches with packets to write, by next timestamp
-	held   int     // batches in runs
-	newest int64   // newest timestamp written
+	runs      runHeap   // batches with packets to write, by next timestamp
+	held      int       // batches in runs
+	newest    int64     // newest timestamp written
+	unflushed time.Time // when the output's oldest unflushed packet was written
 }
 
 // newMerger merges srcs into out, by timestamp when ordered. It sizes the
@@ -173,10 +183,33 @@ func (m *merger) write(b *batch, i int) error {
 
 // emit writes, in timestamp order, every held packet no newer than the
 // smallest watermark of the sources in the merge (all of them when
-// flushAll; or, while a source has no batch left to read into, the oldest
-// until it has one). It returns when a source will time out of the
-// merge, or zero when nothing is held.
+// flushAll), and flushes the output when it is due. It returns when to
+// call it again: when the output or a source's watermark timeout is due,
+// or zero when nothing is held or buffered.
 func (m *merger) emit(now time.Time, flushAll bool) (time.Time, error) {
+	due, err := m.writeHeld(now, flushAll)
+	if err != nil {
+		return time.Time{}, err
+	}
+	if m.out.Buffered() == 0 {
+		return due, nil
+	}
+	if m.unflushed.IsZero() {
+		m.unflushed = now
+	}
+	if flushAll || m.out.Buffered() >= flushBytes || now.Sub(m.unflushed) >= flushDelay {
+		m.unflushed = time.Time{}
+		return due, m.out.Flush()
+	}
+	if at := m.unflushed.Add(flushDelay); due.IsZero() || at.Before(due) {
+		due = at
+	}
+	return due, nil
+}
+
+// writeHeld writes what emit may write and returns when a source's
+// watermark timeout is due, or zero when nothing is held.
+func (m *merger) writeHeld(now time.Time, flushAll bool) (time.Time, error) {
 	limit, due := m.limit(now)
 	for m.runs.Len() > 0 {
 		b := m.runs[0]

@@ -141,8 +141,8 @@ func TestMergerUnorderedKeepsArrivalOrderAndCounts(t *testing.T) {
 	r.add(r.batch("a", now, -1, 10, 20))
 	r.add(r.batch("b", now, -1, 5, 15))
 	r.add(r.batch("a", now, -1, 30, 1)) // a timestamp going back stays where it came
-	if next := r.emit(now, false); !next.IsZero() {
-		t.Errorf("emit unordered asks to be called at %v", next)
+	if next := r.emit(now, false); !next.Equal(now.Add(flushDelay)) {
+		t.Errorf("emit unordered asks to be called at %v, want when the output is due", next)
 	}
 	r.wantWritten("a@10", "a@20", "b@5", "b@15", "a@30", "a@1")
 	if d := r.srcs["a"].delivered[0]; d != 4 {
@@ -174,8 +174,11 @@ func TestMergerWaitsForEveryWatermark(t *testing.T) {
 	// held ones still goes out in order.
 	r.add(r.batch("b", now, 60, 45, 60))
 	r.add(r.batch("a", now, 70, 55, 70))
-	if next := r.emit(now, false); !next.Equal(now.Add(watermarkTimeout)) {
-		t.Errorf("next due = %v, want the watermark timeout", next)
+	if next := r.emit(now, false); !next.Equal(now.Add(flushDelay)) {
+		t.Errorf("next due = %v, want the output's flush", next)
+	}
+	if next := r.emit(now.Add(flushDelay), false); !next.Equal(now.Add(watermarkTimeout)) || r.m.out.Buffered() != 0 {
+		t.Errorf("next due = %v with %d bytes buffered, want the watermark timeout after a flush", next, r.m.out.Buffered())
 	}
 	r.wantWritten("b@5", "a@10", "b@20", "c@25", "a@30", "b@40", "b@45", "a@50", "a@55", "b@60")
 	if n := r.outOfOrder(); n != 0 {

@@ -146,6 +146,9 @@ func (o *Output) WriteBlock(epb []byte) error {
 	return nil
 }
 
+// Buffered returns how many bytes wait for Flush.
+func (o *Output) Buffered() int { return o.bw.Buffered() }
+
 // Flush pushes everything buffered to the writer.
 func (o *Output) Flush() error {
 	if o.ng != nil {

@@ -336,10 +336,7 @@ func (s *Session) stream(ctx context.Context, stop <-chan struct{}, srcs []*sour
 		if outErr != nil {
 			return
 		}
-		next, err := m.emit(now, all)
-		if err == nil {
-			err = out.Flush()
-		}
+		next, err := m.emit(now, all) // flushes the output when due
 		if err != nil {
 			outErr = err
 			return
