@@ -22,6 +22,10 @@ type counter struct {
 	// share one resolution (pcap-api declares nanoseconds for all).
 	outOfOrder uint64
 	newest     uint64
+	// withinIface counts packets older than one before them on the same
+	// pcapng interface: the source's own order, not the merge's.
+	withinIface   uint64
+	newestByIface map[uint32]uint64
 }
 
 func (c *counter) stamp(ts uint64) {
@@ -29,6 +33,17 @@ func (c *counter) stamp(ts uint64) {
 		c.outOfOrder++
 	} else {
 		c.newest = ts
+	}
+}
+
+func (c *counter) stampIface(id uint32, ts uint64) {
+	if c.newestByIface == nil {
+		c.newestByIface = map[uint32]uint64{}
+	}
+	if ts < c.newestByIface[id] {
+		c.withinIface++
+	} else {
+		c.newestByIface[id] = ts
 	}
 }
 
@@ -95,7 +110,11 @@ func (c *counter) feed(p []byte) error {
 				c.packets++
 			}
 			if (typ == blockEPB || typ == blockPB) && n >= 28 {
-				c.stamp(uint64(c.order.Uint32(rest[12:]))<<32 | uint64(c.order.Uint32(rest[16:])))
+				ts := uint64(c.order.Uint32(rest[12:]))<<32 | uint64(c.order.Uint32(rest[16:]))
+				c.stamp(ts)
+				if typ == blockEPB {
+					c.stampIface(c.order.Uint32(rest[8:]), ts)
+				}
 			}
 			off += n
 			continue
@@ -175,11 +194,12 @@ func (fcs fileCounters) poll() (uint64, error) {
 	return n, first
 }
 
-// outOfOrder sums the files' out-of-order counts.
-func (fcs fileCounters) outOfOrder() uint64 {
-	var n uint64
+// outOfOrder sums the files' out-of-order counts, and of them those out
+// of order on their own interface.
+func (fcs fileCounters) outOfOrder() (all, withinIface uint64) {
 	for _, f := range fcs {
-		n += f.c.outOfOrder
+		all += f.c.outOfOrder
+		withinIface += f.c.withinIface
 	}
-	return n
+	return all, withinIface
 }

@@ -46,6 +46,9 @@ type Point struct {
 	// OutOfOrder counts the output's packets older than one before them
 	// (per file: the OpenSSH pipelines write one file per VM).
 	OutOfOrder uint64 `json:"out_of_order"`
+	// OutOfOrderInIface are those older than a packet before them on the
+	// same interface (pcapng): the capture's own order, not the merge's.
+	OutOfOrderInIface uint64 `json:"out_of_order_within_interface"`
 	// Accounting is pcap's per-source accounting from its status lines.
 	Accounting []SourceAccount `json:"accounting,omitempty"`
 	// Warning says what looked wrong with this run, if anything.

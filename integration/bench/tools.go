@@ -101,7 +101,7 @@ func (l *lab) measure(ctx context.Context, j job) (Point, error) {
 		return p, fmt.Errorf("bench: count %s output: %w", j.tool, err)
 	}
 	p.Sent, p.Delivered = tr.sent, n
-	p.OutOfOrder = fc.outOfOrder()
+	p.OutOfOrder, p.OutOfOrderInIface = fc.outOfOrder()
 	p.SendSeconds = tr.took.Seconds()
 	if p.SendSeconds > 0 {
 		p.OfferedPPS = float64(p.Sent) / p.SendSeconds
@@ -428,7 +428,7 @@ func (c *pcapCapture) account(p *Point) {
 	if p.OutOfOrder > 0 {
 		// Say why: a source cut from the merge, or merge buffers full.
 		why := c.p.Lines(regexp.MustCompile(`watermark-late`))
-		p.Warning += fmt.Sprintf(" %d packets out of order; merge status: %q.", p.OutOfOrder, why)
+		p.Warning += fmt.Sprintf(" %d packets out of order, %d of them on their own interface; merge status: %q.", p.OutOfOrder, p.OutOfOrderInIface, why)
 	}
 	if n, err := strconv.ParseUint(kv["out_of_order"], 10, 64); err == nil && n != p.OutOfOrder {
 		p.Warning += fmt.Sprintf(" pcap's summary says out_of_order=%d, the file has %d.", n, p.OutOfOrder)
