@@ -36,15 +36,23 @@ func (r *Results) SVG() string {
 		mt, mb = 60.0, 90.0
 	)
 	sizes := r.Settings.Sizes
+	sweepH := ph + mb
+	if len(r.Sweep) == 0 {
+		sizes, sweepH = nil, 0 // a fan-in run only
+	}
 	width := max(float64(len(sizes))*(ml+pw+mr)+10, 10+ml+fanInWidth(len(r.FanIn))+mr)
-	height := mt + ph + mb
+	height := mt + sweepH
 	if len(r.FanIn) > 0 {
 		height += fanInHeight
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%.0f" height="%.0f" viewBox="0 0 %.0f %.0f" font-family="sans-serif" font-size="12">`+"\n", width, height, width, height)
 	fmt.Fprintf(&b, `<rect width="100%%" height="100%%" fill="white"/>`+"\n")
-	fmt.Fprintf(&b, `<text x="10" y="20" font-size="15" font-weight="bold">pcap benchmark: delivered vs offered packet rate</text>`+"\n")
+	title := "delivered vs offered packet rate"
+	if sweepH == 0 {
+		title = "fan-in"
+	}
+	fmt.Fprintf(&b, `<text x="10" y="20" font-size="15" font-weight="bold">pcap benchmark: %s</text>`+"\n", title)
 	fmt.Fprintf(&b, `<text x="10" y="38" fill="#555">%s, %s CPUs (%s), median of %d runs, bars: min–max</text>`+"\n",
 		r.Date.Format("2006-01-02"), html.EscapeString(r.Machine["cpus"]), html.EscapeString(r.Machine["cpu"]), r.Settings.Repeats)
 
@@ -105,14 +113,19 @@ func (r *Results) SVG() string {
 	}
 	// Legend.
 	lx, ly := 10+ml, mt+ph+56
+	if sweepH == 0 {
+		ly = mt + fanInHeight - 20
+	}
 	for _, tool := range r.Settings.Tools {
 		fmt.Fprintf(&b, `<line x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f" stroke="%s" %s/>`+"\n", lx, ly, lx+24, ly, toolColors[tool], toolStroke[tool])
 		fmt.Fprintf(&b, `<text x="%.1f" y="%.1f">%s</text>`+"\n", lx+30, ly+4, legendName(tool))
 		lx += 230
 	}
-	fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" fill="#555">grey dashed diagonal: delivered = offered (no loss)</text>`+"\n", 10+ml, ly+24)
+	if sweepH > 0 {
+		fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" fill="#555">grey dashed diagonal: delivered = offered (no loss)</text>`+"\n", 10+ml, ly+24)
+	}
 	if len(r.FanIn) > 0 {
-		r.fanInSVG(&b, 10+ml, mt+ph+mb+40)
+		r.fanInSVG(&b, 10+ml, mt+sweepH+40)
 	}
 	b.WriteString("</svg>\n")
 	return b.String()

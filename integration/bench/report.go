@@ -309,7 +309,7 @@ func (r *Results) fanInTargets(add func(Target)) {
 		add(Target{Name: name + ": packets out of time order in the file", Want: "0", Measured: row.OutOfOrder.Max,
 			Unit: "packets (max of runs)", Met: row.OutOfOrder.Max == 0})
 		add(Target{Name: name + ": delivered + drops by place == received, every source", Want: "exact",
-			Measured: map[bool]float64{true: 1, false: 0}[row.AccountingExact], Unit: "1 = exact", Met: row.AccountingExact})
+			Measured: map[bool]float64{true: 1, false: 0}[row.AccountingExact], Unit: "(1: exact, 0: not)", Met: row.AccountingExact})
 	}
 }
 
