@@ -13,7 +13,7 @@ import (
 // Together they bound the API's packet memory per capture.
 const (
 	batchBytes  = 128 << 10
-	mergeBudget = 48 << 20
+	mergeBudget = 24 << 20
 	minBatches  = 4
 	maxBatches  = 64
 )
@@ -117,11 +117,7 @@ func (m *merger) add(b *batch) error {
 		k := p.iface - s.firstOut
 		s.newest[k] = max(s.newest[k], p.ts)
 	}
-	w := b.wm
-	if len(s.newest) > 0 {
-		w = max(w, slices.Min(s.newest)-int64(interfaceSlack))
-	}
-	if w > s.wm {
+	if w := max(b.wm, s.newestAll()-int64(interfaceSlack)); w > s.wm {
 		s.wm, s.wmAt = w, b.arrived
 		if s.late {
 			s.late = false
@@ -143,7 +139,28 @@ func (m *merger) add(b *batch) error {
 	}
 	heap.Push(&m.runs, b)
 	m.held++
+	s.held++
 	return nil
+}
+
+// newestAll is the oldest of the source's interfaces' newest packets: no
+// packet older follows (within interfaceSlack); 0 until each has sent.
+func (s *source) newestAll() int64 {
+	if len(s.newest) == 0 {
+		return 0
+	}
+	return slices.Min(s.newest)
+}
+
+// promised is how far the merge may go for source s. A source holding
+// every batch it may have cannot read its next watermark: its own newest
+// packets must speak for it without the slack, or, when they are all
+// within the slack of each other, nothing would ever go out.
+func (s *source) promised() int64 {
+	if s.held >= s.maxBatches {
+		return max(s.wm, s.newestAll())
+	}
+	return s.wm
 }
 
 func cmpTs(a, b pktRef) int {
@@ -226,6 +243,7 @@ func (m *merger) writeHeld(now time.Time, flushAll bool) (time.Time, error) {
 		}
 		heap.Pop(&m.runs)
 		m.held--
+		b.src.held--
 		b.src.release(b)
 	}
 	return time.Time{}, nil
@@ -246,7 +264,7 @@ func (m *merger) limit(now time.Time) (int64, time.Time) {
 			m.onLate(s, true)
 			continue
 		}
-		limit = min(limit, s.wm)
+		limit = min(limit, s.promised())
 		if due.IsZero() || at.Before(due) {
 			due = at
 		}

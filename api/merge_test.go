@@ -277,6 +277,26 @@ func TestMergerStarvedSourceWaitsInOrder(t *testing.T) {
 	}
 }
 
+func TestMergerFullSourceOfTinyBatchesMovesOn(t *testing.T) {
+	// a's agent sent a burst, one packet per batch, all within the
+	// slack: a holds every batch it may have and cannot read the
+	// watermark behind them. Its packets must still go out.
+	r := newMergeRig(t, true, "a", "b")
+	now := time.Now()
+	a := r.srcs["a"]
+	var want []string
+	for range a.maxBatches {
+		r.add(r.batch("a", now, -1, 100))
+		want = append(want, "a@100")
+	}
+	r.add(r.batch("b", now, 1000))
+	r.emit(now, false)
+	r.wantWritten(want...)
+	if len(a.free) != a.maxBatches || len(r.late) != 0 {
+		t.Errorf("a has %d free batches, reports %q", len(a.free), r.late)
+	}
+}
+
 func TestMergerPacketsSpeakForTheirSource(t *testing.T) {
 	// Without watermarks (an older agent), a source's own packets still
 	// tell the merge how far it has got.
@@ -302,7 +322,7 @@ func TestMergerSharesTheBudget(t *testing.T) {
 		t.Errorf("200 sources may hold %d batches each, want %d", n, minBatches)
 	}
 	fifty := newMergeRig(t, true, names[:50]...)
-	if n := fifty.srcs["0"].maxBatches; n*50*batchBytes > mergeBudget {
+	if n := fifty.srcs["0"].maxBatches; n*50*batchBytes > max(mergeBudget, 50*minBatches*batchBytes) {
 		t.Errorf("50 sources may hold %d batches each: over the budget", n)
 	}
 }

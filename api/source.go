@@ -40,7 +40,8 @@ type source struct {
 	// Owned by the merger goroutine: packets written and of them written
 	// out of timestamp order, per interface; the newest timestamp read per
 	// interface; the source's watermark, when it last moved, whether it is
-	// out of the merge for not moving, or finished (its last batch came).
+	// out of the merge for not moving, or finished (its last batch came);
+	// batches it holds.
 	// cutOff is set when the source was closed for not stopping in time.
 	delivered  []uint64
 	outOfOrder []uint64
@@ -49,6 +50,7 @@ type source struct {
 	wmAt       time.Time
 	late       bool
 	finished   bool
+	held       int // batches in the merger
 	cutOff     bool
 
 	// received and bytes count packets and bytes read, per interface; owned
