@@ -13,15 +13,16 @@ import (
 // Together they bound the API's packet memory per capture.
 const (
 	batchBytes  = 128 << 10
+	smallBatch  = 16 << 10 // joins the last held batch of its source
 	mergeBudget = 24 << 20
 	minBatches  = 4
 	maxBatches  = 64
 )
 
-// watermarkTimeout is how long a source may go without advancing its
-// watermark before the merge stops waiting for it: one hung or old agent
-// cannot stall the live stream. It is reported, and taken back into the
-// merge when its watermark moves again.
+// watermarkTimeout is how long the api may wait for anything from a
+// source's agent (which sends a watermark at least every 25 ms) before the
+// merge stops waiting for it: one hung agent cannot stall the live stream.
+// It is reported, and taken back into the merge when it sends again.
 const watermarkTimeout = 2 * time.Second
 
 // The output is flushed to the client when flushBytes are buffered, when
@@ -117,12 +118,10 @@ func (m *merger) add(b *batch) error {
 		k := p.iface - s.firstOut
 		s.newest[k] = max(s.newest[k], p.ts)
 	}
-	if w := max(b.wm, s.newestAll()-int64(interfaceSlack)); w > s.wm {
-		s.wm, s.wmAt = w, b.arrived
-		if s.late {
-			s.late = false
-			m.onLate(s, false)
-		}
+	s.wm = max(s.wm, b.wm, s.newestAll()-int64(interfaceSlack))
+	if s.late {
+		s.late = false
+		m.onLate(s, false)
 	}
 	if b.last {
 		s.finished = true
@@ -137,9 +136,25 @@ func (m *merger) add(b *batch) error {
 	if !slices.IsSortedFunc(b.pkts, cmpTs) {
 		slices.SortStableFunc(b.pkts, cmpTs)
 	}
+	// A small batch joins the source's last held run when it follows it
+	// in time, and its buffer goes back at once: an agent at a low rate
+	// sends about a packet per message, and a batch per packet would let
+	// a source hold only a few packets before its reader must wait.
+	if t := s.tail; t != nil && len(b.buf) <= smallBatch && cap(t.buf)-len(t.buf) >= len(b.buf) &&
+		b.pkts[0].ts >= t.pkts[len(t.pkts)-1].ts {
+		off := len(t.buf)
+		t.buf = append(t.buf, b.buf...)
+		for _, p := range b.pkts {
+			p.off += off
+			t.pkts = append(t.pkts, p)
+		}
+		s.release(b)
+		return nil
+	}
 	heap.Push(&m.runs, b)
 	m.held++
 	s.held++
+	s.tail = b
 	return nil
 }
 
@@ -244,6 +259,9 @@ func (m *merger) writeHeld(now time.Time, flushAll bool) (time.Time, error) {
 		heap.Pop(&m.runs)
 		m.held--
 		b.src.held--
+		if b.src.tail == b {
+			b.src.tail = nil
+		}
 		b.src.release(b)
 	}
 	return time.Time{}, nil
@@ -258,16 +276,21 @@ func (m *merger) limit(now time.Time) (int64, time.Time) {
 		if s.finished || s.late {
 			continue
 		}
-		at := s.wmAt.Add(watermarkTimeout)
-		if !now.Before(at) {
-			s.late = true
-			m.onLate(s, true)
-			continue
+		// Only an agent that sends nothing times out: a source the api
+		// does not read (its batches held, or the merger busy) is not
+		// late, and the merge waits for it.
+		if ws := s.waitingSince.Load(); ws != 0 {
+			at := time.Unix(0, ws).Add(watermarkTimeout)
+			if !now.Before(at) {
+				s.late = true
+				m.onLate(s, true)
+				continue
+			}
+			if due.IsZero() || at.Before(due) {
+				due = at
+			}
 		}
 		limit = min(limit, s.promised())
-		if due.IsZero() || at.Before(due) {
-			due = at
-		}
 	}
 	return limit, due
 }

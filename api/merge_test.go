@@ -78,6 +78,7 @@ func (r *mergeRig) batch(name string, arrived time.Time, wm int, ms ...int) *bat
 
 func (r *mergeRig) add(b *batch) {
 	r.t.Helper()
+	b.src.waitingSince.Store(b.arrived.UnixNano()) // its reader waits again
 	if err := r.m.add(b); err != nil {
 		r.t.Fatalf("add: %v", err)
 	}
@@ -216,7 +217,7 @@ func TestMergerCutsASilentSourceAndTakesItBack(t *testing.T) {
 	r.add(r.batch("a", now, 10, 10))
 	next := r.emit(now, false)
 	r.wantWritten()
-	if want := r.srcs["hung"].wmAt.Add(watermarkTimeout); !next.Equal(want) {
+	if want := time.Unix(0, r.srcs["hung"].waitingSince.Load()).Add(watermarkTimeout); !next.Equal(want) {
 		t.Errorf("next due = %v, want %v", next, want)
 	}
 	// At the timeout, the hung source leaves the merge and is reported.
@@ -257,6 +258,7 @@ func TestMergerStarvedSourceWaitsInOrder(t *testing.T) {
 	var want []string
 	for i := range a.maxBatches {
 		v := 100 * (i + 1)
+		a.tail = nil // as if each batch were too large to join the last
 		r.add(r.batch("a", now, v+1, v, v+1))
 		want = append(want, fmt.Sprintf("a@%d", v), fmt.Sprintf("a@%d", v+1))
 	}
@@ -286,6 +288,7 @@ func TestMergerFullSourceOfTinyBatchesMovesOn(t *testing.T) {
 	a := r.srcs["a"]
 	var want []string
 	for range a.maxBatches {
+		a.tail = nil // as if each batch were too large to join the last
 		r.add(r.batch("a", now, -1, 100))
 		want = append(want, "a@100")
 	}
@@ -294,6 +297,31 @@ func TestMergerFullSourceOfTinyBatchesMovesOn(t *testing.T) {
 	r.wantWritten(want...)
 	if len(a.free) != a.maxBatches || len(r.late) != 0 {
 		t.Errorf("a has %d free batches, reports %q", len(a.free), r.late)
+	}
+}
+
+func TestMergerSmallBatchesJoinTheLastHeld(t *testing.T) {
+	// One packet per batch: a source holds far more packets than batches.
+	r := newMergeRig(t, true, "a", "b")
+	now := time.Now()
+	a := r.srcs["a"]
+	var want []string
+	for i := range 10 * a.maxBatches {
+		r.add(r.batch("a", now, -1, 100+i))
+		want = append(want, fmt.Sprintf("a@%d", 100+i))
+		if len(a.free) == 0 && a.owned == a.maxBatches {
+			t.Fatalf("a holds all its batches after %d one-packet batches", i+1)
+		}
+	}
+	r.add(r.batch("a", now, -1, 50)) // older than a's run: a run of its own
+	r.add(r.batch("b", now, 100000))
+	r.emit(now, false)
+	r.wantWritten(append([]string{"a@50"}, want[:len(want)-1]...)...) // the newest within a's slack waits
+	r.add(r.batch("a", now, 100000))
+	r.emit(now, false)
+	r.wantWritten(append([]string{"a@50"}, want...)...)
+	if len(a.free) != a.owned {
+		t.Errorf("a has %d of %d batches back", len(a.free), a.owned)
 	}
 }
 

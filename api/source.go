@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync/atomic"
 	"time"
 
 	"code.cloudfoundry.org/pcap/tunnel"
@@ -36,21 +37,25 @@ type source struct {
 	owned      int    // batches allocated; reader goroutine
 	cur        *batch // owned by the reader goroutine
 	sentWm     int64  // newest watermark handed over; reader goroutine
+	// waitingSince is when the reader began waiting for the agent to send
+	// (unix ns), 0 while it parses or hands over: the merger's measure of
+	// a hung agent.
+	waitingSince atomic.Int64
 
 	// Owned by the merger goroutine: packets written and of them written
 	// out of timestamp order, per interface; the newest timestamp read per
 	// interface; the source's watermark, when it last moved, whether it is
-	// out of the merge for not moving, or finished (its last batch came);
+	// out of the merge for sending nothing, or finished (its last batch came);
 	// batches it holds.
 	// cutOff is set when the source was closed for not stopping in time.
 	delivered  []uint64
 	outOfOrder []uint64
 	newest     []int64
 	wm         int64
-	wmAt       time.Time
 	late       bool
 	finished   bool
-	held       int // batches in the merger
+	held       int    // batches in the merger
+	tail       *batch // the last of them, which small batches join
 	cutOff     bool
 
 	// received and bytes count packets and bytes read, per interface; owned
@@ -66,18 +71,19 @@ type source struct {
 
 func newSource(t Target, agent *tunnel.Client, c *tunnel.Capture, ifaces []tunnel.InterfaceStats, firstOut int) *source {
 	now := time.Now()
-	return &source{
+	s := &source{
 		t: t, agent: agent, capture: c, ifaces: ifaces, firstOut: firstOut, started: now,
 		free:       make(chan *batch, maxBatches),
 		maxBatches: minBatches,
 		delivered:  make([]uint64, len(ifaces)),
 		outOfOrder: make([]uint64, len(ifaces)),
 		newest:     make([]int64, len(ifaces)),
-		wmAt:       now,
 		received:   make([]uint64, len(ifaces)),
 		bytes:      make([]uint64, len(ifaces)),
 		done:       make(chan struct{}),
 	}
+	s.waitingSince.Store(now.UnixNano()) // for its first bytes
+	return s
 }
 
 // release gives a written batch back to its source. It never blocks: the
@@ -187,7 +193,9 @@ func (s *source) readLoop(r io.Reader, out chan<- *batch, abort <-chan struct{})
 			parsed = 0
 		}
 		b = s.cur
+		s.waitingSince.Store(time.Now().UnixNano())
 		n, err := r.Read(b.buf[len(b.buf):cap(b.buf)])
+		s.waitingSince.Store(0)
 		b.buf = b.buf[:len(b.buf)+n]
 		if err != nil && n == 0 {
 			if errors.Is(err, io.EOF) && len(b.buf) > parsed {
