@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -202,19 +203,27 @@ func (a *Agent) run(ctx context.Context, ch ssh.Channel, reqs <-chan *ssh.Reques
 		close(readersDone)
 	}()
 
-	// The writer drains q onto the channel until told the readers are done.
+	// The writer drains q onto the channel until told the readers are done,
+	// and follows what it writes with a watermark, also while quiet.
 	writerErr := make(chan error, 1)
 	finish := make(chan struct{})
 	go func() {
 		spare := &batch{}
+		wm := newWatermarker(len(srcs))
+		quiet := time.NewTicker(watermarkEvery)
+		defer quiet.Stop()
 		for {
 			last := false
 			select {
 			case <-q.ready:
+			case <-quiet.C:
 			case <-finish:
 				last = true
 			}
+			swapped := time.Now()
+			wm.dropping(srcs, swapped)
 			full := q.swap(spare)
+			wm.observe(full, swapped)
 			n, err := w.writeBatch(full)
 			if err != nil && !errors.Is(err, errLimit) {
 				// The write failed: what it did not write is lost here.
@@ -223,6 +232,9 @@ func (a *Agent) run(ctx context.Context, ch ssh.Channel, reqs <-chan *ssh.Reques
 				}
 			}
 			spare = full
+			if err == nil {
+				err = wm.write(w, swapped)
+			}
 			// At a limit, what was written up to it still goes out.
 			if err == nil || errors.Is(err, errLimit) {
 				if ferr := w.flush(); ferr != nil {
@@ -371,4 +383,91 @@ func collectStats(srcs []*source, w *writer, final bool, end, errMsg string) tun
 		st.Interfaces = append(st.Interfaces, is)
 	}
 	return st
+}
+
+// Watermarks (format in tunnel/control_watermark.go) let the API merge
+// agents by timestamp: after each batch, and every watermarkEvery while
+// quiet, the writer promises that no packet older than T follows.
+//
+// T is the minimum over the capture's sources of what each can still
+// deliver. A reader hands packets over in ring order, so a source's next
+// packet is no older than the last one written (less reorderSlack for
+// packets the kernel timestamped out of order). A source with nothing for
+// ringLatency is idle, not behind: what its ring still holds arrived
+// within ringLatency (TPACKET_V3 hands a partly filled block over within
+// two readTimeouts), so its T is at least the swap time − ringLatency.
+// "Nothing for" is judged at the queue swap, not after the write: packets
+// queued while a slow client held the writer are not skipped over. A
+// source whose packets the full queue refuses is busy, not idle: its ring
+// may hold older packets still.
+const (
+	watermarkEvery = 25 * time.Millisecond
+	ringLatency    = 2*readTimeout + 50*time.Millisecond
+	reorderSlack   = time.Millisecond
+)
+
+// watermarker tracks what each source has delivered; owned by the writer.
+type watermarker struct {
+	newest  []int64     // per source: newest timestamp written, ns
+	seen    []time.Time // per source: swap that last carried or refused one of its packets
+	dropped []uint64    // per source: queue refusals at the last swap
+	sent    int64
+	block   []byte
+}
+
+func newWatermarker(n int) *watermarker {
+	return &watermarker{newest: make([]int64, n), seen: make([]time.Time, n), dropped: make([]uint64, n)}
+}
+
+// dropping notes, just before a swap, the sources whose packets the queue
+// refused since the last one.
+func (m *watermarker) dropping(srcs []*source, swapped time.Time) {
+	for i, s := range srcs {
+		if d := s.dropped.Load(); d != m.dropped[i] {
+			m.dropped[i], m.seen[i] = d, swapped
+		}
+	}
+}
+
+// observe notes the packets of a batch swapped out of the queue at swapped.
+func (m *watermarker) observe(b *batch, swapped time.Time) {
+	for _, p := range b.pkts {
+		m.newest[p.iface] = max(m.newest[p.iface], p.ts.UnixNano())
+		m.seen[p.iface] = swapped
+	}
+}
+
+// next returns the watermark as of the swap at swapped, and whether it
+// advanced since the last one sent.
+func (m *watermarker) next(swapped time.Time) (int64, bool) {
+	t := int64(math.MaxInt64)
+	idle := swapped.Add(-ringLatency)
+	for i := range m.newest {
+		ti := m.newest[i] - int64(reorderSlack)
+		if !m.seen[i].After(idle) {
+			ti = max(ti, idle.UnixNano())
+		}
+		t = min(t, ti)
+	}
+	if t <= m.sent {
+		return m.sent, false
+	}
+	m.sent = t
+	return t, true
+}
+
+// write appends a watermark to w when it advanced since the last one.
+func (m *watermarker) write(w *writer, swapped time.Time) error {
+	t, ok := m.next(swapped)
+	if !ok {
+		return nil
+	}
+	if err := w.ng.Flush(); err != nil {
+		return fmt.Errorf("agent: flush: %w", err)
+	}
+	m.block = tunnel.AppendWatermark(m.block[:0], t)
+	if _, err := w.bw.Write(m.block); err != nil {
+		return fmt.Errorf("agent: write watermark: %w", err)
+	}
+	return nil
 }

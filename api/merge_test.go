@@ -2,13 +2,16 @@ package api
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"reflect"
+	"strconv"
 	"testing"
 	"time"
 
+	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
 	"github.com/gopacket/gopacket/pcapgo"
 
@@ -23,42 +26,51 @@ type mergeRig struct {
 	m    *merger
 	srcs map[string]*source
 	t0   time.Time
+	late []string // onLate reports, "a late" / "a back"
 }
 
-func newMergeRig(t *testing.T, window time.Duration, names ...string) *mergeRig {
+func newMergeRig(t *testing.T, ordered bool, names ...string) *mergeRig {
 	t.Helper()
 	r := &mergeRig{t: t, srcs: map[string]*source{}, t0: time.Unix(1700000000, 0)}
 	var ifaces []OutputInterface
+	var srcs []*source
 	for i, n := range names {
 		s := newSource(Target{Name: n}, nil, nil, []tunnel.InterfaceStats{{Name: "eth0", LinkType: 1, Snaplen: 65535}}, i)
 		r.srcs[n] = s
+		srcs = append(srcs, s)
 		ifaces = append(ifaces, OutputInterface{Name: n + ":eth0", LinkType: layers.LinkTypeEthernet, Snaplen: 65535})
 	}
 	out, err := NewOutput(&r.buf, FormatPcapng, ifaces)
 	if err != nil {
 		t.Fatal(err)
 	}
-	r.m = newMerger(out, window)
+	r.m = newMerger(out, ordered, srcs, func(s *source, late bool) {
+		r.late = append(r.late, fmt.Sprintf("%s %v", s.t.Name, map[bool]string{true: "late", false: "back"}[late]))
+	})
 	return r
 }
 
-// batch takes a free batch of source name, fills it with packets whose
+// ms is t0 + v milliseconds, in nanoseconds.
+func (r *mergeRig) ms(v int) int64 { return r.t0.Add(time.Duration(v) * time.Millisecond).UnixNano() }
+
+// batch takes a batch of source name, fills it with packets whose
 // timestamps are t0 + ms milliseconds and whose payload names them
-// ("a@10"), and marks it arrived at arrived.
-func (r *mergeRig) batch(name string, arrived time.Time, ms ...int) *batch {
+// ("a@10"), with watermark wm (ms; < 0 for none), arrived at arrived.
+func (r *mergeRig) batch(name string, arrived time.Time, wm int, ms ...int) *batch {
 	r.t.Helper()
 	s := r.srcs[name]
-	var b *batch
-	select {
-	case b = <-s.free:
-	default:
-		r.t.Fatalf("source %s has no free batch", name)
+	b, err := s.take(nil)
+	if err != nil {
+		r.t.Fatal(err)
 	}
 	for _, v := range ms {
 		data := fmt.Appendf(nil, "%s@%d", name, v)
-		b.pkts = append(b.pkts, pktRef{ts: r.t0.Add(time.Duration(v) * time.Millisecond), off: len(b.buf),
-			caplen: len(data), length: len(data), iface: s.firstOut})
-		b.buf = append(b.buf, data...)
+		off := len(b.buf)
+		b.buf = appendEPB(b.buf, binary.LittleEndian, uint32(s.firstOut), uint64(r.ms(v)), data)
+		b.pkts = append(b.pkts, pktRef{ts: r.ms(v), off: off, n: len(b.buf) - off, iface: s.firstOut})
+	}
+	if wm >= 0 {
+		b.wm = r.ms(wm)
 	}
 	b.arrived = arrived
 	return b
@@ -66,6 +78,7 @@ func (r *mergeRig) batch(name string, arrived time.Time, ms ...int) *batch {
 
 func (r *mergeRig) add(b *batch) {
 	r.t.Helper()
+	b.src.waitingSince.Store(b.arrived.UnixNano()) // its reader waits again
 	if err := r.m.add(b); err != nil {
 		r.t.Fatalf("add: %v", err)
 	}
@@ -114,141 +127,319 @@ func (r *mergeRig) wantWritten(want ...string) {
 	}
 }
 
-func (r *mergeRig) wantFree(name string, n int) {
-	r.t.Helper()
-	if got := len(r.srcs[name].free); got != n {
-		r.t.Errorf("source %s has %d free batches, want %d", name, got, n)
+// outOfOrder sums the merger's out-of-order counts.
+func (r *mergeRig) outOfOrder() uint64 {
+	var n uint64
+	for _, s := range r.srcs {
+		n += s.outOfOrder[0]
 	}
+	return n
 }
 
-func TestMergerWindowZeroKeepsArrivalOrder(t *testing.T) {
-	r := newMergeRig(t, 0, "a", "b")
+func TestMergerUnorderedKeepsArrivalOrderAndCounts(t *testing.T) {
+	r := newMergeRig(t, false, "a", "b")
 	now := time.Now()
-	r.add(r.batch("a", now, 10, 20))
-	r.add(r.batch("b", now, 5, 15))
-	r.add(r.batch("a", now, 30, 1)) // a timestamp going back stays where it came
-	if next := r.emit(now, false); !next.IsZero() {
-		t.Errorf("emit with window 0 asks to be called at %v", next)
+	r.add(r.batch("a", now, -1, 10, 20))
+	r.add(r.batch("b", now, -1, 5, 15))
+	r.add(r.batch("a", now, -1, 30, 1)) // a timestamp going back stays where it came
+	if next := r.emit(now, false); !next.Equal(now.Add(flushDelay)) {
+		t.Errorf("emit unordered asks to be called at %v, want when the output is due", next)
 	}
 	r.wantWritten("a@10", "a@20", "b@5", "b@15", "a@30", "a@1")
-	r.wantFree("a", batchesPerSource)
-	r.wantFree("b", batchesPerSource)
 	if d := r.srcs["a"].delivered[0]; d != 4 {
 		t.Errorf("a delivered %d, want 4", d)
 	}
+	if n := r.outOfOrder(); n != 3 { // b@5, b@15, a@1
+		t.Errorf("out of order = %d, want 3", n)
+	}
 }
 
-func TestMergerWindowOrdersByTimestamp(t *testing.T) {
-	const window = 100 * time.Millisecond
-	r := newMergeRig(t, window, "a", "b", "c")
+func TestMergerWaitsForEveryWatermark(t *testing.T) {
+	r := newMergeRig(t, true, "a", "b", "c")
 	now := time.Now()
-	r.add(r.batch("a", now, 10, 30, 50))
-	r.add(r.batch("b", now, 5, 20, 40))
-	r.add(r.batch("c", now.Add(10*time.Millisecond), 25))
+	r.add(r.batch("a", now, 50, 10, 30, 50))
+	r.add(r.batch("b", now, 40, 5, 20, 40))
+	r.emit(now, false)
+	r.wantWritten() // c has promised nothing yet
 
-	// Nothing is due yet: the first batch waits out the window.
-	if next := r.emit(now.Add(window-time.Nanosecond), false); !next.Equal(now.Add(window)) {
-		t.Errorf("next due = %v, want %v", next, now.Add(window))
+	r.add(r.batch("c", now, 25, 25))
+	r.emit(now, false)
+	r.wantWritten("b@5", "a@10", "b@20", "c@25")
+
+	// c is quiet: a watermark alone moves the merge on.
+	r.add(r.batch("c", now, 100))
+	r.emit(now, false)
+	r.wantWritten("b@5", "a@10", "b@20", "c@25", "a@30", "b@40")
+
+	// A batch that arrives later with older packets than another source's
+	// held ones still goes out in order.
+	r.add(r.batch("b", now, 60, 45, 60))
+	r.add(r.batch("a", now, 70, 55, 70))
+	if next := r.emit(now, false); !next.Equal(now.Add(flushDelay)) {
+		t.Errorf("next due = %v, want the output's flush", next)
 	}
+	if next := r.emit(now.Add(flushDelay), false); !next.Equal(now.Add(watermarkTimeout)) || r.m.out.Buffered() != 0 {
+		t.Errorf("next due = %v with %d bytes buffered, want the watermark timeout after a flush", next, r.m.out.Buffered())
+	}
+	r.wantWritten("b@5", "a@10", "b@20", "c@25", "a@30", "b@40", "b@45", "a@50", "a@55", "b@60")
+	if n := r.outOfOrder(); n != 0 {
+		t.Errorf("out of order = %d", n)
+	}
+}
+
+func TestMergerSortsASourcesInterfaces(t *testing.T) {
+	// One agent's interfaces are read apart: its batch may interleave them.
+	r := newMergeRig(t, true, "a", "b")
+	now := time.Now()
+	r.add(r.batch("a", now, 30, 20, 10, 30))
+	r.add(r.batch("b", now, 30, 15))
+	r.emit(now, false)
+	r.wantWritten("a@10", "b@15", "a@20", "a@30")
+}
+
+func TestMergerEndedSourceNoLongerHolds(t *testing.T) {
+	r := newMergeRig(t, true, "a", "b")
+	now := time.Now()
+	r.add(r.batch("a", now, 10, 10, 20))
+	b := r.batch("b", now, -1, 5)
+	b.last = true
+	r.add(b)
+	r.emit(now, false)
+	r.wantWritten("b@5", "a@10") // a@20 waits for a's own promise
+	r.add(r.batch("a", now, 20))
+	r.emit(now, false)
+	r.wantWritten("b@5", "a@10", "a@20")
+}
+
+func TestMergerCutsASilentSourceAndTakesItBack(t *testing.T) {
+	r := newMergeRig(t, true, "a", "hung")
+	now := time.Now()
+	r.add(r.batch("a", now, 10, 10))
+	next := r.emit(now, false)
 	r.wantWritten()
-
-	// At the window, a and b are due; c's packet at 25 came later and
-	// waits, so only what precedes it in time goes out.
-	next := r.emit(now.Add(window), false)
-	r.wantWritten("b@5", "a@10", "b@20")
-	if want := now.Add(10*time.Millisecond + window); !next.Equal(want) {
-		t.Errorf("next due = %v, want %v (c's batch)", next, want)
+	if want := time.Unix(0, r.srcs["hung"].waitingSince.Load()).Add(watermarkTimeout); !next.Equal(want) {
+		t.Errorf("next due = %v, want %v", next, want)
 	}
-	r.wantFree("a", batchesPerSource-1)
-
-	next = r.emit(now.Add(10*time.Millisecond+window), false)
-	r.wantWritten("b@5", "a@10", "b@20", "c@25", "a@30", "b@40", "a@50")
-	if !next.IsZero() {
-		t.Errorf("next due = %v with nothing held", next)
+	// At the timeout, the hung source leaves the merge and is reported.
+	r.emit(next, false)
+	r.wantWritten("a@10")
+	if !reflect.DeepEqual(r.late, []string{"hung late"}) {
+		t.Errorf("reports = %q", r.late)
 	}
-	for _, n := range []string{"a", "b", "c"} {
-		r.wantFree(n, batchesPerSource)
+	// It comes back: reported, and in the merge again.
+	r.add(r.batch("hung", next, 15, 12))
+	r.add(r.batch("a", next, 30, 20, 30))
+	r.emit(next, false)
+	r.wantWritten("a@10", "hung@12")
+	if !reflect.DeepEqual(r.late, []string{"hung late", "hung back"}) {
+		t.Errorf("reports = %q", r.late)
 	}
 }
 
-func TestMergerWindowKeepsSourceOrder(t *testing.T) {
-	// A source's own order wins over timestamps: its clock may step back.
-	r := newMergeRig(t, time.Second, "a", "b")
+func TestMergerFlushAllIgnoresWatermarks(t *testing.T) {
+	r := newMergeRig(t, true, "a", "b")
 	now := time.Now()
-	r.add(r.batch("a", now, 50, 10))
-	r.add(r.batch("a", now, 5))
-	r.add(r.batch("b", now, 20, 60))
-	r.emit(now, true)
-	r.wantWritten("b@20", "a@50", "a@10", "a@5", "b@60")
-}
-
-func TestMergerFlushAllIgnoresWindow(t *testing.T) {
-	r := newMergeRig(t, time.Hour, "a", "b")
-	now := time.Now()
-	r.add(r.batch("a", now, 3))
-	r.add(r.batch("b", now, 1, 2))
+	r.add(r.batch("a", now, -1, 3))
+	r.add(r.batch("b", now, -1, 1, 2))
 	if next := r.emit(now, true); !next.IsZero() {
 		t.Errorf("next due = %v after flushing all", next)
 	}
 	r.wantWritten("b@1", "b@2", "a@3")
 }
 
-func TestMergerStarvedSourceForcesEmission(t *testing.T) {
-	const window = time.Hour // nothing is ever due by time
-	r := newMergeRig(t, window, "a")
+func TestMergerStarvedSourceWaitsInOrder(t *testing.T) {
+	// a holds all the batches it may have while b has promised nothing
+	// beyond its first packet: a waits (its reader blocks) rather than
+	// go out before what b may still send.
+	r := newMergeRig(t, true, "a", "b")
 	now := time.Now()
-	for i := range batchesPerSource {
-		r.add(r.batch("a", now, 10*i, 10*i+1))
+	r.add(r.batch("b", now, -1, 1))
+	a := r.srcs["a"]
+	var want []string
+	for i := range a.maxBatches {
+		v := 100 * (i + 1)
+		a.tail = nil // as if each batch were too large to join the last
+		r.add(r.batch("a", now, v+1, v, v+1))
+		want = append(want, fmt.Sprintf("a@%d", v), fmt.Sprintf("a@%d", v+1))
 	}
-	r.wantFree("a", 0)
-	// a holds every batch it owns: its reader would stall for an hour.
+	if len(a.free) != 0 || a.owned != a.maxBatches {
+		t.Fatalf("a owns %d of %d, %d free", a.owned, a.maxBatches, len(a.free))
+	}
 	r.emit(now, false)
-	r.wantWritten("a@0", "a@1")
-	r.wantFree("a", 1)
+	r.wantWritten()
+	// b moves on: everything goes out, in order, and a can read again.
+	r.add(r.batch("b", now, 100000))
+	r.emit(now, false)
+	r.wantWritten(append([]string{"b@1"}, want...)...)
+	if len(a.free) != a.maxBatches {
+		t.Errorf("a has %d free batches, want %d", len(a.free), a.maxBatches)
+	}
+	if n := r.outOfOrder(); n != 0 {
+		t.Errorf("out of order = %d", n)
+	}
 }
 
-func TestMergerStarvedSourceBehindAnotherForcesEmission(t *testing.T) {
-	// b's packet is older than everything a holds, and not due; a holds
-	// all its batches. Emission must still happen, in timestamp order: b's
-	// packet first, then a's until a has a batch to read into again.
-	const window = time.Hour
-	r := newMergeRig(t, window, "a", "b")
+func TestMergerFullSourceOfTinyBatchesMovesOn(t *testing.T) {
+	// a's agent sent a burst, one packet per batch, all within the
+	// slack: a holds every batch it may have and cannot read the
+	// watermark behind them. Its packets must still go out.
+	r := newMergeRig(t, true, "a", "b")
 	now := time.Now()
-	r.add(r.batch("b", now, 1, 500))
-	for i := range batchesPerSource {
-		r.add(r.batch("a", now, 100*(i+1), 100*(i+1)+1))
+	a := r.srcs["a"]
+	var want []string
+	for range a.maxBatches {
+		a.tail = nil // as if each batch were too large to join the last
+		r.add(r.batch("a", now, -1, 100))
+		want = append(want, "a@100")
 	}
-	r.wantFree("a", 0)
+	r.add(r.batch("b", now, 1000))
 	r.emit(now, false)
-	r.wantWritten("b@1", "a@100", "a@101")
-	r.wantFree("a", 1)
-	r.wantFree("b", batchesPerSource-1) // b's batch still holds b@500
-
-	// Nothing else is forced: the rest waits for its window.
-	r.emit(now, false)
-	r.wantWritten("b@1", "a@100", "a@101")
+	r.wantWritten(want...)
+	if len(a.free) != a.maxBatches || len(r.late) != 0 {
+		t.Errorf("a has %d free batches, reports %q", len(a.free), r.late)
+	}
 }
 
-func TestMergerBoundedHeld(t *testing.T) {
-	// However batches arrive, a source never has more than it owns held,
-	// and after every emit each source can read again.
-	r := newMergeRig(t, time.Hour, "a", "b", "c")
+func TestMergerSmallBatchesJoinTheLastHeld(t *testing.T) {
+	// One packet per batch: a source holds far more packets than batches.
+	r := newMergeRig(t, true, "a", "b")
 	now := time.Now()
-	names := []string{"a", "b", "c"}
-	for round := range 50 {
-		for i, n := range names {
-			if len(r.srcs[n].free) == 0 {
-				t.Fatalf("round %d: source %s stalled", round, n)
+	a := r.srcs["a"]
+	var want []string
+	for i := range 10 * a.maxBatches {
+		r.add(r.batch("a", now, -1, 100+i))
+		want = append(want, fmt.Sprintf("a@%d", 100+i))
+		if len(a.free) == 0 && a.owned == a.maxBatches {
+			t.Fatalf("a holds all its batches after %d one-packet batches", i+1)
+		}
+	}
+	r.add(r.batch("a", now, -1, 50)) // older than a's run: a run of its own
+	r.add(r.batch("b", now, 100000))
+	r.emit(now, false)
+	r.wantWritten(append([]string{"a@50"}, want[:len(want)-1]...)...) // the newest within a's slack waits
+	r.add(r.batch("a", now, 100000))
+	r.emit(now, false)
+	r.wantWritten(append([]string{"a@50"}, want...)...)
+	if len(a.free) != a.owned {
+		t.Errorf("a has %d of %d batches back", len(a.free), a.owned)
+	}
+}
+
+func TestMergerPacketsSpeakForTheirSource(t *testing.T) {
+	// Without watermarks (an older agent), a source's own packets still
+	// tell the merge how far it has got.
+	r := newMergeRig(t, true, "a", "b")
+	now := time.Now()
+	r.add(r.batch("a", now, -1, 10, 50))
+	r.add(r.batch("b", now, -1, 20, 40))
+	r.emit(now, false)
+	r.wantWritten("a@10", "b@20") // under 39 ms: b's newest less the slack
+}
+
+func TestMergerSharesTheBudget(t *testing.T) {
+	few := newMergeRig(t, true, "a", "b", "c")
+	if n := few.srcs["a"].maxBatches; n != maxBatches {
+		t.Errorf("3 sources may hold %d batches each, want %d", n, maxBatches)
+	}
+	names := make([]string, 200)
+	for i := range names {
+		names[i] = strconv.Itoa(i)
+	}
+	many := newMergeRig(t, true, names...)
+	if n := many.srcs["0"].maxBatches; n != minBatches {
+		t.Errorf("200 sources may hold %d batches each, want %d", n, minBatches)
+	}
+	fifty := newMergeRig(t, true, names[:50]...)
+	if n := fifty.srcs["0"].maxBatches; n*50*batchBytes > max(mergeBudget, 50*minBatches*batchBytes) {
+		t.Errorf("50 sources may hold %d batches each: over the budget", n)
+	}
+}
+
+// benchStream is an agent's stream of count packets of size bytes.
+func benchStream(b *testing.B, size, count int) []byte {
+	a := newAgentStream(b, twoIfaces[0])
+	t0 := time.Unix(1700000000, 0)
+	data := make([]byte, size)
+	for i := range count {
+		ci := gopacket.CaptureInfo{Timestamp: t0.Add(time.Duration(i) * time.Microsecond), CaptureLength: size, Length: size}
+		if err := a.w.WritePacket(ci, data); err != nil {
+			b.Fatal(err)
+		}
+	}
+	a.flush()
+	return a.buf.Bytes()
+}
+
+// BenchmarkAPIPath is pcap-api's work per packet from an agent's stream
+// to the client's: read into batches and parse in place (source), merge,
+// write the block through (output).
+func BenchmarkAPIPath(b *testing.B) {
+	for _, size := range []int{100, 1400} {
+		b.Run(strconv.Itoa(size), func(b *testing.B) {
+			const count = 10000
+			stream := benchStream(b, size, count)
+			b.ReportAllocs()
+			for b.Loop() {
+				out, err := NewOutput(io.Discard, FormatPcapng, []OutputInterface{{Name: "a/0:eth0", LinkType: layers.LinkTypeEthernet, Snaplen: 65535}})
+				if err != nil {
+					b.Fatal(err)
+				}
+				s := newSource(Target{Name: "a/0"}, nil, nil, twoIfaces[:1], 0)
+				m := newMerger(out, false, []*source{s}, nil)
+				in := make(chan *batch, maxBatches)
+				done := make(chan error, 1)
+				go func() { done <- s.readLoop(bytes.NewReader(stream), in, nil) }()
+				for running := true; running; {
+					select {
+					case bt := <-in:
+						if err := m.add(bt); err != nil {
+							b.Fatal(err)
+						}
+					case <-done:
+						running = false
+					}
+				}
+				for len(in) > 0 {
+					m.add(<-in)
+				}
+				if err := out.Flush(); err != nil {
+					b.Fatal(err)
+				}
 			}
-			r.add(r.batch(n, now, round*10+i))
-		}
-		r.emit(now, false)
-		if r.m.held > len(names)*batchesPerSource {
-			t.Fatalf("round %d: %d batches held", round, r.m.held)
-		}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*count), "ns/packet")
+		})
 	}
-	r.emit(now, true)
-	if got := len(r.written()); got != 150 {
-		t.Errorf("%d packets written, want 150", got)
+}
+
+// BenchmarkDecodeEncode is the reference the API used before blocks
+// passed through: pcapgo decodes each packet and encodes it again.
+func BenchmarkDecodeEncode(b *testing.B) {
+	for _, size := range []int{100, 1400} {
+		b.Run(strconv.Itoa(size), func(b *testing.B) {
+			const count = 10000
+			stream := benchStream(b, size, count)
+			b.ReportAllocs()
+			for b.Loop() {
+				r, err := pcapgo.NewNgReader(bytes.NewReader(stream), pcapgo.NgReaderOptions{WantMixedLinkType: true})
+				if err != nil {
+					b.Fatal(err)
+				}
+				w, err := pcapgo.NewNgWriterInterface(io.Discard, pcapgo.NgInterface{Name: "a/0:eth0", LinkType: layers.LinkTypeEthernet, SnapLength: 65535, TimestampResolution: 9}, pcapgo.NgWriterOptions{})
+				if err != nil {
+					b.Fatal(err)
+				}
+				for {
+					data, ci, err := r.ZeroCopyReadPacketData()
+					if err != nil {
+						break
+					}
+					if err := w.WritePacket(ci, data); err != nil {
+						b.Fatal(err)
+					}
+				}
+				w.Flush()
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*count), "ns/packet")
+		})
 	}
 }

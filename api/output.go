@@ -34,6 +34,7 @@ type InterfaceCounts struct {
 	APIDropped    uint64
 	Unaccounted   int64  // see tunnel.InterfaceStats
 	Delivered     uint64 // packets written to this output
+	OutOfOrder    uint64 // of them, written older than a packet before
 }
 
 // Output writes the merged capture as pcapng (or classic pcap) to a
@@ -107,11 +108,14 @@ func ngInterface(i OutputInterface) pcapgo.NgInterface {
 	}
 }
 
-// WritePacket writes one packet of output interface ci.InterfaceIndex.
+// WritePacket encodes and writes one packet of output interface
+// ci.InterfaceIndex. The capture path uses WriteBlock.
 func (o *Output) WritePacket(ci gopacket.CaptureInfo, data []byte) error {
 	var err error
 	if o.ng != nil {
-		err = o.ng.WritePacket(ci, data)
+		if err = o.ng.WritePacket(ci, data); err == nil {
+			err = o.ng.Flush() // WriteBlock writes around pcapgo's buffer
+		}
 	} else {
 		err = o.pc.WritePacket(ci, data)
 	}
@@ -120,6 +124,31 @@ func (o *Output) WritePacket(ci gopacket.CaptureInfo, data []byte) error {
 	}
 	return nil
 }
+
+// WriteBlock writes one Enhanced Packet Block as the agent sent it,
+// checked and made ready by the source's parser: little endian, interface
+// id rewritten to the output's, nanosecond timestamp. pcapng output takes
+// it as it is; classic pcap output takes its packet and timestamp.
+func (o *Output) WriteBlock(epb []byte) error {
+	var err error
+	if o.ng != nil {
+		_, err = o.bw.Write(epb)
+	} else {
+		le := binary.LittleEndian
+		ts := int64(uint64(le.Uint32(epb[12:]))<<32 | uint64(le.Uint32(epb[16:])))
+		caplen := int(le.Uint32(epb[20:]))
+		ci := gopacket.CaptureInfo{Timestamp: time.Unix(0, ts), CaptureLength: caplen,
+			Length: int(le.Uint32(epb[24:])), InterfaceIndex: int(le.Uint32(epb[8:]))}
+		err = o.pc.WritePacket(ci, epb[ngEPBHeaderLen:ngEPBHeaderLen+caplen])
+	}
+	if err != nil {
+		return fmt.Errorf("api: write packet: %w", err)
+	}
+	return nil
+}
+
+// Buffered returns how many bytes wait for Flush.
+func (o *Output) Buffered() int { return o.bw.Buffered() }
 
 // Flush pushes everything buffered to the writer.
 func (o *Output) Flush() error {
@@ -181,8 +210,8 @@ func encodeISB(id uint32, c InterfaceCounts) []byte {
 		opts = le.AppendUint32(opts, uint32(n>>32))
 		opts = le.AppendUint32(opts, uint32(n))
 	}
-	comment := fmt.Sprintf("pcap drops: kernel=%d interface=%d agent=%d api=%d; delivered=%d; unaccounted=%d",
-		c.KernelDropped, c.IfDropped, c.AgentDropped, c.APIDropped, c.Delivered, c.Unaccounted)
+	comment := fmt.Sprintf("pcap drops: kernel=%d interface=%d agent=%d api=%d; delivered=%d; unaccounted=%d; out_of_order=%d",
+		c.KernelDropped, c.IfDropped, c.AgentDropped, c.APIDropped, c.Delivered, c.Unaccounted, c.OutOfOrder)
 	opts = le.AppendUint16(opts, optComment)
 	opts = le.AppendUint16(opts, uint16(len(comment)))
 	opts = append(opts, comment...)

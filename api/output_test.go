@@ -134,10 +134,10 @@ func TestOutputPcapngIsReadByWireshark(t *testing.T) {
 	}
 	s0 := got[0]
 	if s0.PacketsReceived != 10 || s0.PacketsDropped != 7 || !s0.StartTime.Equal(t0) || !s0.EndTime.Equal(t0.Add(2*time.Second)) ||
-		s0.Comment != "pcap drops: kernel=1 interface=2 agent=3 api=1; delivered=3; unaccounted=0" {
+		s0.Comment != "pcap drops: kernel=1 interface=2 agent=3 api=1; delivered=3; unaccounted=0; out_of_order=0" {
 		t.Errorf("statistics of lb/0:eth0 = %+v", s0)
 	}
-	if s1 := got[1]; s1.PacketsReceived != 2 || s1.PacketsDropped != 0 || s1.Comment != "pcap drops: kernel=0 interface=0 agent=0 api=0; delivered=2; unaccounted=0" {
+	if s1 := got[1]; s1.PacketsReceived != 2 || s1.PacketsDropped != 0 || s1.Comment != "pcap drops: kernel=0 interface=0 agent=0 api=0; delivered=2; unaccounted=0; out_of_order=0" {
 		t.Errorf("statistics of lb/1:any = %+v", s1)
 	}
 	if s2 := got[2]; s2.PacketsReceived != 1 || !s2.StartTime.IsZero() || !s2.EndTime.IsZero() {
@@ -148,12 +148,12 @@ func TestOutputPcapngIsReadByWireshark(t *testing.T) {
 func TestEncodeISBGolden(t *testing.T) {
 	start := time.Unix(0, 0x0000000100000002)
 	end := time.Unix(0, 0x0000000300000004)
-	got := encodeISB(7, InterfaceCounts{Start: start, End: end, Received: 9, KernelDropped: 1, IfDropped: 2, AgentDropped: 3, APIDropped: 4, Delivered: 5})
-	comment := "pcap drops: kernel=1 interface=2 agent=3 api=4; delivered=5; unaccounted=0" // 74 bytes, 2 bytes of padding
+	got := encodeISB(7, InterfaceCounts{Start: start, End: end, Received: 9, KernelDropped: 1, IfDropped: 2, AgentDropped: 3, APIDropped: 4, Delivered: 5, OutOfOrder: 6})
+	comment := "pcap drops: kernel=1 interface=2 agent=3 api=4; delivered=5; unaccounted=0; out_of_order=6" // 90 bytes, 2 bytes of padding
 	le := binary.LittleEndian
 	var w []byte
 	w = le.AppendUint32(w, 5)   // block type: Interface Statistics Block
-	w = le.AppendUint32(w, 192) // block total length
+	w = le.AppendUint32(w, 208) // block total length
 	w = le.AppendUint32(w, 7)   // interface id
 	w = le.AppendUint32(w, 3)   // timestamp (the end time) high
 	w = le.AppendUint32(w, 4)   // timestamp low
@@ -184,8 +184,8 @@ func TestEncodeISBGolden(t *testing.T) {
 		w = le.AppendUint64(w, o.v)
 	}
 	w = le.AppendUint32(w, 0)   // opt_endofopt
-	w = le.AppendUint32(w, 192) // block total length, again
-	if len(w) != 192 {
+	w = le.AppendUint32(w, 208) // block total length, again
+	if len(w) != 208 {
 		t.Fatalf("golden block is %d bytes", len(w))
 	}
 	if !bytes.Equal(got, w) {

@@ -44,8 +44,8 @@ type Session struct {
 	// (default 10 s); StopTimeout bounds the whole stop (default 2 s).
 	OpenTimeout time.Duration
 	StopTimeout time.Duration
-	// ReorderWindow is how long packets wait to be merged by timestamp
-	// across sources; 0 keeps arrival order.
+	// ReorderWindow 0 keeps arrival order; any other value merges by
+	// timestamp, as far as the agents' watermarks allow.
 	ReorderWindow time.Duration
 	// MaxOpen bounds agents being contacted at once (default 32).
 	MaxOpen int
@@ -71,6 +71,8 @@ type Result struct {
 	// Unaccounted sums what the agents could not account for (see
 	// tunnel.InterfaceStats); 0 unless something is wrong.
 	Unaccounted int64
+	// OutOfOrder counts packets written older than one before them.
+	OutOfOrder uint64
 }
 
 // ExitStatus maps the outcome to the command's exit status.
@@ -269,6 +271,13 @@ func (s *Session) stream(ctx context.Context, stop <-chan struct{}, srcs []*sour
 	in := make(chan *batch, len(srcs))
 	abort := make(chan struct{})
 	ended := make(chan *source, len(srcs))
+	m := newMerger(out, s.ReorderWindow > 0, srcs, func(src *source, late bool) {
+		if late {
+			s.Status.Line(src.t.Name, "watermark-late", "after", watermarkTimeout, "effect", "merged without waiting for it")
+		} else {
+			s.Status.Line(src.t.Name, "watermark-resumed")
+		}
+	})
 	for _, src := range srcs {
 		go func() {
 			src.read(in, abort)
@@ -300,7 +309,6 @@ func (s *Session) stream(ctx context.Context, stop <-chan struct{}, srcs []*sour
 		progressC = t.C
 	}
 
-	m := newMerger(out, s.ReorderWindow)
 	var due *time.Timer
 	var dueC <-chan time.Time
 	end := ""
@@ -332,10 +340,7 @@ func (s *Session) stream(ctx context.Context, stop <-chan struct{}, srcs []*sour
 		if outErr != nil {
 			return
 		}
-		next, err := m.emit(now, all)
-		if err == nil {
-			err = out.Flush()
-		}
+		next, err := m.emit(now, all) // flushes the output when due
 		if err != nil {
 			outErr = err
 			return
@@ -502,7 +507,7 @@ func (s *Session) finish(res Result, srcs []*source, out *Output, end string, ou
 			c := InterfaceCounts{
 				Start: src.started, End: src.ended,
 				Received: is.Received, KernelDropped: is.KernelDropped, IfDropped: is.IfDropped,
-				AgentDropped: is.AgentDropped, Unaccounted: is.Unaccounted, Delivered: src.delivered[i],
+				AgentDropped: is.AgentDropped, Unaccounted: is.Unaccounted, Delivered: src.delivered[i], OutOfOrder: src.outOfOrder[i],
 			}
 			if sent := max(is.Packets, src.received[i]); sent > c.Delivered {
 				c.APIDropped = sent - c.Delivered
@@ -521,6 +526,7 @@ func (s *Session) finish(res Result, srcs []*source, out *Output, end string, ou
 			res.Dropped["agent"] += c.AgentDropped
 			res.Dropped["api"] += c.APIDropped
 			res.Unaccounted += c.Unaccounted
+			res.OutOfOrder += c.OutOfOrder
 		}
 		t := sumCounts(sr.Counts)
 		kv := []any{"packets", t.Delivered, "received", t.Received, "kernel_dropped", t.KernelDropped,
@@ -554,7 +560,8 @@ func (s *Session) finish(res Result, srcs []*source, out *Output, end string, ou
 	}
 	s.Status.Line("summary", res.Outcome, "sources", len(res.Sources), "packets", res.Packets, "bytes", res.Bytes,
 		"kernel_dropped", res.Dropped["kernel"], "if_dropped", res.Dropped["interface"],
-		"agent_dropped", res.Dropped["agent"], "api_dropped", res.Dropped["api"], "unaccounted", res.Unaccounted)
+		"agent_dropped", res.Dropped["agent"], "api_dropped", res.Dropped["api"], "unaccounted", res.Unaccounted,
+		"out_of_order", res.OutOfOrder)
 	return res
 }
 

@@ -1,22 +1,20 @@
 package api
 
 import (
-	"bufio"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
+	"sync/atomic"
 	"time"
-
-	"github.com/gopacket/gopacket"
-	"github.com/gopacket/gopacket/pcapgo"
 
 	"code.cloudfoundry.org/pcap/tunnel"
 )
 
-// readBufferSize is how much of an agent's stream is read at once; the
-// reader hands its batch over before each read.
-const readBufferSize = 64 << 10
+// minRead is the least room a batch offers a read; with less, the
+// reader moves on to the next batch.
+const minRead = 16 << 10
 
 // errAborted ends a source reader whose merger has gone.
 var errAborted = errors.New("api: capture aborted")
@@ -31,14 +29,34 @@ type source struct {
 	firstOut int                     // output id of ifaces[0]
 	started  time.Time
 
-	free chan *batch // batches the reader may fill; the merger returns them
-	cur  *batch      // owned by the reader goroutine
+	// free holds batches the reader may fill; the merger returns them.
+	// The reader allocates up to maxBatches (set by the merger before the
+	// reader starts) as it needs them.
+	free       chan *batch
+	maxBatches int
+	owned      int    // batches allocated; reader goroutine
+	cur        *batch // owned by the reader goroutine
+	sentWm     int64  // newest watermark handed over; reader goroutine
+	// waitingSince is when the reader began waiting for the agent to send
+	// (unix ns), 0 while it parses or hands over: the merger's measure of
+	// a hung agent.
+	waitingSince atomic.Int64
 
-	// delivered counts packets written, per interface; owned by the
-	// merger goroutine. cutOff is set by it when the source was closed
-	// for not stopping in time.
-	delivered []uint64
-	cutOff    bool
+	// Owned by the merger goroutine: packets written and of them written
+	// out of timestamp order, per interface; the newest timestamp read per
+	// interface; the source's watermark, when it last moved, whether it is
+	// out of the merge for sending nothing, or finished (its last batch came);
+	// batches it holds.
+	// cutOff is set when the source was closed for not stopping in time.
+	delivered  []uint64
+	outOfOrder []uint64
+	newest     []int64
+	wm         int64
+	late       bool
+	finished   bool
+	held       int    // batches in the merger
+	tail       *batch // the last of them, which small batches join
+	cutOff     bool
 
 	// received and bytes count packets and bytes read, per interface; owned
 	// by the reader goroutine, read after done.
@@ -52,25 +70,47 @@ type source struct {
 }
 
 func newSource(t Target, agent *tunnel.Client, c *tunnel.Capture, ifaces []tunnel.InterfaceStats, firstOut int) *source {
+	now := time.Now()
 	s := &source{
-		t: t, agent: agent, capture: c, ifaces: ifaces, firstOut: firstOut, started: time.Now(),
-		free:      make(chan *batch, batchesPerSource),
-		delivered: make([]uint64, len(ifaces)),
-		received:  make([]uint64, len(ifaces)),
-		bytes:     make([]uint64, len(ifaces)),
-		done:      make(chan struct{}),
+		t: t, agent: agent, capture: c, ifaces: ifaces, firstOut: firstOut, started: now,
+		free:       make(chan *batch, maxBatches),
+		maxBatches: minBatches,
+		delivered:  make([]uint64, len(ifaces)),
+		outOfOrder: make([]uint64, len(ifaces)),
+		newest:     make([]int64, len(ifaces)),
+		received:   make([]uint64, len(ifaces)),
+		bytes:      make([]uint64, len(ifaces)),
+		done:       make(chan struct{}),
 	}
-	for range batchesPerSource {
-		s.free <- &batch{src: s, buf: make([]byte, 0, batchBytes)}
-	}
+	s.waitingSince.Store(now.UnixNano()) // for its first bytes
 	return s
 }
 
-// release gives a written batch back to its source. It never blocks: a
-// source owns exactly batchesPerSource batches.
+// release gives a written batch back to its source. It never blocks: the
+// free channel holds every batch a source may own.
 func (s *source) release(b *batch) {
 	b.reset()
 	s.free <- b
+}
+
+// take returns a free batch, allocating one while the source owns fewer
+// than maxBatches, or waits for the merger to return one.
+func (s *source) take(abort <-chan struct{}) (*batch, error) {
+	select {
+	case b := <-s.free:
+		return b, nil
+	default:
+	}
+	if s.owned < s.maxBatches {
+		s.owned++
+		return &batch{src: s, buf: make([]byte, 0, batchBytes)}, nil
+	}
+	select {
+	case b := <-s.free:
+		return b, nil
+	case <-abort:
+		return nil, errAborted
+	}
 }
 
 // read copies packets from the agent's stream into batches and sends them
@@ -79,69 +119,112 @@ func (s *source) read(out chan<- *batch, abort <-chan struct{}) {
 	defer close(s.done)
 	defer func() { s.ended = time.Now() }()
 	err := s.readLoop(s.capture, out, abort)
+	if s.cur != nil {
+		// The merger learns the end in order, after every packet.
+		s.cur.last = true
+		if herr := s.handOver(out, abort); herr != nil && err == nil {
+			err = herr
+		}
+	}
 	if errors.Is(err, io.EOF) {
 		err = nil
 	}
 	s.readErr = err
 }
 
-// readLoop reads the agent's pcapng stream from r (the capture channel).
+// readLoop reads the agent's pcapng stream from r (the capture channel)
+// straight into batch buffers and parses it there (see source_pcapng.go).
+// A batch is handed over before every read that may wait for the network,
+// so packets never sit in a batch while the source is quiet; under load a
+// read fills most of a batch. A block cut by the end of a read moves to
+// the next batch.
 func (s *source) readLoop(r io.Reader, out chan<- *batch, abort <-chan struct{}) error {
-	select {
-	case s.cur = <-s.free:
-	case <-abort:
-		return errAborted
+	var err error
+	if s.cur, err = s.take(abort); err != nil {
+		return err
 	}
-	// Hand the batch over whenever the reader is about to wait for the
-	// network: packets never sit in a batch while the source is quiet.
-	// Under load, reads of up to readBufferSize keep batches large.
-	fr := &flushingReader{r: r, flush: func() error { return s.handOver(out, abort) }}
-	ng, err := pcapgo.NewNgReader(bufio.NewReaderSize(fr, readBufferSize), pcapgo.NgReaderOptions{WantMixedLinkType: true})
-	if err != nil {
-		return fmt.Errorf("read pcapng header: %w", err)
-	}
+	var p ngParser
+	parsed, need := 0, 0 // in s.cur.buf: end of the whole blocks, size of the next
 	for {
-		data, ci, err := ng.ZeroCopyReadPacketData()
-		switch {
-		case errors.Is(err, io.EOF):
-		case err != nil:
-			err = fmt.Errorf("read pcapng: %w", err)
-		default:
-			err = s.check(data, ci)
-		}
-		if err != nil {
-			// What was read before the end goes out.
-			if herr := s.handOver(out, abort); herr != nil {
-				return herr
+		b := s.cur
+		for {
+			blk, n, err := p.parse(b.buf[parsed:])
+			if err == nil && n > len(b.buf)-parsed {
+				need = n
+				break
 			}
-			return err
+			if err != nil {
+				err = fmt.Errorf("read pcapng: %w", err)
+			} else if blk.kind == ngPacket {
+				err = s.check(blk)
+			}
+			if err != nil {
+				b.buf = b.buf[:parsed]
+				if herr := s.handOver(out, abort); herr != nil {
+					return herr
+				}
+				return err
+			}
+			if blk.kind == ngWatermark {
+				b.wm = max(b.wm, blk.ts)
+			}
+			if blk.kind == ngPacket {
+				id := s.firstOut + blk.iface
+				binary.LittleEndian.PutUint32(b.buf[parsed+8:], uint32(id))
+				b.pkts = append(b.pkts, pktRef{ts: blk.ts, off: parsed, n: blk.n, iface: id})
+				s.received[blk.iface]++
+				s.bytes[blk.iface] += uint64(blk.caplen)
+			}
+			parsed += n
 		}
-		if len(s.cur.buf)+len(data) > batchBytes && len(s.cur.pkts) > 0 {
+		// Hand the whole blocks over and carry the partial one (if any)
+		// to the next batch, big enough for it and a read.
+		if s.due(b) || cap(b.buf)-len(b.buf) < minRead || need > cap(b.buf)-parsed {
+			tail := b.buf[parsed:]
+			b.buf = b.buf[:parsed]
 			if err := s.handOver(out, abort); err != nil {
 				return err
 			}
+			nb := s.cur
+			if want := max(need, len(tail)) + minRead; cap(nb.buf) < want {
+				nb.buf = make([]byte, 0, max(batchBytes, want))
+			}
+			nb.buf = append(nb.buf[:0], tail...) // may overlap when nb == b
+			parsed = 0
 		}
-		s.received[ci.InterfaceIndex]++
-		s.bytes[ci.InterfaceIndex] += uint64(len(data))
-		b := s.cur
-		b.pkts = append(b.pkts, pktRef{ts: ci.Timestamp, off: len(b.buf), caplen: len(data), length: ci.Length, iface: s.firstOut + ci.InterfaceIndex})
-		b.buf = append(b.buf, data...)
+		b = s.cur
+		s.waitingSince.Store(time.Now().UnixNano())
+		n, err := r.Read(b.buf[len(b.buf):cap(b.buf)])
+		s.waitingSince.Store(0)
+		b.buf = b.buf[:len(b.buf)+n]
+		if err != nil && n == 0 {
+			if errors.Is(err, io.EOF) && len(b.buf) > parsed {
+				err = io.ErrUnexpectedEOF
+			}
+			if herr := s.handOver(out, abort); herr != nil {
+				return herr
+			}
+			if errors.Is(err, io.EOF) {
+				return err
+			}
+			return fmt.Errorf("read pcapng: %w", err)
+		}
 	}
 }
 
 // check refuses a packet the output could not hold: the output (and
 // Wireshark) refuse such packets, so they end this source, not the whole
 // capture.
-func (s *source) check(data []byte, ci gopacket.CaptureInfo) error {
-	if ci.InterfaceIndex < 0 || ci.InterfaceIndex >= len(s.ifaces) {
-		return fmt.Errorf("agent sent a packet of interface %d, it announced %d", ci.InterfaceIndex, len(s.ifaces))
+func (s *source) check(blk ngBlock) error {
+	if blk.iface >= len(s.ifaces) {
+		return fmt.Errorf("agent sent a packet of interface %d, it announced %d", blk.iface, len(s.ifaces))
 	}
-	name := s.ifaces[ci.InterfaceIndex].Name
-	if snap := s.snaplen(ci.InterfaceIndex); len(data) > snap {
-		return fmt.Errorf("agent sent a packet of %d bytes on %s, over its snaplen %d", len(data), name, snap)
+	name := s.ifaces[blk.iface].Name
+	if snap := s.snaplen(blk.iface); blk.caplen > snap {
+		return fmt.Errorf("agent sent a packet of %d bytes on %s, over its snaplen %d", blk.caplen, name, snap)
 	}
-	if ci.Length < len(data) {
-		return fmt.Errorf("agent sent a packet on %s with %d bytes captured of a %d byte packet", name, len(data), ci.Length)
+	if blk.length < blk.caplen {
+		return fmt.Errorf("agent sent a packet on %s with %d bytes captured of a %d byte packet", name, blk.caplen, blk.length)
 	}
 	return nil
 }
@@ -156,37 +239,32 @@ func (s *source) snaplen(i int) int {
 	return snap
 }
 
-// handOver sends the current batch, if it has packets, and takes a free one.
+// due says whether b has anything for the merger: packets, a newer
+// watermark, or the end.
+func (s *source) due(b *batch) bool {
+	return len(b.pkts) > 0 || b.wm > s.sentWm || b.last
+}
+
+// handOver sends the current batch, if it is due, and takes a free one.
 func (s *source) handOver(out chan<- *batch, abort <-chan struct{}) error {
-	if s.cur == nil || len(s.cur.pkts) == 0 {
+	if s.cur == nil || !s.due(s.cur) {
 		return nil
 	}
 	s.cur.arrived = time.Now()
+	s.sentWm = max(s.sentWm, s.cur.wm)
+	last := s.cur.last
 	select {
 	case out <- s.cur:
 	case <-abort:
 		return errAborted
 	}
-	select {
-	case s.cur = <-s.free:
+	s.cur = nil
+	if last {
 		return nil
-	case <-abort:
-		s.cur = nil
-		return errAborted
 	}
-}
-
-// flushingReader calls flush before each read of the underlying stream.
-type flushingReader struct {
-	r     io.Reader
-	flush func() error
-}
-
-func (f *flushingReader) Read(p []byte) (int, error) {
-	if err := f.flush(); err != nil {
-		return 0, err
-	}
-	return f.r.Read(p)
+	var err error
+	s.cur, err = s.take(abort)
+	return err
 }
 
 // finalStats waits (bounded by ctx) for the agent's final stats. Without

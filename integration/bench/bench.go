@@ -42,6 +42,15 @@ type Settings struct {
 	FanSize    int     `json:"fan_out_payload_bytes"`
 	FanRepeats int     `json:"fan_out_repeats"`
 
+	// FanIn: FanInVMs VMs each send at every FanInRates (per VM) × FanInSizes
+	// for FanInSeconds into one pcap capture, and through one OpenSSH +
+	// tcpdump pipeline per VM.
+	FanInVMs     int     `json:"fan_in_vms"`
+	FanInRates   []int   `json:"fan_in_rates_pps_per_vm"`
+	FanInSizes   []int   `json:"fan_in_payload_bytes"`
+	FanInSeconds float64 `json:"fan_in_seconds"`
+	FanInRepeats int     `json:"fan_in_repeats"`
+
 	// LatencyRuns is how many captures are timed per agent count
 	// (1 and the largest fan-out).
 	LatencyRuns int `json:"latency_runs"`
@@ -72,6 +81,11 @@ func Full() Settings {
 		FanSeconds:     3,
 		FanSize:        100,
 		FanRepeats:     3,
+		FanInVMs:       3,
+		FanInRates:     []int{10_000, 50_000, 75_000},
+		FanInSizes:     []int{100, 1400},
+		FanInSeconds:   1,
+		FanInRepeats:   3,
 		LatencyRuns:    5,
 		LossLimitPct:   0.1,
 		Settle:         1200 * time.Millisecond,
@@ -90,6 +104,8 @@ func Quick() Settings {
 	s.FanOut = []int{1, 10}
 	s.FanSeconds = 1
 	s.FanRepeats = 1
+	s.FanInRates = []int{50_000}
+	s.FanInRepeats = 1
 	s.LatencyRuns = 2
 	return s
 }
@@ -129,6 +145,21 @@ func (s Settings) Validate() error {
 	if s.UnboundedCount < 1 || s.UnboundedCount > 10_000_000 {
 		errs = append(errs, fmt.Errorf("unbounded count %d out of range 1..10000000", s.UnboundedCount))
 	}
+	for _, r := range s.FanInRates {
+		if r < 1 || r > 1_000_000 {
+			errs = append(errs, fmt.Errorf("fan-in rate %d out of range 1..1000000", r))
+		}
+	}
+	for _, z := range s.FanInSizes {
+		if z < 1 || z > 1472 {
+			errs = append(errs, fmt.Errorf("fan-in payload size %d out of range 1..1472", z))
+		}
+	}
+	if len(s.FanInRates) > 0 && len(s.FanInSizes) > 0 {
+		if s.FanInVMs < 1 || s.FanInVMs > 20 || s.FanInSeconds <= 0 || s.FanInSeconds > 60 || s.FanInRepeats < 1 {
+			errs = append(errs, errors.New("fan-in needs 1..20 VMs, 0..60 seconds and at least 1 repeat"))
+		}
+	}
 	if s.FanRate < 1 && len(s.FanOut) > 0 {
 		errs = append(errs, errors.New("fan-out rate must be positive"))
 	}
@@ -143,7 +174,29 @@ func (s Settings) vmsNeeded() int {
 	for _, f := range s.FanOut {
 		n = max(n, f)
 	}
+	if s.fanIn() {
+		n = max(n, s.FanInVMs)
+	}
 	return n
+}
+
+func (s Settings) fanIn() bool { return len(s.FanInRates) > 0 && len(s.FanInSizes) > 0 }
+
+// groups are the agent counts that need a static group of their own.
+func (s Settings) groups() []int {
+	g := slices.Clone(s.FanOut)
+	if s.fanIn() && !slices.Contains(g, s.FanInVMs) {
+		g = append(g, s.FanInVMs)
+	}
+	return g
+}
+
+// sshdVMs is how many VMs run sshd for the OpenSSH + tcpdump pipelines.
+func (s Settings) sshdVMs() int {
+	if s.fanIn() && slices.Contains(s.Tools, ToolSSH) {
+		return max(1, s.FanInVMs)
+	}
+	return 1
 }
 
 func (s Settings) count(rate int) int {
@@ -182,7 +235,7 @@ func Run(ctx context.Context, o Options) (*Results, error) {
 	}
 	res := &Results{Date: start.UTC(), Machine: machine(), Settings: s}
 
-	l, err := newLab(o.Bin, s.vmsNeeded(), s.FanOut, log)
+	l, err := newLab(o.Bin, s.vmsNeeded(), s.groups(), s.sshdVMs(), log)
 	if err != nil {
 		return nil, err
 	}
@@ -248,7 +301,14 @@ func Run(ctx context.Context, o Options) (*Results, error) {
 			}
 		}
 	}
-	if n := s.vmsNeeded(); n > 1 {
+	if s.fanIn() {
+		pts, err := l.fanIn(ctx, s, log)
+		if err != nil {
+			return nil, err
+		}
+		res.FanInPts = pts
+	}
+	if n := slices.Max(append(slices.Clone(s.FanOut), 1)); n > 1 {
 		if err := timeCaptures(n); err != nil {
 			return nil, err
 		}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -27,8 +28,13 @@ func TestTinyRun(t *testing.T) {
 	s.FanRate = 3000
 	s.FanSeconds = 0.5
 	s.FanRepeats = 1
+	s.FanInVMs = 3
+	s.FanInRates = []int{5000}
+	s.FanInSizes = []int{1400}
+	s.FanInSeconds = 0.2 // 1000 packets per VM
+	s.FanInRepeats = 1
 	s.LatencyRuns = 1
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Second)
 	defer cancel()
 	var log bytes.Buffer
 	res, err := Run(ctx, Options{Bin: bin, Settings: s, Log: &log})
@@ -40,13 +46,34 @@ func TestTinyRun(t *testing.T) {
 	if got, want := len(res.Points), len(s.Tools); got != want {
 		t.Fatalf("%d sweep points, want %d", got, want)
 	}
-	for _, p := range append(res.Points, res.FanPts...) {
+	if len(res.FanInPts) != 2 {
+		t.Errorf("%d fan-in points, want pcap and ssh-tcpdump", len(res.FanInPts))
+	}
+	for _, p := range res.FanInPts {
+		if p.Tool == ToolPcap && (len(p.Accounting) != 3 || p.OutOfOrder != 0) {
+			t.Errorf("fan-in pcap: accounting %+v, out of order %d", p.Accounting, p.OutOfOrder)
+		}
+		if p.Tool == ToolPcap && len(p.Accounting) == 3 {
+			for _, a := range p.Accounting {
+				if !a.Exact {
+					t.Errorf("fan-in pcap: inexact accounting %+v", a)
+				}
+			}
+		}
+	}
+	for _, p := range slices.Concat(res.Points, res.FanPts, res.FanInPts) {
 		name := p.Tool
-		if p.Agents > 0 {
+		switch {
+		case p.Scenario != "":
+			name += " " + p.Scenario
+		case p.Agents > 0:
 			name += " fan-out"
 		}
 		want := uint64(2000)
-		if p.Agents > 0 {
+		switch {
+		case p.Scenario == ScenarioFanIn:
+			want = 3000
+		case p.Agents > 0:
 			want = uint64(p.Agents * int(float64(3000/p.Agents)*0.5))
 		}
 		if p.Sent != want {
@@ -85,13 +112,13 @@ func TestTinyRun(t *testing.T) {
 			t.Errorf("latency %+v: missing figures", lt)
 		}
 	}
-	if len(res.Sweep) != 3 || len(res.FanOut) != 2 || len(res.Targets) == 0 {
-		t.Errorf("analysis: %d sweep rows, %d fan-out rows, %d targets", len(res.Sweep), len(res.FanOut), len(res.Targets))
+	if len(res.Sweep) != 3 || len(res.FanOut) != 2 || len(res.FanIn) != 2 || len(res.Targets) == 0 {
+		t.Errorf("analysis: %d sweep rows, %d fan-out rows, %d fan-in rows, %d targets", len(res.Sweep), len(res.FanOut), len(res.FanIn), len(res.Targets))
 	}
 
 	var table bytes.Buffer
 	res.WriteTable(&table)
-	for _, want := range []string{ToolLocal, ToolSSH, ToolPcap, "Fan-out", "Targets:"} {
+	for _, want := range []string{ToolLocal, ToolSSH, ToolPcap, "Fan-out", "Fan-in", "Targets:"} {
 		if !strings.Contains(table.String(), want) {
 			t.Errorf("table lacks %q:\n%s", want, table.String())
 		}

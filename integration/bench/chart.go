@@ -36,12 +36,23 @@ func (r *Results) SVG() string {
 		mt, mb = 60.0, 90.0
 	)
 	sizes := r.Settings.Sizes
-	width := float64(len(sizes))*(ml+pw+mr) + 10
-	height := mt + ph + mb
+	sweepH := ph + mb
+	if len(r.Sweep) == 0 {
+		sizes, sweepH = nil, 0 // a fan-in run only
+	}
+	width := max(float64(len(sizes))*(ml+pw+mr)+10, 10+ml+fanInWidth(len(r.FanIn))+mr)
+	height := mt + sweepH
+	if len(r.FanIn) > 0 {
+		height += fanInHeight
+	}
 	var b strings.Builder
 	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%.0f" height="%.0f" viewBox="0 0 %.0f %.0f" font-family="sans-serif" font-size="12">`+"\n", width, height, width, height)
 	fmt.Fprintf(&b, `<rect width="100%%" height="100%%" fill="white"/>`+"\n")
-	fmt.Fprintf(&b, `<text x="10" y="20" font-size="15" font-weight="bold">pcap benchmark: delivered vs offered packet rate</text>`+"\n")
+	title := "delivered vs offered packet rate"
+	if sweepH == 0 {
+		title = "fan-in"
+	}
+	fmt.Fprintf(&b, `<text x="10" y="20" font-size="15" font-weight="bold">pcap benchmark: %s</text>`+"\n", title)
 	fmt.Fprintf(&b, `<text x="10" y="38" fill="#555">%s, %s CPUs (%s), median of %d runs, bars: min–max</text>`+"\n",
 		r.Date.Format("2006-01-02"), html.EscapeString(r.Machine["cpus"]), html.EscapeString(r.Machine["cpu"]), r.Settings.Repeats)
 
@@ -102,12 +113,20 @@ func (r *Results) SVG() string {
 	}
 	// Legend.
 	lx, ly := 10+ml, mt+ph+56
+	if sweepH == 0 {
+		ly = mt + fanInHeight - 20
+	}
 	for _, tool := range r.Settings.Tools {
 		fmt.Fprintf(&b, `<line x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f" stroke="%s" %s/>`+"\n", lx, ly, lx+24, ly, toolColors[tool], toolStroke[tool])
 		fmt.Fprintf(&b, `<text x="%.1f" y="%.1f">%s</text>`+"\n", lx+30, ly+4, legendName(tool))
 		lx += 230
 	}
-	fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" fill="#555">grey dashed diagonal: delivered = offered (no loss)</text>`+"\n", 10+ml, ly+24)
+	if sweepH > 0 {
+		fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" fill="#555">grey dashed diagonal: delivered = offered (no loss)</text>`+"\n", 10+ml, ly+24)
+	}
+	if len(r.FanIn) > 0 {
+		r.fanInSVG(&b, 10+ml, mt+sweepH+40)
+	}
 	b.WriteString("</svg>\n")
 	return b.String()
 }
@@ -136,4 +155,48 @@ func niceStep(x float64) float64 {
 		}
 	}
 	return 10 * p
+}
+
+// The fan-in panel: CPU µs per delivered packet (all processes of the
+// path), one bar per tool and point, loss and out-of-order under it.
+const (
+	fanInHeight = 330.0
+	fanInBarW   = 34.0
+	fanInGap    = 26.0
+)
+
+func fanInWidth(rows int) float64 { return float64(rows)*fanInBarW + float64(rows/2)*fanInGap + 40 }
+
+func (r *Results) fanInSVG(b *strings.Builder, ox, oy float64) {
+	const ph = 200.0
+	top := 1.0
+	for _, f := range r.FanIn {
+		top = max(top, f.USPerPacket["total"].Max)
+	}
+	step := niceStep(top / 5)
+	top = math.Ceil(top/step) * step
+	y := func(v float64) float64 { return oy + ph - v/top*ph }
+	w := fanInWidth(len(r.FanIn))
+	fmt.Fprintf(b, `<text x="%.1f" y="%.1f" font-weight="bold">fan-in: %d VMs at once into one capture; CPU µs per delivered packet, all processes (bars: min–max); loss %% and packets out of order below</text>`+"\n",
+		ox, oy-12, r.Settings.FanInVMs)
+	for v := 0.0; v <= top+step/2; v += step {
+		fmt.Fprintf(b, `<line x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f" stroke="#e5e5e5"/>`+"\n", ox, y(v), ox+w, y(v))
+		fmt.Fprintf(b, `<text x="%.1f" y="%.1f" text-anchor="end">%s</text>`+"\n", ox-6, y(v)+4, tick(v))
+	}
+	x := ox + 10
+	for i, f := range r.FanIn {
+		us := f.USPerPacket["total"]
+		c := toolColors[f.Tool]
+		fmt.Fprintf(b, `<rect x="%.1f" y="%.1f" width="%.1f" height="%.1f" fill="%s"><title>%s, %d B × %s pps per VM: %.2f µs per packet, loss %.3f%%, out of order %.0f</title></rect>`+"\n",
+			x, y(us.Median), fanInBarW-4, ph-(y(us.Median)-oy), c, f.Tool, f.Size, rateName(f.RatePerVM), us.Median, f.LossPct.Median, f.OutOfOrder.Max)
+		fmt.Fprintf(b, `<line x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f" stroke="#333"/>`+"\n", x+(fanInBarW-4)/2, y(us.Min), x+(fanInBarW-4)/2, y(us.Max))
+		fmt.Fprintf(b, `<text x="%.1f" y="%.1f" font-size="10" text-anchor="middle">%.1f%%</text>`+"\n", x+(fanInBarW-4)/2, oy+ph+14, f.LossPct.Median)
+		fmt.Fprintf(b, `<text x="%.1f" y="%.1f" font-size="10" text-anchor="middle">%.0f</text>`+"\n", x+(fanInBarW-4)/2, oy+ph+28, f.OutOfOrder.Max)
+		x += fanInBarW
+		if i%2 == 1 {
+			fmt.Fprintf(b, `<text x="%.1f" y="%.1f" text-anchor="middle">%d B × %s</text>`+"\n", x-fanInBarW, oy+ph+46, f.Size, rateName(f.RatePerVM))
+			x += fanInGap
+		}
+	}
+	fmt.Fprintf(b, `<text x="%.1f" y="%.1f" fill="#555">colours as above: pcap (3 agents → api → ssh) beside 3 parallel ssh root@vm 'tcpdump -U -w -'</text>`+"\n", ox, oy+ph+70)
 }

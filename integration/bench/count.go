@@ -17,6 +17,34 @@ type counter struct {
 	ng      bool
 	order   binary.ByteOrder
 	packets uint64
+	// outOfOrder counts packets whose timestamp is older than one before
+	// them. Raw timestamps are compared: a pcapng stream's interfaces must
+	// share one resolution (pcap-api declares nanoseconds for all).
+	outOfOrder uint64
+	newest     uint64
+	// withinIface counts packets older than one before them on the same
+	// pcapng interface: the source's own order, not the merge's.
+	withinIface   uint64
+	newestByIface map[uint32]uint64
+}
+
+func (c *counter) stamp(ts uint64) {
+	if ts < c.newest {
+		c.outOfOrder++
+	} else {
+		c.newest = ts
+	}
+}
+
+func (c *counter) stampIface(id uint32, ts uint64) {
+	if c.newestByIface == nil {
+		c.newestByIface = map[uint32]uint64{}
+	}
+	if ts < c.newestByIface[id] {
+		c.withinIface++
+	} else {
+		c.newestByIface[id] = ts
+	}
 }
 
 // pcapng block types that carry a packet.
@@ -81,6 +109,13 @@ func (c *counter) feed(p []byte) error {
 			if typ == blockEPB || typ == blockSPB || typ == blockPB {
 				c.packets++
 			}
+			if (typ == blockEPB || typ == blockPB) && n >= 28 {
+				ts := uint64(c.order.Uint32(rest[12:]))<<32 | uint64(c.order.Uint32(rest[16:]))
+				c.stamp(ts)
+				if typ == blockEPB {
+					c.stampIface(c.order.Uint32(rest[8:]), ts)
+				}
+			}
 			off += n
 			continue
 		}
@@ -92,6 +127,7 @@ func (c *counter) feed(p []byte) error {
 			return nil
 		}
 		c.packets++
+		c.stamp(uint64(c.order.Uint32(rest))<<32 | uint64(c.order.Uint32(rest[4:])))
 		off += n
 	}
 }
@@ -130,4 +166,40 @@ func (f *fileCounter) poll() (uint64, error) {
 			return f.c.packets, err
 		}
 	}
+}
+
+// fileCounters count several files as one output.
+type fileCounters []*fileCounter
+
+func countersFor(paths []string) fileCounters {
+	var fcs fileCounters
+	for _, p := range paths {
+		fcs = append(fcs, &fileCounter{path: p})
+	}
+	return fcs
+}
+
+// poll polls every file and returns the packets counted in all; a file
+// not made yet counts nothing.
+func (fcs fileCounters) poll() (uint64, error) {
+	var n uint64
+	var first error
+	for _, f := range fcs {
+		k, err := f.poll()
+		n += k
+		if err != nil && first == nil {
+			first = err
+		}
+	}
+	return n, first
+}
+
+// outOfOrder sums the files' out-of-order counts, and of them those out
+// of order on their own interface.
+func (fcs fileCounters) outOfOrder() (all, withinIface uint64) {
+	for _, f := range fcs {
+		all += f.c.outOfOrder
+		withinIface += f.c.withinIface
+	}
+	return all, withinIface
 }

@@ -123,3 +123,31 @@ func TestAnalyseFindsBestLossFreeRates(t *testing.T) {
 		t.Error("chart has no lines")
 	}
 }
+
+func TestCounterCountsPacketsOutOfOrder(t *testing.T) {
+	// Interface a: 1 3 2 5, b: 4 4, interleaved as written below.
+	var ng bytes.Buffer
+	w, err := pcapgo.NewNgWriterInterface(&ng, pcapgo.NgInterface{Name: "a", LinkType: layers.LinkTypeEthernet, SnapLength: 65535, TimestampResolution: 9}, pcapgo.DefaultNgWriterOptions)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.AddInterface(pcapgo.NgInterface{Name: "b", LinkType: layers.LinkTypeEthernet, SnapLength: 65535, TimestampResolution: 9}); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []struct{ ns, iface int }{{1, 0}, {3, 0}, {2, 0}, {4, 1}, {5, 0}, {4, 1}} {
+		c := gopacket.CaptureInfo{Timestamp: time.Unix(100, int64(p.ns)), CaptureLength: 10, Length: 10, InterfaceIndex: p.iface}
+		if err := w.WritePacket(c, make([]byte, 10)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w.Flush()
+	var c counter
+	if err := c.feed(ng.Bytes()); err != nil {
+		t.Fatal(err)
+	}
+	// Late: 2 (after 3), and b's second 4 (after 5); on its own
+	// interface only 2.
+	if c.packets != 6 || c.outOfOrder != 2 || c.withinIface != 1 {
+		t.Errorf("packets %d, out of order %d, within interface %d; want 6, 2, 1", c.packets, c.outOfOrder, c.withinIface)
+	}
+}

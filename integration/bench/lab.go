@@ -68,8 +68,9 @@ type lab struct {
 	operatorKey string // private key file for OpenSSH
 	apiKnown    string // known_hosts for the API
 
-	sshd     *netlab.Proc
-	sshKey   string // root's key for sshd
+	sshd     *netlab.Proc   // in VM 0
+	sshds    []*netlab.Proc // in VM i, i < len(sshds); sshds[0] == sshd
+	sshKey   string         // root's key for sshd
 	sshKnown string
 	tcpdump  string // absolute path
 	cipher   string // ssh -c, when set
@@ -84,7 +85,7 @@ var (
 // newLab builds the lab with n VMs and pcap-api groups "vm0" (VM 0) and
 // "fanN" (VMs 0..N-1) for every N of fanOut. On error what was made is
 // removed.
-func newLab(bin string, n int, fanOut []int, log func(string, ...any)) (_ *lab, err error) {
+func newLab(bin string, n int, fanOut []int, sshdVMs int, log func(string, ...any)) (_ *lab, err error) {
 	for _, tool := range []string{"pcap-agent", "pcap-api", "pcap-traffic"} {
 		if _, err := os.Stat(filepath.Join(bin, tool)); err != nil {
 			return nil, fmt.Errorf("bench: %s not built in %s", tool, bin)
@@ -118,7 +119,7 @@ func newLab(bin string, n int, fanOut []int, log func(string, ...any)) (_ *lab, 
 	if err := l.startAgentsAndAPI(fanOut); err != nil {
 		return nil, err
 	}
-	if err := l.startSSHD(); err != nil {
+	if err := l.startSSHD(min(sshdVMs, n)); err != nil {
 		return nil, err
 	}
 	log("pids: pcap-api %d, pcap-agent of VM 0 %d, sshd %d", l.api.Cmd.Process.Pid, l.vms[0].agent.Cmd.Process.Pid, l.sshd.Cmd.Process.Pid)
@@ -282,11 +283,11 @@ static:
 	return nil
 }
 
-// startSSHD starts Debian's sshd in VM 0 on its own port with its own host
-// key and one authorized key for root, configured entirely on the command
-// line (no system configuration is read or changed).
-func (l *lab) startSSHD() error {
-	l.log("starting sshd in VM 0 on port %d", sshdPort)
+// startSSHD starts Debian's sshd in VMs 0..n-1 on its own port with its
+// own host key and one authorized key for root, configured entirely on the
+// command line (no system configuration is read or changed).
+func (l *lab) startSSHD(n int) error {
+	l.log("starting sshd in %d VM(s) on port %d", n, sshdPort)
 	// Privilege separation needs the empty directory /run/sshd, which
 	// Debian's ssh.service creates at boot; make it when missing. It is
 	// left in place (on tmpfs), as another run may be using it.
@@ -308,13 +309,27 @@ func (l *lab) startSSHD() error {
 	if err != nil {
 		return err
 	}
-	l.sshKnown, err = l.file("sshd_known_hosts", fmt.Sprintf("[%s]:%d %s", vmAddr(0), sshdPort, ssh.MarshalAuthorizedKey(host.PublicKey())))
+	var known strings.Builder
+	for i := range n {
+		fmt.Fprintf(&known, "[%s]:%d %s", vmAddr(i), sshdPort, ssh.MarshalAuthorizedKey(host.PublicKey()))
+	}
+	l.sshKnown, err = l.file("sshd_known_hosts", known.String())
 	if err != nil {
 		return err
 	}
+	for i := range n {
+		if err := l.startOneSSHD(i, hostFile, authorized); err != nil {
+			return err
+		}
+	}
+	l.sshd = l.sshds[0]
+	return nil
+}
+
+func (l *lab) startOneSSHD(i int, hostFile, authorized string) error {
 	opts := []string{
 		fmt.Sprintf("Port=%d", sshdPort),
-		"ListenAddress=" + vmAddr(0),
+		"ListenAddress=" + vmAddr(i),
 		"HostKey=" + hostFile,
 		"AuthorizedKeysFile=" + authorized,
 		"PermitRootLogin=prohibit-password",
@@ -330,13 +345,14 @@ func (l *lab) startSSHD() error {
 	for _, o := range opts {
 		args = append(args, "-o", o)
 	}
-	l.sshd, err = l.start(netlab.StartOptions{Netns: l.vms[0].ns}, "/usr/sbin/sshd", args...)
+	p, err := l.start(netlab.StartOptions{Netns: l.vms[i].ns}, "/usr/sbin/sshd", args...)
 	if err != nil {
 		return err
 	}
-	if _, err := l.sshd.WaitLine(sshdReady, 10*time.Second); err != nil {
-		return fmt.Errorf("bench: sshd: %w", err)
+	if _, err := p.WaitLine(sshdReady, 10*time.Second); err != nil {
+		return fmt.Errorf("bench: sshd in VM %d: %w", i, err)
 	}
+	l.sshds = append(l.sshds, p)
 	return nil
 }
 

@@ -28,7 +28,7 @@ func Load(path string) (*Results, error) {
 
 // analyse aggregates the points into rows, best rates, ratios and targets.
 func (r *Results) analyse() {
-	r.Sweep, r.Best, r.Ratios, r.FanOut, r.Targets, r.Warnings = nil, nil, nil, nil, nil, nil
+	r.Sweep, r.Best, r.Ratios, r.FanOut, r.FanIn, r.Targets, r.Warnings = nil, nil, nil, nil, nil, nil, nil
 	s := r.Settings
 	for _, size := range s.Sizes {
 		for _, rate := range s.Rates {
@@ -77,9 +77,27 @@ func (r *Results) analyse() {
 			r.FanOut = append(r.FanOut, fanRow(n, pts))
 		}
 	}
+	for _, size := range s.FanInSizes {
+		for _, rate := range s.FanInRates {
+			for _, tool := range []string{ToolPcap, ToolSSH} {
+				var pts []Point
+				for _, p := range r.FanInPts {
+					if p.Tool == tool && p.Size == size && p.Rate == rate*p.Agents {
+						pts = append(pts, p)
+					}
+				}
+				if len(pts) > 0 {
+					r.FanIn = append(r.FanIn, fanInRow(pts))
+				}
+			}
+		}
+	}
 	r.targets()
 	var foreign, wall float64
-	for _, p := range slices.Concat(r.Points, r.FanPts) {
+	for _, p := range slices.Concat(r.Points, r.FanPts, r.FanInPts) {
+		if t := accountingText(p.Accounting); strings.HasPrefix(t, ", ACCOUNTING INEXACT") {
+			r.Warnings = append(r.Warnings, fmt.Sprintf("%s %s, %d bytes, %s pps: %s", p.Scenario, p.Tool, p.Size, rateName(p.Rate), t[2:]))
+		}
 		foreign += p.ForeignCPU
 		wall += p.WallSeconds
 		if p.Warning != "" {
@@ -209,6 +227,7 @@ func (r *Results) targets() {
 			Want: "0", Measured: api, Unit: "packets (max of runs)", Met: api == 0,
 			Note: fmt.Sprintf("median loss %.3f%% overall, %s", f.LossPct.Median, statDrops(f.Dropped))})
 	}
+	r.fanInTargets(add)
 	var peak, low, high float64
 	var lowN, highN uint64
 	for _, p := range r.FanPts {
@@ -242,6 +261,64 @@ func (r *Results) targets() {
 			Measured: round(lt.Stop.Median*1000, 1), Unit: "ms", Met: lt.Stop.Median < 1,
 			Note: fmt.Sprintf("min %.1f, max %.1f ms", lt.Stop.Min*1000, lt.Stop.Max*1000)})
 	}
+}
+
+// fanInTargets adds the fan-in targets: CPU per delivered packet
+// (agents + api + client), loss, time order and exact accounting.
+func (r *Results) fanInTargets(add func(Target)) {
+	for _, row := range r.FanIn {
+		if row.Tool != ToolPcap {
+			continue
+		}
+		name := fmt.Sprintf("fan-in %d × %dk pps × %d B", row.VMs, row.RatePerVM/1000, row.Size)
+		var ssh *FanInRow
+		for i, o := range r.FanIn {
+			if o.Tool == ToolSSH && o.Size == row.Size && o.RatePerVM == row.RatePerVM {
+				ssh = &r.FanIn[i]
+			}
+		}
+		cpuWant := map[int]float64{100: 3, 1400: 8}[row.Size]
+		if cpuWant > 0 {
+			us := row.USPerPacket["total"].Median
+			t := Target{Name: name + ": CPU per delivered packet, agents + api + client", Want: fmt.Sprintf("<= %.0f µs", cpuWant),
+				Measured: round(us, 2), Unit: "µs", Met: us <= cpuWant, Note: usText(medians(row.USPerPacket))}
+			if ssh != nil {
+				t.Note += fmt.Sprintf("; OpenSSH + tcpdump %.2f µs", ssh.USPerPacket["total"].Median)
+			}
+			add(t)
+		}
+		lossWant := -1.0
+		switch {
+		case row.Size == 1400 && row.RatePerVM == 50_000:
+			lossWant = 1
+		case row.Size == 100 && row.RatePerVM == 75_000:
+			lossWant = 0
+		}
+		if lossWant >= 0 {
+			l := row.LossPct.Median
+			t := Target{Name: name + ": loss", Want: fmt.Sprintf("< %.0f%%", lossWant), Measured: round(l, 3), Unit: "%",
+				Met: l < lossWant || (lossWant == 0 && l == 0), Note: statDrops(row.Dropped)}
+			if lossWant == 0 {
+				t.Want = "0%"
+			}
+			if ssh != nil {
+				t.Note += fmt.Sprintf("; OpenSSH + tcpdump %.3f%%", ssh.LossPct.Median)
+			}
+			add(t)
+		}
+		add(Target{Name: name + ": packets out of time order in the file", Want: "0", Measured: row.OutOfOrder.Max,
+			Unit: "packets (max of runs)", Met: row.OutOfOrder.Max == 0})
+		add(Target{Name: name + ": delivered + drops by place == received, every source", Want: "exact",
+			Measured: map[bool]float64{true: 1, false: 0}[row.AccountingExact], Unit: "(1: exact, 0: not)", Met: row.AccountingExact})
+	}
+}
+
+func medians(m map[string]Stat) map[string]float64 {
+	out := map[string]float64{}
+	for k, v := range m {
+		out[k] = v.Median
+	}
+	return out
 }
 
 func bestWhere(b Best) string {
@@ -358,6 +435,22 @@ func (r *Results) WriteTable(w io.Writer) {
 				spread(f.DeliveredPPS, kpps), spread(f.LossPct, pct), statDrops(f.Dropped),
 				spread(f.APIPeakRSS, func(x float64) string { return fmt.Sprintf("%.1f MiB", x/mib) }),
 				f.APICPUPer100.Median, f.AgentCPU.Median, f.StopSeconds.Median)
+		}
+		tw.Flush()
+	}
+	if len(r.FanIn) > 0 {
+		fmt.Fprintf(w, "\nFan-in: %d VMs each sending at the rate into one capture (pcap) or one OpenSSH + tcpdump pipeline per VM, %.1f s:\n",
+			r.Settings.FanInVMs, r.Settings.FanInSeconds)
+		tw = tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "payload\tpps per VM\ttool\tsent\tdelivered pps\tloss %\tdrops (median)\tCPU µs per delivered packet (median)\tout of order\taccounting")
+		for _, f := range r.FanIn {
+			acct := ""
+			if f.Tool == ToolPcap {
+				acct = map[bool]string{true: "exact", false: "INEXACT"}[f.AccountingExact]
+			}
+			fmt.Fprintf(tw, "%d B\t%s\t%s\t%.0f\t%s\t%s\t%s\t%s\t%.0f\t%s\n", f.Size, rateName(f.RatePerVM), f.Tool, f.Sent.Median,
+				spread(f.DeliveredPPS, kpps), spread(f.LossPct, pct), statDrops(f.Dropped),
+				strings.TrimPrefix(usText(medians(f.USPerPacket)), "µs/packet: "), f.OutOfOrder.Max, acct)
 		}
 		tw.Flush()
 	}

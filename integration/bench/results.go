@@ -41,6 +41,16 @@ type Point struct {
 	// meanwhile (others sharing the machine), which the figures suffer.
 	WallSeconds float64 `json:"wall_seconds"`
 	ForeignCPU  float64 `json:"foreign_cpu_seconds"`
+	// Scenario is "fan-in" for fan-in points (Agents VMs, Rate in total).
+	Scenario string `json:"scenario,omitempty"`
+	// OutOfOrder counts the output's packets older than one before them
+	// (per file: the OpenSSH pipelines write one file per VM).
+	OutOfOrder uint64 `json:"out_of_order"`
+	// OutOfOrderInIface are those older than a packet before them on the
+	// same interface (pcapng): the capture's own order, not the merge's.
+	OutOfOrderInIface uint64 `json:"out_of_order_within_interface"`
+	// Accounting is pcap's per-source accounting from its status lines.
+	Accounting []SourceAccount `json:"accounting,omitempty"`
 	// Warning says what looked wrong with this run, if anything.
 	Warning string `json:"warning,omitempty"`
 }
@@ -168,6 +178,8 @@ type Results struct {
 	Ratios   []Ratio    `json:"ratios"`
 	FanOut   []FanRow   `json:"fan_out"`
 	FanPts   []Point    `json:"fan_out_points"`
+	FanIn    []FanInRow `json:"fan_in"`
+	FanInPts []Point    `json:"fan_in_points"`
 	Latency  []Latency  `json:"latency"`
 	Targets  []Target   `json:"targets"`
 	Warnings []string   `json:"warnings,omitempty"`

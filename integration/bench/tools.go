@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -33,6 +34,8 @@ type capture interface {
 	stop() error
 	// account fills in CPU and drop figures after stop.
 	account(p *Point)
+	// files are the output files, written while the capture runs.
+	files() []string
 }
 
 // measure runs one job: start the capture, wait until it is ready, send
@@ -45,14 +48,13 @@ func (l *lab) measure(ctx context.Context, j job) (Point, error) {
 		ext = ".pcapng"
 	}
 	out := filepath.Join(l.dir, j.tool+ext)
-	defer os.Remove(out)
 	var c capture
 	var err error
 	switch j.tool {
 	case ToolLocal:
 		c, err = l.startLocal(j, out)
 	case ToolSSH:
-		c, err = l.startSSH(j, out)
+		c, err = l.startSSHAll(j, out)
 	case ToolPcap:
 		c, err = l.startPcap(j, out)
 	default:
@@ -61,6 +63,11 @@ func (l *lab) measure(ctx context.Context, j job) (Point, error) {
 	if err != nil {
 		return p, err
 	}
+	defer func() {
+		for _, f := range c.files() {
+			os.Remove(f)
+		}
+	}()
 	busy0, own0, t0 := processBusy(), ownCPU(), time.Now()
 	stopped := false
 	defer func() {
@@ -77,7 +84,7 @@ func (l *lab) measure(ctx context.Context, j job) (Point, error) {
 	if err != nil {
 		return p, err
 	}
-	fc := &fileCounter{path: out}
+	fc := countersFor(c.files())
 	if err := drain(ctx, fc, tr.sent, j.settle); err != nil {
 		return p, err
 	}
@@ -94,6 +101,7 @@ func (l *lab) measure(ctx context.Context, j job) (Point, error) {
 		return p, fmt.Errorf("bench: count %s output: %w", j.tool, err)
 	}
 	p.Sent, p.Delivered = tr.sent, n
+	p.OutOfOrder, p.OutOfOrderInIface = fc.outOfOrder()
 	p.SendSeconds = tr.took.Seconds()
 	if p.SendSeconds > 0 {
 		p.OfferedPPS = float64(p.Sent) / p.SendSeconds
@@ -119,7 +127,7 @@ func (l *lab) measure(ctx context.Context, j job) (Point, error) {
 // drain waits until the output holds every packet sent, or has not grown
 // for settle (tcpdump hands over a partly filled ring block only after its
 // 1 s timeout), bounded to settle + 10 s.
-func drain(ctx context.Context, fc *fileCounter, sent uint64, settle time.Duration) error {
+func drain(ctx context.Context, fc fileCounters, sent uint64, settle time.Duration) error {
 	start := time.Now()
 	last, lastAt := uint64(0), start
 	for {
@@ -167,9 +175,12 @@ func (l *lab) waitExit(p *netlab.Proc, timeout time.Duration, what string) error
 
 // localCapture is tcpdump inside the VM writing to tmpfs.
 type localCapture struct {
-	l *lab
-	p *netlab.Proc
+	l   *lab
+	p   *netlab.Proc
+	out string
 }
+
+func (c *localCapture) files() []string { return []string{c.out} }
 
 func (l *lab) startLocal(j job, out string) (capture, error) {
 	p, err := l.start(netlab.StartOptions{Netns: j.vms[0].ns}, l.tcpdump,
@@ -177,7 +188,7 @@ func (l *lab) startLocal(j job, out string) (capture, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &localCapture{l: l, p: p}
+	c := &localCapture{l: l, p: p, out: out}
 	if _, err := p.WaitLine(tcpdumpReady, 10*time.Second); err != nil {
 		c.stop()
 		return nil, err
@@ -201,6 +212,7 @@ func (c *localCapture) account(p *Point) {
 // sshd in the VM.
 type sshCapture struct {
 	l      *lab
+	sshd   *netlab.Proc
 	p      *netlab.Proc
 	f      *os.File
 	tree   *treeCPU
@@ -208,26 +220,84 @@ type sshCapture struct {
 	polled chan struct{}
 }
 
-func (l *lab) startSSH(j job, out string) (capture, error) {
+func (c *sshCapture) files() []string { return []string{c.f.Name()} }
+
+// startSSHAll starts one pipeline per VM of j, each into its own file
+// (out for VM 0, out.<i> for VM i).
+func (l *lab) startSSHAll(j job, out string) (capture, error) {
+	if len(j.vms) == 1 {
+		return l.startSSH(0, out)
+	}
+	if len(j.vms) > len(l.sshds) {
+		return nil, fmt.Errorf("bench: %d VMs to capture with OpenSSH, sshd runs in %d", len(j.vms), len(l.sshds))
+	}
+	var all sshCaptures
+	for i := range j.vms {
+		path := out
+		if i > 0 {
+			path = fmt.Sprintf("%s.%d", out, i)
+		}
+		c, err := l.startSSH(i, path)
+		if err != nil {
+			all.stop()
+			return nil, err
+		}
+		all = append(all, c)
+	}
+	return all, nil
+}
+
+// sshCaptures are parallel OpenSSH + tcpdump pipelines, one per VM.
+type sshCaptures []*sshCapture
+
+func (cs sshCaptures) files() []string {
+	var fs []string
+	for _, c := range cs {
+		fs = append(fs, c.files()...)
+	}
+	return fs
+}
+
+func (cs sshCaptures) stop() error {
+	var errs []error
+	for _, c := range cs {
+		errs = append(errs, c.stop())
+	}
+	return errors.Join(errs...)
+}
+
+func (cs sshCaptures) account(p *Point) {
+	kernel := uint64(0)
+	for _, c := range cs {
+		c.account(p)
+		kernel += p.Dropped["kernel"]
+		delete(p.Dropped, "kernel")
+	}
+	if kernel > 0 {
+		p.Dropped["kernel"] = kernel
+	}
+}
+
+func (l *lab) startSSH(vmIdx int, out string) (*sshCapture, error) {
 	f, err := os.Create(out)
 	if err != nil {
 		return nil, err
 	}
 	remote := fmt.Sprintf("%s -U -w - -i eth0 -n -B %d '%s'", l.tcpdump, bufferKiB, filter)
-	args := append(l.sshArgs(sshdPort, l.sshKey, l.sshKnown, "root@"+vmAddr(0)), remote)
+	args := append(l.sshArgs(sshdPort, l.sshKey, l.sshKnown, "root@"+vmAddr(vmIdx)), remote)
 	p, err := l.start(netlab.StartOptions{Netns: l.lan, Stdout: f}, "ssh", args...)
 	if err != nil {
 		f.Close()
 		return nil, err
 	}
-	c := &sshCapture{l: l, p: p, f: f, done: make(chan struct{}), polled: make(chan struct{})}
+	c := &sshCapture{l: l, sshd: l.sshds[vmIdx], p: p, f: f, done: make(chan struct{}), polled: make(chan struct{})}
 	if _, err := p.WaitLine(tcpdumpReady, 10*time.Second); err != nil {
 		c.stop()
 		return nil, err
 	}
 	// sshd's per-connection processes and tcpdump come and go with the
 	// capture: sample their CPU time while it runs.
-	c.tree = newTreeCPU(l.sshd.Cmd.Process.Pid)
+	c.tree = newTreeCPU(c.sshd.Cmd.Process.Pid)
 	go func() {
 		defer close(c.polled)
 		for {
@@ -251,7 +321,7 @@ func (c *sshCapture) stop() error {
 		<-c.polled
 		c.tree.sample()
 	}
-	for _, pid := range descendants(c.l.sshd.Cmd.Process.Pid) {
+	for _, pid := range descendants(c.sshd.Cmd.Process.Pid) {
 		if procName(pid) == "tcpdump" {
 			syscall.Kill(pid, syscall.SIGINT)
 		}
@@ -260,7 +330,7 @@ func (c *sshCapture) stop() error {
 }
 
 func (c *sshCapture) account(p *Point) {
-	p.CPU["ssh"] = rusageCPU(c.p)
+	p.CPU["ssh"] += rusageCPU(c.p)
 	if c.tree != nil {
 		for name, d := range c.tree.byName() {
 			p.CPU[name] += d.Seconds()
@@ -278,6 +348,7 @@ type pcapCapture struct {
 	j        job
 	p        *netlab.Proc
 	f        *os.File
+	out      string
 	stdin    *os.File
 	apiCPU   time.Duration
 	agentCPU time.Duration
@@ -295,7 +366,7 @@ func (l *lab) startPcap(j job, out string) (capture, error) {
 		f.Close()
 		return nil, err
 	}
-	c := &pcapCapture{l: l, j: j, f: f, stdin: pw}
+	c := &pcapCapture{l: l, j: j, f: f, out: out, stdin: pw}
 	c.apiCPU, _ = cpuTime(l.api.Cmd.Process.Pid)
 	for _, v := range j.vms {
 		d, _ := cpuTime(v.agent.Cmd.Process.Pid)
@@ -320,6 +391,8 @@ func (l *lab) startPcap(j job, out string) (capture, error) {
 	}
 	return c, nil
 }
+
+func (c *pcapCapture) files() []string { return []string{c.out} }
 
 // stop closes the client's stdin: EOF stops the capture.
 func (c *pcapCapture) stop() error {
@@ -350,6 +423,15 @@ func (c *pcapCapture) account(p *Point) {
 		p.Warning = fmt.Sprintf("pcap capture ended %s, not stopped: %s", m[1], c.p.Output())
 	} else if n, err := strconv.ParseUint(kv["packets"], 10, 64); err != nil || n != p.Delivered {
 		p.Warning = fmt.Sprintf("pcap's summary says packets=%s, the file holds %d", kv["packets"], p.Delivered)
+	}
+	p.Accounting = accounts(c.p.Lines(sourceEndRe))
+	if p.OutOfOrder > 0 {
+		// Say why: a source cut from the merge, or merge buffers full.
+		why := c.p.Lines(regexp.MustCompile(`watermark-late`))
+		p.Warning += fmt.Sprintf(" %d packets out of order, %d of them on their own interface; merge status: %q.", p.OutOfOrder, p.OutOfOrderInIface, why)
+	}
+	if n, err := strconv.ParseUint(kv["out_of_order"], 10, 64); err == nil && n != p.OutOfOrder {
+		p.Warning += fmt.Sprintf(" pcap's summary says out_of_order=%d, the file has %d.", n, p.OutOfOrder)
 	}
 	for key, place := range map[string]string{"kernel_dropped": "kernel", "if_dropped": "interface", "agent_dropped": "agent", "api_dropped": "api"} {
 		if n, err := strconv.ParseUint(kv[key], 10, 64); err == nil && n > 0 {

@@ -35,6 +35,9 @@ func run() error {
 	sizes := flag.String("sizes", "", "comma-separated payload sizes in bytes instead of the defaults")
 	repeats := flag.Int("repeats", 0, "repeats of every point instead of the default")
 	fanOut := flag.String("fan-out", "", `comma-separated agent counts for the fan-out runs ("none" skips them)`)
+	fanInRates := flag.String("fan-in-rates", "", `comma-separated packets/s per VM for the fan-in runs ("none" skips them)`)
+	fanInSizes := flag.String("fan-in-sizes", "", "comma-separated payload sizes for the fan-in runs")
+	fanInSeconds := flag.Float64("fan-in-seconds", 0, "seconds each fan-in VM sends, instead of the default")
 	cipher := flag.String("ssh-cipher", "", "cipher both OpenSSH clients ask for (ssh -c), e.g. aes128-gcm@openssh.com (default: OpenSSH's choice)")
 	from := flag.String("from", "", "measure nothing: print and write again the results in this JSON file")
 	latency := flag.Int("latency-runs", -1, "timed captures per agent count instead of the default (0 skips them)")
@@ -71,8 +74,13 @@ func run() error {
 	list("rates", *rates, &s.Rates)
 	list("sizes", *sizes, &s.Sizes)
 	list("fan-out", *fanOut, &s.FanOut)
+	list("fan-in-rates", *fanInRates, &s.FanInRates)
+	list("fan-in-sizes", *fanInSizes, &s.FanInSizes)
+	if *fanInSeconds > 0 {
+		s.FanInSeconds = *fanInSeconds
+	}
 	if *repeats > 0 {
-		s.Repeats, s.FanRepeats = *repeats, *repeats
+		s.Repeats, s.FanRepeats, s.FanInRepeats = *repeats, *repeats, *repeats
 	}
 	s.SSHCipher = *cipher
 	if *latency >= 0 {
