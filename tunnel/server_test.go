@@ -1,6 +1,7 @@
 package tunnel
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -745,5 +746,41 @@ func TestShutdownDoesNotWaitForHandshakes(t *testing.T) {
 	}
 	if d := time.Since(start); d > time.Second {
 		t.Errorf("Shutdown took %v with only a handshaking client", d)
+	}
+}
+
+// execHandler accepts a session, says yes to its exec request, writes
+// "partial" and then closes the connection, as a server that dies
+// mid-command.
+type execHandler struct{}
+
+func (execHandler) HandleChannel(_ context.Context, conn *ssh.ServerConn, nc ssh.NewChannel) {
+	ch, reqs, err := nc.Accept()
+	if err != nil {
+		return
+	}
+	defer ch.Close()
+	for r := range reqs {
+		if r.Type != "exec" {
+			r.Reply(false, nil)
+			continue
+		}
+		r.Reply(true, nil)
+		ch.Write([]byte("partial"))
+		conn.Close()
+	}
+}
+
+// TestExecSessionLost: a server that goes away mid-command (no exit
+// status) is ErrSessionLost at the client, and what it wrote is kept.
+func TestExecSessionLost(t *testing.T) {
+	ts := newTestServer(t, map[string]ChannelHandler{"session": execHandler{}})
+	var out bytes.Buffer
+	status, err := Exec(context.Background(), ExecOptions{Addr: ts.addr, Config: ts.config(ts.client), Command: "capture", Stdout: &out, Stderr: io.Discard})
+	if status != -1 || !errors.Is(err, ErrSessionLost) {
+		t.Errorf("Exec() = %d, %v; want -1, ErrSessionLost", status, err)
+	}
+	if out.String() != "partial" {
+		t.Errorf("stdout %q, want \"partial\"", out.String())
 	}
 }
