@@ -388,3 +388,29 @@ func pcapngCounts(path string) (map[string]int, error) {
 		per[ifc.Name]++
 	}
 }
+
+var agentSessionRe = regexp.MustCompile(`"session":"([0-9a-f]+)"`)
+
+// agentSessions returns, for each agent, the SSH session (one connection
+// from one pcap-api instance) of the one capture with filter.
+func agentSessions(t *testing.T, agents []*agentProc, filter string) []string {
+	t.Helper()
+	var out []string
+	for i, a := range agents {
+		lines := a.Lines(regexp.MustCompile(`"msg":"capture-started".*"filter":` + regexp.QuoteMeta(strconv.Quote(filter))))
+		if len(lines) != 1 {
+			t.Fatalf("agent %d: %d captures with filter %q, want 1", i, len(lines), filter)
+		}
+		out = append(out, agentSessionRe.FindStringSubmatch(lines[0])[1])
+	}
+	return out
+}
+
+// waitSessionEnded waits (bounded) until agent a has logged capture-ended
+// for every capture it started on session: their slots are free.
+func waitSessionEnded(t *testing.T, a *agentProc, session string, timeout time.Duration) {
+	t.Helper()
+	on := `.*"session":"` + session + `"`
+	started := len(a.Lines(regexp.MustCompile(`"msg":"capture-started"` + on)))
+	a.WaitCount(t, regexp.MustCompile(`"msg":"capture-ended"`+on), started, timeout)
+}

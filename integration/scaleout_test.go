@@ -86,8 +86,9 @@ func TestScaleoutCFCodeAcrossInstances(t *testing.T) {
 // 30 captures spread evenly with exact counts; one agent's max_captures
 // counts captures from every instance; a SIGKILLed instance ends only its
 // own captures (a clear client error, a file valid up to the kill) and the
-// agents free its slots at once; a rolling restart (SIGTERM, drain_delay,
-// start again) of all three refuses no capture.
+// agents free its slots at once; a frozen one (a VM gone silently) has its
+// slots freed by the agents' keepalive; a rolling restart (SIGTERM,
+// drain_delay, start again) of all three refuses no capture.
 func TestScaleoutHAProxy(t *testing.T) {
 	testenv.RequireRoot(t)
 	t.Parallel()
@@ -243,16 +244,7 @@ func TestScaleoutHAProxy(t *testing.T) {
 			}
 		}
 		// The agents' connections (sessions) from the victim.
-		victimSessions := map[int][]string{}
-		sessionRe := regexp.MustCompile(`"session":"([0-9a-f]+)"`)
-		for vm, a := range c.Agents {
-			for _, l := range a.Lines(regexp.MustCompile(`"msg":"capture-started".*"filter":"udp dst port 7200"`)) {
-				victimSessions[vm] = append(victimSessions[vm], sessionRe.FindStringSubmatch(l)[1])
-			}
-			if len(victimSessions[vm]) != 1 {
-				t.Fatalf("agent %d: captures of the victim's filter on sessions %v, want one", vm, victimSessions[vm])
-			}
-		}
+		victimSessions := agentSessions(t, c.Agents, "udp dst port 7200")
 
 		const before, after = 5, 7
 		for k := range instances {
@@ -288,11 +280,10 @@ func TestScaleoutHAProxy(t *testing.T) {
 		}
 		wantCounts(t, got, wantAll(before))
 
-		// The agents ended the victim's captures (the connection closed;
-		// keepalive would catch a silent one within 3 × 1 s).
+		// The agents ended the victim's captures at once: its connections
+		// closed with the process (see "instance frozen" for a silent end).
 		for vm, a := range c.Agents {
-			re := regexp.MustCompile(`"msg":"capture-ended".*"session":"` + victimSessions[vm][0] + `"`)
-			a.WaitLine(t, re, 3*time.Second+10*time.Second)
+			waitSessionEnded(t, a, victimSessions[vm], 10*time.Second)
 		}
 		t.Logf("the agents freed the victim's slots %v after the kill", time.Since(killed).Round(time.Millisecond))
 
@@ -330,6 +321,49 @@ func TestScaleoutHAProxy(t *testing.T) {
 		// Back to three for the rolling restart.
 		f.start(t, victim, f.APIs[victim])
 		f.waitServer(t, victim, "UP", 30*time.Second)
+	})
+
+	t.Run("instance frozen", func(t *testing.T) {
+		// A VM that vanishes closes nothing: SIGSTOP the instance that
+		// serves a capture, and the agents' keepalive (1 s here) must end
+		// its captures within 4 intervals (one to the next check, three
+		// for its reply).
+		const keepalive = time.Second
+		cp := f.startCapture(t, c.Operators[0], "-f", "udp dst port 7400", "--duration", "60s", "lab")
+		if err := cp.waitStarted(30*time.Second, all...); err != nil {
+			t.Fatal(err)
+		}
+		by := f.servedBy(`"msg":"capture-started".*"filter":"udp dst port 7400"`)
+		if len(by) != 1 {
+			t.Fatalf("capture started on instances %v, want one", by)
+		}
+		frozen := by[0]
+		sessions := agentSessions(t, c.Agents, "udp dst port 7400")
+		stopped := time.Now()
+		if err := f.APIs[frozen].Signal(syscall.SIGSTOP); err != nil {
+			t.Fatal(err)
+		}
+		for vm, a := range c.Agents {
+			// 4 intervals, and generous slack for a loaded machine.
+			waitSessionEnded(t, a, sessions[vm], 4*keepalive+10*time.Second)
+		}
+		took := time.Since(stopped)
+		t.Logf("the agents freed a frozen instance's slots %v after it stopped answering (bound 4 × %v)", took.Round(time.Millisecond), keepalive)
+		if took < keepalive {
+			t.Errorf("the agents ended the captures %v after the freeze: not their keepalive, which needs more than one interval", took)
+		}
+		// Then it dies for good; its client is told.
+		if err := f.APIs[frozen].Signal(syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := f.APIs[frozen].Wait(10 * time.Second); !ok {
+			t.Fatal("the frozen instance did not die")
+		}
+		if status, err := cp.wait(20 * time.Second); status != -1 || !errors.Is(err, tunnel.ErrSessionLost) {
+			t.Errorf("the frozen instance's client: status %d, %v; want the session lost", status, err)
+		}
+		f.start(t, frozen, f.APIs[frozen])
+		f.waitServer(t, frozen, "UP", 30*time.Second)
 	})
 
 	t.Run("rolling restart", func(t *testing.T) {
