@@ -286,6 +286,8 @@ func (f *apiFarm) startCapture(t *testing.T, key keyPair, args ...string) *lbCap
 			User: "static", Auth: []ssh.AuthMethod{ssh.PublicKeys(key.Signer)},
 			HostKeyCallback: tunnel.PinnedHostKey([]ssh.PublicKey{f.LB.HostKey.Signer.PublicKey()}),
 			DialTimeout:     10 * time.Second,
+			// A silent instance is noticed within 4 s.
+			KeepaliveInterval: time.Second,
 		},
 		Args: args, Output: c.File, Stderr: c.Stderr,
 	}

@@ -87,7 +87,8 @@ func TestScaleoutCFCodeAcrossInstances(t *testing.T) {
 // counts captures from every instance; a SIGKILLed instance ends only its
 // own captures (a clear client error, a file valid up to the kill) and the
 // agents free its slots at once; a frozen one (a VM gone silently) has its
-// slots freed by the agents' keepalive; a rolling restart (SIGTERM,
+// slots freed by the agents' keepalive and its client told by its own; a
+// rolling restart (SIGTERM,
 // drain_delay, start again) of all three refuses no capture.
 func TestScaleoutHAProxy(t *testing.T) {
 	testenv.RequireRoot(t)
@@ -352,15 +353,18 @@ func TestScaleoutHAProxy(t *testing.T) {
 		if took < keepalive {
 			t.Errorf("the agents ended the captures %v after the freeze: not their keepalive, which needs more than one interval", took)
 		}
-		// Then it dies for good; its client is told.
+		// Its client, whose connection HAProxy keeps open, is told by its
+		// own keepalive (1 s here), and keeps what it received.
+		if status, err := cp.wait(4*keepalive + 10*time.Second); status != -1 || !errors.Is(err, tunnel.ErrSessionLost) {
+			t.Errorf("the frozen instance's client: status %d, %v; want the session lost", status, err)
+		}
+		t.Logf("its client gave up %v after the freeze", time.Since(stopped).Round(time.Millisecond))
+		capinfos(t, cp.File)
 		if err := f.APIs[frozen].Signal(syscall.SIGKILL); err != nil {
 			t.Fatal(err)
 		}
 		if _, ok := f.APIs[frozen].Wait(10 * time.Second); !ok {
 			t.Fatal("the frozen instance did not die")
-		}
-		if status, err := cp.wait(20 * time.Second); status != -1 || !errors.Is(err, tunnel.ErrSessionLost) {
-			t.Errorf("the frozen instance's client: status %d, %v; want the session lost", status, err)
 		}
 		f.start(t, frozen, f.APIs[frozen])
 		f.waitServer(t, frozen, "UP", 30*time.Second)
