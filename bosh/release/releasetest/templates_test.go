@@ -445,6 +445,29 @@ func TestAPITemplates(t *testing.T) {
 		}
 	})
 
+	// Behind a load balancer every instance must be the same front door:
+	// the second instance of the group (another index, address, AZ)
+	// renders byte for byte what the first does, the link included.
+	t.Run("every instance renders the same config", func(t *testing.T) {
+		props := base()
+		props["cf"] = cfOn
+		props["static"] = map[string]any{"enabled": true, "operator_keys": []any{operatorKey.PublicKey}}
+		second := apiSpec
+		second.Index, second.ID, second.IP, second.AZ, second.Bootstrap = 1, "0b8e4f7a-2c3d-4e5f-8a9b-1c2d3e4f5a6b", "10.0.3.5", "z2", false
+		second.Address = second.ID + ".pcap-api.default.pcap.bosh"
+		a := mustRender(t, "pcap-api", props, apiSpec, agentLink, "")
+		b := mustRender(t, "pcap-api", props, second, agentLink, "")
+		for _, f := range []string{"config/api.yml", "config/bpm.yml", "config/keys/host_key", "config/keys/agent_client_key",
+			"config/keys/agent_host_keys", "config/keys/static_operator_keys", "bin/health_check"} {
+			if a.file(t, f) != b.file(t, f) {
+				t.Errorf("%s differs between instances 0 and 1:\n%s\n---\n%s", f, a.file(t, f), b.file(t, f))
+			}
+		}
+		if got := check(t, b); got.Static == nil || len(got.Static.Groups["diego-cell"]) != 2 {
+			t.Errorf("instance 1 does not see the agents' link: %+v", got.Static)
+		}
+	})
+
 	t.Run("static resolver without link groups", func(t *testing.T) {
 		props := base()
 		props["static"] = map[string]any{"enabled": true, "operator_keys": []any{operatorKey.PublicKey}, "groups_from_link": false}
