@@ -168,6 +168,7 @@ type lbServer struct {
 	Status       string // UP, DOWN, "UP 1/2" (going down), "DOWN 1/2" (coming up)
 	Retries      int    // connection retries (wretr)
 	Redispatches int    // connections moved to another server (wredis)
+	Downs        int    // UP to DOWN transitions (chkdown)
 }
 
 // lbStats asks HAProxy's admin socket for each server's state.
@@ -199,9 +200,11 @@ func (f *apiFarm) lbStats() (map[string]lbServer, error) {
 		if len(col) == 0 || len(fields) <= col["wredis"] || fields[col["pxname"]] != "pcap_api" || !strings.HasPrefix(fields[col["svname"]], "api") {
 			continue
 		}
-		retr, _ := strconv.Atoi(fields[col["wretr"]])
-		redis, _ := strconv.Atoi(fields[col["wredis"]])
-		out[fields[col["svname"]]] = lbServer{Status: fields[col["status"]], Retries: retr, Redispatches: redis}
+		num := func(name string) int {
+			n, _ := strconv.Atoi(fields[col[name]])
+			return n
+		}
+		out[fields[col["svname"]]] = lbServer{Status: fields[col["status"]], Retries: num("wretr"), Redispatches: num("wredis"), Downs: num("chkdown")}
 	}
 	if len(out) == 0 {
 		return nil, fmt.Errorf("no pcap_api servers in HAProxy's statistics:\n%s", b)
