@@ -749,12 +749,12 @@ func TestShutdownDoesNotWaitForHandshakes(t *testing.T) {
 	}
 }
 
-// execHandler accepts a session, says yes to its exec request, writes
-// "partial" and then closes the connection, as a server that dies
-// mid-command.
-type execHandler struct{}
+// execHandler accepts a session, says yes to its exec request and writes
+// "partial"; with die set it then closes the connection, as a server that
+// dies mid-command.
+type execHandler struct{ die bool }
 
-func (execHandler) HandleChannel(_ context.Context, conn *ssh.ServerConn, nc ssh.NewChannel) {
+func (h execHandler) HandleChannel(_ context.Context, conn *ssh.ServerConn, nc ssh.NewChannel) {
 	ch, reqs, err := nc.Accept()
 	if err != nil {
 		return
@@ -767,14 +767,16 @@ func (execHandler) HandleChannel(_ context.Context, conn *ssh.ServerConn, nc ssh
 		}
 		r.Reply(true, nil)
 		ch.Write([]byte("partial"))
-		conn.Close()
+		if h.die {
+			conn.Close()
+		}
 	}
 }
 
 // TestExecSessionLost: a server that goes away mid-command (no exit
 // status) is ErrSessionLost at the client, and what it wrote is kept.
 func TestExecSessionLost(t *testing.T) {
-	ts := newTestServer(t, map[string]ChannelHandler{"session": execHandler{}})
+	ts := newTestServer(t, map[string]ChannelHandler{"session": execHandler{die: true}})
 	var out bytes.Buffer
 	status, err := Exec(context.Background(), ExecOptions{Addr: ts.addr, Config: ts.config(ts.client), Command: "capture", Stdout: &out, Stderr: io.Discard})
 	if status != -1 || !errors.Is(err, ErrSessionLost) {
@@ -790,7 +792,6 @@ func TestExecSessionLost(t *testing.T) {
 // of a server whose VM vanished.
 type freezingProxy struct {
 	addr   string
-	frozen chan struct{}
 	freeze func()
 }
 
@@ -806,7 +807,7 @@ func newFreezingProxy(t *testing.T, to string) *freezingProxy {
 		l.Close()
 	})
 	frozen := make(chan struct{})
-	p := &freezingProxy{addr: l.Addr().String(), frozen: frozen, freeze: sync.OnceFunc(func() { close(frozen) })}
+	p := &freezingProxy{addr: l.Addr().String(), freeze: sync.OnceFunc(func() { close(frozen) })}
 	pipe := func(dst, src net.Conn) {
 		buf := make([]byte, 32<<10)
 		for {
@@ -864,8 +865,7 @@ func (w *signalWriter) Write(p []byte) (int, error) {
 // keepalive bound (interval + timeout), instead of a client waiting for
 // ever.
 func TestExecKeepaliveEndsSilentSession(t *testing.T) {
-	h := execHandlerWaiting{}
-	ts := newTestServer(t, map[string]ChannelHandler{"session": h})
+	ts := newTestServer(t, map[string]ChannelHandler{"session": execHandler{}})
 	p := newFreezingProxy(t, ts.addr)
 	cfg := ts.config(ts.client)
 	cfg.KeepaliveInterval = 100 * time.Millisecond
@@ -889,25 +889,5 @@ func TestExecKeepaliveEndsSilentSession(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatalf("Exec still waiting %v after the server went silent", time.Since(start))
-	}
-}
-
-// execHandlerWaiting accepts a session, says yes to exec, writes "started"
-// and then waits for the connection to go.
-type execHandlerWaiting struct{}
-
-func (execHandlerWaiting) HandleChannel(_ context.Context, _ *ssh.ServerConn, nc ssh.NewChannel) {
-	ch, reqs, err := nc.Accept()
-	if err != nil {
-		return
-	}
-	defer ch.Close()
-	for r := range reqs {
-		if r.Type == "exec" {
-			r.Reply(true, nil)
-			ch.Write([]byte("started"))
-			continue
-		}
-		r.Reply(false, nil)
 	}
 }
