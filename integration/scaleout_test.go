@@ -22,7 +22,8 @@ import (
 // token on the first, a `cf ssh-code` one-time code (minted by UAA, not by
 // any instance) exchanged by the second for a capture with exact counts,
 // and the same code again refused by the third: the code's single use is
-// kept by UAA, across instances.
+// kept by UAA, across instances. Then `cf pcap` works through the load
+// balancer, pinning the instances' shared host key.
 func TestScaleoutCFCodeAcrossInstances(t *testing.T) {
 	testenv.RequireRoot(t)
 	t.Parallel()
@@ -78,6 +79,21 @@ func TestScaleoutCFCodeAcrossInstances(t *testing.T) {
 	}
 	if token[0] == capture[0] || capture[0] == refused[0] || token[0] == refused[0] {
 		t.Errorf("roundrobin put two of the three connections on one instance: token api%d, code api%d, replay api%d", token[0], capture[0], refused[0])
+	}
+
+	// 4: the cf plugin through the load balancer, pinning the one host
+	// key fingerprint every instance presents.
+	plugged := t.TempDir() + "/plugin.pcapng"
+	p := cf.start(t, e, nil, "myapp", "-i", "2", "-f", "udp dst port 9002", "-c", "4", "-o", plugged)
+	p.WaitLine(t, regexp.MustCompile(`^pcap: web/2: started`), 30*time.Second)
+	sendUDP(t, e.Containers[2].NS, "198.18.0.1:9002", 4)
+	if err, ok := p.Wait(30 * time.Second); !ok || err != nil {
+		t.Fatalf("cf pcap through the load balancer: exited %v, %v\n%s", ok, err, p.Output())
+	}
+	capinfos(t, plugged)
+	wantCounts(t, perInterface(t, plugged), map[string]int{"web/2:eth0": 4})
+	if by := f.servedBy(`"msg":"capture-started".*"user":"cf:developer".*"filter":"udp dst port 9002"`); len(by) != 1 {
+		t.Errorf("the plugin's capture was started by instances %v, want one", by)
 	}
 }
 
