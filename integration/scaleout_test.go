@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -498,4 +499,45 @@ func TestScaleoutHAProxy(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestAPIDrainAfterSIGTERM: with drain_delay, SIGTERM turns /health to
+// 503 "draining" at once while the instance still serves new captures
+// for the delay; then it closes its port and exits.
+func TestAPIDrainAfterSIGTERM(t *testing.T) {
+	testenv.RequireRoot(t)
+	t.Parallel()
+	const drain = 5 * time.Second
+	c := newRelLab(t, relLabOptions{VMs: 1, APIExtra: fmt.Sprintf("drain_delay: %v\n", drain)})
+	if code, body := c.httpGet(t, "/health"); code != 200 || body != "ok\n" {
+		t.Fatalf("/health = %d %q before SIGTERM, want 200 ok", code, body)
+	}
+	term := time.Now()
+	if err := c.API.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	c.API.WaitLine(t, regexp.MustCompile(`"msg":"api-draining".*"drain_delay":"5s"`), 10*time.Second)
+	if code, body := c.httpGet(t, "/health"); code != 503 || body != "draining\n" {
+		t.Errorf("/health = %d %q while draining, want 503 draining", code, body)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	r := relExec(ctx, c.API, "static", relKeyAuth(c.Operators[0]), "capture --duration 200ms lab/0")
+	if r.Status != 0 || r.Err != nil || !strings.Contains(r.Stderr, "pcap: lab/0: started ") {
+		t.Errorf("a capture while draining: status %d, %v:\n%s", r.Status, r.Err, r.Stderr)
+	}
+	if took := time.Since(term); took >= drain {
+		t.Fatalf("the capture while draining took until %v after SIGTERM, past the drain (a loaded machine?)", took)
+	}
+	c.API.WaitLine(t, regexp.MustCompile(`"msg":"api-stopping"`), drain+10*time.Second)
+	if took := time.Since(term); took < drain {
+		t.Errorf("the API stopped serving %v after SIGTERM, before drain_delay %v", took, drain)
+	}
+	if _, ok := c.API.Wait(20 * time.Second); !ok {
+		t.Fatal("the API did not exit after the drain")
+	}
+	r = relExec(ctx, c.API, "static", relKeyAuth(c.Operators[0]), "capture --duration 200ms lab/0")
+	if r.Err == nil {
+		t.Errorf("a capture after the drain: status %d, want a refused connection", r.Status)
+	}
 }
