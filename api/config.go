@@ -89,7 +89,7 @@ type StaticConfig struct {
 
 // CFConfig configures the cf resolver: app developers authenticate with a
 // UAA access token or a `cf ssh-code` one-time code, and may capture the
-// instances of apps whose sensitive data they may read.
+// instances Policy allows.
 type CFConfig struct {
 	// APIURL is the Cloud Controller (required), e.g. https://api.sys.example.com.
 	APIURL string `yaml:"api_url"`
@@ -105,12 +105,32 @@ type CFConfig struct {
 	CACertFile string `yaml:"ca_cert_file"`
 	// Timeout bounds each request to the Cloud Controller or UAA (default 10s).
 	Timeout time.Duration `yaml:"timeout"`
+	// Policy decides who may capture an app instance: CFPolicySSH (the
+	// default) asks the Cloud Controller's SSH access check for each
+	// instance, as Diego's ssh-proxy does (space developer or admin, SSH
+	// allowed globally, in the space and for the app; it records
+	// audit.app.ssh-authorized or -unauthorized); CFPolicyReadSensitiveData
+	// asks only whether the user may read the app's sensitive data (space
+	// developer, admin or read-only admin), whatever the SSH switches say.
+	Policy string `yaml:"policy"`
+	// AdminsOnly limits app captures to tokens with the
+	// cloud_controller.admin scope.
+	AdminsOnly bool `yaml:"admins_only"`
+	// AllowedClients lists UAA clients whose own (client_credentials)
+	// tokens are accepted; by default only user tokens are.
+	AllowedClients []string `yaml:"allowed_clients"`
 }
 
+// The cf.policy values.
+const (
+	CFPolicySSH               = "ssh"
+	CFPolicyReadSensitiveData = "read_sensitive_data"
+)
+
 // BOSHConfig configures the bosh resolver: operators authenticate with a
-// UAA access token of the director's UAA (or a one-time code the API
-// minted for such a token, or a break-glass key) and may capture on VMs of
-// deployments they administer.
+// UAA access token of the director's UAA (or a one-time code of that UAA,
+// which the API exchanges, or a break-glass key) and may capture on VMs
+// of deployments they administer.
 type BOSHConfig struct {
 	// DirectorURL is the BOSH director (required), e.g. https://10.0.0.6:25555.
 	DirectorURL string `yaml:"director_url"`
@@ -127,10 +147,20 @@ type BOSHConfig struct {
 	// bosh.admin authority), used only for break-glass key users.
 	UAAClientID     string `yaml:"uaa_client_id"`
 	UAAClientSecret string `yaml:"uaa_client_secret"`
-	// CodeTTL is how long a one-time code is valid (default 2m).
-	CodeTTL time.Duration `yaml:"code_ttl"`
+	// CodeClientID and CodeClientSecret are the client of the director's
+	// UAA that one-time codes (`pcap-bosh ssh-code`) are issued for
+	// (authorization_code grant, autoapprove;
+	// manifests/ops-files/director-uaa-pcap-client.yml); the API exchanges
+	// codes with them. Without a secret, only tokens and keys log in.
+	CodeClientID     string `yaml:"code_client_id"`
+	CodeClientSecret string `yaml:"code_client_secret"`
 	// Timeout bounds each request to the director or UAA (default 10s).
 	Timeout time.Duration `yaml:"timeout"`
+	// TokenAudiences are the audiences a token must carry one of (default
+	// ["bosh_cli", "bosh"]: tokens UAA issued to the bosh CLI, or for the
+	// director's bosh.* scopes, as CI clients' are). ["bosh_cli"] admits
+	// only `bosh log-in` tokens; list client ids to admit their tokens.
+	TokenAudiences []string `yaml:"token_audiences"`
 }
 
 // DefaultConfig returns the defaults.
@@ -173,13 +203,19 @@ func ParseConfig(b []byte) (Config, error) {
 		if cf.Timeout == 0 {
 			cf.Timeout = 10 * time.Second
 		}
+		if cf.Policy == "" {
+			cf.Policy = CFPolicySSH
+		}
 	}
 	if b := c.BOSH; b != nil {
-		if b.CodeTTL == 0 {
-			b.CodeTTL = 2 * time.Minute
+		if b.CodeClientID == "" {
+			b.CodeClientID = "pcap_ssh"
 		}
 		if b.Timeout == 0 {
 			b.Timeout = 10 * time.Second
+		}
+		if b.TokenAudiences == nil {
+			b.TokenAudiences = []string{"bosh_cli", "bosh"}
 		}
 	}
 	if err := c.Validate(); err != nil {
@@ -261,6 +297,9 @@ func (c Config) Validate() error {
 		if cf.Timeout < 0 {
 			errs = append(errs, errors.New("cf.timeout is negative"))
 		}
+		if cf.Policy != CFPolicySSH && cf.Policy != CFPolicyReadSensitiveData {
+			errs = append(errs, fmt.Errorf("cf.policy %q is not %s or %s", cf.Policy, CFPolicySSH, CFPolicyReadSensitiveData))
+		}
 	}
 	if b := c.BOSH; b != nil {
 		if b.DirectorURL == "" {
@@ -269,11 +308,11 @@ func (c Config) Validate() error {
 		if b.OperatorKeysFile != "" && (b.UAAClientID == "" || b.UAAClientSecret == "") {
 			errs = append(errs, errors.New("bosh.operator_keys_file needs bosh.uaa_client_id and bosh.uaa_client_secret (key users reach the director through them)"))
 		}
-		if b.CodeTTL < 0 || b.CodeTTL > 10*time.Minute {
-			errs = append(errs, errors.New("bosh.code_ttl must be within 0..10m"))
-		}
 		if b.Timeout < 0 {
 			errs = append(errs, errors.New("bosh.timeout is negative"))
+		}
+		if len(b.TokenAudiences) == 0 {
+			errs = append(errs, errors.New("bosh.token_audiences is empty: no token would be accepted"))
 		}
 	}
 	switch c.LogLevel {

@@ -173,3 +173,30 @@ func TestLoadConfig(t *testing.T) {
 		t.Errorf("missing file error = %v", err)
 	}
 }
+
+// TestParseConfigCFPolicyAndAudiences: cf.policy defaults to ssh and takes
+// only its two values; bosh.token_audiences defaults to bosh_cli and bosh
+// and may not be emptied.
+func TestParseConfigCFPolicyAndAudiences(t *testing.T) {
+	c, err := ParseConfig([]byte(minimalConfig + "cf:\n  api_url: https://api\n  uaa_client_secret: s\nbosh:\n  director_url: https://d\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.CF.Policy != CFPolicySSH || c.CF.AdminsOnly || c.CF.AllowedClients != nil || !reflect.DeepEqual(c.BOSH.TokenAudiences, []string{"bosh_cli", "bosh"}) {
+		t.Errorf("defaults: cf %+v, bosh %+v", c.CF, c.BOSH)
+	}
+	c, err = ParseConfig([]byte(minimalConfig + "cf:\n  api_url: https://api\n  uaa_client_secret: s\n  policy: read_sensitive_data\n  admins_only: true\n  allowed_clients: [monitor]\nbosh:\n  director_url: https://d\n  token_audiences: [bosh_cli, ci]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.CF.Policy != CFPolicyReadSensitiveData || !c.CF.AdminsOnly || !reflect.DeepEqual(c.CF.AllowedClients, []string{"monitor"}) ||
+		!reflect.DeepEqual(c.BOSH.TokenAudiences, []string{"bosh_cli", "ci"}) {
+		t.Errorf("set: cf %+v, bosh %+v", c.CF, c.BOSH)
+	}
+	_, err = ParseConfig([]byte(minimalConfig + "cf:\n  api_url: https://api\n  uaa_client_secret: s\n  policy: anyone\nbosh:\n  director_url: https://d\n  token_audiences: []\n"))
+	for _, want := range []string{`cf.policy "anyone" is not ssh or read_sensitive_data`, "bosh.token_audiences is empty"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error %v lacks %q", err, want)
+		}
+	}
+}

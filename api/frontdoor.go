@@ -99,14 +99,15 @@ func (a *API) HandleChannel(ctx context.Context, conn *ssh.ServerConn, nc ssh.Ne
 	defer ch.Close()
 	log := a.Logger.With("user", id.String(), "remote", conn.RemoteAddr().String())
 
-	// stop is closed on stdin EOF or a signal; cmd carries the exec.
-	stop := make(chan struct{})
-	var stopOnce sync.Once
-	stopNow := func() { stopOnce.Do(func() { close(stop) }) }
+	// stop is closed by the first stop (see stop.go); cmd carries the exec.
+	stop := newStopSignal()
 	cmd := make(chan string, 1)
 	reqsDone := make(chan struct{})
 	go func() {
 		defer close(reqsDone)
+		// The requests end when the channel or the connection closes: the
+		// client is gone (ssh killed, sshdump ending), a stop.
+		defer stop.Stop()
 		execed := false
 		for r := range reqs {
 			ok := false
@@ -126,7 +127,8 @@ func (a *API) HandleChannel(ctx context.Context, conn *ssh.ServerConn, nc ssh.Ne
 				cmd <- m.Command // "" for a shell: refused with a message
 				continue
 			case "signal":
-				stopNow()
+				stop.Stop()
+				ok = true
 			case "env":
 				ok = true // accepted and ignored: nothing reads the environment
 			}
@@ -147,13 +149,9 @@ func (a *API) HandleChannel(ctx context.Context, conn *ssh.ServerConn, nc ssh.Ne
 		fmt.Fprintln(ch.Stderr(), "pcap: error: no command within 30s")
 		return
 	}
-	go func() {
-		// stdin: EOF means stop; nothing read means anything.
-		io.Copy(io.Discard, io.LimitReader(ch, 1<<20))
-		stopNow()
-	}()
+	go watchStdin(ch, stop) // a byte is a stop; EOF is not
 
-	status := a.run(ctx, log, id, line, ch, ch.Stderr(), stop)
+	status := a.run(ctx, log, id, line, ch, ch.Stderr(), stop.C())
 	ch.SendRequest("exit-status", false, ssh.Marshal(exitStatusMsg{Status: uint32(status)}))
 	ch.CloseWrite()
 }
@@ -221,7 +219,7 @@ func (a *API) run(ctx context.Context, log *slog.Logger, id *Identity, line stri
 	// is unreachable, refuses, or offers a host key that is not pinned.
 	for _, sr := range res.Sources {
 		switch sr.State {
-		case "failed", "lost", "not-stopped":
+		case "failed", "lost", tunnel.EndAgentStopped, "not-stopped":
 			log.Warn("capture-source-"+sr.State, "source", sr.Name, "reason", sr.Reason)
 		}
 	}

@@ -17,15 +17,15 @@ import (
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
 	"github.com/gopacket/gopacket/pcapgo"
+
+	"code.cloudfoundry.org/pcap/integration/testreq"
 )
 
-// tool runs a Wireshark command-line tool, skipping the test when it is
-// not installed.
+// tool runs a Wireshark command-line tool; when it is not installed the
+// test is skipped, or fails under PCAP_REQUIRE_TOOLS.
 func tool(t *testing.T, name string, args ...string) string {
 	t.Helper()
-	if _, err := exec.LookPath(name); err != nil {
-		t.Skipf("%s not installed", name)
-	}
+	testreq.Tool(t, name, "apt-get install tshark")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	out, err := exec.CommandContext(ctx, name, args...).CombinedOutput()

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -55,7 +56,7 @@ type Session struct {
 // SourceResult is what happened to one target.
 type SourceResult struct {
 	Name   string
-	State  string // "ended", "failed", "lost", "not-stopped", "skipped"
+	State  string // "ended", "failed", "lost", "agent-stopped", "not-stopped", "skipped"
 	Reason string
 	Counts []InterfaceCounts
 }
@@ -469,6 +470,10 @@ func (s *Session) endState(src *source, cutOff bool, st tunnel.Stats, final, cli
 		return "lost", "agent sent no final statistics"
 	case st.End == tunnel.EndError:
 		return "lost", st.Error
+	case st.End == tunnel.EndAgentStopped:
+		// The agent finished its part cleanly, but what it would have
+		// captured after its shutdown is missing: partial.
+		return tunnel.EndAgentStopped, fmt.Sprintf("agent %s was shut down during the capture", src.t.Agent)
 	}
 	return "ended", ""
 }
@@ -521,9 +526,12 @@ func (s *Session) finish(res Result, srcs []*source, out *Output, end string, ou
 		kv := []any{"packets", t.Delivered, "received", t.Received, "kernel_dropped", t.KernelDropped,
 			"if_dropped", t.IfDropped, "agent_dropped", t.AgentDropped, "api_dropped", t.APIDropped,
 			"unaccounted", t.Unaccounted}
-		if sr.State == "ended" {
+		switch sr.State {
+		case "ended":
 			s.Status.Line(src.t.Name, "ended", append([]any{"end", st.End}, kv...)...)
-		} else {
+		case tunnel.EndAgentStopped:
+			s.Status.Line(src.t.Name, sr.State, append([]any{"reason", sr.Reason, "end", st.End}, kv...)...)
+		default:
 			s.Status.Line(src.t.Name, sr.State, append([]any{"reason", sr.Reason}, kv...)...)
 		}
 		res.Sources = append(res.Sources, sr)
@@ -540,10 +548,23 @@ func (s *Session) finish(res Result, srcs []*source, out *Output, end string, ou
 	default:
 		res.Outcome = end
 	}
+	if res.Packets == 0 && outErr == nil {
+		// A valid file with no packet is easy to take for a success.
+		s.Status.Line("warning", "no-packets", "reason", noPacketsHint(s.Req))
+	}
 	s.Status.Line("summary", res.Outcome, "sources", len(res.Sources), "packets", res.Packets, "bytes", res.Bytes,
 		"kernel_dropped", res.Dropped["kernel"], "if_dropped", res.Dropped["interface"],
 		"agent_dropped", res.Dropped["agent"], "api_dropped", res.Dropped["api"], "unaccounted", res.Unaccounted)
 	return res
+}
+
+// noPacketsHint says what to check when a capture delivered no packet.
+func noPacketsHint(req Request) string {
+	what := "no packets captured: check that traffic passed interface " + strings.Join(req.Interfaces, ",")
+	if req.Filter != "" {
+		what += " and matched filter " + strconv.Quote(req.Filter)
+	}
+	return what
 }
 
 func sumCounts(cs []InterfaceCounts) InterfaceCounts {

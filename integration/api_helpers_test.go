@@ -104,26 +104,27 @@ func quoteAll(ss []string) []string {
 // sshClient runs the real OpenSSH client against the API.
 type sshClient struct {
 	*testenv.Proc
+	// Stdin is the client's stdin; closing it stops the capture (see
+	// stopStdin).
 	Stdin io.WriteCloser
+}
+
+// stopStdin is an ssh client's stdin: Close sends a line, which pcap-api
+// takes for a stop (what a user's Enter sends), then EOF. EOF alone does
+// not stop a capture.
+type stopStdin struct{ *os.File }
+
+func (s stopStdin) Close() error {
+	s.File.WriteString("\n") // fails only when ssh has gone already
+	return s.File.Close()
 }
 
 // runSSH starts `ssh -p PORT user@HOST command…` with key auth and the
 // API's host key pinned; stdout goes to out. Closing Stdin stops the
-// capture (EOF).
+// capture.
 func runSSH(t *testing.T, a *apiProc, user string, key keyPair, out io.Writer, command ...string) *sshClient {
 	t.Helper()
-	dir := t.TempDir()
-	host, port := splitHostPort(t, a.Addr)
-	kh := filepath.Join(dir, "known_hosts")
-	line := fmt.Sprintf("[%s]:%s %s", host, port, ssh.MarshalAuthorizedKey(a.HostKey.Signer.PublicKey()))
-	if err := os.WriteFile(kh, []byte(line), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	args := []string{"-p", port, "-i", key.Private, "-F", "none",
-		"-o", "UserKnownHostsFile=" + kh, "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes",
-		"-o", "IdentitiesOnly=yes", "-o", "LogLevel=ERROR",
-		user + "@" + host}
-	args = append(args, command...)
+	args := append(opensshArgs(t, a, user, key), command...)
 	// An *os.File stdin: exec starts no copying goroutine, so the process
 	// counts as done when ssh exits, whether or not stdin was closed.
 	pr, pw, err := os.Pipe()
@@ -133,7 +134,24 @@ func runSSH(t *testing.T, a *apiProc, user string, key keyPair, out io.Writer, c
 	p := testenv.Start(t, testenv.StartOptions{Netns: a.Netns, Stdin: pr, Stdout: out}, "ssh", args...)
 	pr.Close() // the child has its copy
 	t.Cleanup(func() { pw.Close() })
-	return &sshClient{Proc: p, Stdin: pw}
+	return &sshClient{Proc: p, Stdin: stopStdin{pw}}
+}
+
+// opensshArgs are the OpenSSH client's arguments up to the command: key
+// auth with key as user, the API's host key pinned, no config file.
+func opensshArgs(t *testing.T, a *apiProc, user string, key keyPair) []string {
+	t.Helper()
+	dir := t.TempDir()
+	host, port := splitHostPort(t, a.Addr)
+	kh := filepath.Join(dir, "known_hosts")
+	line := fmt.Sprintf("[%s]:%s %s", host, port, ssh.MarshalAuthorizedKey(a.HostKey.Signer.PublicKey()))
+	if err := os.WriteFile(kh, []byte(line), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return []string{"-p", port, "-i", key.Private, "-F", "none",
+		"-o", "UserKnownHostsFile=" + kh, "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes",
+		"-o", "IdentitiesOnly=yes", "-o", "LogLevel=ERROR",
+		user + "@" + host}
 }
 
 func splitHostPort(t *testing.T, addr string) (string, string) {

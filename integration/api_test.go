@@ -50,7 +50,7 @@ func TestAPIMergesThreeAgents(t *testing.T) {
 		sendUDP(t, vm, "198.18.0.1:7000", counts[i])
 		sendUDP(t, vm, "198.18.0.1:7001", 5) // filtered out
 	}
-	cl.Stdin.Close() // EOF stops the capture
+	cl.Stdin.Close() // a line, then EOF: stops the capture
 	if err, ok := cl.Wait(10 * time.Second); !ok || err != nil {
 		t.Fatalf("ssh did not exit cleanly within 10s: err=%v exited=%v\n%s", err, ok, cl.Output())
 	}

@@ -39,6 +39,16 @@ type boshEnv struct {
 
 const boshDirectorUUID = "d1rec70r-0000-4000-8000-000000000001"
 
+// boshCodeClient is the director UAA's client one-time codes are issued
+// for, as manifests/ops-files/director-uaa-pcap-client.yml adds it.
+var boshCodeClient = uaa.Client{ID: "pcap_ssh", Secret: "pcap-ssh-secret", AuthorizedGrantTypes: []string{"authorization_code"}, RedirectURI: "/login"}
+
+// boshAPIConfig is the bosh section of pcap-api's config for the env.
+func (e *boshEnv) boshAPIConfig() string {
+	return fmt.Sprintf("bosh:\n  director_url: %q\n  ca_cert_file: %q\n  code_client_id: %s\n  code_client_secret: %s\n",
+		e.Director.URL(), e.CAFile, boshCodeClient.ID, boshCodeClient.Secret)
+}
+
 func startBOSHEnv(t *testing.T, vms int) *boshEnv {
 	t.Helper()
 	dir := t.TempDir()
@@ -66,7 +76,7 @@ func startBOSHEnv(t *testing.T, vms int) *boshEnv {
 		},
 		Clients: append(uaa.DefaultClients(), uaa.Client{
 			ID: "ops", Secret: "ops-secret", AuthorizedGrantTypes: []string{"client_credentials"}, Authorities: []string{"bosh.admin"},
-		}),
+		}, boshCodeClient),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -115,7 +125,7 @@ func startBOSHEnv(t *testing.T, vms int) *boshEnv {
 	}
 	e.API = startAPI(t, apiOptions{
 		Netns: e.Lab.LAN, Listen: "198.18.0.1:2222", ClientKey: e.APIKey, AgentKeys: hostKeys,
-		Extra: fmt.Sprintf("bosh:\n  director_url: %q\n  ca_cert_file: %q\n", d.URL(), e.CAFile),
+		Extra: e.boshAPIConfig(),
 	})
 	return e
 }
@@ -189,13 +199,14 @@ func (e *boshEnv) pcapBosh(t *testing.T, env []string, args ...string) boshResul
 	return e.run(t, env, filepath.Join(testenv.Binaries(t), "pcap-bosh"), args...)
 }
 
-// sshCode mints a one-time code with `pcap-bosh -e fake ssh-code` as the
-// user whose bosh config is in home.
-func (e *boshEnv) sshCode(t *testing.T, home string, a *apiProc) string {
+// sshCode gets a one-time code of the director's UAA with `pcap-bosh -e
+// fake ssh-code` as the user whose bosh config is in home (no pcap-api is
+// involved).
+func (e *boshEnv) sshCode(t *testing.T, home string) string {
 	t.Helper()
-	r := e.pcapBosh(t, []string{"HOME=" + home}, append([]string{"-e", "fake", "ssh-code"}, boshAPIFlags(a)...)...)
+	r := e.pcapBosh(t, []string{"HOME=" + home}, "-e", "fake", "ssh-code")
 	code := strings.TrimSpace(r.Stdout)
-	if r.Code != 0 || !regexp.MustCompile(`^[a-z2-7]{32}$`).MatchString(code) {
+	if r.Code != 0 || !regexp.MustCompile(`^[A-Za-z0-9_-]{6,}$`).MatchString(code) {
 		t.Fatalf("pcap-bosh ssh-code: exit %d, stdout %q, stderr %q", r.Code, r.Stdout, r.Stderr)
 	}
 	return code
@@ -255,7 +266,7 @@ func (e *boshEnv) startSecondAPI(t *testing.T, listen, boshExtra string) *apiPro
 	}
 	return startAPI(t, apiOptions{
 		Netns: e.Lab.LAN, Listen: listen, ClientKey: e.APIKey, AgentKeys: hostKeys,
-		Extra: fmt.Sprintf("bosh:\n  director_url: %q\n  ca_cert_file: %q\n%s", e.Director.URL(), e.CAFile, boshExtra),
+		Extra: e.boshAPIConfig() + boshExtra,
 	})
 }
 
@@ -305,7 +316,7 @@ func (o boshSSH) start(t *testing.T, command ...string) *sshClient {
 	p := testenv.Start(t, testenv.StartOptions{Netns: o.API.Netns, Stdin: pr, Stdout: o.Out, Env: env}, name, args...)
 	pr.Close()
 	t.Cleanup(func() { pw.Close() })
-	return &sshClient{Proc: p, Stdin: pw}
+	return &sshClient{Proc: p, Stdin: stopStdin{pw}}
 }
 
 // boshExitCode waits for p to exit and returns its exit code.

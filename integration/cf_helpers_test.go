@@ -38,6 +38,8 @@ var cfUsers = map[string]string{ // name → UAA/CC user id
 	"admin":      "d0000000-0000-4000-8000-000000000005",
 	"supporter":  "d0000000-0000-4000-8000-000000000006",
 	"spacemgr":   "d0000000-0000-4000-8000-000000000007",
+	"adminro":    "d0000000-0000-4000-8000-000000000008", // cloud_controller.admin_read_only, no role
+	"auditorg":   "d0000000-0000-4000-8000-000000000009", // cloud_controller.global_auditor, no role
 }
 
 // cfCell is a cell: an agent on its own loopback address, in the root
@@ -62,6 +64,8 @@ type cfEnv struct {
 	Containers []*cfContainer
 	API        *apiProc
 	AgentPort  int
+	apiKey     keyPair   // the API's key for agents
+	agentKeys  []keyPair // the agents' host keys
 }
 
 // freePortOn finds a TCP port free on every host.
@@ -103,13 +107,22 @@ func startCFEnv(t *testing.T) *cfEnv {
 	var ccUsers []cc.User
 	for name, id := range cfUsers {
 		scopes := cfScopes
-		if name == "admin" {
+		switch name {
+		case "admin":
 			scopes = append([]string{"cloud_controller.admin"}, cfScopes...)
+		case "adminro":
+			scopes = append([]string{"cloud_controller.admin_read_only"}, cfScopes...)
+		case "auditorg":
+			scopes = append([]string{"cloud_controller.global_auditor"}, cfScopes...)
 		}
 		users = append(users, uaa.User{Username: name, Password: name + "-pw", ID: id, Scopes: scopes})
 		ccUsers = append(ccUsers, cc.User{GUID: id, Username: name})
 	}
-	u, err := uaa.New(uaa.Options{Users: users, Clients: uaa.DefaultClients()})
+	// "other" is a client of something else, whose own tokens UAA signs
+	// too (scope uaa.none, audience not the Cloud Controller).
+	clients := append(uaa.DefaultClients(), uaa.Client{ID: "other", Secret: "other-secret",
+		AuthorizedGrantTypes: []string{"client_credentials"}, Authorities: []string{"uaa.none"}})
+	u, err := uaa.New(uaa.Options{Users: users, Clients: clients})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -177,12 +190,20 @@ func startCFEnv(t *testing.T) *cfEnv {
 	t.Cleanup(func() { c.Close() })
 	e.CC = c
 
-	e.API = startAPI(t, apiOptions{
-		ClientKey: apiKey, AgentKeys: agentKeys,
-		Extra:     fmt.Sprintf("cf:\n  api_url: %q\n  uaa_client_id: ssh-proxy\n  uaa_client_secret: ssh-proxy-secret\n", c.URL()),
+	e.apiKey, e.agentKeys = apiKey, agentKeys
+	e.API = e.startAPI(t, "")
+	return e
+}
+
+// startAPI starts a pcap-api for the env with more YAML in its cf section
+// (each line indented by two spaces).
+func (e *cfEnv) startAPI(t *testing.T, cfExtra string) *apiProc {
+	t.Helper()
+	return startAPI(t, apiOptions{
+		ClientKey: e.apiKey, AgentKeys: e.agentKeys,
+		Extra:     fmt.Sprintf("cf:\n  api_url: %q\n  uaa_client_id: ssh-proxy\n  uaa_client_secret: ssh-proxy-secret\n", e.CC.URL()) + cfExtra,
 		AgentPort: e.AgentPort,
 	})
-	return e
 }
 
 // cfCLI runs the real cf CLI with its own CF_HOME.

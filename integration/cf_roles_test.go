@@ -17,17 +17,18 @@ import (
 	"code.cloudfoundry.org/pcap/tunnel"
 )
 
-// TestCFRoles: only space developers and admins may capture an app. A
-// space auditor, an org manager and a developer of another space are
-// refused with a clear message, cf exits non-zero, and no agent is
-// contacted; then a space developer and an admin capture.
+// TestCFRoles: only space developers and admins may capture an app (the
+// Cloud Controller's SSH access check decides). A space auditor, an org
+// manager and a developer of another space are refused with a clear
+// message, cf exits non-zero, and no agent is contacted; then a space
+// developer and an admin capture.
 func TestCFRoles(t *testing.T) {
 	testenv.RequireRoot(t)
 	t.Parallel()
 	e := startCFEnv(t)
 	dir := t.TempDir()
 
-	notAllowed := regexp.MustCompile(`^pcap: error: not-allowed reason="you may not capture app myapp: it takes the space developer role in its space \(or admin\)"$`)
+	notAllowed := regexp.MustCompile(`^pcap: error: not-allowed reason="you may not capture app ` + cfApp + `: app captures follow SSH access, which takes the space developer role in the app's space \(or admin\)"$`)
 	for _, user := range []string{"auditor", "orgmanager"} {
 		cf := newCFCLI(t)
 		cf.login(t, e, user)
@@ -43,8 +44,9 @@ func TestCFRoles(t *testing.T) {
 	}
 
 	// A developer of another space does not see the app: the plugin does
-	// not find it in the targeted space, and the API, asked directly with
-	// the user's own cf token, answers as if it did not exist.
+	// not find it in the targeted space; the API, asked directly with the
+	// user's own cf token, answers what the CC's SSH access check answers
+	// (which, like `cf ssh`, tells a refusal from an unknown app).
 	other := newCFCLI(t)
 	other.loginTo(t, e, "otherdev", "other")
 	out := filepath.Join(dir, "otherdev.pcapng")
@@ -58,7 +60,7 @@ func TestCFRoles(t *testing.T) {
 	assertNoFile(t, out)
 	token := other.token(t)
 	status, stdout, stderr, err := execAPI(t, e, token, "capture", "--app", cfApp, "-c", "1")
-	want := fmt.Sprintf("pcap: error: target-not-found reason=\"app %s not found, or not visible to you\"\n", cfApp)
+	want := fmt.Sprintf("pcap: error: not-allowed reason=\"you may not capture app %s: app captures follow SSH access, which takes the space developer role in the app's space (or admin)\"\n", cfApp)
 	if err != nil || status != 1 || stderr != want || stdout != 0 {
 		t.Errorf("otherdev at the API: status %d, err %v, %d bytes of capture, stderr %q; want 1, nil, 0, %q", status, err, stdout, stderr, want)
 	}

@@ -156,5 +156,5 @@ func runSSHPassword(t *testing.T, a *apiProc, user, password string, out io.Writ
 	p := testenv.Start(t, testenv.StartOptions{Netns: a.Netns, Stdin: pr, Stdout: out, Env: []string{"SSHPASS=" + password}}, "sshpass", args...)
 	pr.Close()
 	t.Cleanup(func() { pw.Close() })
-	return &sshClient{Proc: p, Stdin: pw}
+	return &sshClient{Proc: p, Stdin: stopStdin{pw}}
 }

@@ -76,8 +76,8 @@ func TestReliabilityCloudControllerDownOrSlow(t *testing.T) {
 	for _, tc := range []struct {
 		name, cc, reason string
 	}{
-		{"down", "http://" + closed, "look up app: Cloud Controller unreachable: dial tcp " + closed + ": connect: connection refused"},
-		{"slow", slow.URL, "look up app: Cloud Controller unreachable: context deadline exceeded (Client.Timeout exceeded while awaiting headers)"},
+		{"down", "http://" + closed, "check SSH access: Cloud Controller unreachable: dial tcp " + closed + ": connect: connection refused"},
+		{"slow", slow.URL, "check SSH access: Cloud Controller unreachable: context deadline exceeded (Client.Timeout exceeded while awaiting headers)"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			api := startAPI(tc.cc, u.URL())

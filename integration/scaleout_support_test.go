@@ -24,6 +24,7 @@ import (
 	"code.cloudfoundry.org/pcap/api/apiclient"
 	"code.cloudfoundry.org/pcap/integration/netlab"
 	"code.cloudfoundry.org/pcap/integration/testenv"
+	"code.cloudfoundry.org/pcap/integration/testreq"
 	"code.cloudfoundry.org/pcap/tunnel"
 )
 
@@ -58,6 +59,7 @@ var (
 // instance up.
 func newAPIFarm(t *testing.T, base *apiProc, n int) *apiFarm {
 	t.Helper()
+	haproxy := testreq.Tool(t, "haproxy", "`make deps` installs Debian's haproxy")
 	cfgFile := base.Cmd.Args[len(base.Cmd.Args)-1]
 	cfg, err := os.ReadFile(cfgFile)
 	if err != nil {
@@ -130,7 +132,7 @@ backend pcap_api
 	}
 	// Foreground (-db), our own config and ports, stopped by PID at
 	// cleanup: never the Debian package's service.
-	f.HAProxy = testenv.Start(t, testenv.StartOptions{Netns: base.Netns}, "haproxy", "-db", "-f", lbFile)
+	f.HAProxy = testenv.Start(t, testenv.StartOptions{Netns: base.Netns}, haproxy, "-db", "-f", lbFile)
 	f.LB = &apiProc{Proc: f.HAProxy, Addr: lbAddr, HostKey: base.HostKey, Netns: base.Netns}
 	for i := range n {
 		f.waitServer(t, i, "UP", 30*time.Second)

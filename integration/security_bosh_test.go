@@ -139,7 +139,7 @@ func TestSecurityBOSH(t *testing.T) {
 			t.Errorf("pcap-bosh: exit %d:\n%s", r.Code, r.Stderr)
 		}
 		logs["pcap-bosh (capture)"] = r.Stderr
-		code := e.sshCode(t, home, e.API)
+		code := e.sshCode(t, home)
 		sec.add("a one-time code", code)
 		f, err := os.Create(filepath.Join(dir, "code.pcapng"))
 		if err != nil {

@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"code.cloudfoundry.org/pcap/integration/fakes/uaa"
 	"code.cloudfoundry.org/pcap/integration/testenv"
 )
 
@@ -43,7 +44,15 @@ func TestSecurityCF(t *testing.T) {
 	agents := []*agentProc{e.Cells[0].Agent, e.Cells[1].Agent}
 
 	t.Run("authorisation matrix", func(t *testing.T) {
-		notDeveloper := relErrLine("not-allowed", "you may not capture app myapp: it takes the space developer role in its space (or admin)")
+		notDeveloper := relErrLine("not-allowed", "you may not capture app "+cfApp+": app captures follow SSH access, which takes the space developer role in the app's space (or admin)")
+		mintWith := func(m uaa.Mint) string {
+			tok, err := e.UAA.Mint(m)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sec.addToken("a minted token", tok)
+			return tok
+		}
 		cases := []relAuthz{
 			{name: "admin", password: mint("admin", time.Hour, false), user: "cf:admin", allowed: true},
 			{name: "space developer", password: mint("developer", time.Hour, false), user: "cf:developer", allowed: true},
@@ -51,8 +60,16 @@ func TestSecurityCF(t *testing.T) {
 			{name: "space auditor", password: mint("auditor", time.Hour, false), user: "cf:auditor", refused: notDeveloper},
 			{name: "space manager", password: mint("spacemgr", time.Hour, false), user: "cf:spacemgr", refused: notDeveloper},
 			{name: "org manager", password: mint("orgmanager", time.Hour, false), user: "cf:orgmanager", refused: notDeveloper},
-			{name: "other space's developer", password: mint("otherdev", time.Hour, false), user: "cf:otherdev",
-				refused: relErrLine("target-not-found", "app "+cfApp+" not found, or not visible to you")},
+			{name: "other space's developer", password: mint("otherdev", time.Hour, false), user: "cf:otherdev", refused: notDeveloper},
+			{name: "read-only admin", password: mint("adminro", time.Hour, false), user: "cf:adminro", refused: notDeveloper},
+			{name: "global auditor", password: mint("auditorg", time.Hour, false), user: "cf:auditorg", refused: notDeveloper},
+			// Tokens UAA signed for something else: refused at the door.
+			{name: "client_credentials of an unrelated client", password: mintWith(uaa.Mint{ClientID: "other"}), user: "cf",
+				authErr: `uaa: token refused: it is a token of client \"other\" for itself (grant client_credentials), not of a user; an operator may allow the client with cf.allowed_clients`},
+			{name: "user token for another audience", password: mintWith(uaa.Mint{Username: "developer", Scopes: []string{"openid", "uaa.user"}}), user: "cf",
+				authErr: "uaa: token refused: it is not for the Cloud Controller (audience openid uaa cf)"},
+			{name: "user token with scope uaa.none", password: mintWith(uaa.Mint{Username: "admin", Scopes: []string{"cloud_controller.write", "uaa.none"}}), user: "cf",
+				authErr: "uaa: token refused: it has neither cloud_controller.read nor cloud_controller.admin scope (scopes cloud_controller.write uaa.none)"},
 			{name: "no token", password: "", user: "cf",
 				authErr: `uaa: one-time code was refused: uaa: token request refused (400 Bad Request): invalid_grant Invalid authorization code: `},
 			{name: "expired", password: mint("developer", -time.Hour, false), user: "cf", authErr: "uaa: token has expired"},

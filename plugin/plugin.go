@@ -5,7 +5,6 @@ package plugin
 
 import (
 	"context"
-	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,15 +13,11 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"os/signal"
-	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
 	cfplugin "code.cloudfoundry.org/cli/v8/plugin"
 	"github.com/urfave/cli/v2"
-	"golang.org/x/crypto/ssh"
 
 	"code.cloudfoundry.org/pcap/api"
 	"code.cloudfoundry.org/pcap/api/apiclient"
@@ -39,12 +34,16 @@ type Plugin struct {
 	Getenv         func(string) string
 	// Exit ends the plugin with a status (default os.Exit).
 	Exit func(int)
+	// Getppid returns the parent's PID, watched to stop the capture when
+	// the cf CLI goes away (default os.Getppid).
+	Getppid func() int
 }
 
 const helpText = "Capture the network traffic of all instances of an app into one pcapng file (Wireshark)"
 
 const usage = `cf pcap APP_NAME [-i INDEXES] [-t TYPE] [-f FILTER] [--interface IFACE]
-   [-s SNAPLEN] [--duration D] [-c COUNT] [--format pcapng|pcap] -o FILE|- [--force]`
+   [-s SNAPLEN] [--duration D] [-c COUNT] [--format pcapng|pcap] -o FILE|- [--force]
+   [--pcap-api HOST[:PORT]] [--pcap-api-host-key-fingerprint SHA256:…] [--trust-on-first-use]`
 
 // GetMetadata implements cfplugin.Plugin.
 func (p *Plugin) GetMetadata() cfplugin.PluginMetadata {
@@ -78,9 +77,10 @@ EXAMPLES:
 					"c":                              "Stop each instance after this many packets",
 					"-format":                        "pcapng (default) or pcap",
 					"o":                              "Output file, or - for stdout",
-					"-force":                         "Overwrite an existing output file",
+					"-force":                         "Replace an existing regular output file (not a symbolic link) once the capture has started",
 					"-pcap-api":                      "pcap-api address host[:port] (default: $PCAP_API, or derived from the cf API)",
-					"-pcap-api-host-key-fingerprint": "Pin pcap-api's SSH host key (SHA256:…; default: $PCAP_API_HOST_KEY_FINGERPRINT, else trust on first use)",
+					"-pcap-api-host-key-fingerprint": "Pin pcap-api's SSH host key (SHA256:…; default: $PCAP_API_HOST_KEY_FINGERPRINT, else a key recorded by --trust-on-first-use)",
+					"-trust-on-first-use":            "Accept and record pcap-api's host key if none is pinned or recorded yet (prints its fingerprint)",
 				},
 			},
 		}},
@@ -131,6 +131,7 @@ func (p *Plugin) run(conn cfplugin.CliConnection, args []string, stdout, stderr 
 			&cli.BoolFlag{Name: "force", Destination: &o.force},
 			&cli.StringFlag{Name: "pcap-api", EnvVars: []string{"PCAP_API"}, Destination: &o.apiAddr},
 			&cli.StringFlag{Name: "pcap-api-host-key-fingerprint", EnvVars: []string{"PCAP_API_HOST_KEY_FINGERPRINT"}, Destination: &o.fingerprint},
+			&cli.BoolFlag{Name: "trust-on-first-use", Destination: &o.tofu},
 		},
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 1 {
@@ -154,13 +155,16 @@ func (p *Plugin) run(conn cfplugin.CliConnection, args []string, stdout, stderr 
 	if o.app == "" {
 		return 0 // --help was shown
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
+	// Ctrl-C, SIGTERM and SIGHUP stop the capture and finish the file, and
+	// so does the cf CLI going away: killed by SIGTERM, it leaves its
+	// plugin behind without a signal.
+	ctx, release := apiclient.StopContext(context.Background(), stderr, &apiclient.ParentWatch{Parent: "the cf CLI", Getppid: p.Getppid})
+	defer release()
 	status, err := o.capture(ctx, conn, stdout, stderr, getenv)
 	if err != nil {
 		fmt.Fprintln(stderr, "FAILED:", err)
 		if status <= 0 {
-			return 1
+			return api.ExitFailed
 		}
 	}
 	return status
@@ -172,7 +176,7 @@ type options struct {
 	snaplen                                       int
 	duration                                      time.Duration
 	count                                         uint64
-	force                                         bool
+	force, tofu                                   bool
 	apiAddr, fingerprint                          string
 }
 
@@ -218,7 +222,7 @@ func (o *options) capture(ctx context.Context, conn cfplugin.CliConnection, stdo
 	if _, _, err := net.SplitHostPort(addr); err != nil {
 		addr = net.JoinHostPort(addr, "2222")
 	}
-	hostKey, err := hostKeyCallback(o.fingerprint, getenv)
+	login, hostKeys, err := o.login(ctx, conn, endpoint, insecure, stderr, getenv)
 	if err != nil {
 		return 1, err
 	}
@@ -240,12 +244,9 @@ func (o *options) capture(ctx context.Context, conn cfplugin.CliConnection, stdo
 		args = append(args, "-c", fmt.Sprint(o.count))
 	}
 	return apiclient.Run(ctx, apiclient.Options{
-		Addr: addr,
-		Config: tunnel.ClientConfig{
-			User:            "cf",
-			Auth:            []ssh.AuthMethod{ssh.Password(token)},
-			HostKeyCallback: hostKey,
-		},
+		Addr:     addr,
+		Config:   login,
+		HostKeys: hostKeys,
 		Args:     args,
 		Output:   o.output,
 		Force:    o.force,
@@ -269,23 +270,6 @@ func deriveAPIAddr(endpoint string) (string, error) {
 	return "", fmt.Errorf("cannot derive the pcap-api address from %q: give --pcap-api", endpoint)
 }
 
-// hostKeyCallback pins a fingerprint when given, else trusts on first use
-// with a known_hosts file next to the cf CLI's config.
-func hostKeyCallback(fingerprint string, getenv func(string) string) (ssh.HostKeyCallback, error) {
-	if fingerprint != "" {
-		return tunnel.PinnedHostKey(nil, fingerprint), nil
-	}
-	home := getenv("CF_HOME")
-	if home == "" {
-		h, err := os.UserHomeDir()
-		if err != nil {
-			return nil, err
-		}
-		home = h
-	}
-	return tunnel.TrustOnFirstUse(filepath.Join(home, ".cf", "pcap_known_hosts"))
-}
-
 // findApp looks the app up by name in the targeted space with the Cloud
 // Controller v3 API (the plugin RPC's GetApp uses v2, which newer
 // installations no longer serve).
@@ -297,13 +281,7 @@ func findApp(ctx context.Context, endpoint, token, spaceGUID, name string, insec
 	}
 	req.Header.Set("Authorization", "bearer "+token)
 	req.Header.Set("Accept", "application/json")
-	hc := &http.Client{Timeout: 30 * time.Second}
-	if insecure {
-		tr := http.DefaultTransport.(*http.Transport).Clone()
-		tr.TLSClientConfig = &tls.Config{InsecureSkipVerify: true} // the user chose --skip-ssl-validation
-		hc.Transport = tr
-	}
-	resp, err := hc.Do(req)
+	resp, err := httpClient(insecure).Do(req)
 	if err != nil {
 		return "", fmt.Errorf("look up app %s: %w", name, err)
 	}

@@ -19,6 +19,7 @@ import (
 	"code.cloudfoundry.org/cli/v8/plugin/pluginfakes"
 	"golang.org/x/crypto/ssh"
 
+	"code.cloudfoundry.org/pcap/api/uaa"
 	"code.cloudfoundry.org/pcap/integration/fakes/cc"
 	fakeuaa "code.cloudfoundry.org/pcap/integration/fakes/uaa"
 	"code.cloudfoundry.org/pcap/tunnel"
@@ -138,6 +139,8 @@ type frontDoor struct {
 	Stdout string
 	Stderr string
 	Exit   uint32
+	// Refuse refuses every login (after recording the password).
+	Refuse bool
 
 	mu        sync.Mutex
 	passwords []string
@@ -154,7 +157,7 @@ func startFrontDoor(t *testing.T, fd *frontDoor) *frontDoor {
 		fd.mu.Lock()
 		fd.passwords = append(fd.passwords, string(pw))
 		fd.mu.Unlock()
-		if meta.User() != "cf" {
+		if meta.User() != "cf" || fd.Refuse {
 			return nil, errors.New("unknown user")
 		}
 		return &ssh.Permissions{}, nil
@@ -291,10 +294,27 @@ func TestFlagsAfterAppName(t *testing.T) {
 	if !reflect.DeepEqual(commands, []string{want, want, want}) {
 		t.Errorf("commands =\n%q\nwant 3 times\n%q", commands, want)
 	}
+	if len(passwords) != 3 {
+		t.Errorf("%d passwords sent, want 3", len(passwords))
+	}
 	for _, pw := range passwords {
-		if pw != w.Token {
-			t.Errorf("password sent is not the user's token without its \"bearer \" prefix: %.20q…", pw)
+		if uaa.LooksLikeToken(pw) || strings.Contains(pw, w.Token) {
+			t.Fatal("the password sent is a token, not a one-time code")
 		}
+		// A `cf ssh-code` code: for the client the CC's root names
+		// (ssh-proxy), the developer's, exchanged once by pcap-api.
+		u := &uaa.Client{URL: w.UAA.URL()}
+		tok, err := u.ExchangeCode(context.Background(), "ssh-proxy", "ssh-proxy-secret", pw)
+		if err != nil {
+			t.Fatalf("exchange the code sent: %v", err)
+		}
+		if c, err := u.Verify(context.Background(), tok.AccessToken); err != nil || c.UserName != "developer" {
+			t.Errorf("the code is for %+v, %v; want developer", c, err)
+		}
+	}
+	// Three codes, asked for with the user's token the way cf ssh-code does.
+	if n := w.UAA.Requests().Count("/oauth/authorize"); n != 3 {
+		t.Errorf("%d authorize requests, want 3", n)
 	}
 	// The app was looked up by name in the targeted space, with CC v3.
 	if n := w.CC.Requests().Count("/v3/apps"); n != 3 {
@@ -408,9 +428,11 @@ func TestRunErrors(t *testing.T) {
 	}
 }
 
-// TestHostKey: a pinned fingerprint must match; without one the key is
-// trusted on first use, stored under CF_HOME, and a changed key later is
-// a hard error.
+// TestHostKey: a pinned fingerprint must match; without one, a key is
+// trusted only on first use with --trust-on-first-use (its fingerprint
+// printed), recorded under CF_HOME once pcap-api accepted the login, and a
+// changed key later is a hard error. A host that fails the check gets no
+// password at all.
 func TestHostKey(t *testing.T) {
 	w := startWorld(t)
 	fd := startFrontDoor(t, &frontDoor{Stdout: "PCAPNG"})
@@ -418,42 +440,77 @@ func TestHostKey(t *testing.T) {
 	home := t.TempDir()
 	env := map[string]string{"CF_HOME": home}
 	out := filepath.Join(t.TempDir(), "out.pcapng")
+	known := filepath.Join(home, ".cf", "pcap_known_hosts")
+	noPasswords := func(t *testing.T, what string) {
+		t.Helper()
+		if pw, _ := fd.seen(); len(pw) != 0 {
+			t.Errorf("%s: pcap-api got %d passwords, want none", what, len(pw))
+		}
+		if n := w.UAA.Requests().Count("/oauth/authorize"); n != 0 {
+			t.Errorf("%s: %d one-time codes asked for, want none", what, n)
+		}
+	}
 
 	r := runPlugin(t, w.Conn, env, "pcap", "myapp", "-o", out, "--pcap-api", fd.Addr, "--pcap-api-host-key-fingerprint", other.fingerprint())
-	if r.code != 1 || !strings.Contains(r.stderr, "offered "+fd.fingerprint()+": host key does not match the pinned key") {
+	if r.code != 1 || !strings.Contains(r.stderr, "offered host key "+fd.fingerprint()+", not the pinned "+other.fingerprint()+": host key does not match the pinned key; nothing was sent to it") {
 		t.Errorf("wrong pinned fingerprint: exit %d\n%s", r.code, r.stderr)
 	}
 	if _, err := os.Stat(out); err == nil {
 		t.Error("output file left behind by a refused connection")
 	}
+	noPasswords(t, "wrong pin")
 
-	// Trust on first use.
+	// Neither pinned nor recorded, no --trust-on-first-use: refused, with
+	// how to pin.
 	r = runPlugin(t, w.Conn, env, "pcap", "myapp", "-o", out, "--pcap-api", fd.Addr)
-	if r.code != 0 {
+	if r.code != 1 || !strings.Contains(r.stderr, "offered host key "+fd.fingerprint()+": pcap-api's host key is not pinned, so nothing was sent to it") ||
+		!strings.Contains(r.stderr, "--pcap-api-host-key-fingerprint SHA256:… (or PCAP_API_HOST_KEY_FINGERPRINT)") || !strings.Contains(r.stderr, "--trust-on-first-use") {
+		t.Errorf("no pin: exit %d\n%s", r.code, r.stderr)
+	}
+	if _, err := os.Stat(known); err == nil {
+		t.Errorf("%s written without --trust-on-first-use", known)
+	}
+	noPasswords(t, "no pin")
+
+	// Trust on first use, asked for: a host that refuses the login is not
+	// recorded.
+	refusing := startFrontDoor(t, &frontDoor{Refuse: true})
+	r = runPlugin(t, w.Conn, env, "pcap", "myapp", "-o", out, "--pcap-api", refusing.Addr, "--trust-on-first-use")
+	if r.code != 1 || !strings.Contains(r.stderr, "pcap: trusting pcap-api "+refusing.Addr+" on first use: host key "+refusing.fingerprint()+"\n") {
+		t.Errorf("first use, refused: exit %d\n%s", r.code, r.stderr)
+	}
+	if b, err := os.ReadFile(known); err == nil && len(b) != 0 {
+		t.Errorf("a host that refused the login was recorded: %q", b)
+	}
+
+	r = runPlugin(t, w.Conn, env, "pcap", "myapp", "-o", out, "--pcap-api", fd.Addr, "--trust-on-first-use")
+	if r.code != 0 || !strings.Contains(r.stderr, "pcap: trusting pcap-api "+fd.Addr+" on first use: host key "+fd.fingerprint()+"\n") {
 		t.Fatalf("first use: exit %d\n%s", r.code, r.stderr)
 	}
-	known := filepath.Join(home, ".cf", "pcap_known_hosts")
 	b, err := os.ReadFile(known)
 	if err != nil || !strings.Contains(string(b), strings.TrimSpace(string(ssh.MarshalAuthorizedKey(fd.Signer.PublicKey())))) {
 		t.Fatalf("%s after first use: %q, %v", known, b, err)
 	}
-	// Same key again: fine.
+	if fi, err := os.Stat(known); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("%s: %v, %v; want mode 0600", known, fi.Mode(), err)
+	}
+	// Same key again, without the flag: fine, and nothing printed.
 	r = runPlugin(t, w.Conn, env, "pcap", "myapp", "-o", out, "--force", "--pcap-api", fd.Addr)
-	if r.code != 0 {
+	if r.code != 0 || strings.Contains(r.stderr, "trusting") {
 		t.Fatalf("second use: exit %d\n%s", r.code, r.stderr)
 	}
-	// The server's key changes: refused.
+	// The server's key changes: refused, even with --trust-on-first-use.
 	line := strings.Replace(string(b), strings.Fields(string(ssh.MarshalAuthorizedKey(fd.Signer.PublicKey())))[1],
 		strings.Fields(string(ssh.MarshalAuthorizedKey(other.Signer.PublicKey())))[1], 1)
 	if err := os.WriteFile(known, []byte(line), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	r = runPlugin(t, w.Conn, env, "pcap", "myapp", "-o", out, "--force", "--pcap-api", fd.Addr)
-	if r.code != 1 || !strings.Contains(r.stderr, "offered "+fd.fingerprint()+", but "+known+" has another key for it: host key does not match the pinned key") {
+	r = runPlugin(t, w.Conn, env, "pcap", "myapp", "-o", out, "--force", "--pcap-api", fd.Addr, "--trust-on-first-use")
+	if r.code != 1 || !strings.Contains(r.stderr, "offered host key "+fd.fingerprint()+", but "+known+" has another key for it: host key does not match the pinned key") {
 		t.Errorf("changed key: exit %d\n%s", r.code, r.stderr)
 	}
-	if _, commands := fd.seen(); len(commands) != 2 {
-		t.Errorf("the API ran %d commands, want 2 (the refused connections run none)", len(commands))
+	if pw, commands := fd.seen(); len(commands) != 2 || len(pw) != 2 {
+		t.Errorf("the API got %d passwords and ran %d commands, want 2 and 2 (the refused connections none)", len(pw), len(commands))
 	}
 }
 

@@ -6,13 +6,10 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
 	"golang.org/x/crypto/ssh"
-	"golang.org/x/crypto/ssh/knownhosts"
 )
 
 // ErrStopTimeout is returned by [Exec] when the server did not end the
@@ -39,8 +36,11 @@ type ExecOptions struct {
 }
 
 // Exec connects to addr, runs Command and copies its stdout and stderr.
-// When ctx ends it closes stdin (EOF: the server stops the capture and
-// finishes) and waits at most StopGrace. It returns the command's exit
+// When ctx ends it sends the stop: an RFC 4254 "signal" request (INT),
+// which pcap-api takes as "stop the capture and finish"; then it waits at
+// most StopGrace. Stdin stays open and empty for the whole session: pcap-api
+// does not take stdin EOF alone for a stop (a plain ssh with an empty
+// stdin must capture what it asked for). It returns the command's exit
 // status; err is set when the session failed (connection lost, no exit
 // status, stop timeout).
 func Exec(ctx context.Context, o ExecOptions) (int, error) {
@@ -83,10 +83,12 @@ func Exec(ctx context.Context, o ExecOptions) (int, error) {
 	}
 	defer sess.Close()
 	sess.Stdout, sess.Stderr = o.Stdout, o.Stderr
+	// An open stdin that never ends: a nil Stdin would send EOF at once.
 	stdin, err := sess.StdinPipe()
 	if err != nil {
 		return -1, fmt.Errorf("tunnel: stdin: %w", err)
 	}
+	defer stdin.Close()
 	if err := sess.Start(o.Command); err != nil {
 		return -1, fmt.Errorf("tunnel: start command: %w", err)
 	}
@@ -97,7 +99,10 @@ func Exec(ctx context.Context, o ExecOptions) (int, error) {
 	select {
 	case werr = <-done:
 	case <-ctx.Done():
-		stdin.Close() // EOF: stop
+		if err := sess.Signal(ssh.SIGINT); err != nil {
+			// The channel is gone already; its end is what Wait reports.
+			client.Close()
+		}
 		grace := o.StopGrace
 		if grace <= 0 {
 			grace = 10 * time.Second
@@ -138,45 +143,4 @@ func QuoteCommand(words []string) string {
 		q[i] = "'" + strings.ReplaceAll(w, "'", `'\''`) + "'"
 	}
 	return strings.Join(q, " ")
-}
-
-// TrustOnFirstUse returns a host-key callback backed by a known_hosts file:
-// a host seen before must present the same key (anything else is an error
-// wrapping ErrHostKeyMismatch); a new host's key is recorded.
-func TrustOnFirstUse(path string) (ssh.HostKeyCallback, error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return nil, fmt.Errorf("tunnel: known hosts: %w", err)
-	}
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDONLY, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("tunnel: known hosts: %w", err)
-	}
-	f.Close()
-	check, err := knownhosts.New(path)
-	if err != nil {
-		return nil, fmt.Errorf("tunnel: known hosts %s: %w", path, err)
-	}
-	return func(host string, remote net.Addr, key ssh.PublicKey) error {
-		err := check(host, remote, key)
-		var ke *knownhosts.KeyError
-		switch {
-		case err == nil:
-			return nil
-		case errors.As(err, &ke) && len(ke.Want) > 0:
-			return fmt.Errorf("tunnel: %s offered %s, but %s has another key for it: %w", host, Fingerprint(key), path, ErrHostKeyMismatch)
-		case errors.As(err, &ke):
-			line := knownhosts.Line([]string{knownhosts.Normalize(host)}, key) + "\n"
-			af, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0o600)
-			if err != nil {
-				return fmt.Errorf("tunnel: record host key: %w", err)
-			}
-			defer af.Close()
-			if _, err := af.WriteString(line); err != nil {
-				return fmt.Errorf("tunnel: record host key: %w", err)
-			}
-			return nil
-		default:
-			return fmt.Errorf("tunnel: check host key: %w", err)
-		}
-	}, nil
 }

@@ -31,8 +31,12 @@ type Options struct {
 	Args []string
 	// Output is a file path, or "-" for Stdout.
 	Output string
-	Force  bool
-	Stdout io.Writer
+	// Force replaces an existing regular file, once the capture started.
+	Force bool
+	// HostKeys, when set, records a host key trusted on first use once
+	// pcap-api has accepted the login.
+	HostKeys *HostKeys
+	Stdout   io.Writer
 	// Stderr receives status lines; with Terminal set, progress lines are
 	// folded into one line redrawn in place.
 	Stderr   io.Writer
@@ -47,20 +51,9 @@ func Run(ctx context.Context, o Options) (int, error) {
 		return -1, errors.New("no output given: -o FILE, or -o - for stdout")
 	}
 	var out io.Writer = o.Stdout
-	var file *os.File
-	created := false // the file is ours to remove if nothing is written
+	var file *outFile
 	if o.Output != "-" {
-		flags := os.O_WRONLY | os.O_CREATE | os.O_EXCL
-		created = true
-		if o.Force {
-			flags = os.O_WRONLY | os.O_CREATE | os.O_TRUNC
-			_, err := os.Lstat(o.Output)
-			created = errors.Is(err, os.ErrNotExist)
-		}
-		f, err := os.OpenFile(o.Output, flags, 0o644)
-		if errors.Is(err, os.ErrExist) {
-			return -1, fmt.Errorf("%s: %w", o.Output, ErrExists)
-		}
+		f, err := openOutput(o.Output, o.Force)
 		if err != nil {
 			return -1, err
 		}
@@ -68,8 +61,19 @@ func Run(ctx context.Context, o Options) (int, error) {
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	sw := &stopOnError{w: out, stop: cancel}
-	st := &statusWriter{w: o.Stderr, terminal: o.Terminal}
+	// The first byte from pcap-api means it accepted the login: a host key
+	// trusted on first use is recorded then, not before.
+	var commitErr error
+	var once sync.Once
+	accepted := func() {
+		once.Do(func() {
+			if o.HostKeys != nil {
+				commitErr = o.HostKeys.Commit()
+			}
+		})
+	}
+	sw := &stopOnError{w: out, stop: cancel, first: accepted}
+	st := &statusWriter{w: o.Stderr, terminal: o.Terminal, first: accepted}
 	args := o.Args
 	if o.Terminal {
 		args = append([]string{"--progress"}, args...)
@@ -80,11 +84,17 @@ func Run(ctx context.Context, o Options) (int, error) {
 		Stdout:  sw, Stderr: st,
 	})
 	st.finish()
+	if err == nil {
+		accepted()
+	}
+	if commitErr != nil && o.Stderr != nil {
+		fmt.Fprintf(o.Stderr, "pcap: warning: %v\n", commitErr)
+	}
 	if file != nil {
-		if cerr := file.Close(); cerr != nil && sw.err == nil {
+		if cerr := file.f.Close(); cerr != nil && sw.err == nil {
 			sw.err = cerr
 		}
-		if created && sw.n == 0 && sw.err == nil {
+		if file.created && sw.n == 0 {
 			// Refused, or never connected: leave no empty file behind to
 			// be refused as existing on the next try.
 			os.Remove(o.Output)
@@ -107,13 +117,17 @@ func Run(ctx context.Context, o Options) (int, error) {
 // and discards the rest, so the server can still finish and the session
 // end.
 type stopOnError struct {
-	w    io.Writer
-	stop func()
-	n    int64 // bytes written
-	err  error
+	w     io.Writer
+	stop  func()
+	n     int64 // bytes written
+	err   error
+	first func() // called before the first write
 }
 
 func (s *stopOnError) Write(p []byte) (int, error) {
+	if s.first != nil {
+		s.first()
+	}
 	if s.err != nil {
 		return len(p), nil
 	}
@@ -131,6 +145,7 @@ func (s *stopOnError) Write(p []byte) (int, error) {
 type statusWriter struct {
 	w        io.Writer
 	terminal bool
+	first    func() // called before the first write
 
 	mu       sync.Mutex
 	partial  []byte
@@ -139,6 +154,9 @@ type statusWriter struct {
 }
 
 func (s *statusWriter) Write(p []byte) (int, error) {
+	if s.first != nil {
+		s.first()
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.partial = append(s.partial, p...)

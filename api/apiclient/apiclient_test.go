@@ -16,13 +16,15 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"code.cloudfoundry.org/pcap/integration/testreq"
 	"code.cloudfoundry.org/pcap/tunnel"
 )
 
 // frontDoor is an in-process stand-in for pcap-api's front door: a
 // tunnel.Server whose "session" handler records the exec command, writes
 // Stderr, then streams Chunk until it has sent Limit bytes (0: no limit)
-// or stdin ends, and exits with Exit.
+// or it is stopped (a "signal" request, as pcap-api takes it), and exits
+// with Exit. Stdin EOF is not a stop, as in pcap-api.
 type frontDoor struct {
 	Addr    string
 	HostKey ssh.PublicKey
@@ -35,8 +37,8 @@ type frontDoor struct {
 	mu       sync.Mutex
 	commands []string
 	sent     int
-	eof      chan struct{} // closed when a session's stdin ended
-	eofOnce  sync.Once
+	stopped  chan struct{} // closed when a session was sent a stop
+	stopOnce sync.Once
 }
 
 func startFrontDoor(t *testing.T, fd *frontDoor) *frontDoor {
@@ -68,7 +70,7 @@ func startFrontDoor(t *testing.T, fd *frontDoor) *frontDoor {
 		srv.Close()
 		<-done
 	})
-	fd.Addr, fd.HostKey, fd.eof = l.Addr().String(), signer.PublicKey(), make(chan struct{})
+	fd.Addr, fd.HostKey, fd.stopped = l.Addr().String(), signer.PublicKey(), make(chan struct{})
 	return fd
 }
 
@@ -79,8 +81,15 @@ func (fd *frontDoor) handle(ctx context.Context, _ *ssh.ServerConn, nc ssh.NewCh
 	}
 	defer ch.Close()
 	cmd := make(chan string, 1)
+	stop := make(chan struct{})
 	go func() {
+		stopped := false
 		for r := range reqs {
+			if r.Type == "signal" && !stopped {
+				stopped = true
+				close(stop)
+				fd.stopOnce.Do(func() { close(fd.stopped) })
+			}
 			var m struct{ Command string }
 			ok := r.Type == "exec" && ssh.Unmarshal(r.Payload, &m) == nil
 			if r.WantReply { // before the command runs, as pcap-api does
@@ -104,16 +113,11 @@ func (fd *frontDoor) handle(ctx context.Context, _ *ssh.ServerConn, nc ssh.NewCh
 	fd.commands = append(fd.commands, line)
 	fd.mu.Unlock()
 
-	eof := make(chan struct{})
-	go func() {
-		io.Copy(io.Discard, ch)
-		close(eof)
-		fd.eofOnce.Do(func() { close(fd.eof) })
-	}()
+	go io.Copy(io.Discard, ch) // stdin: EOF is not a stop
 	io.WriteString(ch.Stderr(), fd.Stderr)
 	for sent := 0; fd.Limit == 0 || sent < fd.Limit; {
 		select {
-		case <-eof:
+		case <-stop:
 			fd.exit(ch)
 			return
 		case <-ctx.Done():
@@ -354,7 +358,7 @@ func (w *fullWriter) Write(p []byte) (int, error) {
 }
 
 // TestRunWriteFailureStopsCapture: when the output cannot be written the
-// capture is stopped (stdin EOF reaches the server) and the error says
+// capture is stopped (the stop reaches the server) and the error says
 // what happened.
 func TestRunWriteFailureStopsCapture(t *testing.T) {
 	fd := startFrontDoor(t, &frontDoor{Chunk: bytes.Repeat([]byte("p"), 512)}) // streams until stopped
@@ -367,9 +371,9 @@ func TestRunWriteFailureStopsCapture(t *testing.T) {
 		t.Errorf("error = %q", err)
 	}
 	select {
-	case <-fd.eof:
+	case <-fd.stopped:
 	default:
-		t.Error("the server never saw stdin end: the capture was not stopped")
+		t.Error("the server never got the stop")
 	}
 	w.mu.Lock()
 	if w.n != 4000 || w.calls > 100 {
@@ -381,9 +385,7 @@ func TestRunWriteFailureStopsCapture(t *testing.T) {
 	}
 
 	// The same with a real full device.
-	if _, err := os.Stat("/dev/full"); err != nil {
-		t.Skip("no /dev/full")
-	}
+	testreq.Tool(t, "/dev/full", "a Linux device that fails every write with ENOSPC")
 	fd2 := startFrontDoor(t, &frontDoor{Chunk: bytes.Repeat([]byte("p"), 512)})
 	o := fd2.options("/dev/full", io.Discard, io.Discard)
 	o.Force = true
@@ -393,17 +395,17 @@ func TestRunWriteFailureStopsCapture(t *testing.T) {
 		t.Errorf("Run to /dev/full = %d, %v", status, err)
 	}
 	select {
-	case <-fd2.eof:
+	case <-fd2.stopped:
 	default:
-		t.Error("the server never saw stdin end: the capture was not stopped")
+		t.Error("the server never got the stop")
 	}
 	if _, err := os.Stat("/dev/full"); err != nil {
 		t.Fatalf("/dev/full is gone: %v", err)
 	}
 }
 
-// TestRunStopsOnContextEnd: Ctrl-C (the context ending) closes stdin and
-// Run returns the server's exit status.
+// TestRunStopsOnContextEnd: Ctrl-C (the context ending) sends the stop
+// and Run returns the server's exit status.
 func TestRunStopsOnContextEnd(t *testing.T) {
 	fd := startFrontDoor(t, &frontDoor{Chunk: []byte("p"), Stderr: "pcap: web/0: started\n"})
 	var out bytes.Buffer
@@ -432,9 +434,9 @@ func TestRunStopsOnContextEnd(t *testing.T) {
 		t.Fatal("Run did not return within 15s of the context ending")
 	}
 	select {
-	case <-fd.eof:
+	case <-fd.stopped:
 	default:
-		t.Error("the server never saw stdin end")
+		t.Error("the server never got the stop")
 	}
 }
 

@@ -1,19 +1,19 @@
 // Package boshresolver lets BOSH operators capture on the VMs of
 // deployments they administer. Users authenticate with an access token of
 // the director's UAA (verified: signature, expiry, issuer, and an admin
-// scope), with a one-time code the API minted for such a token (OpenSSH
-// sends at most 1023 bytes of password, less than most tokens), or with a
-// break-glass operator key. The director is asked with the user's own
-// token which instances the deployment has.
+// scope), with a one-time authorization code of that UAA (OpenSSH sends at
+// most 1023 bytes of password, less than most tokens; `pcap-bosh ssh-code`
+// gets one as `cf ssh-code` does), which the API exchanges for the user's
+// token, or with a break-glass operator key. The API keeps no login state:
+// UAA keeps a code single use, whichever API instance receives it. The
+// director is asked with the user's own token which instances the
+// deployment has.
 package boshresolver
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/subtle"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/base32"
 	"errors"
 	"fmt"
 	"net"
@@ -33,14 +33,16 @@ import (
 	"code.cloudfoundry.org/pcap/tunnel"
 )
 
-// maxCodes bounds the one-time codes held at once.
-const maxCodes = 10000
-
 // ErrNotAdmin is returned for a token without an admin scope.
 var ErrNotAdmin = errors.New("boshresolver: token has no bosh admin scope (bosh.admin, bosh.<director-uuid>.admin or bosh.teams.<team>.admin)")
 
-// ErrBadCode is returned for an unknown, used or expired one-time code.
+// ErrBadCode is returned for a one-time code UAA refused: unknown, used,
+// expired or issued for another client.
 var ErrBadCode = errors.New("boshresolver: one-time code is unknown, used or expired")
+
+// ErrNoCodes is returned for a one-time code when the API has no code
+// client configured (bosh.code_client_secret).
+var ErrNoCodes = errors.New("boshresolver: this pcap-api takes no one-time codes (bosh.code_client_secret is not set); log in with a token")
 
 // ErrTruncatedToken is returned for a password of exactly
 // [OpenSSHMaxPassword] bytes that starts like a token: OpenSSH cut it.
@@ -60,20 +62,19 @@ type Resolver struct {
 	Operators tunnel.KeySet
 	// ClientID and ClientSecret are the API's own UAA client, for key users.
 	ClientID, ClientSecret string
-	AgentPort              int
-	CodeTTL                time.Duration
-	Now                    func() time.Time
-	HTTP                   *http.Client
+	// CodeClientID and CodeClientSecret are the UAA client one-time codes
+	// are issued for; the API exchanges codes with them.
+	CodeClientID, CodeClientSecret string
+	AgentPort                      int
+	Now                            func() time.Time
+	HTTP                           *http.Client
+	// TokenAudiences are the audiences a token must carry one of
+	// (["bosh_cli", "bosh"] when empty).
+	TokenAudiences []string
 
-	mu    sync.Mutex
-	uaa   *uaa.Client
-	uuid  string
-	codes map[string]code
-}
-
-type code struct {
-	id      api.Identity
-	expires time.Time
+	mu   sync.Mutex
+	uaa  *uaa.Client
+	uuid string
 }
 
 // New builds a resolver from the API's bosh config.
@@ -95,7 +96,8 @@ func New(cfg api.BOSHConfig, agentPort int) (*Resolver, error) {
 		Director: &director.Client{URL: strings.TrimRight(cfg.DirectorURL, "/"), HTTP: hc},
 		UAAURL:   strings.TrimRight(cfg.UAAURL, "/"),
 		ClientID: cfg.UAAClientID, ClientSecret: cfg.UAAClientSecret,
-		AgentPort: agentPort, CodeTTL: cfg.CodeTTL, HTTP: hc,
+		CodeClientID: cfg.CodeClientID, CodeClientSecret: cfg.CodeClientSecret,
+		AgentPort: agentPort, HTTP: hc, TokenAudiences: cfg.TokenAudiences,
 	}
 	if cfg.OperatorKeysFile != "" {
 		keys, err := tunnel.LoadAuthorizedKeys(cfg.OperatorKeysFile)
@@ -139,36 +141,58 @@ func (r *Resolver) setup(ctx context.Context) (*uaa.Client, string, error) {
 	return r.uaa, r.uuid, nil
 }
 
-// AuthPassword implements api.Resolver: a token, or a one-time code.
+// AuthPassword implements api.Resolver: a token, or a one-time code that
+// is exchanged with the director's UAA for the user's token.
 // Refusals the user can act on are [ssh.BannerError]s, so OpenSSH and
 // sshdump users read why (the error itself is what the API logs).
 func (r *Resolver) AuthPassword(ctx context.Context, password string) (*api.Identity, error) {
 	if len(password) == OpenSSHMaxPassword && strings.HasPrefix(password, "eyJ") {
 		return nil, banner(ErrTruncatedToken, "")
 	}
-	if !uaa.LooksLikeToken(password) {
-		id, err := r.redeem(password)
-		if err != nil {
-			return nil, banner(err, "get a new one with: pcap-bosh -e ENVIRONMENT ssh-code")
-		}
-		return id, nil
+	isCode := !uaa.LooksLikeToken(password)
+	if isCode && r.CodeClientSecret == "" {
+		return nil, banner(ErrNoCodes, "")
 	}
 	u, uuid, err := r.setup(ctx)
 	if err != nil {
 		return nil, err
 	}
-	claims, err := u.Verify(ctx, password)
+	token := strings.TrimPrefix(strings.TrimPrefix(password, "bearer "), "Bearer ")
+	if isCode {
+		t, err := u.ExchangeCode(ctx, r.CodeClientID, r.CodeClientSecret, password)
+		switch {
+		case errors.Is(err, uaa.ErrBadCode):
+			// The user reads the reason; the log also gets UAA's.
+			b := banner(ErrBadCode, "get a new one with: pcap-bosh -e ENVIRONMENT ssh-code").(*ssh.BannerError)
+			b.Err = fmt.Errorf("%w: %w", ErrBadCode, err)
+			return nil, b
+		case err != nil:
+			return nil, err
+		}
+		token = t.AccessToken
+	}
+	claims, err := u.Verify(ctx, token)
 	switch {
 	case errors.Is(err, uaa.ErrExpired), errors.Is(err, uaa.ErrInvalidToken):
 		return nil, banner(err, "log in again: bosh -e ENVIRONMENT log-in")
 	case err != nil:
 		return nil, err
 	}
+	auds := r.TokenAudiences
+	if len(auds) == 0 {
+		auds = []string{"bosh_cli", "bosh"}
+	}
+	if err := uaa.CheckBOSH(claims, auds); err != nil {
+		return nil, banner(err, "log in with the bosh CLI: bosh -e ENVIRONMENT log-in")
+	}
 	if !isAdmin(claims.Scope, uuid) {
 		return nil, banner(ErrNotAdmin, "")
 	}
-	token := strings.TrimPrefix(strings.TrimPrefix(password, "bearer "), "Bearer ")
-	return &api.Identity{Name: claims.Who(), Resolver: r.Name(), Token: token, Scopes: claims.Scope}, nil
+	name := claims.Who()
+	if isCode {
+		name += codeSuffix
+	}
+	return &api.Identity{Name: name, Resolver: r.Name(), Token: token, Scopes: claims.Scope}, nil
 }
 
 // banner wraps a refusal so that the ssh client shows its reason (and a
@@ -212,8 +236,10 @@ func (r *Resolver) AuthKey(ctx context.Context, key ssh.PublicKey) (*api.Identit
 	return &api.Identity{Name: "key:" + tunnel.Fingerprint(key), Resolver: r.Name(), Token: t.AccessToken, Scopes: []string{"bosh.admin"}}, nil
 }
 
-// MintCode returns a one-time code bound to id (a token-authenticated
-// user), valid for CodeTTL, for OpenSSH and sshdump users.
+// MintCode asks the director's UAA for a one-time code for the code
+// client on behalf of id (a token user), for users of pcap-api's
+// "ssh-code" command. The API keeps nothing: the code is UAA's, single use
+// and short lived, and any API instance exchanges it.
 func (r *Resolver) MintCode(id *api.Identity) (string, error) {
 	if id.Token == "" || strings.HasPrefix(id.Name, "key:") {
 		return "", errors.New("one-time codes are for token users; log in with a token")
@@ -222,45 +248,21 @@ func (r *Resolver) MintCode(id *api.Identity) (string, error) {
 		// A code is one session: it must not extend itself.
 		return "", errors.New("a one-time code cannot mint another; log in with a token")
 	}
-	b := make([]byte, 20)
-	if _, err := rand.Read(b); err != nil {
+	timeout := 10 * time.Second
+	if r.HTTP != nil && r.HTTP.Timeout > 0 {
+		timeout = r.HTTP.Timeout
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	u, _, err := r.setup(ctx)
+	if err != nil {
 		return "", err
 	}
-	c := strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(b))
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	now := r.now()
-	for k, v := range r.codes {
-		if now.After(v.expires) {
-			delete(r.codes, k)
-		}
+	c, err := u.AuthorizationCode(ctx, r.CodeClientID, id.Token)
+	if err != nil {
+		return "", fmt.Errorf("UAA gave no one-time code: %w", err)
 	}
-	if len(r.codes) >= maxCodes {
-		return "", errors.New("too many one-time codes outstanding; try again later")
-	}
-	if r.codes == nil {
-		r.codes = make(map[string]code)
-	}
-	r.codes[c] = code{id: *id, expires: now.Add(r.CodeTTL)}
 	return c, nil
-}
-
-// redeem uses up a one-time code.
-func (r *Resolver) redeem(c string) (*api.Identity, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for k, v := range r.codes {
-		if subtle.ConstantTimeCompare([]byte(k), []byte(c)) == 1 {
-			delete(r.codes, k)
-			if r.now().After(v.expires) {
-				return nil, ErrBadCode
-			}
-			id := v.id
-			id.Name += codeSuffix
-			return &id, nil
-		}
-	}
-	return nil, ErrBadCode
 }
 
 // Resolve implements api.Resolver.

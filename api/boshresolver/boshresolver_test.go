@@ -51,6 +51,7 @@ type world struct {
 	r             *boshresolver.Resolver
 	clock         *clock
 	operator      ssh.Signer
+	cfg           api.BOSHConfig
 }
 
 var users = []fakeuaa.User{
@@ -73,12 +74,14 @@ func newWorld(t *testing.T) *world {
 	if err := os.WriteFile(caFile, authority.CertPEM(), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	clk := &clock{t: time.Now()}
 	startUAA := func() *fakeuaa.Server {
 		tlsConf, err := authority.ServerConfig()
 		if err != nil {
 			t.Fatal(err)
 		}
-		u, err := fakeuaa.New(fakeuaa.Options{TLS: tlsConf, Users: users, Clients: append(fakeuaa.DefaultClients(),
+		u, err := fakeuaa.New(fakeuaa.Options{TLS: tlsConf, Users: users, Now: clk.Now, Clients: append(fakeuaa.DefaultClients(),
+			fakeuaa.Client{ID: "pcap_ssh", Secret: "pcap-ssh-secret", AuthorizedGrantTypes: []string{"authorization_code"}, RedirectURI: "/login"},
 			fakeuaa.Client{ID: "pcap-api", Secret: "pcap-api-secret", AuthorizedGrantTypes: []string{"client_credentials"}, Authorities: []string{"bosh.admin"}},
 			fakeuaa.Client{ID: "ops", Secret: "ops-secret", AuthorizedGrantTypes: []string{"client_credentials"}, Authorities: []string{"bosh.admin"}},
 		)})
@@ -91,7 +94,7 @@ func newWorld(t *testing.T) *world {
 		t.Cleanup(func() { u.Close() })
 		return u
 	}
-	w := &world{uaa: startUAA(), otherUAA: startUAA(), clock: &clock{t: time.Now()}}
+	w := &world{uaa: startUAA(), otherUAA: startUAA(), clock: clk}
 	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: authority.ClientConfig()}, Timeout: 10 * time.Second}
 	t.Cleanup(hc.CloseIdleConnections)
 	d, err := fakedirector.New(fakedirector.Options{
@@ -126,18 +129,26 @@ func newWorld(t *testing.T) *world {
 	if err := os.WriteFile(keys, ssh.MarshalAuthorizedKey(op.PublicKey()), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	r, err := boshresolver.New(api.BOSHConfig{
+	w.cfg = api.BOSHConfig{
 		DirectorURL: d.URL(), CACertFile: caFile, OperatorKeysFile: keys,
 		UAAClientID: "pcap-api", UAAClientSecret: "pcap-api-secret",
-		CodeTTL: 2 * time.Minute, Timeout: 10 * time.Second,
-	}, 9494)
+		CodeClientID: "pcap_ssh", CodeClientSecret: "pcap-ssh-secret",
+		Timeout: 10 * time.Second,
+	}
+	w.r = w.resolver(t, w.cfg)
+	return w
+}
+
+// resolver is another resolver (another pcap-api instance) with cfg.
+func (w *world) resolver(t *testing.T, cfg api.BOSHConfig) *boshresolver.Resolver {
+	t.Helper()
+	r, err := boshresolver.New(cfg, 9494)
 	if err != nil {
 		t.Fatal(err)
 	}
 	r.Now = w.clock.Now
 	t.Cleanup(r.HTTP.CloseIdleConnections)
-	w.r = r
-	return w
+	return r
 }
 
 func (w *world) mint(t *testing.T, m fakeuaa.Mint) string {
@@ -364,6 +375,9 @@ func TestResolve(t *testing.T) {
 	})
 }
 
+// TestOneTimeCodes: codes are the director's UAA's (authorization codes
+// for the code client); the API exchanges them and keeps no state, so UAA
+// makes them single use and short lived, and any API instance takes them.
 func TestOneTimeCodes(t *testing.T) {
 	w := newWorld(t)
 	ctx := context.Background()
@@ -374,48 +388,96 @@ func TestOneTimeCodes(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(code) != 32 || strings.ToLower(code) != code || uaa.LooksLikeToken(code) {
-			t.Errorf("code %q: want 32 lower-case base32 characters", code)
+		if code == "" || uaa.LooksLikeToken(code) {
+			t.Errorf("code %q: want a short one-time code", code)
 		}
 		id, err := w.r.AuthPassword(ctx, code)
 		if err != nil {
 			t.Fatal(err)
 		}
-		want := api.Identity{Name: "admin (one-time code)", Resolver: "bosh", Token: admin.Token, Scopes: admin.Scopes}
-		if !reflect.DeepEqual(*id, want) {
-			t.Errorf("identity = %+v, want %+v", *id, want)
+		if id.Name != "admin (one-time code)" || id.Resolver != "bosh" || !reflect.DeepEqual(id.Scopes, admin.Scopes) || id.Token == "" || id.Token == admin.Token {
+			t.Errorf("identity = %+v; want admin (one-time code) with a token of its own and scopes %v", *id, admin.Scopes)
 		}
-		// The code's user captures with the token that minted it.
+		// The code's user captures with the token UAA issued for the code.
 		if targets, _, err := w.r.Resolve(ctx, id, api.Request{Deployment: "cf", Targets: []string{"router/0"}}); err != nil || len(targets) != 1 {
 			t.Errorf("resolve with code identity: %v, %v", targets, err)
 		}
 		_, err = w.r.AuthPassword(ctx, code)
-		if !errors.Is(err, boshresolver.ErrBadCode) {
-			t.Fatalf("second use: err = %v, want ErrBadCode", err)
+		if !errors.Is(err, boshresolver.ErrBadCode) || !errors.Is(err, uaa.ErrBadCode) {
+			t.Fatalf("second use: err = %v, want ErrBadCode (UAA refused it)", err)
+		}
+		if strings.Contains(err.Error(), code) {
+			t.Errorf("the error names the code: %v", err)
 		}
 		wantBanner(t, err, "pcap-api: refused: one-time code is unknown, used or expired; get a new one with: pcap-bosh -e ENVIRONMENT ssh-code\n")
+		if want := "boshresolver: one-time code is unknown, used or expired: uaa: one-time code was refused: uaa: token request refused (400 Bad Request): invalid_grant Invalid authorization code: [code]"; err.Error() != want {
+			t.Errorf("logged error %q, want %q", err, want)
+		}
 		if _, err := w.r.MintCode(id); err == nil || err.Error() != "a one-time code cannot mint another; log in with a token" {
 			t.Errorf("mint from a code login: err = %v", err)
 		}
 	})
 
-	t.Run("expires", func(t *testing.T) {
+	t.Run("another API instance exchanges it", func(t *testing.T) {
 		code, err := w.r.MintCode(admin)
 		if err != nil {
 			t.Fatal(err)
 		}
-		w.clock.Add(2*time.Minute + time.Second)
+		other := w.resolver(t, w.cfg)
+		if id, err := other.AuthPassword(ctx, code); err != nil || id.Name != "admin (one-time code)" {
+			t.Fatalf("second instance: %v, %v", id, err)
+		}
+		if _, err := w.r.AuthPassword(ctx, code); !errors.Is(err, boshresolver.ErrBadCode) {
+			t.Errorf("first instance after the second used it: err = %v, want ErrBadCode", err)
+		}
+	})
+
+	t.Run("expires", func(t *testing.T) {
+		// UAA's code lifetime (the fake's default, UAA's: 5 minutes).
+		code, err := w.r.MintCode(admin)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.clock.Add(5*time.Minute + time.Second)
 		if _, err := w.r.AuthPassword(ctx, code); !errors.Is(err, boshresolver.ErrBadCode) {
 			t.Fatalf("expired code: err = %v, want ErrBadCode", err)
 		}
-		// Just within its time it works.
+		admin = w.login(t, "admin") // a token of the new time
 		code, err = w.r.MintCode(admin)
 		if err != nil {
 			t.Fatal(err)
 		}
-		w.clock.Add(2*time.Minute - time.Second)
+		w.clock.Add(5*time.Minute - time.Second)
 		if _, err := w.r.AuthPassword(ctx, code); err != nil {
 			t.Errorf("code at the end of its time: %v", err)
+		}
+	})
+
+	t.Run("bound to the code client", func(t *testing.T) {
+		code, err := w.uaa.MintCode("admin", "ssh-proxy")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := w.r.AuthPassword(ctx, code); !errors.Is(err, boshresolver.ErrBadCode) {
+			t.Errorf("a code of another client: err = %v, want ErrBadCode", err)
+		}
+	})
+
+	t.Run("no code client configured", func(t *testing.T) {
+		cfg := w.cfg
+		cfg.CodeClientSecret = ""
+		r := w.resolver(t, cfg)
+		code, err := w.r.MintCode(admin)
+		if err != nil {
+			t.Fatal(err)
+		}
+		before := w.uaa.Requests().Count("/oauth/token")
+		_, err = r.AuthPassword(ctx, code)
+		if !errors.Is(err, boshresolver.ErrNoCodes) {
+			t.Errorf("err = %v, want ErrNoCodes", err)
+		}
+		if n := w.uaa.Requests().Count("/oauth/token") - before; n != 0 {
+			t.Errorf("refusing the code took %d token requests, want none", n)
 		}
 	})
 
@@ -509,4 +571,28 @@ func TestDirectorUnreachable(t *testing.T) {
 	if err == nil || !strings.HasPrefix(err.Error(), "boshresolver: director info: director unreachable: ") {
 		t.Errorf("err = %v", err)
 	}
+}
+
+// TestTokenAudiences: a token must carry one of the configured audiences:
+// by default bosh_cli or bosh (any token with a bosh.* scope); with
+// ["bosh_cli"] only tokens of the bosh CLI's client.
+func TestTokenAudiences(t *testing.T) {
+	w := newWorld(t)
+	ctx := context.Background()
+	cli := w.mint(t, fakeuaa.Mint{Username: "admin", ClientID: "bosh_cli"})
+	other := w.mint(t, fakeuaa.Mint{Username: "admin", ClientID: "cf"})
+	for _, tok := range []string{cli, other} {
+		if _, err := w.r.AuthPassword(ctx, tok); err != nil {
+			t.Errorf("default audiences: %v", err)
+		}
+	}
+	w.r.TokenAudiences = []string{"bosh_cli"}
+	if _, err := w.r.AuthPassword(ctx, cli); err != nil {
+		t.Errorf("bosh CLI token: %v", err)
+	}
+	id, err := w.r.AuthPassword(ctx, other)
+	if !errors.Is(err, uaa.ErrRefused) || id != nil {
+		t.Fatalf("id = %v, err = %v; want ErrRefused", id, err)
+	}
+	wantBanner(t, err, "pcap-api: refused: token refused: it is not for the BOSH director (audience openid bosh cf, want one of bosh_cli); log in with the bosh CLI: bosh -e ENVIRONMENT log-in\n")
 }

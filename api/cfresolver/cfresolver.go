@@ -1,8 +1,10 @@
 // Package cfresolver lets Cloud Foundry app developers capture their
 // apps' instances. Users authenticate with a UAA access token or a
-// `cf ssh-code` one-time code; the Cloud Controller is asked with the
-// user's own token whether they may read the app's sensitive data (space
-// developer or admin), and where its instances run.
+// `cf ssh-code` one-time code (both become the same identity); the Cloud
+// Controller is asked with the user's own token whether they may SSH to
+// each instance (as Diego's ssh-proxy asks it, which also leaves an audit
+// event), or, by the operator's choice, whether they may read the app's
+// sensitive data; and where its instances run.
 package cfresolver
 
 import (
@@ -18,6 +20,7 @@ import (
 	"net/url"
 	"os"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -48,6 +51,13 @@ type Resolver struct {
 	// HTTP is the client for the Cloud Controller and UAA
 	// (http.DefaultClient when nil).
 	HTTP *http.Client
+	// Policy is api.CFPolicySSH (when empty) or
+	// api.CFPolicyReadSensitiveData.
+	Policy string
+	// AdminsOnly refuses users without the cloud_controller.admin scope.
+	AdminsOnly bool
+	// AllowedClients are UAA clients whose own tokens are accepted.
+	AllowedClients []string
 
 	mu  sync.Mutex
 	uaa *uaa.Client
@@ -63,6 +73,7 @@ func New(cfg api.CFConfig, agentPort int) (*Resolver, error) {
 		CCURL: strings.TrimRight(cfg.APIURL, "/"), UAAURL: strings.TrimRight(cfg.UAAURL, "/"),
 		ClientID: cfg.UAAClientID, ClientSecret: cfg.UAAClientSecret,
 		AgentPort: agentPort, HTTP: hc,
+		Policy: cfg.Policy, AdminsOnly: cfg.AdminsOnly, AllowedClients: cfg.AllowedClients,
 	}, nil
 }
 
@@ -113,6 +124,16 @@ func (r *Resolver) AuthPassword(ctx context.Context, password string) (*api.Iden
 	if err != nil {
 		return nil, err
 	}
+	return r.identity(claims, token)
+}
+
+// identity checks the claims of a verified token and builds the user's
+// identity. Tokens and one-time codes end here alike: what the user may
+// do next does not depend on the door they came through.
+func (r *Resolver) identity(claims *uaa.Claims, token string) (*api.Identity, error) {
+	if err := uaa.CheckCF(claims, r.AllowedClients); err != nil {
+		return nil, err
+	}
 	return &api.Identity{Name: claims.Who(), Resolver: r.Name(), Token: token, Scopes: claims.Scope}, nil
 }
 
@@ -142,7 +163,8 @@ func (r *Resolver) uaaClient(ctx context.Context) (*uaa.Client, error) {
 	return r.uaa, nil
 }
 
-// ccError is a Cloud Controller error response.
+// ccError is a Cloud Controller error response: v3's errors list, or the
+// v2-style body of its /internal endpoints.
 type ccError struct {
 	Status int
 	Errors []struct {
@@ -150,13 +172,27 @@ type ccError struct {
 		Title  string `json:"title"`
 		Detail string `json:"detail"`
 	} `json:"errors"`
+	Code        int    `json:"code"`
+	Description string `json:"description"`
+	ErrorCode   string `json:"error_code"`
 }
 
 func (e *ccError) Error() string {
-	if len(e.Errors) > 0 {
+	switch {
+	case len(e.Errors) > 0:
 		return fmt.Sprintf("%s (%d %s)", e.Errors[0].Detail, e.Status, e.Errors[0].Title)
+	case e.ErrorCode != "":
+		return fmt.Sprintf("%s (%d %s)", e.Description, e.Status, e.ErrorCode)
 	}
 	return fmt.Sprintf("Cloud Controller answered %d", e.Status)
+}
+
+// title is the CF error name, e.g. "CF-NotAuthorized".
+func (e *ccError) title() string {
+	if len(e.Errors) > 0 {
+		return e.Errors[0].Title
+	}
+	return e.ErrorCode
 }
 
 // get fetches path with the user's token ("" for none) into v.
@@ -250,6 +286,18 @@ func (r *Resolver) Resolve(ctx context.Context, id *api.Identity, req api.Reques
 		return tunnel.Reject(tunnel.CodeInternal, fmt.Sprintf("%s: %v", what, err))
 	}
 
+	if r.AdminsOnly && !slices.Contains(id.Scopes, uaa.ScopeCCAdmin) {
+		return nil, nil, tunnel.Reject(tunnel.CodeNotAllowed, "app captures are for admins only here (the operator set cf.admins_only): your token has no "+uaa.ScopeCCAdmin+" scope")
+	}
+	if r.Policy == api.CFPolicyReadSensitiveData {
+		return r.resolveReadSensitive(ctx, id, req, ptype, fail)
+	}
+	return r.resolveSSH(ctx, id, req, ptype, fail)
+}
+
+// resolveReadSensitive allows whoever may read the app's sensitive data
+// (cf.policy read_sensitive_data).
+func (r *Resolver) resolveReadSensitive(ctx context.Context, id *api.Identity, req api.Request, ptype string, fail func(string, error) error) ([]api.Target, []api.Skipped, error) {
 	var a app
 	if err := r.get(ctx, id.Token, "/v3/apps/"+req.App, &a); err != nil {
 		return nil, nil, fail("look up app", err)
@@ -263,22 +311,40 @@ func (r *Resolver) Resolve(ctx context.Context, id *api.Identity, req api.Reques
 	if !perm.ReadSensitive {
 		return nil, nil, tunnel.Reject(tunnel.CodeNotAllowed, fmt.Sprintf("you may not capture app %s: it takes the space developer role in its space (or admin)", a.Name))
 	}
+	p, err := r.process(ctx, id, a, ptype, fail)
+	if err != nil {
+		return nil, nil, err
+	}
+	all, err := r.instances(ctx, id, p, fail)
+	if err != nil {
+		return nil, nil, err
+	}
+	return r.pick(a, ptype, all, req.Instances)
+}
+
+// process looks up the app's process of type ptype.
+func (r *Resolver) process(ctx context.Context, id *api.Identity, a app, ptype string, fail func(string, error) error) (process, error) {
 	var procs struct {
 		Resources []process `json:"resources"`
 	}
-	if err := r.get(ctx, id.Token, "/v3/apps/"+req.App+"/processes?types="+url.QueryEscape(ptype), &procs); err != nil {
-		return nil, nil, fail("look up processes", err)
+	if err := r.get(ctx, id.Token, "/v3/apps/"+a.GUID+"/processes?types="+url.QueryEscape(ptype), &procs); err != nil {
+		return process{}, fail("look up processes", err)
 	}
 	if len(procs.Resources) == 0 {
-		return nil, nil, tunnel.Reject(tunnel.CodeTargetNotFound, fmt.Sprintf("app %s has no process of type %q", a.Name, ptype))
+		return process{}, tunnel.Reject(tunnel.CodeTargetNotFound, fmt.Sprintf("app %s has no process of type %q", a.Name, ptype))
 	}
+	return procs.Resources[0], nil
+}
+
+// instances are the process's instances as its stats report them.
+func (r *Resolver) instances(ctx context.Context, id *api.Identity, p process, fail func(string, error) error) ([]instance, error) {
 	var stats struct {
 		Resources []instance `json:"resources"`
 	}
-	if err := r.get(ctx, id.Token, "/v3/processes/"+procs.Resources[0].GUID+"/stats", &stats); err != nil {
-		return nil, nil, fail("look up instances", err)
+	if err := r.get(ctx, id.Token, "/v3/processes/"+p.GUID+"/stats", &stats); err != nil {
+		return nil, fail("look up instances", err)
 	}
-	return r.pick(a, ptype, stats.Resources, req.Instances)
+	return stats.Resources, nil
 }
 
 // pick picks the asked instances: running ones become targets, the

@@ -45,6 +45,8 @@ var userIDs = map[string]string{
 	"otherdev":   "db000000-0000-4000-8000-000000000006",
 	"admin":      "db000000-0000-4000-8000-000000000007",
 	"noread":     "db000000-0000-4000-8000-000000000008",
+	"adminro":    "db000000-0000-4000-8000-000000000009",
+	"auditorg":   "db000000-0000-4000-8000-00000000000a",
 }
 
 type world struct {
@@ -61,13 +63,20 @@ func startWorld(t *testing.T, ccTLS *ca.Authority) *world {
 		switch name {
 		case "admin":
 			scopes = append(scopes, "cloud_controller.admin")
+		case "adminro":
+			scopes = append(scopes, "cloud_controller.admin_read_only")
+		case "auditorg":
+			scopes = append(scopes, "cloud_controller.global_auditor")
 		case "noread":
-			scopes = []string{"openid"}
+			scopes = []string{"openid", "cloud_controller.write"}
 		}
 		users = append(users, fakeuaa.User{Username: name, Password: name + "-pw", ID: id, Scopes: scopes})
 		ccUsers = append(ccUsers, cc.User{GUID: id, Username: name})
 	}
-	u, err := fakeuaa.New(fakeuaa.Options{Users: users})
+	clients := append(fakeuaa.DefaultClients(),
+		fakeuaa.Client{ID: "monitor", Secret: "monitor-secret", AuthorizedGrantTypes: []string{"client_credentials"}, Authorities: []string{"cloud_controller.read"}},
+		fakeuaa.Client{ID: "other", Secret: "other-secret", AuthorizedGrantTypes: []string{"client_credentials"}, Authorities: []string{"uaa.none"}})
+	u, err := fakeuaa.New(fakeuaa.Options{Users: users, Clients: clients})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -175,9 +184,12 @@ func paths(w *world) []string {
 	return out
 }
 
-func TestResolve(t *testing.T) {
+// TestResolveReadSensitiveData: with cf.policy read_sensitive_data, who
+// may read the app's sensitive data may capture it.
+func TestResolveReadSensitiveData(t *testing.T) {
 	w := startWorld(t, nil)
 	r := w.resolver()
+	r.Policy = api.CFPolicyReadSensitiveData
 	all := []api.Target{target("0", cell0, instance0GUID), target("2", cell1, instance2GUID)}
 	notRunning := []api.Skipped{{Name: "web/1", Reason: "instance is CRASHED"}, {Name: "web/3", Reason: "instance is STARTING"}}
 	fullLookup := []string{"/v3/apps/" + appGUID, "/v3/apps/" + appGUID + "/permissions",
@@ -222,9 +234,8 @@ func TestResolve(t *testing.T) {
 			code: tunnel.CodeNotAllowed, msg: notAllowed, wantCCPaths: permissionOnly},
 		{name: "developer of another space", user: "otherdev", req: api.Request{App: appGUID},
 			code: tunnel.CodeTargetNotFound, msg: "app " + appGUID + " not found, or not visible to you", wantCCPaths: fullLookup[:1]},
-		{name: "token without cloud_controller.read", user: "noread", req: api.Request{App: appGUID},
-			code: tunnel.CodeNotAllowed, msg: "the Cloud Controller does not allow it: You are not authorized to perform the requested action (403 CF-NotAuthorized)",
-			wantCCPaths: fullLookup[:1]},
+		{name: "read-only admin (with its scope)", user: "adminro", req: api.Request{App: appGUID},
+			targets: all, skipped: notRunning, wantCCPaths: fullLookup},
 
 		{name: "app not found", user: "admin", req: api.Request{App: "ab000000-0000-4000-8000-0000000000ff"},
 			code: tunnel.CodeTargetNotFound, msg: "app ab000000-0000-4000-8000-0000000000ff not found, or not visible to you"},
@@ -324,8 +335,8 @@ func TestResolveCloudControllerDown(t *testing.T) {
 	w.CC.Close()
 	_, _, err := r.Resolve(t.Context(), id, api.Request{App: appGUID})
 	re := tunnel.AsReject(err)
-	if re.Code != tunnel.CodeInternal || !strings.HasPrefix(re.Message, "look up app: Cloud Controller unreachable: ") {
-		t.Errorf("refusal = %s: %q, want internal: look up app: Cloud Controller unreachable: …", re.Code, re.Message)
+	if re.Code != tunnel.CodeInternal || !strings.HasPrefix(re.Message, "check SSH access: Cloud Controller unreachable: ") {
+		t.Errorf("refusal = %s: %q, want internal: check SSH access: Cloud Controller unreachable: …", re.Code, re.Message)
 	}
 	if strings.Contains(re.Message, id.Token) {
 		t.Error("the refusal contains the token")
@@ -379,6 +390,14 @@ func TestAuthPassword(t *testing.T) {
 			"uaa: token is not valid: issued by another UAA"},
 		{"unknown code", "ABCDEFGHJK", uaa.ErrBadCode,
 			"uaa: one-time code was refused: uaa: token request refused (400 Bad Request): invalid_grant Invalid authorization code: [code]"},
+		{"no cloud_controller.read", must(w.UAA.MintToken("noread", 0)), uaa.ErrRefused,
+			"uaa: token refused: it has neither cloud_controller.read nor cloud_controller.admin scope (scopes openid cloud_controller.write)"},
+		{"another audience", must(w.UAA.Mint(fakeuaa.Mint{Username: "developer", Scopes: []string{"openid", "uaa.user"}})), uaa.ErrRefused,
+			"uaa: token refused: it is not for the Cloud Controller (audience openid uaa cf)"},
+		{"client of another resource", must(w.UAA.MintClientToken("other", 0)), uaa.ErrRefused,
+			`uaa: token refused: it is a token of client "other" for itself (grant client_credentials), not of a user; an operator may allow the client with cf.allowed_clients`},
+		{"client not allowed", must(w.UAA.MintClientToken("monitor", 0)), uaa.ErrRefused,
+			`uaa: token refused: it is a token of client "monitor" for itself (grant client_credentials), not of a user; an operator may allow the client with cf.allowed_clients`},
 	}
 	for _, tc := range refused {
 		t.Run(tc.name, func(t *testing.T) {
@@ -393,6 +412,11 @@ func TestAuthPassword(t *testing.T) {
 				t.Error("the error contains the password")
 			}
 		})
+	}
+	// An allowed client's own token is accepted.
+	r.AllowedClients = []string{"monitor"}
+	if id, err := r.AuthPassword(t.Context(), must(w.UAA.MintClientToken("monitor", 0))); err != nil || id.Name != "client:monitor" {
+		t.Errorf("allowed client: %+v, %v", id, err)
 	}
 	if _, err := r.AuthKey(t.Context(), nil); !errors.Is(err, api.ErrNoAuth) {
 		t.Errorf("AuthKey = %v, want ErrNoAuth", err)

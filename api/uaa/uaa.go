@@ -1,7 +1,8 @@
 // Package uaa checks UAA access tokens the way a resource server does
 // (RS256 signature against UAA's /token_keys, expiry, issuer) and
 // exchanges one-time authorization codes for tokens. It never logs, and
-// its errors never contain a token.
+// its errors never contain a token. Clients use it to ask for one-time
+// codes on a user's behalf (AuthorizationCode).
 package uaa
 
 import (
@@ -27,6 +28,8 @@ var (
 	ErrInvalidToken = errors.New("uaa: token is not valid")
 	ErrExpired      = errors.New("uaa: token has expired")
 	ErrBadCode      = errors.New("uaa: one-time code was refused")
+	// ErrNoCode means UAA handed out no one-time code (AuthorizationCode).
+	ErrNoCode = errors.New("uaa: no one-time code")
 	// ErrUnavailable means the token could not be checked because UAA's
 	// token keys could not be fetched; it says nothing about the token.
 	ErrUnavailable = errors.New("uaa: cannot check the token")
@@ -284,6 +287,59 @@ func (c *Client) Grant(ctx context.Context, clientID, clientSecret string, form 
 		return nil, errors.New("uaa: token response has no access token")
 	}
 	return &t, nil
+}
+
+// AuthorizationCode asks UAA for a one-time authorization code
+// for clientID on behalf of the user whose access token is given, as
+// `cf ssh-code` does: GET /oauth/authorize?response_type=code&client_id=…
+// with the token as bearer, not following the redirect, and the code from
+// the query of its Location. The code is single use and short lived; only
+// the holder of clientID's secret (pcap-api) can exchange it for a token.
+// Errors never contain the token or the code.
+func (c *Client) AuthorizationCode(ctx context.Context, clientID, token string) (string, error) {
+	base := strings.TrimRight(c.URL, "/")
+	noRedirect := *c.httpClient()
+	noRedirect.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	q := url.Values{"response_type": {"code"}, "client_id": {clientID}}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(base, "/")+"/oauth/authorize?"+q.Encode(), nil)
+	if err != nil {
+		return "", fmt.Errorf("uaa: one-time code: %w", err)
+	}
+	token = strings.TrimSpace(strings.TrimPrefix(strings.TrimPrefix(token, "bearer "), "Bearer "))
+	req.Header.Set("Authorization", "bearer "+token)
+	req.Header.Set("Accept", "application/json")
+	resp, err := noRedirect.Do(req)
+	if err != nil {
+		return "", fmt.Errorf("one-time code from %s: %w", base, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	if resp.StatusCode != http.StatusFound && resp.StatusCode != http.StatusSeeOther {
+		var e struct {
+			Error       string `json:"error"`
+			Description string `json:"error_description"`
+		}
+		json.Unmarshal(body, &e)
+		reason := strings.TrimSpace(e.Error + " " + e.Description)
+		if reason == "" {
+			reason = "no reason given"
+		}
+		if resp.StatusCode == http.StatusUnauthorized && e.Error == "invalid_token" {
+			return "", fmt.Errorf("uaa: one-time code for client %s from %s: %s: %s: %w: %w", clientID, base, resp.Status, reason, ErrNoCode, ErrInvalidToken)
+		}
+		return "", fmt.Errorf("uaa: one-time code for client %s from %s: %s: %s: %w", clientID, base, resp.Status, reason, ErrNoCode)
+	}
+	loc, err := resp.Location()
+	if err != nil {
+		return "", fmt.Errorf("uaa: one-time code for client %s from %s: redirect without location: %w", clientID, base, ErrNoCode)
+	}
+	code := loc.Query().Get("code")
+	if code == "" {
+		// UAA redirects to its login page when the token did not log the
+		// user in; the location holds no credential.
+		return "", fmt.Errorf("uaa: one-time code for client %s from %s: redirected to %s%s (is the token a user's, and the client set to autoapprove?): %w", clientID, base, loc.Host, loc.Path, ErrNoCode)
+	}
+	return code, nil
 }
 
 // ExchangeCode trades a one-time code (from `cf ssh-code`) for a token,

@@ -415,3 +415,46 @@ func TestExchangeCode(t *testing.T) {
 		t.Errorf("unknown code: %v, want ErrBadCode", err)
 	}
 }
+
+// TestAuthorizationCode: a user's token gets a one-time code for a client
+// the way `cf ssh-code` does (the redirect is read, not followed); the
+// code is the user's and single use. Refusals say why without the token.
+func TestAuthorizationCode(t *testing.T) {
+	u := startUAA(t)
+	c := u.client()
+	tok := u.mint(t, fakeuaa.Mint{Username: "developer"})
+	logins := u.cur.Load().Requests().Count("/login")
+	code, err := c.AuthorizationCode(t.Context(), "ssh-proxy", "bearer "+tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := u.cur.Load().Requests().Count("/login") - logins; n != 0 {
+		t.Errorf("the redirect to /login was followed %d times", n)
+	}
+	got, err := c.ExchangeCode(t.Context(), "ssh-proxy", "ssh-proxy-secret", code)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if claims, err := c.Verify(t.Context(), got.AccessToken); err != nil || claims.UserName != "developer" {
+		t.Errorf("the code's token: %+v, %v", claims, err)
+	}
+
+	forged := u.mint(t, fakeuaa.Mint{Username: "developer", Forged: true})
+	_, err = c.AuthorizationCode(t.Context(), "ssh-proxy", forged)
+	if !errors.Is(err, uaa.ErrNoCode) || !errors.Is(err, uaa.ErrInvalidToken) || strings.Contains(err.Error(), forged[len(forged)-16:]) {
+		t.Errorf("forged token: %v; want ErrNoCode and ErrInvalidToken, without the token", err)
+	}
+	_, err = c.AuthorizationCode(t.Context(), "no-such-client", tok)
+	if !errors.Is(err, uaa.ErrNoCode) || errors.Is(err, uaa.ErrInvalidToken) || !strings.Contains(err.Error(), "invalid_client") {
+		t.Errorf("unknown client: %v", err)
+	}
+
+	// A redirect without a code (UAA's login page) is no code.
+	login := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, "/login?error=x", http.StatusFound)
+	}))
+	defer login.Close()
+	if _, err := (&uaa.Client{URL: login.URL}).AuthorizationCode(t.Context(), "ssh-proxy", tok); !errors.Is(err, uaa.ErrNoCode) {
+		t.Errorf("redirect without a code: %v, want ErrNoCode", err)
+	}
+}

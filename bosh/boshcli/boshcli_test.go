@@ -3,6 +3,7 @@ package boshcli_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -60,6 +61,8 @@ func newWorld(t *testing.T) *world {
 			},
 			Clients: append(fakeuaa.DefaultClients(), fakeuaa.Client{
 				ID: "ops", Secret: "ops-secret", AuthorizedGrantTypes: []string{"client_credentials"}, Authorities: []string{"bosh.admin"},
+			}, fakeuaa.Client{
+				ID: "pcap_ssh", Secret: "pcap-ssh-secret", AuthorizedGrantTypes: []string{"authorization_code"}, RedirectURI: "/login",
 			}),
 		})
 		if err != nil {
@@ -153,8 +156,8 @@ func (w *world) writeConfig(t *testing.T, access, refresh string) string {
 }
 
 // fakeAPI is a stand-in for pcap-api's front door: it records passwords
-// and commands, accepts passwords for which Accept is true, answers
-// "ssh-code" with a code and captures with Capture on stdout.
+// and commands, accepts passwords for which Accept is true, and answers
+// captures with Capture on stdout.
 type fakeAPI struct {
 	Addr, Fingerprint string
 	Capture           string
@@ -240,11 +243,7 @@ func (f *fakeAPI) session(ctx context.Context, conn *ssh.ServerConn, nc ssh.NewC
 		f.mu.Lock()
 		f.commands = append(f.commands, m.Command)
 		f.mu.Unlock()
-		out := f.Capture
-		if m.Command == "ssh-code" {
-			out = "the-code\n"
-		}
-		ch.Write([]byte(out))
+		ch.Write([]byte(f.Capture))
 		ch.SendRequest("exit-status", false, ssh.Marshal(struct{ Status uint32 }{0}))
 		return
 	}
@@ -254,6 +253,22 @@ func (f *fakeAPI) seen() (conns int, passwords, commands []string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.conns, append([]string(nil), f.passwords...), append([]string(nil), f.commands...)
+}
+
+// exchange trades a one-time code for a token as pcap-api does (client
+// pcap_ssh), and returns its verified claims.
+func (w *world) exchange(t *testing.T, code string) *uaa.Claims {
+	t.Helper()
+	u := &uaa.Client{URL: w.uaa.URL(), HTTP: w.http}
+	tok, err := u.ExchangeCode(context.Background(), "pcap_ssh", "pcap-ssh-secret", code)
+	if err != nil {
+		t.Fatalf("exchange the code: %v", err)
+	}
+	claims, err := u.Verify(context.Background(), tok.AccessToken)
+	if err != nil {
+		t.Fatalf("the code's token does not verify: %v", err)
+	}
+	return claims
 }
 
 func (f *fakeAPI) flags() []string {
@@ -406,26 +421,28 @@ func TestTokenRefresh(t *testing.T) {
 	stBefore, _ := os.Stat(cfg)
 	grants := w.uaa.Requests().Count("/oauth/token")
 
-	r := run("", false, append([]string{"-e", "fake", "--config", cfg, "ssh-code"}, w.api.flags()...)...)
-	if r.status != 0 || r.stdout != "the-code\n" {
-		t.Fatalf("ssh-code: status %d, stdout %q, stderr %q", r.status, r.stdout, r.stderr)
+	authorize := w.uaa.Requests().Count("/oauth/authorize")
+	out := filepath.Join(t.TempDir(), "out.pcapng")
+	r := run("", false, append([]string{"-e", "fake", "--config", cfg, "-d", "cf", "router", "-n", "-o", out}, w.api.flags()...)...)
+	if r.status != 0 {
+		t.Fatalf("capture: status %d, stdout %q, stderr %q", r.status, r.stdout, r.stderr)
 	}
 	_, passwords, commands := w.api.seen()
-	if len(passwords) != 1 || len(commands) != 1 || commands[0] != "ssh-code" {
+	if len(passwords) != 1 || len(commands) != 1 {
 		t.Fatalf("pcap-api saw passwords %d, commands %q", len(passwords), commands)
 	}
-	if passwords[0] == expired {
-		t.Fatal("pcap-api got the expired token")
-	}
-	claims, err := (&uaa.Client{URL: w.uaa.URL(), HTTP: w.http}).Verify(context.Background(), passwords[0])
-	if err != nil {
-		t.Fatalf("the token pcap-api got does not verify: %v", err)
-	}
-	if claims.UserName != "admin" || claims.ClientID != "bosh_cli" || !claims.HasScope("bosh.admin") {
-		t.Errorf("refreshed token claims = %+v", claims)
+	if uaa.LooksLikeToken(passwords[0]) || strings.Contains(passwords[0], login.AccessToken) || passwords[0] == expired {
+		t.Fatal("pcap-api got a token, not a one-time code")
 	}
 	if n := w.uaa.Requests().Count("/oauth/token") - grants; n != 1 {
 		t.Errorf("%d token requests, want 1 refresh", n)
+	}
+	if n := w.uaa.Requests().Count("/oauth/authorize") - authorize; n != 1 {
+		t.Errorf("%d authorize requests, want 1 (one code)", n)
+	}
+	// The code was asked for with the refreshed token: it is admin's.
+	if claims := w.exchange(t, passwords[0]); claims.UserName != "admin" || claims.ClientID != "pcap_ssh" || !claims.HasScope("bosh.admin") {
+		t.Errorf("the code's token claims = %+v", claims)
 	}
 	after, err := os.ReadFile(cfg)
 	if err != nil {
@@ -518,6 +535,21 @@ func TestClientCredentials(t *testing.T) {
 	if ents, _ := os.ReadDir(home); len(ents) != 0 {
 		t.Errorf("HOME holds %v, want nothing", ents)
 	}
+
+	// Its token goes only to a host whose key is pinned or recorded.
+	t.Setenv("PCAP_API_HOST_KEY_FINGERPRINT", "")
+	_, before, _ := w.api.seen()
+	r = run("", false, "-d", "cf", "router/1", "-o", out+"-tofu", "--trust-on-first-use")
+	if want := "the token of client ops is not sent to a pcap-api trusted on first use"; r.status != 1 || !strings.Contains(r.stderr, want) {
+		t.Errorf("client credentials, first use: status %d, stderr %q; want 1, %q", r.status, r.stderr, want)
+	}
+	if _, after, _ := w.api.seen(); len(after) != len(before) {
+		t.Error("the client token was sent to a host trusted on first use")
+	}
+	if _, err := os.Stat(filepath.Join(home, ".bosh", "pcap_known_hosts")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("known hosts: %v, want none", err)
+	}
+	t.Setenv("PCAP_API_HOST_KEY_FINGERPRINT", w.api.Fingerprint)
 
 	t.Setenv("BOSH_CLIENT_SECRET", "wrong")
 	r = run("", false, "-d", "cf", "router/1", "-o", out+"2")
@@ -639,36 +671,56 @@ func TestRefusalExplained(t *testing.T) {
 	w.api.accept = func(string) bool { return false }
 	w.api.mu.Unlock()
 	prefix := "pcap-bosh: pcap-api at " + w.api.Addr + " refused the login: "
+	noCode := "pcap-bosh: the director's UAA issued no one-time code: "
 	for _, tc := range []struct {
 		name  string
 		token string
-		want  string
+		// sshCode is ssh-code's error ("" when UAA issues a code), capture
+		// the capture's.
+		sshCode, capture string
 	}{
-		{"no admin scope", w.mint(t, w.uaa, fakeuaa.Mint{Username: "reader"}),
-			"reader has no bosh admin scope (bosh.admin, bosh." + directorUUID + ".admin or bosh.teams.<team>.admin), only: openid bosh.read"},
-		{"another director's token", w.mint(t, w.otherUAA, fakeuaa.Mint{Username: "admin"}),
-			"the token of admin was issued by " + w.otherUAA.Issuer() + ", not by the UAA of director test-bosh (" + w.uaa.Issuer() + "): log in to this director with bosh log-in"},
-		{"forged signature", w.mint(t, w.uaa, fakeuaa.Mint{Username: "admin", Forged: true}),
-			"the token of admin is refused by the UAA of director test-bosh: token is not valid: signature does not verify: run bosh log-in"},
-		{"client token", w.mint(t, w.uaa, fakeuaa.Mint{ClientID: "ops", Scopes: []string{"bosh.read"}}),
-			"client ops has no bosh admin scope (bosh.admin, bosh." + directorUUID + ".admin or bosh.teams.<team>.admin), only: bosh.read"},
-		{"token the API should take", w.mint(t, w.uaa, fakeuaa.Mint{Username: "admin"}),
-			"the token of admin is for this director and has an admin scope; is pcap-api set up for director test-bosh?"},
+		{name: "no admin scope", token: w.mint(t, w.uaa, fakeuaa.Mint{Username: "reader"}),
+			capture: prefix + "reader has no bosh admin scope (bosh.admin, bosh." + directorUUID + ".admin or bosh.teams.<team>.admin), only: openid bosh.read"},
+		{name: "another director's token", token: w.mint(t, w.otherUAA, fakeuaa.Mint{Username: "admin"}),
+			sshCode: noCode + "the token of admin was issued by " + w.otherUAA.Issuer() + ", not by the UAA of director test-bosh (" + w.uaa.Issuer() + "): log in to this director with bosh log-in"},
+		{name: "forged signature", token: w.mint(t, w.uaa, fakeuaa.Mint{Username: "admin", Forged: true}),
+			sshCode: noCode + "the token of admin is refused by the UAA of director test-bosh: token is not valid: signature does not verify: run bosh log-in"},
+		{name: "client token", token: w.mint(t, w.uaa, fakeuaa.Mint{ClientID: "ops", Scopes: []string{"bosh.admin"}}),
+			sshCode: "pcap-bosh: one-time codes are for users, and the token is client ops's: run bosh log-in as a user, or set BOSH_CLIENT and BOSH_CLIENT_SECRET"},
+		{name: "token the API should take", token: w.mint(t, w.uaa, fakeuaa.Mint{Username: "admin"}),
+			capture: prefix + "the token of admin is for this director and has an admin scope; is pcap-api set up for director test-bosh?"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := w.writeConfig(t, tc.token, "")
 			out := filepath.Join(t.TempDir(), "x.pcapng")
-			for _, args := range [][]string{
-				{"-e", "fake", "--config", cfg, "ssh-code"},
-				{"-e", "fake", "--config", cfg, "-d", "cf", "router", "-n", "-o", out},
-			} {
-				r := run("", false, append(args, w.api.flags()...)...)
-				if r.status != 1 || r.stderr != prefix+tc.want+"\n" {
-					t.Errorf("%s: status %d, stderr %q; want 1, %q", args[4], r.status, r.stderr, prefix+tc.want+"\n")
+			_, before, _ := w.api.seen()
+			r := run("", false, "-e", "fake", "--config", cfg, "ssh-code")
+			if tc.sshCode == "" {
+				if r.status != 0 || strings.TrimSpace(r.stdout) == "" || r.stderr != "" {
+					t.Errorf("ssh-code: status %d, stdout %q, stderr %q; want a code", r.status, r.stdout, r.stderr)
 				}
-				if strings.Contains(r.stderr, tc.token[len(tc.token)-16:]) {
-					t.Error("the message holds the token")
+			} else if r.status != 1 || r.stdout != "" || r.stderr != tc.sshCode+"\n" {
+				t.Errorf("ssh-code: status %d, stdout %q, stderr %q; want 1, %q", r.status, r.stdout, r.stderr, tc.sshCode+"\n")
+			}
+			capture := tc.capture
+			if capture == "" {
+				capture = tc.sshCode
+			}
+			r = run("", false, append([]string{"-e", "fake", "--config", cfg, "-d", "cf", "router", "-n", "-o", out}, w.api.flags()...)...)
+			if r.status != 1 || r.stderr != capture+"\n" {
+				t.Errorf("capture: status %d, stderr %q; want 1, %q", r.status, r.stderr, capture+"\n")
+			}
+			if strings.Contains(r.stderr, tc.token[len(tc.token)-16:]) {
+				t.Error("the message holds the token")
+			}
+			_, after, _ := w.api.seen()
+			for _, p := range after[len(before):] {
+				if uaa.LooksLikeToken(p) {
+					t.Error("pcap-api was sent a token")
 				}
+			}
+			if tc.capture == "" && len(after) != len(before) {
+				t.Errorf("pcap-api got %d passwords without a code to send", len(after)-len(before))
 			}
 			if _, err := os.Stat(out); err == nil {
 				t.Error("a refused capture left its output file")
@@ -677,8 +729,9 @@ func TestRefusalExplained(t *testing.T) {
 	}
 }
 
-// TestSSHCodeFlags: the common flags work before and after "ssh-code",
-// and given ones beat the environment variables.
+// TestSSHCodeFlags: ssh-code prints a one-time code of the director's
+// UAA; the common flags work before and after "ssh-code", and given ones
+// beat the environment variables.
 func TestSSHCodeFlags(t *testing.T) {
 	w := newWorld(t)
 	cfg := w.writeConfig(t, w.mint(t, w.uaa, fakeuaa.Mint{Username: "admin"}), "")
@@ -702,9 +755,18 @@ func TestSSHCodeFlags(t *testing.T) {
 			for k, v := range tc.env {
 				t.Setenv(k, v)
 			}
+			conns, _, _ := w.api.seen()
 			r := run("", false, tc.args...)
-			if r.status != 0 || r.stdout != "the-code\n" || r.stderr != "" {
-				t.Errorf("status %d, stdout %q, stderr %q", r.status, r.stdout, r.stderr)
+			if r.status != 0 || r.stderr != "" {
+				t.Fatalf("status %d, stdout %q, stderr %q", r.status, r.stdout, r.stderr)
+			}
+			// A code of the director's UAA for admin; pcap-api is not
+			// involved (any instance exchanges it).
+			if claims := w.exchange(t, strings.TrimSuffix(r.stdout, "\n")); claims.UserName != "admin" {
+				t.Errorf("the code is %s's", claims.UserName)
+			}
+			if now, _, _ := w.api.seen(); now != conns {
+				t.Error("ssh-code contacted pcap-api")
 			}
 			for k := range tc.env {
 				os.Unsetenv(k)

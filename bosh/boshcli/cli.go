@@ -11,10 +11,7 @@ import (
 	"io"
 	"net"
 	"os"
-	"os/signal"
-	"path/filepath"
 	"strings"
-	"syscall"
 
 	"github.com/urfave/cli/v2"
 	"golang.org/x/crypto/ssh"
@@ -58,8 +55,8 @@ func App(iot IO) *cli.App {
 		&cli.StringFlag{Name: "client", EnvVars: []string{"BOSH_CLIENT"}, Usage: "UAA client for client-credentials login"},
 		&cli.StringFlag{Name: "client-secret", EnvVars: []string{"BOSH_CLIENT_SECRET"}, Usage: "its secret"},
 		&cli.StringFlag{Name: "pcap-api", EnvVars: []string{"PCAP_API"}, Usage: "pcap-api `HOST[:PORT]` (port 2222 by default)"},
-		&cli.StringFlag{Name: "pcap-api-host-key-fingerprint", EnvVars: []string{"PCAP_API_HOST_KEY_FINGERPRINT"}, Usage: "pin pcap-api's host key (SHA256:…); default: trust on first use (~/.bosh/pcap_known_hosts)"},
 	}
+	common = append(common, loginFlags()...)
 	flags := append([]cli.Flag{}, common...)
 	for _, f := range api.CaptureFlags() {
 		switch f.Names()[0] {
@@ -70,7 +67,7 @@ func App(iot IO) *cli.App {
 	}
 	flags = append(flags,
 		&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "write the capture to `FILE` (- for stdout)"},
-		&cli.BoolFlag{Name: "force", Usage: "overwrite an existing output file"},
+		&cli.BoolFlag{Name: "force", Usage: "replace an existing regular output file (never a symbolic link) once the capture has started"},
 		&cli.BoolFlag{Name: "non-interactive", Aliases: []string{"n"}, EnvVars: []string{"BOSH_NON_INTERACTIVE"}, Usage: "do not ask for confirmation"},
 		&cli.IntFlag{Name: "confirm-over", Value: 10, Usage: "ask before capturing on more than `N` VMs"},
 	)
@@ -84,7 +81,7 @@ func App(iot IO) *cli.App {
 		Action:          func(c *cli.Context) error { return capture(c, iot) },
 		Commands: []*cli.Command{{
 			Name:   "ssh-code",
-			Usage:  "print a one-time code to use as password with plain ssh or sshdump",
+			Usage:  "print a one-time code of the director's UAA to use as password with plain ssh or sshdump",
 			Flags:  common,
 			Action: func(c *cli.Context) error { return sshCode(c, iot) },
 		}},
@@ -143,13 +140,17 @@ func common(c *cli.Context, name string) string {
 }
 
 type session struct {
-	env     *Env
-	token   string
-	addr    string
-	hostKey ssh.HostKeyCallback
+	env        *Env
+	token      string
+	addr       string
+	codeClient string
+	hostKeys   *apiclient.HostKeys
+	codeErr    error // why no one-time code could be had
 }
 
-func connect(ctx context.Context, c *cli.Context) (*session, error) {
+// connect resolves the environment and gets a token; with api set, also
+// pcap-api's address and how its host key is checked.
+func connect(ctx context.Context, c *cli.Context, stderr io.Writer, api bool) (*session, error) {
 	env, err := ResolveEnv(EnvOptions{
 		Environment: common(c, "environment"), ConfigPath: common(c, "config"), CACert: common(c, "ca-cert"),
 		Client: common(c, "client"), ClientSecret: common(c, "client-secret"),
@@ -161,26 +162,24 @@ func connect(ctx context.Context, c *cli.Context) (*session, error) {
 	if err != nil {
 		return nil, fmt.Errorf("get a token for %s: %w", env.URL, err)
 	}
-	addr := common(c, "pcap-api")
-	if addr == "" {
+	s := &session{env: env, token: token, codeClient: common(c, "code-client")}
+	if s.codeClient == "" {
+		s.codeClient = DefaultCodeClient
+	}
+	if !api {
+		return s, nil
+	}
+	s.addr = common(c, "pcap-api")
+	if s.addr == "" {
 		return nil, errors.New("no pcap-api address: give --pcap-api HOST[:PORT] or set PCAP_API")
 	}
-	if _, _, err := net.SplitHostPort(addr); err != nil {
-		addr = net.JoinHostPort(addr, "2222")
+	if _, _, err := net.SplitHostPort(s.addr); err != nil {
+		s.addr = net.JoinHostPort(s.addr, "2222")
 	}
-	var hk ssh.HostKeyCallback
-	if fp := common(c, "pcap-api-host-key-fingerprint"); fp != "" {
-		hk = tunnel.PinnedHostKey(nil, fp)
-	} else {
-		home, err := os.UserHomeDir()
-		if err != nil {
-			return nil, err
-		}
-		if hk, err = tunnel.TrustOnFirstUse(filepath.Join(home, ".bosh", "pcap_known_hosts")); err != nil {
-			return nil, err
-		}
+	if s.hostKeys, err = hostKeys(c, stderr); err != nil {
+		return nil, err
 	}
-	return &session{env: env, token: token, addr: addr, hostKey: hk}, nil
+	return s, nil
 }
 
 // explain replaces the ssh client's "unable to authenticate" (pcap-api
@@ -188,29 +187,28 @@ func connect(ctx context.Context, c *cli.Context) (*session, error) {
 // show) with the likely reason, found from the token's claims and the
 // director's /info.
 func (s *session) explain(ctx context.Context, err error) error {
+	if s.codeErr != nil {
+		return s.codeErr
+	}
 	if !strings.Contains(err.Error(), "ssh: unable to authenticate") {
 		return err
 	}
 	return fmt.Errorf("pcap-api at %s refused the login: %s", s.addr, s.env.Diagnose(ctx, s.token))
 }
 
-func (s *session) config() tunnel.ClientConfig {
-	return tunnel.ClientConfig{User: "bosh", Auth: []ssh.AuthMethod{ssh.Password(s.token)}, HostKeyCallback: s.hostKey}
-}
-
+// sshCode prints a one-time code of the director's UAA. pcap-api is not
+// involved: any of its instances exchanges the code.
 func sshCode(c *cli.Context, iot IO) error {
 	ctx := c.Context
-	s, err := connect(ctx, c)
+	s, err := connect(ctx, c, iot.Stderr, false)
 	if err != nil {
 		return &ExitError{Status: 1, Err: err}
 	}
-	status, err := tunnel.Exec(ctx, tunnel.ExecOptions{Addr: s.addr, Config: s.config(), Command: "ssh-code", Stdout: iot.Stdout, Stderr: iot.Stderr})
+	code, err := s.oneTimeCode(ctx)
 	if err != nil {
-		return &ExitError{Status: 1, Err: s.explain(ctx, err)}
+		return &ExitError{Status: 1, Err: err}
 	}
-	if status != 0 {
-		return &ExitError{Status: status}
-	}
+	fmt.Fprintln(iot.Stdout, code)
 	return nil
 }
 
@@ -225,9 +223,11 @@ func capture(c *cli.Context, iot IO) error {
 	if c.String("output") == "" {
 		return &ExitError{Status: 1, Err: errors.New("no output given: -o FILE, or -o - to write the capture to stdout")}
 	}
-	ctx, stop := signal.NotifyContext(c.Context, syscall.SIGINT, syscall.SIGTERM)
+	// Ctrl-C, SIGTERM and SIGHUP (the terminal closing) stop the capture
+	// and finish the file.
+	ctx, stop := apiclient.StopContext(c.Context, iot.Stderr, nil)
 	defer stop()
-	s, err := connect(ctx, c)
+	s, err := connect(ctx, c, iot.Stderr, true)
 	if err != nil {
 		return &ExitError{Status: 1, Err: err}
 	}
@@ -255,21 +255,14 @@ func capture(c *cli.Context, iot IO) error {
 		args = append(args, "--max-bytes", fmt.Sprint(n))
 	}
 	args = append(append(args, "--"), c.Args().Slice()...)
-	output := c.String("output")
-	_, statErr := os.Stat(output)
-	created := output != "-" && errors.Is(statErr, os.ErrNotExist)
 	status, err := apiclient.Run(ctx, apiclient.Options{
-		Addr: s.addr, Config: s.config(), Args: args,
-		Output: output, Force: c.Bool("force"),
+		Addr:     s.addr,
+		Config:   tunnel.ClientConfig{User: "bosh", Auth: []ssh.AuthMethod{s.auth(ctx)}, HostKeyCallback: s.hostKeys.Callback()},
+		HostKeys: s.hostKeys,
+		Args:     args,
+		Output:   c.String("output"), Force: c.Bool("force"),
 		Stdout: iot.Stdout, Stderr: iot.Stderr, Terminal: iot.StderrTerminal,
 	})
-	if (err != nil || status != 0) && created {
-		// A refused login or request leaves no empty file behind (which
-		// would only make the next try need --force).
-		if fi, serr := os.Stat(output); serr == nil && fi.Size() == 0 {
-			os.Remove(output)
-		}
-	}
 	if err != nil {
 		return &ExitError{Status: max(status, 1), Err: s.explain(ctx, err)}
 	}

@@ -19,7 +19,8 @@ type latencyRun struct {
 
 // timeCapture opens a capture of group with a Go SSH client from the LAN
 // namespace, times the exec request to the first packet at the client and
-// stdin EOF to the output file being closed. Traffic must be flowing.
+// the stop (a signal request, as the CLIs send) to the output file being
+// closed. Traffic must be flowing.
 func (l *lab) timeCapture(ctx context.Context, group string) (latencyRun, error) {
 	var r latencyRun
 	addr := fmt.Sprintf("%s:%d", lanAddr, apiPort)
@@ -45,10 +46,6 @@ func (l *lab) timeCapture(ctx context.Context, group string) (latencyRun, error)
 		return r, err
 	}
 	defer sess.Close()
-	stdin, err := sess.StdinPipe()
-	if err != nil {
-		return r, err
-	}
 	stdout, err := sess.StdoutPipe()
 	if err != nil {
 		return r, err
@@ -107,7 +104,9 @@ func (l *lab) timeCapture(ctx context.Context, group string) (latencyRun, error)
 		return r, ctx.Err()
 	}
 	stopAt := time.Now()
-	stdin.Close()
+	if err := sess.Signal(ssh.SIGINT); err != nil {
+		return r, fmt.Errorf("bench: stop: %w", err)
+	}
 	select {
 	case err := <-copied:
 		if err != nil {
@@ -115,7 +114,7 @@ func (l *lab) timeCapture(ctx context.Context, group string) (latencyRun, error)
 		}
 		r.stop = time.Since(stopAt)
 	case <-time.After(15 * time.Second):
-		return r, fmt.Errorf("bench: capture did not end within 15s of stdin EOF")
+		return r, fmt.Errorf("bench: capture did not end within 15s of the stop")
 	}
 	if err := sess.Wait(); err != nil {
 		return r, fmt.Errorf("bench: capture: %w:\n%s", err, stderr.String())

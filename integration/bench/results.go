@@ -136,7 +136,7 @@ type Latency struct {
 	Runs   int `json:"runs"`
 	// FirstPacket: exec request sent → first packet at the client.
 	FirstPacket Stat `json:"first_packet_seconds"`
-	// Stop: stdin EOF → stream ended and file closed.
+	// Stop: stop sent → stream ended and file closed.
 	Stop Stat `json:"stop_seconds"`
 	// Connect: TCP connect + SSH handshake + auth, before the request.
 	Connect Stat `json:"connect_seconds"`

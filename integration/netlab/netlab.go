@@ -16,9 +16,14 @@ import (
 	"time"
 )
 
-// Lab owns what it made and removes it on Close.
+// Lab owns what it made and removes it on Close. Its owner (this process)
+// is recorded with its first namespace, so that a later run can remove
+// what it left if this process is killed (see Reap).
 type Lab struct {
 	prefix string
+
+	recordOnce sync.Once
+	recordErr  error
 
 	mu       sync.Mutex
 	n        int
@@ -54,13 +59,20 @@ func (l *Lab) OnClose(f func()) {
 // Run runs a short command (bounded to 30 s) and returns an error with its
 // output when it fails.
 func Run(name string, args ...string) error {
+	_, err := runOutput(name, args...)
+	return err
+}
+
+// runOutput runs a short command (bounded to 30 s) and returns its output,
+// or an error with it when it fails.
+func runOutput(name string, args ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	out, err := exec.CommandContext(ctx, name, args...).CombinedOutput()
 	if err != nil {
-		return fmt.Errorf("%s %s: %v: %s", name, strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+		return "", fmt.Errorf("%s %s: %v: %s", name, strings.Join(args, " "), err, strings.TrimSpace(string(out)))
 	}
-	return nil
+	return string(out), nil
 }
 
 // Netns is a network namespace made by a lab.
@@ -69,8 +81,15 @@ type Netns struct{ Name string }
 // Path is the namespace's file.
 func (n *Netns) Path() string { return "/var/run/netns/" + n.Name }
 
-// Netns makes a namespace with loopback up.
+// Netns makes a namespace with loopback up. The first one a process
+// makes removes first what killed runs left (Reap).
 func (l *Lab) Netns() (*Netns, error) {
+	if err := reapOnceErr(); err != nil {
+		return nil, err
+	}
+	if err := l.record(); err != nil {
+		return nil, err
+	}
 	l.mu.Lock()
 	l.n++
 	n := &Netns{Name: fmt.Sprintf("%sn%d", l.prefix, l.n)}

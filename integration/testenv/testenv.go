@@ -22,14 +22,14 @@ import (
 	"time"
 
 	"code.cloudfoundry.org/pcap/integration/netlab"
+	"code.cloudfoundry.org/pcap/integration/testreq"
 )
 
-// RequireRoot skips t unless running as root (namespaces need it).
+// RequireRoot skips t unless running as root (namespaces need it), or
+// fails it under PCAP_REQUIRE_TOOLS.
 func RequireRoot(t testing.TB) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("requires root: network namespaces and libpcap")
-	}
+	testreq.Root(t, "network namespaces and libpcap need it")
 }
 
 var (
@@ -66,6 +66,10 @@ type Netns = netlab.Netns
 // NewNetns makes a namespace with its loopback up; it is deleted at cleanup.
 func NewNetns(t testing.TB) *Netns {
 	t.Helper()
+	// SIGINT and SIGTERM (Ctrl-C, a CI job's timeout) skip t.Cleanup:
+	// remove this run's namespaces then. What a killed run leaves is
+	// removed by the next run's first namespace (netlab.Reap).
+	netlab.CloseOnSignal()
 	l := netlab.New(RunID())
 	t.Cleanup(l.Close)
 	n, err := l.Netns()
@@ -189,14 +193,7 @@ func Tool(t testing.TB, name string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := filepath.Join(root, "build", "bin", name)
-	if _, err := os.Stat(p); err != nil {
-		if os.Getenv("PCAP_REQUIRE_TOOLS") != "" {
-			t.Fatalf("%s is not installed at %s (run make tools)", name, p)
-		}
-		t.Skipf("%s not installed at %s (run make tools)", name, p)
-	}
-	return p
+	return testreq.Tool(t, filepath.Join(root, "build", "bin", name), "run make tools")
 }
 
 // moduleRoot finds the directory holding go.mod from this source file.

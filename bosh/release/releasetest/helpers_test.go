@@ -29,6 +29,8 @@ import (
 
 	"golang.org/x/crypto/ssh"
 	"gopkg.in/yaml.v3"
+
+	"code.cloudfoundry.org/pcap/integration/testreq"
 )
 
 // binDir holds pcap-agent and pcap-api, built once by TestMain.
@@ -70,28 +72,14 @@ func releaseDir() string { return filepath.Join(repoRoot(), "bosh", "release") }
 // PCAP_REQUIRE_TOOLS is set, which makes it a failure.
 func requireTool(t *testing.T, nameOrPath, hint string) string {
 	t.Helper()
-	var path string
-	var err error
-	if strings.Contains(nameOrPath, "/") {
-		_, err = os.Stat(nameOrPath)
-		path = nameOrPath
-	} else {
-		path, err = exec.LookPath(nameOrPath)
-	}
-	if err != nil {
-		notInstalled(t, nameOrPath, hint)
-	}
-	return path
+	return testreq.Tool(t, nameOrPath, hint)
 }
 
 // notInstalled skips the test because what it needs is missing, or fails
 // it when PCAP_REQUIRE_TOOLS is set (make test sets it).
 func notInstalled(t *testing.T, what, hint string) {
 	t.Helper()
-	if os.Getenv("PCAP_REQUIRE_TOOLS") == "" {
-		t.Skipf("%s not installed (%s; PCAP_REQUIRE_TOOLS=1 makes this a failure)", what, hint)
-	}
-	t.Fatalf("%s not installed (%s) and PCAP_REQUIRE_TOOLS is set", what, hint)
+	testreq.Missing(t, what, hint)
 }
 
 // boshCLI is the real bosh CLI built by integration/tools/tools.mk.

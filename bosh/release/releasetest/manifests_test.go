@@ -314,8 +314,8 @@ func TestPcapAPIOpsFiles(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, e := range entries {
-		if strings.HasPrefix(e.Name(), "add-pcap-agent") {
-			continue // cf-deployment ops files, tested above
+		if strings.HasPrefix(e.Name(), "add-pcap-agent") || strings.HasPrefix(e.Name(), "director-") {
+			continue // cf-deployment and director ops files, tested on their own
 		}
 		if !covered[e.Name()] {
 			t.Errorf("ops file %s has no test case", e.Name())
@@ -339,5 +339,55 @@ func TestPcapAPIOpsFiles(t *testing.T) {
 			}
 			renderAndCheck(t, "pcap-api", p, apiSpec)
 		})
+	}
+}
+
+// The director's UAA gets the client that one-time codes for pcap-api are
+// issued for, as cf-deployment has ssh-proxy's: authorization_code grant,
+// autoapprove (no browser), a redirect URI, bosh_cli's scopes, and a
+// generated secret that enable-bosh-resolver.yml's pcap-api exchanges codes
+// with (bosh.code_client_id is the same name).
+func TestDirectorUAAPcapClient(t *testing.T) {
+	store := filepath.Join(t.TempDir(), "vars-store.yml")
+	m := interpolate(t, "bosh/release/releasetest/testdata/bosh-director.yml",
+		"-o", "manifests/ops-files/director-uaa-pcap-client.yml", "--vars-store", store, "--var-errs")
+	clients := dig(t, m, "instance_groups", "name=bosh", "jobs", "name=uaa", "properties", "uaa", "clients").(map[string]any)
+	if _, ok := clients["bosh_cli"]; !ok {
+		t.Errorf("bosh_cli client lost: %v", clients)
+	}
+	c, ok := clients["pcap_ssh"].(map[string]any)
+	if !ok {
+		t.Fatalf("no pcap_ssh client: %v", clients)
+	}
+	for k, want := range map[string]any{
+		"authorized-grant-types": "authorization_code", "autoapprove": true, "redirect-uri": "/login", "override": true,
+		"scope": clients["bosh_cli"].(map[string]any)["scope"],
+	} {
+		if c[k] != want {
+			t.Errorf("pcap_ssh %s = %v, want %v", k, c[k], want)
+		}
+	}
+	secret, _ := c["secret"].(string)
+	if len(secret) < 20 {
+		t.Errorf("pcap_ssh secret %q: want a generated password", secret)
+	}
+	stored, err := os.ReadFile(store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vars := yamlMap(t, string(stored))
+	if vars["pcap_ssh_client_secret"] != secret {
+		t.Errorf("vars store has %v, the client %q", vars["pcap_ssh_client_secret"], secret)
+	}
+
+	// pcap-api's side names the same client and takes its secret.
+	p := props(t, dig(t, apiManifest(t, filepath.Join(t.TempDir(), "api-store.yml"), "enable-bosh-resolver.yml"), "instance_groups", "name=pcap-api", "jobs", "name=pcap-api"))
+	if got := dig(t, p, "bosh", "code_client_id"); got != "pcap_ssh" {
+		t.Errorf("pcap-api bosh.code_client_id = %v, want pcap_ssh", got)
+	}
+	r := renderAndCheck(t, "pcap-api", p, apiSpec)
+	b, _ := yamlMap(t, r.file(t, "config/api.yml"))["bosh"].(map[string]any)
+	if b["code_client_id"] != "pcap_ssh" || b["code_client_secret"] == "" || b["code_client_secret"] == nil {
+		t.Errorf("rendered bosh config %v: want the pcap_ssh client and its secret", b)
 	}
 }

@@ -309,8 +309,9 @@ func TestAPITemplates(t *testing.T) {
 		if hc := r.file(t, "bin/health_check"); !strings.Contains(hc, `"http://127.0.0.1:8080/health"`) {
 			t.Errorf("bin/health_check does not check 127.0.0.1:8080:\n%s", hc)
 		}
-		want := api.CFConfig{APIURL: "https://api.sys.example.com", UAAClientID: "ssh-proxy", UAAClientSecret: "ssh-proxy-secret", Timeout: 10 * time.Second}
-		if got.CF == nil || *got.CF != want {
+		want := api.CFConfig{APIURL: "https://api.sys.example.com", UAAClientID: "ssh-proxy", UAAClientSecret: "ssh-proxy-secret", Timeout: 10 * time.Second,
+			Policy: api.CFPolicySSH}
+		if got.CF == nil || !sameCF(*got.CF, want) {
 			t.Errorf("cf = %+v, want %+v", got.CF, want)
 		}
 	})
@@ -354,7 +355,8 @@ func TestAPITemplates(t *testing.T) {
 
 	t.Run("cf resolver with CA and every property", func(t *testing.T) {
 		props := base()
-		props["cf"] = with(cfOn, "ca_cert", cfCA, "uaa_url", "https://uaa.sys.example.com", "uaa_client_id", "pcap", "timeout", "30s")
+		props["cf"] = with(cfOn, "ca_cert", cfCA, "uaa_url", "https://uaa.sys.example.com", "uaa_client_id", "pcap", "timeout", "30s",
+			"policy", "read_sensitive_data", "admins_only", true, "allowed_clients", []any{"monitor"})
 		props["port"] = 2022
 		props["http_port"] = 9090
 		props["listen_address"] = "10.0.2.5"
@@ -378,8 +380,9 @@ func TestAPITemplates(t *testing.T) {
 			t.Errorf("effective config %+v", got)
 		}
 		want := api.CFConfig{APIURL: "https://api.sys.example.com", UAAURL: "https://uaa.sys.example.com", UAAClientID: "pcap",
-			UAAClientSecret: "ssh-proxy-secret", CACertFile: filepath.Join(r.dir, "config/certs/cf_ca.crt"), Timeout: 30 * time.Second}
-		if got.CF == nil || *got.CF != want {
+			UAAClientSecret: "ssh-proxy-secret", CACertFile: filepath.Join(r.dir, "config/certs/cf_ca.crt"), Timeout: 30 * time.Second,
+			Policy: api.CFPolicyReadSensitiveData, AdminsOnly: true, AllowedClients: []string{"monitor"}}
+		if got.CF == nil || !sameCF(*got.CF, want) {
 			t.Errorf("cf = %+v, want %+v", got.CF, want)
 		}
 	})
@@ -389,8 +392,8 @@ func TestAPITemplates(t *testing.T) {
 		props["bosh"] = boshOn
 		r := mustRender(t, "pcap-api", props, apiSpec, nil, "")
 		got := check(t, r)
-		want := api.BOSHConfig{DirectorURL: "https://10.0.0.6:25555", CodeTTL: 2 * time.Minute, Timeout: 10 * time.Second}
-		if got.BOSH == nil || *got.BOSH != want || got.CF != nil || got.Static != nil {
+		want := api.BOSHConfig{DirectorURL: "https://10.0.0.6:25555", CodeClientID: "pcap_ssh", Timeout: 10 * time.Second, TokenAudiences: []string{"bosh_cli", "bosh"}}
+		if got.BOSH == nil || !reflect.DeepEqual(*got.BOSH, want) || got.CF != nil || got.Static != nil {
 			t.Errorf("bosh = %+v (cf %+v, static %+v), want %+v", got.BOSH, got.CF, got.Static, want)
 		}
 	})
@@ -399,7 +402,7 @@ func TestAPITemplates(t *testing.T) {
 		props := base()
 		props["bosh"] = with(boshOn, "ca_cert", boshCA, "operator_keys", []any{operatorKey.PublicKey},
 			"uaa_client_id", "pcap-api", "uaa_client_secret", "client-secret", "uaa_url", "https://10.0.0.6:8443",
-			"code_ttl", "5m", "timeout", "20s")
+			"code_client_id", "pcap_codes", "code_client_secret", "code-secret", "timeout", "20s", "token_audiences", []any{"bosh_cli", "ci"})
 		r := mustRender(t, "pcap-api", props, apiSpec, nil, "")
 		if got := r.file(t, "config/certs/bosh_ca.crt"); got != boshCA {
 			t.Errorf("bosh_ca.crt %q", got)
@@ -410,8 +413,9 @@ func TestAPITemplates(t *testing.T) {
 		got := check(t, r)
 		want := api.BOSHConfig{DirectorURL: "https://10.0.0.6:25555", CACertFile: filepath.Join(r.dir, "config/certs/bosh_ca.crt"),
 			UAAURL: "https://10.0.0.6:8443", OperatorKeysFile: filepath.Join(r.dir, "config/keys/bosh_operator_keys"),
-			UAAClientID: "pcap-api", UAAClientSecret: "client-secret", CodeTTL: 5 * time.Minute, Timeout: 20 * time.Second}
-		if got.BOSH == nil || *got.BOSH != want {
+			UAAClientID: "pcap-api", UAAClientSecret: "client-secret", CodeClientID: "pcap_codes", CodeClientSecret: "code-secret", Timeout: 20 * time.Second,
+			TokenAudiences: []string{"bosh_cli", "ci"}}
+		if got.BOSH == nil || !reflect.DeepEqual(*got.BOSH, want) {
 			t.Errorf("bosh = %+v, want %+v", got.BOSH, want)
 		}
 	})
@@ -585,7 +589,6 @@ func TestAPITemplates(t *testing.T) {
 		{"max_targets 0", func(p map[string]any) { p["limits"] = map[string]any{"max_targets": 0} },
 			"limits.max_captures, max_captures_per_user and max_targets must be at least 1"},
 		{"reorder_window 11s", func(p map[string]any) { p["reorder_window"] = "11s" }, "reorder_window must be within 0..10s"},
-		{"code_ttl 30m", func(p map[string]any) { p["bosh"] = with(boshOn, "code_ttl", "30m") }, "bosh.code_ttl must be within 0..10m"},
 		{"bad log level", func(p map[string]any) { p["log_level"] = "loud" }, `log_level "loud" is not one of`},
 		{"bad client key", func(p map[string]any) {
 			p["agents"].(map[string]any)["client_key"] = map[string]any{"private_key": "not a key"}
@@ -702,4 +705,13 @@ func TestJobSpecs(t *testing.T) {
 			}
 		})
 	}
+}
+
+// sameCF compares cf configs; an empty list of allowed clients equals none.
+func sameCF(a, b api.CFConfig) bool {
+	if !slices.Equal(a.AllowedClients, b.AllowedClients) {
+		return false
+	}
+	a.AllowedClients, b.AllowedClients = nil, nil
+	return reflect.DeepEqual(a, b)
 }

@@ -227,8 +227,8 @@ static:
 		return err
 	}
 	defer f.Close()
-	// The capture ends by its duration; stdin stays open until then (EOF on
-	// stdin would stop it). An *os.File, so exec starts no copying goroutine.
+	// The capture ends by its duration (stdin EOF would not stop it; a line
+	// on stdin would). An *os.File, so exec starts no copying goroutine.
 	stdinR, stdinW, err := os.Pipe()
 	if err != nil {
 		return err

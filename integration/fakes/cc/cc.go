@@ -18,6 +18,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"code.cloudfoundry.org/pcap/integration/fakes/internal/listen"
@@ -60,6 +61,10 @@ type Options struct {
 	// "3.195.0" and "2.260.0" when empty.
 	V3Version string
 	V2Version string
+	// DisallowAppSSHAccess turns off the CC's global allow_app_ssh_access
+	// (on by default, as in the CC's job spec); SetAllowAppSSHAccess
+	// changes it live.
+	DisallowAppSSHAccess bool
 }
 
 // Server is a fake Cloud Controller. It is safe for concurrent use.
@@ -71,6 +76,10 @@ type Server struct {
 	mu   sync.RWMutex
 	ix   *index
 	live listen.Holder
+
+	sshAllowed atomic.Bool
+	eventsMu   sync.Mutex
+	events     []AuditEvent
 }
 
 // New returns a fake Cloud Controller.
@@ -104,6 +113,7 @@ func New(opts Options) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{opts: opts, ix: newIndex(w)}
+	s.sshAllowed.Store(!opts.DisallowAppSSHAccess)
 	s.live.SetURL(strings.TrimRight(opts.URL, "/"))
 	s.handler = s.log.Wrap(s.routes())
 	return s, nil

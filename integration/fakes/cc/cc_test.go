@@ -56,7 +56,7 @@ var people = map[string][]string{
 	"orgauditor":    read,
 	"otherdev":      read,
 	"outsider":      read,
-	"noscope":       {"openid"},
+	"noscope":       {"openid", "cloud_controller.write"}, // a CC audience, no read scope
 }
 
 func world() cc.World {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -83,6 +84,12 @@ func (s *Server) authenticate(r *http.Request) (*uaa.Claims, ccError, int) {
 		}
 		return nil, errUAAUnavailable, http.StatusServiceUnavailable
 	}
+	// The CC decodes tokens with audience_ids: [uaa.resource_id], which is
+	// "cloud_controller": a token UAA issued for another resource is not
+	// valid here.
+	if !slices.Contains(claims.Audience, audienceCC) {
+		return nil, errInvalidAuthToken, http.StatusUnauthorized
+	}
 	return claims, ccError{}, 0
 }
 
@@ -116,6 +123,9 @@ func (s *Server) routes() http.Handler {
 	m.HandleFunc("GET /v3/roles/{guid}", s.authed(s.getRole))
 	m.HandleFunc("GET /v3/users", s.authed(s.listUsers))
 	m.HandleFunc("GET /v3/users/{guid}", s.authed(s.getUser))
+	m.HandleFunc("GET /v3/audit_events", s.authed(s.listAuditEvents))
+	m.HandleFunc("GET /v3/audit_events/{guid}", s.authed(s.getAuditEvent))
+	m.HandleFunc("GET /internal/apps/{guid}/ssh_access/{index}", s.sshAccess)
 	m.HandleFunc("/v2/", func(w http.ResponseWriter, _ *http.Request) {
 		// v2 error format.
 		writeJSON(w, http.StatusNotFound, map[string]any{
@@ -436,11 +446,16 @@ func (s *Server) appPermissions(w http.ResponseWriter, r *http.Request, v *viewe
 	})
 }
 
+// appSSHEnabled is the CC's AppSshStatusPresenter: enabled when SSH is on
+// globally, in the space and for the app; reason names the first switch
+// that is off.
 func (s *Server) appSSHEnabled(w http.ResponseWriter, r *http.Request, v *viewer, ix *index) {
-	if _, ok := visibleApp(w, r, v, ix); !ok {
+	a, ok := visibleApp(w, r, v, ix)
+	if !ok {
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"enabled": true, "reason": ""})
+	enabled, reason := s.sshStatus(a)
+	writeJSON(w, http.StatusOK, map[string]any{"enabled": enabled, "reason": reason})
 }
 
 // appRoutes lists no routes: the fake has none.

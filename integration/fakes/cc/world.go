@@ -36,18 +36,24 @@ type Org struct {
 	Spaces []Space `json:"spaces"`
 }
 
-// Space is a space.
+// Space is a space. AllowSSH is the space's allow_ssh (`cf
+// allow-space-ssh` / `cf disallow-space-ssh`); true when nil, as the CC
+// creates spaces.
 type Space struct {
-	GUID string `json:"guid,omitempty"`
-	Name string `json:"name"`
-	Apps []App  `json:"apps"`
+	GUID     string `json:"guid,omitempty"`
+	Name     string `json:"name"`
+	AllowSSH *bool  `json:"allow_ssh,omitempty"`
+	Apps     []App  `json:"apps"`
 }
 
-// App is an app. State is "STARTED" (default) or "STOPPED".
+// App is an app. State is "STARTED" (default) or "STOPPED". EnableSSH is
+// the app's enable_ssh (`cf enable-ssh` / `cf disable-ssh`); true when
+// nil, as the CC's default_app_ssh_access makes new apps.
 type App struct {
 	GUID      string    `json:"guid,omitempty"`
 	Name      string    `json:"name"`
 	State     string    `json:"state,omitempty"`
+	EnableSSH *bool     `json:"enable_ssh,omitempty"`
 	Processes []Process `json:"processes"`
 }
 
@@ -98,6 +104,7 @@ const (
 	scopeAdminReadOnly     = "cloud_controller.admin_read_only"
 	scopeGlobalAuditor     = "cloud_controller.global_auditor"
 	scopeCloudControllerRd = "cloud_controller.read"
+	scopeCloudControllerWr = "cloud_controller.write"
 )
 
 // Role gives User (a user GUID or username) a role in Organization (org
@@ -179,6 +186,9 @@ func (w *World) Normalize() error {
 				sp.GUID = derivedGUID("space/" + o.Name + "/" + sp.Name)
 			}
 			claim(sp.GUID, "space "+o.Name+"/"+sp.Name)
+			if sp.AllowSSH == nil {
+				sp.AllowSSH = ptrTrue()
+			}
 			spaces[sp.GUID] = true
 			for ai := range sp.Apps {
 				a := &sp.Apps[ai]
@@ -190,6 +200,9 @@ func (w *World) Normalize() error {
 					a.GUID = derivedGUID("app/" + path)
 				}
 				claim(a.GUID, "app "+path)
+				if a.EnableSSH == nil {
+					a.EnableSSH = ptrTrue()
+				}
 				switch a.State {
 				case "":
 					a.State = "STARTED"
@@ -281,3 +294,5 @@ func derivedGUID(name string) string {
 	x := hex.EncodeToString(b)
 	return strings.Join([]string{x[0:8], x[8:12], x[12:16], x[16:20], x[20:32]}, "-")
 }
+
+func ptrTrue() *bool { t := true; return &t }

@@ -63,12 +63,15 @@ type Client struct {
 // DefaultClients are the clients a Server has when Options.Clients is nil:
 // "cf" and "bosh_cli" (public, password and refresh_token grants, as the
 // CLIs use them) and "ssh-proxy" (secret "ssh-proxy-secret",
-// authorization_code grant, redirect /login), as in a cf-deployment.
+// authorization_code grant, redirect /login, scopes openid and
+// cloud_controller.read, .write and .admin, so that its tokens lack
+// admin_read_only and global_auditor), as in a cf-deployment.
 func DefaultClients() []Client {
 	return []Client{
 		{ID: "cf", AuthorizedGrantTypes: []string{"password", "refresh_token"}},
 		{ID: "bosh_cli", AuthorizedGrantTypes: []string{"password", "refresh_token"}},
-		{ID: "ssh-proxy", Secret: "ssh-proxy-secret", AuthorizedGrantTypes: []string{"authorization_code"}, RedirectURI: "/login"},
+		{ID: "ssh-proxy", Secret: "ssh-proxy-secret", AuthorizedGrantTypes: []string{"authorization_code"}, RedirectURI: "/login",
+			Scopes: []string{"openid", "cloud_controller.read", "cloud_controller.write", "cloud_controller.admin"}},
 	}
 }
 

@@ -1,0 +1,181 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gopacket/gopacket/layers"
+	"golang.org/x/crypto/ssh"
+
+	"code.cloudfoundry.org/pcap/tunnel"
+)
+
+// fakeAgent serves capture channels like pcap-agent: interfaces first,
+// then a pcapng stream of packets, then final stats ending with end; then
+// it closes the channel. With end "" it waits for the stop and ends
+// "stopped".
+type fakeAgent struct {
+	Addr    string
+	Packets int
+	End     string
+}
+
+func startFakeAgent(t *testing.T, fa *fakeAgent) *fakeAgent {
+	t.Helper()
+	signer, _, err := tunnel.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	conf := &ssh.ServerConfig{NoClientAuth: true}
+	conf.AddHostKey(signer)
+	iface := tunnel.InterfaceStats{Name: "eth0", LinkType: uint16(layers.LinkTypeEthernet), Snaplen: 65535}
+	h := tunnel.ChannelHandlerFunc(func(ctx context.Context, _ *ssh.ServerConn, nc ssh.NewChannel) {
+		ch, reqs, err := nc.Accept()
+		if err != nil {
+			return
+		}
+		defer ch.Close()
+		stopped := make(chan struct{})
+		go func() {
+			defer close(stopped)
+			for r := range reqs {
+				if r.WantReply {
+					r.Reply(r.Type == tunnel.RequestStop, nil)
+				}
+				if r.Type == tunnel.RequestStop {
+					return
+				}
+			}
+		}()
+		if _, err := ch.SendRequest(tunnel.RequestStats, false, tunnel.Stats{Interfaces: []tunnel.InterfaceStats{iface}}.Marshal()); err != nil {
+			return
+		}
+		s := newAgentStream(t, iface)
+		for i := range fa.Packets {
+			s.packet(0, time.Unix(1700000000, int64(i)), bytes.Repeat([]byte{byte(i)}, 60))
+		}
+		if _, err := ch.Write(s.buf.Bytes()); err != nil {
+			return
+		}
+		end := fa.End
+		if end == "" {
+			select {
+			case <-stopped:
+			case <-ctx.Done():
+				return
+			}
+			end = tunnel.EndStopped
+		}
+		final := iface
+		final.Received, final.Packets = uint64(fa.Packets), uint64(fa.Packets)
+		ch.SendRequest(tunnel.RequestStats, false, tunnel.Stats{Interfaces: []tunnel.InterfaceStats{final}, Final: true, End: end}.Marshal())
+		ch.CloseWrite()
+	})
+	srv := &tunnel.Server{Config: conf, Handlers: map[string]tunnel.ChannelHandler{tunnel.ChannelCapture: h}}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := srv.Serve(l); !errors.Is(err, tunnel.ErrServerClosed) {
+			t.Errorf("Serve: %v", err)
+		}
+	}()
+	t.Cleanup(func() {
+		srv.Close()
+		<-done
+	})
+	fa.Addr = l.Addr().String()
+	return fa
+}
+
+func runTestSession(t *testing.T, agents []*fakeAgent, stop <-chan struct{}) (Result, string, error) {
+	t.Helper()
+	pool := &Pool{Config: tunnel.ClientConfig{User: "api", HostKeyCallback: ssh.InsecureIgnoreHostKey()}}
+	t.Cleanup(pool.Close)
+	var targets []Target
+	for i, a := range agents {
+		targets = append(targets, Target{Name: "web/" + string(rune('0'+i)), Agent: a.Addr, Capture: tunnel.Target{Kind: tunnel.TargetHost}})
+	}
+	var out, stderr bytes.Buffer
+	s := &Session{
+		Pool: pool, Targets: targets, Out: &out, Status: NewStatus(&stderr),
+		Req: Request{Interfaces: []string{"eth0"}, Snaplen: 65535, Format: FormatPcapng},
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	res, err := s.Run(ctx, stop)
+	return res, stderr.String(), err
+}
+
+// TestSessionAgentStopped: an agent shut down mid-capture sends its final
+// stats with end=agent-stopped. Its source is reported as such (not
+// "ended"), the other source keeps capturing, and the outcome is partial
+// (exit 3), not the limit-reached of a capture that ended by itself.
+func TestSessionAgentStopped(t *testing.T) {
+	gone := startFakeAgent(t, &fakeAgent{Packets: 2, End: tunnel.EndAgentStopped})
+	steady := startFakeAgent(t, &fakeAgent{Packets: 3})
+	stop := make(chan struct{})
+	type outcome struct {
+		res    Result
+		stderr string
+		err    error
+	}
+	done := make(chan outcome, 1)
+	go func() {
+		res, stderr, err := runTestSession(t, []*fakeAgent{gone, steady}, stop)
+		done <- outcome{res, stderr, err}
+	}()
+	// The user's stop: the steady agent waits for it; the other ends with
+	// agent-stopped whatever it is sent.
+	close(stop)
+	o := <-done
+	if o.err != nil {
+		t.Fatal(o.err)
+	}
+	if o.res.Outcome != OutcomePartial || o.res.ExitStatus() != ExitPartial {
+		t.Errorf("outcome %s, exit %d; want partial, %d\n%s", o.res.Outcome, o.res.ExitStatus(), ExitPartial, o.stderr)
+	}
+	want := `pcap: web/0: agent-stopped reason="agent ` + gone.Addr + ` was shut down during the capture" end=agent-stopped packets=2 `
+	if !strings.Contains(o.stderr, want) {
+		t.Errorf("stderr lacks %q:\n%s", want, o.stderr)
+	}
+	if !strings.Contains(o.stderr, "pcap: web/1: ended end=stopped packets=3 ") {
+		t.Errorf("stderr lacks the steady source's end:\n%s", o.stderr)
+	}
+	if o.res.Packets != 5 {
+		t.Errorf("%d packets, want 5", o.res.Packets)
+	}
+}
+
+// TestSessionNoPacketsWarns: a capture that delivered nothing says so
+// before its summary, with what to check.
+func TestSessionNoPacketsWarns(t *testing.T) {
+	a := startFakeAgent(t, &fakeAgent{End: tunnel.EndLimitReached})
+	res, stderr, err := runTestSession(t, []*fakeAgent{a}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(stderr), "\n")
+	want := `pcap: warning: no-packets reason="no packets captured: check that traffic passed interface eth0"`
+	if len(lines) < 2 || lines[len(lines)-2] != want || !strings.HasPrefix(lines[len(lines)-1], "pcap: summary: limit-reached ") {
+		t.Errorf("stderr does not end with %q and the summary:\n%s", want, stderr)
+	}
+	if res.ExitStatus() != ExitOK {
+		t.Errorf("exit %d, want %d", res.ExitStatus(), ExitOK)
+	}
+
+	// With packets: no warning.
+	b := startFakeAgent(t, &fakeAgent{Packets: 1, End: tunnel.EndLimitReached})
+	_, stderr, err = runTestSession(t, []*fakeAgent{b}, nil)
+	if err != nil || strings.Contains(stderr, "no-packets") {
+		t.Errorf("a capture with a packet: %v\n%s", err, stderr)
+	}
+}
