@@ -13,7 +13,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -237,29 +236,14 @@ func (f *apiFarm) servedBy(re string) []int {
 	return out
 }
 
-// lineBuf collects output for Lines and Output from any goroutine.
-type lineBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lineBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-// Output returns everything written so far.
-func (l *lineBuf) Output() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
+// Output returns everything written so far (relLockedBuffer, of
+// security_agent_test.go, as a lineSource).
+func (l *relLockedBuffer) Output() string { return l.String() }
 
 // Lines returns the lines written so far that match re.
-func (l *lineBuf) Lines(re *regexp.Regexp) []string {
+func (l *relLockedBuffer) Lines(re *regexp.Regexp) []string {
 	var out []string
-	for _, line := range strings.Split(l.Output(), "\n") {
+	for _, line := range strings.Split(l.String(), "\n") {
 		if re.MatchString(line) {
 			out = append(out, line)
 		}
@@ -272,7 +256,7 @@ func (l *lineBuf) Lines(re *regexp.Regexp) []string {
 // background, into a file.
 type lbCapture struct {
 	File    string
-	Stderr  *lineBuf
+	Stderr  *relLockedBuffer
 	Started time.Time
 	cancel  context.CancelFunc
 	done    chan struct{}
@@ -284,7 +268,7 @@ type lbCapture struct {
 // static operator key. Safe to call from goroutines (it never fails t).
 func (f *apiFarm) startCapture(t *testing.T, key keyPair, args ...string) *lbCapture {
 	ctx, cancel := context.WithCancel(context.Background())
-	c := &lbCapture{File: filepath.Join(t.TempDir(), "capture.pcapng"), Stderr: &lineBuf{}, Started: time.Now(), cancel: cancel, done: make(chan struct{})}
+	c := &lbCapture{File: filepath.Join(t.TempDir(), "capture.pcapng"), Stderr: &relLockedBuffer{}, Started: time.Now(), cancel: cancel, done: make(chan struct{})}
 	o := apiclient.Options{
 		Addr: f.LB.Addr,
 		Config: tunnel.ClientConfig{
