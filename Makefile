@@ -4,7 +4,7 @@ GO ?= go
 BIN := bin
 PKGS := ./...
 # Debian packages the build, tests, demo and benchmark need.
-APT_PACKAGES := libpcap-dev tshark tcpdump openssh-client openssh-server iproute2 ruby sshpass procps flex bison
+APT_PACKAGES := libpcap-dev tshark tcpdump openssh-client openssh-server iproute2 ruby sshpass procps flex bison haproxy
 FUZZTIME ?= 10s
 TEST_TIMEOUT ?= 12m
 

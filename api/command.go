@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync"
 
 	"github.com/mattn/go-shellwords"
 	"github.com/urfave/cli/v2"
@@ -190,6 +191,9 @@ func longestWord(line string) int {
 // usage was written to the output given.
 var ErrHelp = errors.New("help requested")
 
+// parseMu serializes urfave/cli runs (see ParseCommand).
+var parseMu sync.Mutex
+
 // ParseCommand parses an exec command line sent over ssh ("capture …"). It
 // is split like a POSIX shell would split words (quotes, escapes), but no
 // shell ever runs it: no expansion, no substitution. Usage and errors for
@@ -239,7 +243,11 @@ func ParseCommand(line string, out io.Writer) (Request, error) {
 		},
 		ExitErrHandler: func(*cli.Context, error) {},
 	}
+	// Every cli.App shares the package-level cli.HelpFlag, which Run
+	// writes to: concurrent captures must not run apps at once.
+	parseMu.Lock()
 	err = app.Run(append(words[:1], Interspersed(app.Flags, words[1:])...))
+	parseMu.Unlock()
 	if err != nil {
 		return Request{}, err
 	}

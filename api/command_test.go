@@ -3,8 +3,11 @@ package api
 import (
 	"bytes"
 	"errors"
+	"fmt"
+	"io"
 	"reflect"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -342,4 +345,23 @@ func FuzzParseCommand(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestParseCommandConcurrent: captures are parsed on many connections at
+// once; under -race this finds shared state in the parser (urfave/cli's
+// package-level help flag).
+func TestParseCommandConcurrent(t *testing.T) {
+	var wg sync.WaitGroup
+	for i := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 20 {
+				if _, err := ParseCommand(fmt.Sprintf("capture -c %d lab", i+1), io.Discard); err != nil {
+					t.Error(err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
 }

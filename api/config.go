@@ -30,6 +30,11 @@ type Config struct {
 	ReorderWindow time.Duration `yaml:"reorder_window"`
 	// StopTimeout bounds a capture's stop (default 2s).
 	StopTimeout time.Duration `yaml:"stop_timeout"`
+	// DrainDelay is how long, after SIGTERM, the API keeps serving new
+	// connections while /health answers 503, so that a load balancer's
+	// health check takes the instance out before its listener closes
+	// (default 0: close at once).
+	DrainDelay time.Duration `yaml:"drain_delay"`
 	// KeepaliveInterval is how often client connections are checked; one
 	// silent for three intervals is closed and its capture stopped
 	// (default 30s).
@@ -265,6 +270,9 @@ func (c Config) Validate() error {
 	}
 	if c.StopTimeout <= 0 || c.StopTimeout > time.Minute {
 		errs = append(errs, errors.New("stop_timeout must be within 0..1m"))
+	}
+	if c.DrainDelay < 0 || c.DrainDelay > time.Minute {
+		errs = append(errs, errors.New("drain_delay must be within 0..1m"))
 	}
 	if s := c.Static; s != nil {
 		if s.OperatorKeysFile == "" {

@@ -30,7 +30,7 @@ func TestParseConfigDefaults(t *testing.T) {
 	}
 	if c.Listen != "0.0.0.0:2222" || c.HTTPListen != "0.0.0.0:8080" || c.Agents.Port != 9494 ||
 		c.Limits != (LimitsConfig{MaxCaptures: 20, MaxCapturesPerUser: 3, MaxTargets: 100, MaxDuration: time.Hour}) ||
-		c.ReorderWindow != 100*time.Millisecond || c.StopTimeout != 2*time.Second {
+		c.ReorderWindow != 100*time.Millisecond || c.StopTimeout != 2*time.Second || c.DrainDelay != 0 {
 		t.Errorf("defaults changed: %+v", c)
 	}
 }
@@ -42,6 +42,7 @@ http_listen: ""
 host_key_file: /k/host
 reorder_window: 0s
 stop_timeout: 5s
+drain_delay: 4s
 log_level: debug
 agents:
   client_key_file: /k/client
@@ -61,7 +62,7 @@ static:
 	if err != nil {
 		t.Fatalf("ParseConfig: %v", err)
 	}
-	if c.Listen != "127.0.0.1:2200" || c.HTTPListen != "" || c.ReorderWindow != 0 || c.StopTimeout != 5*time.Second ||
+	if c.Listen != "127.0.0.1:2200" || c.HTTPListen != "" || c.ReorderWindow != 0 || c.StopTimeout != 5*time.Second || c.DrainDelay != 4*time.Second ||
 		c.Agents.Port != 9595 || c.Agents.DialTimeout != 3*time.Second || c.Agents.HostKeyFingerprints[0] != "SHA256:abc" ||
 		c.Limits != (LimitsConfig{MaxCaptures: 2, MaxCapturesPerUser: 1, MaxTargets: 7, MaxDuration: 10 * time.Minute}) ||
 		c.Static == nil || c.Static.OperatorKeysFile != "/k/ops" ||
@@ -83,6 +84,7 @@ limits:
   max_duration: 0s
 reorder_window: 11s
 stop_timeout: 0s
+drain_delay: -1s
 log_level: loud
 static:
   groups:
@@ -105,6 +107,7 @@ static:
 		"limits.max_duration must be positive",
 		"reorder_window must be within 0..10s",
 		"stop_timeout must be within 0..1m",
+		"drain_delay must be within 0..1m",
 		"static.operator_keys_file is required",
 		`static.groups.bad "10.0.0.1": address 10.0.0.1: missing port in address`,
 		"static.groups.empty is empty",

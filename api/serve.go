@@ -16,15 +16,30 @@ import (
 
 // Service is a configured pcap-api: the SSH front door, the agent pool and
 // the HTTP handler for /health and /metrics.
+//
+// GET /health is the load balancer's check: 200 "ok" while the SSH
+// listener takes new connections; 503 "starting" before, and 503
+// "draining" from Drain on (SIGTERM), while the process still serves the
+// connections it has (and, for drain_delay, new ones) so that the load
+// balancer stops sending connections before the listener closes. It does
+// not turn 503 when the API is at its capture limit: the user gets a
+// clear limit-reached refusal instead of a load balancer with no server.
 type Service struct {
-	API    *API
-	SSH    *tunnel.Server
-	HTTP   http.Handler
-	listen atomic.Bool
+	API      *API
+	SSH      *tunnel.Server
+	HTTP     http.Handler
+	listen   atomic.Bool
+	draining atomic.Bool
 }
 
 // SetReady marks the SSH listener up (or down) for /health.
 func (s *Service) SetReady(up bool) { s.listen.Store(up) }
+
+// Drain makes /health answer 503 "draining" from now on.
+func (s *Service) Drain() {
+	s.draining.Store(true)
+	s.listen.Store(false)
+}
 
 // NewService builds the service from a validated config. Extra resolvers
 // (cf, bosh) are added by the caller into API.Resolvers.
@@ -79,8 +94,12 @@ func NewService(cfg Config, log *slog.Logger, reg *prometheus.Registry) (*Servic
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /health", func(w http.ResponseWriter, _ *http.Request) {
-		if !s.listen.Load() {
-			http.Error(w, "not ready", http.StatusServiceUnavailable)
+		switch {
+		case s.draining.Load():
+			http.Error(w, "draining", http.StatusServiceUnavailable)
+			return
+		case !s.listen.Load():
+			http.Error(w, "starting", http.StatusServiceUnavailable)
 			return
 		}
 		fmt.Fprintln(w, "ok")

@@ -89,18 +89,25 @@ func NewClient(ctx context.Context, c net.Conn, addr string, cfg ClientConfig) (
 		cl.err = conn.Wait()
 		close(cl.done)
 	}()
-	if cfg.KeepaliveInterval >= 0 {
-		iv := cfg.KeepaliveInterval
-		if iv == 0 {
-			iv = 15 * time.Second
-		}
-		to := cfg.KeepaliveTimeout
-		if to <= 0 {
-			to = 3 * iv
-		}
-		go keepalive(conn, cl.done, iv, to)
-	}
+	cfg.startKeepalive(conn, cl.done)
 	return cl, nil
+}
+
+// startKeepalive runs keepalive on conn with the config's interval and
+// timeout (defaults 15 s and 3 intervals; a negative interval disables).
+func (cfg ClientConfig) startKeepalive(conn ssh.Conn, done <-chan struct{}) {
+	if cfg.KeepaliveInterval < 0 {
+		return
+	}
+	iv := cfg.KeepaliveInterval
+	if iv == 0 {
+		iv = 15 * time.Second
+	}
+	to := cfg.KeepaliveTimeout
+	if to <= 0 {
+		to = 3 * iv
+	}
+	go keepalive(conn, done, iv, to)
 }
 
 // keepalive sends keepalive requests on conn until done is closed, and

@@ -16,6 +16,12 @@ import (
 // command within the grace period after a stop.
 var ErrStopTimeout = errors.New("tunnel: server did not finish in time after stop")
 
+// ErrSessionLost is returned by [Exec] when the connection or the session
+// ended without an exit status: the server went away mid-command (for
+// pcap-api, the instance died), or stopped answering keepalives (the
+// Config's KeepaliveInterval). What reached Stdout before is all there is.
+var ErrSessionLost = errors.New("tunnel: the connection to the server was lost before the command ended")
+
 // ExecOptions configure [Exec], the client side of pcap-api's front door.
 type ExecOptions struct {
 	Addr   string
@@ -65,6 +71,11 @@ func Exec(ctx context.Context, o ExecOptions) (int, error) {
 	c.SetDeadline(time.Time{})
 	client := ssh.NewClient(sc, chans, reqs)
 	defer client.Close()
+	// A server that vanishes without closing (its VM gone, behind a load
+	// balancer that keeps our side open) stops answering keepalives.
+	stopKeepalive := make(chan struct{})
+	defer close(stopKeepalive)
+	o.Config.startKeepalive(sc, stopKeepalive)
 
 	sess, err := client.NewSession()
 	if err != nil {
@@ -105,11 +116,14 @@ func Exec(ctx context.Context, o ExecOptions) (int, error) {
 		}
 	}
 	var exit *ssh.ExitError
+	var missing *ssh.ExitMissingError
 	switch {
 	case werr == nil:
 		return 0, nil
 	case errors.As(werr, &exit):
 		return exit.ExitStatus(), nil
+	case errors.As(werr, &missing):
+		return -1, fmt.Errorf("%w (%s)", ErrSessionLost, o.Addr)
 	default:
 		return -1, fmt.Errorf("tunnel: session: %w", werr)
 	}

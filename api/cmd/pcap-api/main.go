@@ -95,10 +95,20 @@ func run(c *cli.Context) error {
 		return err
 	case <-ctx.Done():
 	}
-	// Stop accepting, let running captures stop with their statistics,
-	// then cut off whatever is left.
+	// Tell the load balancer first (/health 503) and keep serving for
+	// drain_delay, so that it stops sending connections before the
+	// listener closes; then stop accepting, let running captures stop
+	// with their statistics, and cut off whatever is left.
+	svc.Drain()
+	if cfg.DrainDelay > 0 {
+		log.Info("api-draining", "drain_delay", cfg.DrainDelay.String())
+		select {
+		case err := <-errc:
+			return err
+		case <-time.After(cfg.DrainDelay):
+		}
+	}
 	log.Info("api-stopping")
-	svc.SetReady(false)
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.StopTimeout+3*time.Second)
 	defer cancel()
 	err = svc.SSH.Shutdown(sctx)

@@ -111,6 +111,13 @@ func TestPcapAPIManifest(t *testing.T) {
 	if got := jobNames(t, ig); !slices.Equal(got, []string{"bpm", "pcap-api"}) {
 		t.Errorf("pcap-api jobs %v", got)
 	}
+	// Two instances, updated one at a time (each drains first).
+	if got := dig(t, ig, "instances"); got != 2 {
+		t.Errorf("pcap-api instances %v, want 2", got)
+	}
+	if got := dig(t, m, "update", "max_in_flight"); got != 1 {
+		t.Errorf("update max_in_flight %v, want 1", got)
+	}
 	if r := dig(t, ig, "jobs", "name=pcap-api", "release"); r != "pcap" {
 		t.Errorf("pcap-api release %v", r)
 	}
@@ -269,9 +276,15 @@ func TestPcapAPIOpsFiles(t *testing.T) {
 			}
 			route := dig(t, ig, "jobs", "name=route_registrar", "properties", "route_registrar", "routes", 0)
 			want := map[string]any{"name": "pcap-api", "type": "tcp", "port": p["port"], "external_port": 1033,
-				"router_group": "default-tcp", "registration_interval": "20s"}
+				"router_group": "default-tcp", "registration_interval": "5s",
+				"health_check": map[string]any{"name": "pcap-api-health", "script_path": "/var/vcap/jobs/pcap-api/bin/health_check", "timeout": "3s"}}
 			if !reflect.DeepEqual(route, want) {
 				t.Errorf("route %v, want %v", route, want)
+			}
+			// The route leaves the router (health check every 5s) before
+			// a stopping instance closes its port.
+			if got := p["drain_delay"]; got != "10s" {
+				t.Errorf("drain_delay %v, want 10s", got)
 			}
 			alias := dig(t, ig, "jobs", "name=bosh-dns-aliases", "properties", "aliases", 0)
 			if dig(t, alias, "domain") != "routing-api.service.cf.internal" || dig(t, alias, "targets", 0, "deployment") != "cf" {

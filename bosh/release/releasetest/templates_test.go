@@ -1,14 +1,20 @@
 package releasetest
 
 import (
+	"context"
 	"maps"
+	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"reflect"
 	"regexp"
 	"slices"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -297,10 +303,53 @@ func TestAPITemplates(t *testing.T) {
 		if got.Static != nil || got.BOSH != nil {
 			t.Errorf("disabled resolvers configured: static %+v bosh %+v", got.Static, got.BOSH)
 		}
+		if got.DrainDelay != 5*time.Second {
+			t.Errorf("drain_delay %v, want the job's 5s (behind a load balancer)", got.DrainDelay)
+		}
+		if hc := r.file(t, "bin/health_check"); !strings.Contains(hc, `"http://127.0.0.1:8080/health"`) {
+			t.Errorf("bin/health_check does not check 127.0.0.1:8080:\n%s", hc)
+		}
 		want := api.CFConfig{APIURL: "https://api.sys.example.com", UAAClientID: "ssh-proxy", UAAClientSecret: "ssh-proxy-secret", Timeout: 10 * time.Second,
 			Policy: api.CFPolicySSH}
 		if got.CF == nil || !sameCF(*got.CF, want) {
 			t.Errorf("cf = %+v, want %+v", got.CF, want)
+		}
+	})
+
+	// route_registrar runs bin/health_check: exit 0 only while /health
+	// answers 200.
+	t.Run("health check script", func(t *testing.T) {
+		var code atomic.Int32
+		code.Store(http.StatusOK)
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path != "/health" {
+				http.NotFound(w, r)
+				return
+			}
+			w.WriteHeader(int(code.Load()))
+		}))
+		defer srv.Close()
+		port := srv.Listener.Addr().(*net.TCPAddr).Port
+		run := func(r rendered) error {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			return exec.CommandContext(ctx, "bash", filepath.Join(r.dir, "bin/health_check")).Run()
+		}
+		props := base()
+		props["cf"] = cfOn
+		props["listen_address"] = "127.0.0.1"
+		props["http_port"] = port
+		r := mustRender(t, "pcap-api", props, apiSpec, nil, "")
+		if err := run(r); err != nil {
+			t.Errorf("/health 200: health_check failed: %v", err)
+		}
+		code.Store(http.StatusServiceUnavailable)
+		if err := run(r); err == nil {
+			t.Error("/health 503 (draining): health_check passed")
+		}
+		props["http_port"] = 0
+		if err := run(mustRender(t, "pcap-api", props, apiSpec, nil, "")); err == nil {
+			t.Error("no http_port: health_check passed")
 		}
 	})
 
@@ -314,6 +363,7 @@ func TestAPITemplates(t *testing.T) {
 		props["log_level"] = "warn"
 		props["reorder_window"] = "0s"
 		props["stop_timeout"] = "14500ms"
+		props["drain_delay"] = "500ms"
 		props["limits"] = map[string]any{"max_captures": 5, "max_captures_per_user": 2, "max_targets": 10, "max_duration": "10m"}
 		props["agents"].(map[string]any)["host_key_fingerprints"] = []any{"SHA256:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU"}
 		props["agents"].(map[string]any)["port"] = 9696
@@ -324,7 +374,7 @@ func TestAPITemplates(t *testing.T) {
 		}
 		got := check(t, r)
 		if got.Listen != "10.0.2.5:2022" || got.HTTPListen != "10.0.2.5:9090" || got.LogLevel != "warn" ||
-			got.ReorderWindow != 0 || got.StopTimeout != 14500*time.Millisecond ||
+			got.ReorderWindow != 0 || got.StopTimeout != 14500*time.Millisecond || got.DrainDelay != 500*time.Millisecond ||
 			got.Limits != (api.LimitsConfig{MaxCaptures: 5, MaxCapturesPerUser: 2, MaxTargets: 10, MaxDuration: 10 * time.Minute}) ||
 			got.Agents.Port != 9696 || got.Agents.DialTimeout != 3*time.Second || len(got.Agents.HostKeyFingerprints) != 1 {
 			t.Errorf("effective config %+v", got)
@@ -396,6 +446,29 @@ func TestAPITemplates(t *testing.T) {
 		}
 		if got.Static == nil || !reflect.DeepEqual(got.Static.Groups, want) {
 			t.Errorf("static = %+v, want groups %v", got.Static, want)
+		}
+	})
+
+	// Behind a load balancer every instance must be the same front door:
+	// the second instance of the group (another index, address, AZ)
+	// renders byte for byte what the first does, the link included.
+	t.Run("every instance renders the same config", func(t *testing.T) {
+		props := base()
+		props["cf"] = cfOn
+		props["static"] = map[string]any{"enabled": true, "operator_keys": []any{operatorKey.PublicKey}}
+		second := apiSpec
+		second.Index, second.ID, second.IP, second.AZ, second.Bootstrap = 1, "0b8e4f7a-2c3d-4e5f-8a9b-1c2d3e4f5a6b", "10.0.3.5", "z2", false
+		second.Address = second.ID + ".pcap-api.default.pcap.bosh"
+		a := mustRender(t, "pcap-api", props, apiSpec, agentLink, "")
+		b := mustRender(t, "pcap-api", props, second, agentLink, "")
+		for _, f := range []string{"config/api.yml", "config/bpm.yml", "config/keys/host_key", "config/keys/agent_client_key",
+			"config/keys/agent_host_keys", "config/keys/static_operator_keys", "bin/health_check"} {
+			if a.file(t, f) != b.file(t, f) {
+				t.Errorf("%s differs between instances 0 and 1:\n%s\n---\n%s", f, a.file(t, f), b.file(t, f))
+			}
+		}
+		if got := check(t, b); got.Static == nil || len(got.Static.Groups["diego-cell"]) != 2 {
+			t.Errorf("instance 1 does not see the agents' link: %+v", got.Static)
 		}
 	})
 
@@ -486,6 +559,13 @@ func TestAPITemplates(t *testing.T) {
 			p["stop_timeout"] = "1m"
 			return p
 		}, nil, []string{"stop_timeout 1m is longer than 15s"}},
+		{"drain_delay and stop_timeout beyond bpm's patience", func() map[string]any {
+			p := base()
+			p["cf"] = cfOn
+			p["stop_timeout"] = "10s"
+			p["drain_delay"] = "6s"
+			return p
+		}, nil, []string{"drain_delay 6s plus stop_timeout 10s is longer than 15s"}},
 	}
 	for _, tc := range renderErrors {
 		t.Run("render error/"+tc.name, func(t *testing.T) {
