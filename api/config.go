@@ -77,6 +77,12 @@ type LimitsConfig struct {
 	MaxCapturesPerUser int           `yaml:"max_captures_per_user"` // default 3
 	MaxTargets         int           `yaml:"max_targets"`           // per capture (default 100)
 	MaxDuration        time.Duration `yaml:"max_duration"`          // default 1h; applied when none is asked
+	// MaxSessionsPerConnection bounds the session channels one client
+	// connection has open (default 4); more are refused as a resource
+	// shortage. ExecTimeout is how long a session channel may wait for
+	// its command (default 10s).
+	MaxSessionsPerConnection int           `yaml:"max_sessions_per_connection"`
+	ExecTimeout              time.Duration `yaml:"exec_timeout"`
 }
 
 // StaticConfig configures the static resolver.
@@ -166,10 +172,11 @@ type BOSHConfig struct {
 // DefaultConfig returns the defaults.
 func DefaultConfig() Config {
 	return Config{
-		Listen:        "0.0.0.0:2222",
-		HTTPListen:    "0.0.0.0:8080",
-		Agents:        AgentsConfig{Port: 9494, DialTimeout: 10 * time.Second, KeepaliveInterval: 15 * time.Second},
-		Limits:        LimitsConfig{MaxCaptures: 20, MaxCapturesPerUser: 3, MaxTargets: 100, MaxDuration: time.Hour},
+		Listen:     "0.0.0.0:2222",
+		HTTPListen: "0.0.0.0:8080",
+		Agents:     AgentsConfig{Port: 9494, DialTimeout: 10 * time.Second, KeepaliveInterval: 15 * time.Second},
+		Limits: LimitsConfig{MaxCaptures: 20, MaxCapturesPerUser: 3, MaxTargets: 100, MaxDuration: time.Hour,
+			MaxSessionsPerConnection: DefaultMaxSessions, ExecTimeout: DefaultExecTimeout},
 		ReorderWindow: 100 * time.Millisecond,
 		StopTimeout:   2 * time.Second,
 		LogLevel:      "info",
@@ -261,6 +268,12 @@ func (c Config) Validate() error {
 	}
 	if l.MaxTargets > MaxTargets {
 		errs = append(errs, fmt.Errorf("limits.max_targets is at most %d", MaxTargets))
+	}
+	if l.MaxSessionsPerConnection < 1 || l.MaxSessionsPerConnection > 64 {
+		errs = append(errs, errors.New("limits.max_sessions_per_connection must be within 1..64"))
+	}
+	if l.ExecTimeout <= 0 || l.ExecTimeout > time.Minute {
+		errs = append(errs, errors.New("limits.exec_timeout must be within 0..1m"))
 	}
 	if l.MaxDuration <= 0 {
 		errs = append(errs, errors.New("limits.max_duration must be positive"))

@@ -29,7 +29,8 @@ func TestParseConfigDefaults(t *testing.T) {
 		t.Errorf("config\n got  %+v\n want %+v", c, want)
 	}
 	if c.Listen != "0.0.0.0:2222" || c.HTTPListen != "0.0.0.0:8080" || c.Agents.Port != 9494 ||
-		c.Limits != (LimitsConfig{MaxCaptures: 20, MaxCapturesPerUser: 3, MaxTargets: 100, MaxDuration: time.Hour}) ||
+		c.Limits != (LimitsConfig{MaxCaptures: 20, MaxCapturesPerUser: 3, MaxTargets: 100, MaxDuration: time.Hour,
+			MaxSessionsPerConnection: 4, ExecTimeout: 10 * time.Second}) ||
 		c.ReorderWindow != 100*time.Millisecond || c.StopTimeout != 2*time.Second || c.DrainDelay != 0 {
 		t.Errorf("defaults changed: %+v", c)
 	}
@@ -54,6 +55,8 @@ limits:
   max_captures_per_user: 1
   max_targets: 7
   max_duration: 10m
+  max_sessions_per_connection: 2
+  exec_timeout: 3s
 static:
   operator_keys_file: /k/ops
   groups:
@@ -64,7 +67,8 @@ static:
 	}
 	if c.Listen != "127.0.0.1:2200" || c.HTTPListen != "" || c.ReorderWindow != 0 || c.StopTimeout != 5*time.Second || c.DrainDelay != 4*time.Second ||
 		c.Agents.Port != 9595 || c.Agents.DialTimeout != 3*time.Second || c.Agents.HostKeyFingerprints[0] != "SHA256:abc" ||
-		c.Limits != (LimitsConfig{MaxCaptures: 2, MaxCapturesPerUser: 1, MaxTargets: 7, MaxDuration: 10 * time.Minute}) ||
+		c.Limits != (LimitsConfig{MaxCaptures: 2, MaxCapturesPerUser: 1, MaxTargets: 7, MaxDuration: 10 * time.Minute,
+			MaxSessionsPerConnection: 2, ExecTimeout: 3 * time.Second}) ||
 		c.Static == nil || c.Static.OperatorKeysFile != "/k/ops" ||
 		!reflect.DeepEqual(c.Static.Groups["lb"], []string{"10.0.0.5:9494", "[fd00::1]:9494"}) {
 		t.Errorf("config not as written: %+v (static %+v)", c, c.Static)
