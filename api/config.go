@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/url"
 	"os"
 	"time"
 
@@ -125,6 +126,9 @@ type CFConfig struct {
 	// AllowedClients lists UAA clients whose own (client_credentials)
 	// tokens are accepted; by default only user tokens are.
 	AllowedClients []string `yaml:"allowed_clients"`
+	// AllowInsecureHTTP lets api_url and uaa_url be plain http: for tests
+	// and demos only, never with real tokens.
+	AllowInsecureHTTP bool `yaml:"allow_insecure_http"`
 }
 
 // The cf.policy values.
@@ -167,6 +171,9 @@ type BOSHConfig struct {
 	// director's bosh.* scopes, as CI clients' are). ["bosh_cli"] admits
 	// only `bosh log-in` tokens; list client ids to admit their tokens.
 	TokenAudiences []string `yaml:"token_audiences"`
+	// AllowInsecureHTTP lets director_url and uaa_url be plain http: for
+	// tests and demos only, never with real tokens.
+	AllowInsecureHTTP bool `yaml:"allow_insecure_http"`
 }
 
 // DefaultConfig returns the defaults.
@@ -304,6 +311,8 @@ func (c Config) Validate() error {
 		if cf.APIURL == "" {
 			errs = append(errs, errors.New("cf.api_url is required"))
 		}
+		errs = append(errs, checkURL("cf.api_url", cf.APIURL, cf.AllowInsecureHTTP, "cf.allow_insecure_http"),
+			checkURL("cf.uaa_url", cf.UAAURL, cf.AllowInsecureHTTP, "cf.allow_insecure_http"))
 		if cf.UAAClientSecret == "" {
 			errs = append(errs, errors.New("cf.uaa_client_secret is required (one-time codes are exchanged with it)"))
 		}
@@ -318,6 +327,8 @@ func (c Config) Validate() error {
 		if b.DirectorURL == "" {
 			errs = append(errs, errors.New("bosh.director_url is required"))
 		}
+		errs = append(errs, checkURL("bosh.director_url", b.DirectorURL, b.AllowInsecureHTTP, "bosh.allow_insecure_http"),
+			checkURL("bosh.uaa_url", b.UAAURL, b.AllowInsecureHTTP, "bosh.allow_insecure_http"))
 		if b.OperatorKeysFile != "" && (b.UAAClientID == "" || b.UAAClientSecret == "") {
 			errs = append(errs, errors.New("bosh.operator_keys_file needs bosh.uaa_client_id and bosh.uaa_client_secret (key users reach the director through them)"))
 		}
@@ -333,8 +344,51 @@ func (c Config) Validate() error {
 	default:
 		errs = append(errs, fmt.Errorf("log_level %q is not one of debug, info, warn, error", c.LogLevel))
 	}
-	if len(errs) > 0 {
-		return fmt.Errorf("api: invalid config: %w", errors.Join(errs...))
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("api: invalid config: %w", err)
 	}
 	return nil
+}
+
+// checkURL checks an optional URL of a service that gets tokens: https,
+// or http when insecure (the setting named allow) is set.
+func checkURL(name, v string, insecure bool, allow string) error {
+	if v == "" {
+		return nil
+	}
+	u, err := url.Parse(v)
+	switch {
+	case err != nil:
+		return fmt.Errorf("%s %q: %w", name, v, err)
+	case u.Host == "":
+		return fmt.Errorf("%s %q has no host", name, v)
+	case u.Scheme == "https", u.Scheme == "http" && insecure:
+		return nil
+	case u.Scheme == "http":
+		return fmt.Errorf("%s %q must be https: tokens are sent to it (%s: true only for tests and demos)", name, v, allow)
+	}
+	return fmt.Errorf("%s %q must be an https URL", name, v)
+}
+
+// redacted replaces a secret that is set.
+const redacted = "(redacted)"
+
+// Redacted returns a copy of c without its secrets (the UAA client
+// secrets), for printing. Keys are files and only their paths are held.
+func (c Config) Redacted() Config {
+	if c.CF != nil {
+		cf := *c.CF
+		if cf.UAAClientSecret != "" {
+			cf.UAAClientSecret = redacted
+		}
+		c.CF = &cf
+	}
+	if c.BOSH != nil {
+		b := *c.BOSH
+		if b.UAAClientSecret != "" {
+			b.UAAClientSecret = redacted
+		}
+		c.BOSH = &b
+	}
+	return c
 }
