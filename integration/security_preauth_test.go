@@ -188,7 +188,7 @@ func TestSecurityPreauthKeyQueries(t *testing.T) {
 func TestSecurityPreauthSessionsPerConnection(t *testing.T) {
 	testenv.RequireRoot(t)
 	t.Parallel()
-	c := newCapLab(t, capLabOptions{VMs: 1, APIExtra: "limits:\n  max_sessions_per_connection: 4\n  exec_timeout: 3s\n"})
+	c := newCapLab(t, capLabOptions{VMs: 1, APIExtra: "limits:\n  max_sessions_per_connection: 4\n  exec_timeout: 20s\n"})
 	var cl *ssh.Client
 	if err := netlab.Do(c.LAN, func() error {
 		var err error
@@ -201,7 +201,10 @@ func TestSecurityPreauthSessionsPerConnection(t *testing.T) {
 	defer cl.Close()
 	before := preauthMetric(t, c.API, "go_goroutines")
 
+	// The 4 accepted sessions send no command: they stay open for
+	// exec_timeout, longer than asking for the others takes.
 	const channels = 5000
+	began := time.Now()
 	var open []ssh.Channel
 	refused := 0
 	for i := range channels {
@@ -216,6 +219,9 @@ func TestSecurityPreauthSessionsPerConnection(t *testing.T) {
 		default:
 			t.Fatalf("channel %d: %v", i, err)
 		}
+	}
+	if took := time.Since(began); took > 15*time.Second {
+		t.Fatalf("asking for %d channels took %v, near exec_timeout (20s): the count below would not hold", channels, took)
 	}
 	if len(open) != 4 || refused != channels-4 {
 		t.Fatalf("%d channels open, %d refused; want 4 and %d", len(open), refused, channels-4)
@@ -239,11 +245,11 @@ func TestSecurityPreauthSessionsPerConnection(t *testing.T) {
 		}()
 		select {
 		case b := <-done:
-			if string(b) != "pcap: error: no command within 3s\n" {
+			if string(b) != "pcap: error: no command within 20s\n" {
 				t.Errorf("session %d: stderr %q", i, b)
 			}
-		case <-time.After(30 * time.Second):
-			t.Fatalf("session %d still open 30s after exec_timeout 3s", i)
+		case <-time.After(60 * time.Second):
+			t.Fatalf("session %d still open 60s later, exec_timeout is 20s", i)
 		}
 	}
 	// The slots are free again.
