@@ -14,6 +14,7 @@ import (
 	"code.cloudfoundry.org/pcap/api"
 	"code.cloudfoundry.org/pcap/api/boshresolver"
 	"code.cloudfoundry.org/pcap/api/cfresolver"
+	"code.cloudfoundry.org/pcap/bosh/director"
 )
 
 // prober contacts what the config names, the way a login would, and
@@ -89,7 +90,7 @@ func probe(ctx context.Context, cfg api.Config, out io.Writer) error {
 		if err != nil {
 			return err
 		}
-		p.bosh(ctx, cfg.BOSH, r.HTTP)
+		p.bosh(ctx, cfg.BOSH, r.Director, r.HTTP)
 	}
 	if cfg.CF == nil && cfg.BOSH == nil {
 		fmt.Fprintln(out, "ok   nothing to probe: neither cf nor bosh is configured")
@@ -116,50 +117,38 @@ func (p *prober) cf(ctx context.Context, cf *api.CFConfig, hc *http.Client) {
 		return
 	}
 	p.report("cf: Cloud Controller /v3/info", getJSON(ctx, hc, cf.APIURL, "/v3/info", nil), "answers")
-	uaaURL := named
-	if cf.UAAURL != "" {
-		uaaURL = strings.TrimRight(cf.UAAURL, "/")
-		var err error
-		if uaaURL != named {
-			err = fmt.Errorf("cf.uaa_url is %s, but the Cloud Controller trusts %s: its users' tokens would be refused", uaaURL, named)
-		}
-		p.report("cf: UAA is the Cloud Controller's", err, "yes")
-	}
-	p.uaa(ctx, "cf", uaaURL, hc)
+	p.uaa(ctx, "cf", "the Cloud Controller", cf.UAAURL, named, hc)
 }
 
-func (p *prober) bosh(ctx context.Context, b *api.BOSHConfig, hc *http.Client) {
-	var info struct {
-		UUID               string `json:"uuid"`
-		UserAuthentication struct {
-			Type    string `json:"type"`
-			Options struct {
-				URL string `json:"url"`
-			} `json:"options"`
-		} `json:"user_authentication"`
+func (p *prober) bosh(ctx context.Context, b *api.BOSHConfig, d *director.Client, hc *http.Client) {
+	info, err := d.Info(ctx)
+	var named string
+	if err == nil {
+		named = strings.TrimRight(info.UserAuthentication.Options.URL, "/")
+		if info.UserAuthentication.Type != "uaa" || named == "" {
+			err = fmt.Errorf("the director does not use UAA (user_authentication type %q)", info.UserAuthentication.Type)
+		}
 	}
-	err := getJSON(ctx, hc, b.DirectorURL, "/info", &info)
-	named := strings.TrimRight(info.UserAuthentication.Options.URL, "/")
-	if err == nil && (info.UserAuthentication.Type != "uaa" || named == "") {
-		err = fmt.Errorf("the director does not use UAA (user_authentication type %q)", info.UserAuthentication.Type)
-	}
-	p.report("bosh: director "+b.DirectorURL+" /info", err, "uuid "+info.UUID+", UAA "+named)
 	if err != nil {
+		p.report("bosh: director "+b.DirectorURL+" /info", err, "")
 		return
 	}
-	uaaURL := named
-	if b.UAAURL != "" {
-		uaaURL = strings.TrimRight(b.UAAURL, "/")
-		var err error
-		if uaaURL != named {
-			err = fmt.Errorf("bosh.uaa_url is %s, but the director trusts %s: its users' tokens would be refused", uaaURL, named)
-		}
-		p.report("bosh: UAA is the director's", err, "yes")
-	}
-	p.uaa(ctx, "bosh", uaaURL, hc)
+	p.report("bosh: director "+b.DirectorURL+" /info", nil, "uuid "+info.UUID+", UAA "+named)
+	p.uaa(ctx, "bosh", "the director", b.UAAURL, named, hc)
 }
 
-func (p *prober) uaa(ctx context.Context, who, base string, hc *http.Client) {
+// uaa checks the UAA that by (the Cloud Controller, the director) names,
+// and that the configured one, if any, is that one.
+func (p *prober) uaa(ctx context.Context, who, by, configured, named string, hc *http.Client) {
+	base := named
+	if configured != "" {
+		base = strings.TrimRight(configured, "/")
+		var err error
+		if base != named {
+			err = fmt.Errorf("%s.uaa_url is %s, but %s trusts %s: its users' tokens would be refused", who, base, by, named)
+		}
+		p.report(who+": UAA is "+by+"'s", err, "yes")
+	}
 	p.report(who+": UAA "+base+" /info", getJSON(ctx, hc, base, "/info", nil), "answers")
 	var keys struct {
 		Keys []struct {
