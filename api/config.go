@@ -374,7 +374,7 @@ func checkURL(name, v string, insecure bool, allow string) error {
 const redacted = "(redacted)"
 
 // Redacted returns a copy of c without its secrets (the UAA client
-// secrets), for printing. Keys are files and only their paths are held.
+// secrets, the code client's), for printing. Keys are files and only their paths are held.
 func (c Config) Redacted() Config {
 	if c.CF != nil {
 		cf := *c.CF
@@ -387,6 +387,9 @@ func (c Config) Redacted() Config {
 		b := *c.BOSH
 		if b.UAAClientSecret != "" {
 			b.UAAClientSecret = redacted
+		}
+		if b.CodeClientSecret != "" {
+			b.CodeClientSecret = redacted
 		}
 		c.BOSH = &b
 	}

@@ -251,7 +251,7 @@ func TestParseConfigURLsMustBeHTTPS(t *testing.T) {
 
 func TestConfigRedacted(t *testing.T) {
 	c, err := ParseConfig([]byte(minimalConfig + "cf:\n  api_url: https://api.example.com\n  uaa_client_secret: cf-s3cret\n" +
-		"bosh:\n  director_url: https://10.0.0.6:25555\n  operator_keys_file: /k/ops\n  uaa_client_id: pcap\n  uaa_client_secret: bosh-s3cret\n"))
+		"bosh:\n  director_url: https://10.0.0.6:25555\n  operator_keys_file: /k/ops\n  uaa_client_id: pcap\n  uaa_client_secret: bosh-s3cret\n  code_client_secret: code-s3cret\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -260,7 +260,7 @@ func TestConfigRedacted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, secret := range []string{"cf-s3cret", "bosh-s3cret"} {
+	for _, secret := range []string{"cf-s3cret", "bosh-s3cret", "code-s3cret"} {
 		if strings.Contains(string(out), secret) {
 			t.Errorf("redacted config holds %q:\n%s", secret, out)
 		}
@@ -269,7 +269,7 @@ func TestConfigRedacted(t *testing.T) {
 		t.Errorf("redacted: cf %+v, bosh %+v", r.CF, r.BOSH)
 	}
 	// The original keeps its secrets: the service still needs them.
-	if c.CF.UAAClientSecret != "cf-s3cret" || c.BOSH.UAAClientSecret != "bosh-s3cret" {
+	if c.CF.UAAClientSecret != "cf-s3cret" || c.BOSH.UAAClientSecret != "bosh-s3cret" || c.BOSH.CodeClientSecret != "code-s3cret" {
 		t.Error("Redacted changed the config it was called on")
 	}
 }
