@@ -366,7 +366,7 @@ func TestSecurityPreauthQuotaSharedByCodeAndToken(t *testing.T) {
 		s.Stderr = pw
 		s.Stdout = io.Discard
 		stdin, _ := s.StdinPipe()
-		if err := s.Start("capture -d cf router/0"); err != nil {
+		if err := s.Start("capture -d cf router/0 --duration 60s"); err != nil {
 			return err
 		}
 		started := make(chan struct{})
@@ -395,8 +395,15 @@ func TestSecurityPreauthQuotaSharedByCodeAndToken(t *testing.T) {
 		if r.Status != 1 || !strings.Contains(r.Stderr, "you are running your maximum of 1 captures") {
 			t.Errorf("code login while the token's capture runs: status %d, err %v, stderr %q; want limit-reached", r.Status, r.Err, r.Stderr)
 		}
-		stdin.Close()
-		s.Wait()
+		// A line on stdin stops a capture (EOF does not).
+		io.WriteString(stdin, "\n")
+		waited := make(chan error, 1)
+		go func() { waited <- s.Wait() }()
+		select {
+		case <-waited:
+		case <-time.After(30 * time.Second):
+			t.Error("the token's capture did not stop within 30s of a line on stdin")
+		}
 		pw.Close()
 		return nil
 	})
