@@ -12,6 +12,7 @@ import (
 	"math/big"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -548,5 +549,42 @@ func writeFile(t *testing.T, path, content string) {
 	t.Helper()
 	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestSecurityPreauthProbeCF: --probe follows the Cloud Controller to its
+// UAA, and says when the configured UAA is another one.
+func TestSecurityPreauthProbeCF(t *testing.T) {
+	testenv.RequireRoot(t)
+	t.Parallel()
+	e := startCFEnv(t)
+	dir := t.TempDir()
+	host, client := newKeyPair(t, dir, "host"), newKeyPair(t, dir, "client")
+	probe := func(cfExtra string) (string, error) {
+		p := filepath.Join(dir, "api.yml")
+		writeFile(t, p, fmt.Sprintf("host_key_file: %q\nagents:\n  client_key_file: %q\n  host_key_fingerprints: [\"SHA256:x\"]\n"+
+			"cf:\n  api_url: %q\n  allow_insecure_http: true\n  uaa_client_secret: ssh-proxy-s3cret\n%s", host.Private, client.Private, e.CC.URL(), cfExtra))
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		out, err := exec.CommandContext(ctx, filepath.Join(testenv.Binaries(t), "pcap-api"), "--config", p, "--check-config", "--probe").CombinedOutput()
+		return string(out), err
+	}
+	out, err := probe("")
+	if err != nil {
+		t.Errorf("probe: %v\n%s", err, out)
+	}
+	for _, want := range []string{"ok   cf: Cloud Controller " + e.CC.URL() + " /: names UAA " + e.UAA.URL(),
+		"ok   cf: Cloud Controller /v3/info: answers", "ok   cf: UAA " + e.UAA.URL() + " /info: answers", "ok   cf: UAA /token_keys: keys key-1"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("probe output lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "ssh-proxy-s3cret") {
+		t.Errorf("--check-config printed the secret:\n%s", out)
+	}
+	out, err = probe("  uaa_url: http://127.0.0.1:1\n")
+	if err == nil || !strings.Contains(out, "FAIL cf: UAA is the Cloud Controller's: cf.uaa_url is http://127.0.0.1:1, but the Cloud Controller trusts "+e.UAA.URL()) ||
+		!strings.Contains(out, "FAIL cf: UAA http://127.0.0.1:1 /info") {
+		t.Errorf("probe with another UAA: err %v, output:\n%s", err, out)
 	}
 }
