@@ -60,6 +60,26 @@ func preauthMetric(t *testing.T, a *apiProc, sample string) float64 {
 	return 0
 }
 
+// dialAPI logs in to a with cfg (its host key pinned), from inside the
+// API's namespace when it has one.
+func dialAPI(a *apiProc, cfg ssh.ClientConfig) (*ssh.Client, error) {
+	cfg.HostKeyCallback = ssh.FixedHostKey(a.HostKey.Signer.PublicKey())
+	cfg.Timeout = 10 * time.Second
+	var cl *ssh.Client
+	dial := func() error {
+		var err error
+		cl, err = ssh.Dial("tcp", a.Addr, &cfg)
+		return err
+	}
+	var err error
+	if a.Netns == nil {
+		err = dial()
+	} else {
+		err = netlab.Do(a.Netns, dial)
+	}
+	return cl, err
+}
+
 // reencodedRSA is an RSA public key marshalled with zero bytes in front
 // of its exponent: the same key to a parser, new bytes to a cache.
 type reencodedRSA struct {
@@ -112,14 +132,11 @@ func TestSecurityPreauthKeyQueries(t *testing.T) {
 	a := e.startSecondAPI(t, "198.18.0.1:2223", fmt.Sprintf("  operator_keys_file: %q\n  uaa_client_id: ops\n  uaa_client_secret: ops-secret\n", op.Public))
 
 	dial := func(auth ssh.AuthMethod) error {
-		return netlab.Do(a.Netns, func() error {
-			c, err := ssh.Dial("tcp", a.Addr, &ssh.ClientConfig{User: "bosh", Auth: []ssh.AuthMethod{auth},
-				HostKeyCallback: ssh.FixedHostKey(a.HostKey.Signer.PublicKey()), Timeout: 10 * time.Second})
-			if err == nil {
-				c.Close()
-			}
-			return err
-		})
+		c, err := dialAPI(a, ssh.ClientConfig{User: "bosh", Auth: []ssh.AuthMethod{auth}})
+		if err == nil {
+			c.Close()
+		}
+		return err
 	}
 	const queries = 500
 	var wg sync.WaitGroup
@@ -190,13 +207,8 @@ func TestSecurityPreauthSessionsPerConnection(t *testing.T) {
 	testenv.RequireRoot(t)
 	t.Parallel()
 	c := newCapLab(t, capLabOptions{VMs: 1, APIExtra: "limits:\n  max_sessions_per_connection: 4\n  exec_timeout: 20s\n"})
-	var cl *ssh.Client
-	if err := netlab.Do(c.LAN, func() error {
-		var err error
-		cl, err = ssh.Dial("tcp", c.API.Addr, &ssh.ClientConfig{User: "static", Auth: []ssh.AuthMethod{ssh.PublicKeys(c.Operators[0].Signer)},
-			HostKeyCallback: ssh.FixedHostKey(c.API.HostKey.Signer.PublicKey()), Timeout: 10 * time.Second})
-		return err
-	}); err != nil {
+	cl, err := dialAPI(c.API, ssh.ClientConfig{User: "static", Auth: []ssh.AuthMethod{ssh.PublicKeys(c.Operators[0].Signer)}})
+	if err != nil {
 		t.Fatal(err)
 	}
 	defer cl.Close()
@@ -283,8 +295,7 @@ func TestSecurityPreauthUserLimitBeforeLookups(t *testing.T) {
 	}
 	cmd := "capture --app " + cfApp + " --duration 1s"
 	dial := func() (*ssh.Client, error) {
-		return ssh.Dial("tcp", a.Addr, &ssh.ClientConfig{User: "cf", Auth: []ssh.AuthMethod{ssh.Password(tok)},
-			HostKeyCallback: ssh.FixedHostKey(a.HostKey.Signer.PublicKey()), Timeout: 10 * time.Second})
+		return dialAPI(a, ssh.ClientConfig{User: "cf", Auth: []ssh.AuthMethod{ssh.Password(tok)}})
 	}
 	// One login first: the API learns UAA from the Cloud Controller.
 	warm, err := dial()
@@ -351,73 +362,62 @@ func TestSecurityPreauthQuotaSharedByCodeAndToken(t *testing.T) {
 	if len(code) != 32 {
 		t.Fatalf("ssh-code printed %q", code)
 	}
-	err := netlab.Do(a.Netns, func() error {
-		cl, err := ssh.Dial("tcp", a.Addr, &ssh.ClientConfig{User: "bosh", Auth: []ssh.AuthMethod{ssh.Password(tok)},
-			HostKeyCallback: ssh.FixedHostKey(a.HostKey.Signer.PublicKey()), Timeout: 10 * time.Second})
-		if err != nil {
-			return err
-		}
-		defer cl.Close()
-		s, err := cl.NewSession()
-		if err != nil {
-			return err
-		}
-		defer s.Close()
-		pr, pw := io.Pipe()
-		s.Stderr = pw
-		s.Stdout = io.Discard
-		stdin, _ := s.StdinPipe()
-		if err := s.Start("capture -d cf router/0 --duration 60s"); err != nil {
-			return err
-		}
-		started := make(chan struct{})
-		go func() {
-			buf := make([]byte, 4096)
-			var got strings.Builder
-			for {
-				n, err := pr.Read(buf)
-				got.Write(buf[:n])
-				if strings.Contains(got.String(), ": started ") {
-					close(started)
-					io.Copy(io.Discard, pr)
-					return
-				}
-				if err != nil {
-					return
-				}
-			}
-		}()
-		select {
-		case <-started:
-		case <-time.After(30 * time.Second):
-			return errors.New("the token's capture did not start")
-		}
-		r := relExecHere(ctx, a, "bosh", ssh.Password(code), "capture -d cf router/0 --duration 1s")
-		if r.Status != 1 || !strings.Contains(r.Stderr, "you are running your maximum of 1 captures") {
-			t.Errorf("code login while the token's capture runs: status %d, err %v, stderr %q; want limit-reached", r.Status, r.Err, r.Stderr)
-		}
-		// A line on stdin stops a capture (EOF does not).
-		io.WriteString(stdin, "\n")
-		waited := make(chan error, 1)
-		go func() { waited <- s.Wait() }()
-		select {
-		case <-waited:
-		case <-time.After(30 * time.Second):
-			t.Error("the token's capture did not stop within 30s of a line on stdin")
-		}
-		pw.Close()
-		return nil
-	})
+	cl, err := dialAPI(a, ssh.ClientConfig{User: "bosh", Auth: []ssh.AuthMethod{ssh.Password(tok)}})
 	if err != nil {
 		t.Fatal(err)
 	}
-}
-
-// relExecHere is relExec from the namespace the caller is in.
-func relExecHere(ctx context.Context, a *apiProc, user string, auth ssh.AuthMethod, command string) relResult {
-	here := *a
-	here.Netns = nil
-	return relExec(ctx, &here, user, auth, command)
+	defer cl.Close()
+	s, err := cl.NewSession()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	pr, pw := io.Pipe()
+	defer pw.Close()
+	s.Stderr = pw
+	s.Stdout = io.Discard
+	stdin, err := s.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start("capture -d cf router/0 --duration 60s"); err != nil {
+		t.Fatal(err)
+	}
+	started := make(chan struct{})
+	go func() {
+		buf := make([]byte, 4096)
+		var got strings.Builder
+		for {
+			n, err := pr.Read(buf)
+			got.Write(buf[:n])
+			if strings.Contains(got.String(), ": started ") {
+				close(started)
+				io.Copy(io.Discard, pr)
+				return
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	select {
+	case <-started:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the token's capture did not start")
+	}
+	r := relExec(ctx, a, "bosh", ssh.Password(code), "capture -d cf router/0 --duration 1s")
+	if r.Status != 1 || !strings.Contains(r.Stderr, "you are running your maximum of 1 captures") {
+		t.Errorf("code login while the token's capture runs: status %d, err %v, stderr %q; want limit-reached", r.Status, r.Err, r.Stderr)
+	}
+	// A line on stdin stops a capture (EOF does not).
+	io.WriteString(stdin, "\n")
+	waited := make(chan error, 1)
+	go func() { waited <- s.Wait() }()
+	select {
+	case <-waited:
+	case <-time.After(30 * time.Second):
+		t.Error("the token's capture did not stop within 30s of a line on stdin")
+	}
 }
 
 // TestSecurityPreauthCutTokenOnlyFromOpenSSH: a password of 1023 bytes
@@ -437,15 +437,11 @@ func TestSecurityPreauthCutTokenOnlyFromOpenSSH(t *testing.T) {
 	}
 	login := func(version string) (string, error) {
 		var banner strings.Builder
-		err := netlab.Do(e.API.Netns, func() error {
-			cl, err := ssh.Dial("tcp", e.API.Addr, &ssh.ClientConfig{User: "bosh", Auth: []ssh.AuthMethod{ssh.Password(long[:1023])},
-				HostKeyCallback: ssh.FixedHostKey(e.API.HostKey.Signer.PublicKey()), Timeout: 10 * time.Second,
-				ClientVersion: version, BannerCallback: func(m string) error { banner.WriteString(m); return nil }})
-			if err == nil {
-				cl.Close()
-			}
-			return err
-		})
+		cl, err := dialAPI(e.API, ssh.ClientConfig{User: "bosh", Auth: []ssh.AuthMethod{ssh.Password(long[:1023])},
+			ClientVersion: version, BannerCallback: func(m string) error { banner.WriteString(m); return nil }})
+		if err == nil {
+			cl.Close()
+		}
 		return banner.String(), err
 	}
 	const cut = "pcap-api: refused: the password is a UAA token cut at 1023 bytes, as OpenSSH does; use a one-time code (pcap-bosh ssh-code)\n"
