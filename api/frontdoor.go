@@ -189,6 +189,8 @@ func refusal(err error) (reason, msg string) {
 		return "uaa-unavailable", "the token cannot be checked now (UAA's keys are unavailable); try again later"
 	case errors.Is(err, uaa.ErrInvalidToken):
 		return "invalid-token", strings.TrimPrefix(err.Error(), "uaa: ")
+	case errors.Is(err, uaa.ErrRefused):
+		return "token-refused", strings.TrimPrefix(err.Error(), "uaa: ")
 	case errors.Is(err, ErrNoAuth):
 		return "method-not-offered", ""
 	case errors.Is(err, tunnel.ErrUnauthorizedKey):

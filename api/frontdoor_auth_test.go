@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -12,6 +13,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"code.cloudfoundry.org/pcap/api/uaa"
 	"code.cloudfoundry.org/pcap/tunnel"
 )
 
@@ -145,5 +147,26 @@ func waitUntilOK(t *testing.T, f func() error) {
 			t.Fatal(err)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestRefusalReasons(t *testing.T) {
+	cases := []struct {
+		err            error
+		reason, banner string
+	}{
+		{fmt.Errorf("%w: [code]", uaa.ErrBadCode), "bad-code", "the one-time code is unknown, used or expired; get a new one (cf ssh-code)"},
+		{uaa.ErrExpired, "expired-token", "the token has expired; log in again"},
+		{fmt.Errorf("%w: signature does not verify", uaa.ErrInvalidToken), "invalid-token", "token is not valid: signature does not verify"},
+		{fmt.Errorf("%w: it is not for the Cloud Controller (audience x)", uaa.ErrRefused), "token-refused", "token refused: it is not for the Cloud Controller (audience x)"},
+		{fmt.Errorf("%w: dial tcp: refused", uaa.ErrUnavailable), "uaa-unavailable", "the token cannot be checked now (UAA's keys are unavailable); try again later"},
+		{ErrNoAuth, "method-not-offered", ""},
+		{errors.New("cfresolver: find UAA from the Cloud Controller: 10.0.0.9 unreachable"), "failed", "cannot log in now; try again later"},
+	}
+	for _, c := range cases {
+		reason, msg := refusal(c.err)
+		if reason != c.reason || msg != c.banner {
+			t.Errorf("refusal(%v) = %q, %q; want %q, %q", c.err, reason, msg, c.reason, c.banner)
+		}
 	}
 }
