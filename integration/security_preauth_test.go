@@ -359,7 +359,7 @@ func TestSecurityPreauthQuotaSharedByCodeAndToken(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	code := strings.TrimSpace(string(relExec(ctx, a, "bosh", ssh.Password(tok), "ssh-code").Stdout))
-	if len(code) != 32 {
+	if code == "" || strings.ContainsAny(code, " \n") {
 		t.Fatalf("ssh-code printed %q", code)
 	}
 	cl, err := dialAPI(a, ssh.ClientConfig{User: "bosh", Auth: []ssh.AuthMethod{ssh.Password(tok)}})
