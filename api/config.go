@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/url"
 	"os"
 	"time"
 
@@ -77,6 +78,12 @@ type LimitsConfig struct {
 	MaxCapturesPerUser int           `yaml:"max_captures_per_user"` // default 3
 	MaxTargets         int           `yaml:"max_targets"`           // per capture (default 100)
 	MaxDuration        time.Duration `yaml:"max_duration"`          // default 1h; applied when none is asked
+	// MaxSessionsPerConnection bounds the session channels one client
+	// connection has open (default 4); more are refused as a resource
+	// shortage. ExecTimeout is how long a session channel may wait for
+	// its command (default 10s).
+	MaxSessionsPerConnection int           `yaml:"max_sessions_per_connection"`
+	ExecTimeout              time.Duration `yaml:"exec_timeout"`
 }
 
 // StaticConfig configures the static resolver.
@@ -119,6 +126,9 @@ type CFConfig struct {
 	// AllowedClients lists UAA clients whose own (client_credentials)
 	// tokens are accepted; by default only user tokens are.
 	AllowedClients []string `yaml:"allowed_clients"`
+	// AllowInsecureHTTP lets api_url and uaa_url be plain http: for tests
+	// and demos only, never with real tokens.
+	AllowInsecureHTTP bool `yaml:"allow_insecure_http"`
 }
 
 // The cf.policy values.
@@ -161,15 +171,19 @@ type BOSHConfig struct {
 	// director's bosh.* scopes, as CI clients' are). ["bosh_cli"] admits
 	// only `bosh log-in` tokens; list client ids to admit their tokens.
 	TokenAudiences []string `yaml:"token_audiences"`
+	// AllowInsecureHTTP lets director_url and uaa_url be plain http: for
+	// tests and demos only, never with real tokens.
+	AllowInsecureHTTP bool `yaml:"allow_insecure_http"`
 }
 
 // DefaultConfig returns the defaults.
 func DefaultConfig() Config {
 	return Config{
-		Listen:        "0.0.0.0:2222",
-		HTTPListen:    "0.0.0.0:8080",
-		Agents:        AgentsConfig{Port: 9494, DialTimeout: 10 * time.Second, KeepaliveInterval: 15 * time.Second},
-		Limits:        LimitsConfig{MaxCaptures: 20, MaxCapturesPerUser: 3, MaxTargets: 100, MaxDuration: time.Hour},
+		Listen:     "0.0.0.0:2222",
+		HTTPListen: "0.0.0.0:8080",
+		Agents:     AgentsConfig{Port: 9494, DialTimeout: 10 * time.Second, KeepaliveInterval: 15 * time.Second},
+		Limits: LimitsConfig{MaxCaptures: 20, MaxCapturesPerUser: 3, MaxTargets: 100, MaxDuration: time.Hour,
+			MaxSessionsPerConnection: DefaultMaxSessions, ExecTimeout: DefaultExecTimeout},
 		ReorderWindow: 100 * time.Millisecond,
 		StopTimeout:   2 * time.Second,
 		LogLevel:      "info",
@@ -262,6 +276,12 @@ func (c Config) Validate() error {
 	if l.MaxTargets > MaxTargets {
 		errs = append(errs, fmt.Errorf("limits.max_targets is at most %d", MaxTargets))
 	}
+	if l.MaxSessionsPerConnection < 1 || l.MaxSessionsPerConnection > 64 {
+		errs = append(errs, errors.New("limits.max_sessions_per_connection must be within 1..64"))
+	}
+	if l.ExecTimeout <= 0 || l.ExecTimeout > time.Minute {
+		errs = append(errs, errors.New("limits.exec_timeout must be within 0..1m"))
+	}
 	if l.MaxDuration <= 0 {
 		errs = append(errs, errors.New("limits.max_duration must be positive"))
 	}
@@ -291,6 +311,8 @@ func (c Config) Validate() error {
 		if cf.APIURL == "" {
 			errs = append(errs, errors.New("cf.api_url is required"))
 		}
+		errs = append(errs, checkURL("cf.api_url", cf.APIURL, cf.AllowInsecureHTTP, "cf.allow_insecure_http"),
+			checkURL("cf.uaa_url", cf.UAAURL, cf.AllowInsecureHTTP, "cf.allow_insecure_http"))
 		if cf.UAAClientSecret == "" {
 			errs = append(errs, errors.New("cf.uaa_client_secret is required (one-time codes are exchanged with it)"))
 		}
@@ -305,6 +327,8 @@ func (c Config) Validate() error {
 		if b.DirectorURL == "" {
 			errs = append(errs, errors.New("bosh.director_url is required"))
 		}
+		errs = append(errs, checkURL("bosh.director_url", b.DirectorURL, b.AllowInsecureHTTP, "bosh.allow_insecure_http"),
+			checkURL("bosh.uaa_url", b.UAAURL, b.AllowInsecureHTTP, "bosh.allow_insecure_http"))
 		if b.OperatorKeysFile != "" && (b.UAAClientID == "" || b.UAAClientSecret == "") {
 			errs = append(errs, errors.New("bosh.operator_keys_file needs bosh.uaa_client_id and bosh.uaa_client_secret (key users reach the director through them)"))
 		}
@@ -320,8 +344,54 @@ func (c Config) Validate() error {
 	default:
 		errs = append(errs, fmt.Errorf("log_level %q is not one of debug, info, warn, error", c.LogLevel))
 	}
-	if len(errs) > 0 {
-		return fmt.Errorf("api: invalid config: %w", errors.Join(errs...))
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("api: invalid config: %w", err)
 	}
 	return nil
+}
+
+// checkURL checks an optional URL of a service that gets tokens: https,
+// or http when insecure (the setting named allow) is set.
+func checkURL(name, v string, insecure bool, allow string) error {
+	if v == "" {
+		return nil
+	}
+	u, err := url.Parse(v)
+	switch {
+	case err != nil:
+		return fmt.Errorf("%s %q: %w", name, v, err)
+	case u.Host == "":
+		return fmt.Errorf("%s %q has no host", name, v)
+	case u.Scheme == "https", u.Scheme == "http" && insecure:
+		return nil
+	case u.Scheme == "http":
+		return fmt.Errorf("%s %q must be https: tokens are sent to it (%s: true only for tests and demos)", name, v, allow)
+	}
+	return fmt.Errorf("%s %q must be an https URL", name, v)
+}
+
+// redacted replaces a secret that is set.
+const redacted = "(redacted)"
+
+// Redacted returns a copy of c without its secrets (the UAA client
+// secrets, the code client's), for printing. Keys are files and only their paths are held.
+func (c Config) Redacted() Config {
+	if c.CF != nil {
+		cf := *c.CF
+		if cf.UAAClientSecret != "" {
+			cf.UAAClientSecret = redacted
+		}
+		c.CF = &cf
+	}
+	if c.BOSH != nil {
+		b := *c.BOSH
+		if b.UAAClientSecret != "" {
+			b.UAAClientSecret = redacted
+		}
+		if b.CodeClientSecret != "" {
+			b.CodeClientSecret = redacted
+		}
+		c.BOSH = &b
+	}
+	return c
 }

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"gopkg.in/yaml.v3"
 )
 
 const minimalConfig = `
@@ -29,7 +31,8 @@ func TestParseConfigDefaults(t *testing.T) {
 		t.Errorf("config\n got  %+v\n want %+v", c, want)
 	}
 	if c.Listen != "0.0.0.0:2222" || c.HTTPListen != "0.0.0.0:8080" || c.Agents.Port != 9494 ||
-		c.Limits != (LimitsConfig{MaxCaptures: 20, MaxCapturesPerUser: 3, MaxTargets: 100, MaxDuration: time.Hour}) ||
+		c.Limits != (LimitsConfig{MaxCaptures: 20, MaxCapturesPerUser: 3, MaxTargets: 100, MaxDuration: time.Hour,
+			MaxSessionsPerConnection: 4, ExecTimeout: 10 * time.Second}) ||
 		c.ReorderWindow != 100*time.Millisecond || c.StopTimeout != 2*time.Second || c.DrainDelay != 0 {
 		t.Errorf("defaults changed: %+v", c)
 	}
@@ -54,6 +57,8 @@ limits:
   max_captures_per_user: 1
   max_targets: 7
   max_duration: 10m
+  max_sessions_per_connection: 2
+  exec_timeout: 3s
 static:
   operator_keys_file: /k/ops
   groups:
@@ -64,7 +69,8 @@ static:
 	}
 	if c.Listen != "127.0.0.1:2200" || c.HTTPListen != "" || c.ReorderWindow != 0 || c.StopTimeout != 5*time.Second || c.DrainDelay != 4*time.Second ||
 		c.Agents.Port != 9595 || c.Agents.DialTimeout != 3*time.Second || c.Agents.HostKeyFingerprints[0] != "SHA256:abc" ||
-		c.Limits != (LimitsConfig{MaxCaptures: 2, MaxCapturesPerUser: 1, MaxTargets: 7, MaxDuration: 10 * time.Minute}) ||
+		c.Limits != (LimitsConfig{MaxCaptures: 2, MaxCapturesPerUser: 1, MaxTargets: 7, MaxDuration: 10 * time.Minute,
+			MaxSessionsPerConnection: 2, ExecTimeout: 3 * time.Second}) ||
 		c.Static == nil || c.Static.OperatorKeysFile != "/k/ops" ||
 		!reflect.DeepEqual(c.Static.Groups["lb"], []string{"10.0.0.5:9494", "[fd00::1]:9494"}) {
 		t.Errorf("config not as written: %+v (static %+v)", c, c.Static)
@@ -198,5 +204,72 @@ func TestParseConfigCFPolicyAndAudiences(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("error %v lacks %q", err, want)
 		}
+	}
+}
+
+func TestParseConfigURLsMustBeHTTPS(t *testing.T) {
+	cases := []struct {
+		name    string
+		section string
+		wantErr []string // "" means valid
+	}{
+		{"https everywhere", "cf:\n  api_url: https://api.example.com\n  uaa_url: https://uaa.example.com\n  uaa_client_secret: s\n" +
+			"bosh:\n  director_url: https://10.0.0.6:25555\n  uaa_url: https://10.0.0.6:8443\n", nil},
+		{"plain http is refused, naming each field", "cf:\n  api_url: http://api.example.com\n  uaa_url: http://uaa.example.com\n  uaa_client_secret: s\n" +
+			"bosh:\n  director_url: http://10.0.0.6:25555\n  uaa_url: http://10.0.0.6:8443\n", []string{
+			`cf.api_url "http://api.example.com" must be https: tokens are sent to it (cf.allow_insecure_http: true only for tests and demos)`,
+			`cf.uaa_url "http://uaa.example.com" must be https`,
+			`bosh.director_url "http://10.0.0.6:25555" must be https: tokens are sent to it (bosh.allow_insecure_http: true only for tests and demos)`,
+			`bosh.uaa_url "http://10.0.0.6:8443" must be https`,
+		}},
+		{"plain http when allowed", "cf:\n  api_url: http://127.0.0.1:8000\n  uaa_client_secret: s\n  allow_insecure_http: true\n" +
+			"bosh:\n  director_url: http://127.0.0.1:25555\n  allow_insecure_http: true\n", nil},
+		{"other schemes and no host", "cf:\n  api_url: ftp://api.example.com\n  uaa_url: https://\n  uaa_client_secret: s\n  allow_insecure_http: true\n", []string{
+			`cf.api_url "ftp://api.example.com" must be an https URL`, `cf.uaa_url "https://" has no host`,
+		}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := ParseConfig([]byte(minimalConfig + c.section))
+			if c.wantErr == nil {
+				if err != nil {
+					t.Fatalf("refused: %v", err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			for _, w := range c.wantErr {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q\nlacks %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+func TestConfigRedacted(t *testing.T) {
+	c, err := ParseConfig([]byte(minimalConfig + "cf:\n  api_url: https://api.example.com\n  uaa_client_secret: cf-s3cret\n" +
+		"bosh:\n  director_url: https://10.0.0.6:25555\n  operator_keys_file: /k/ops\n  uaa_client_id: pcap\n  uaa_client_secret: bosh-s3cret\n  code_client_secret: code-s3cret\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := c.Redacted()
+	out, err := yaml.Marshal(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, secret := range []string{"cf-s3cret", "bosh-s3cret", "code-s3cret"} {
+		if strings.Contains(string(out), secret) {
+			t.Errorf("redacted config holds %q:\n%s", secret, out)
+		}
+	}
+	if r.CF.UAAClientSecret != "(redacted)" || r.BOSH.UAAClientSecret != "(redacted)" || r.BOSH.UAAClientID != "pcap" || r.CF.APIURL != c.CF.APIURL {
+		t.Errorf("redacted: cf %+v, bosh %+v", r.CF, r.BOSH)
+	}
+	// The original keeps its secrets: the service still needs them.
+	if c.CF.UAAClientSecret != "cf-s3cret" || c.BOSH.UAAClientSecret != "bosh-s3cret" || c.BOSH.CodeClientSecret != "code-s3cret" {
+		t.Error("Redacted changed the config it was called on")
 	}
 }

@@ -12,12 +12,56 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"code.cloudfoundry.org/pcap/api/uaa"
 	"code.cloudfoundry.org/pcap/tunnel"
 )
 
 // identityKey is where authentication leaves the *Identity in
 // ssh.Permissions.ExtraData.
 type identityKey struct{}
+
+// clientVersionKey carries the client's SSH version string in the context
+// of an authentication.
+type clientVersionKey struct{}
+
+// ClientVersion is the SSH version string ("SSH-2.0-OpenSSH_9.6p1 …") of
+// the client whose login ctx belongs to, or "" outside one. Resolvers use
+// it to explain what a known client does to passwords.
+func ClientVersion(ctx context.Context) string {
+	v, _ := ctx.Value(clientVersionKey{}).(string)
+	return v
+}
+
+// ErrUnknownUser is a login as an ssh user no resolver answers to.
+var ErrUnknownUser = errors.New("api: no resolver for this user")
+
+// WithClientVersion returns ctx carrying the client's SSH version string,
+// as the front door passes it to resolvers.
+func WithClientVersion(ctx context.Context, v string) context.Context {
+	return context.WithValue(ctx, clientVersionKey{}, v)
+}
+
+// KeyChecker is a resolver that offers public-key login. CheckKey says,
+// without any network request, whether key may log in: the front door
+// asks it about every key a client offers or merely queries, and calls
+// AuthKey (which may ask UAA or a director) only once the client has
+// signed with the key.
+type KeyChecker interface {
+	CheckKey(key ssh.PublicKey) error
+}
+
+// Front door defaults.
+const (
+	// DefaultMaxSessions is how many session channels one connection may
+	// have open at once.
+	DefaultMaxSessions = 4
+	// DefaultExecTimeout is how long a new session channel may wait for
+	// its exec request.
+	DefaultExecTimeout = 10 * time.Second
+	// authTimeout bounds one authentication's requests to UAA, the Cloud
+	// Controller or a director.
+	authTimeout = 15 * time.Second
+)
 
 // API is the SSH front door: it authenticates users through resolvers,
 // parses their capture command and runs sessions. Set the fields before
@@ -36,37 +80,74 @@ type API struct {
 	mu      sync.Mutex
 	active  int
 	perUser map[string]int
+	conns   map[*ssh.ServerConn]*connState
+}
+
+// connState is what the front door counts per connection.
+type connState struct {
+	sessions int  // session channels open
+	warned   bool // a refused channel was logged
 }
 
 // ServerConfig returns the ssh server configuration for the front door.
+// No authentication method makes a network request before the client has
+// proved who it is: a public key is checked against local key sets when
+// offered or queried, and only a signature unlocks the resolver's AuthKey.
 func (a *API) ServerConfig(hostKey ssh.Signer) *ssh.ServerConfig {
-	auth := func(meta ssh.ConnMetadata, do func(Resolver) (*Identity, error)) (*ssh.Permissions, error) {
-		r, ok := a.Resolvers[meta.User()]
-		if !ok {
-			return nil, fmt.Errorf("api: no resolver for user %q", meta.User())
+	resolver := func(meta ssh.ConnMetadata) (Resolver, error) {
+		if r, ok := a.Resolvers[meta.User()]; ok {
+			return r, nil
 		}
-		id, err := do(r)
-		if err != nil {
-			// Tokens and codes never reach the log: only the outcome.
-			a.Logger.Info("auth-refused", "user", meta.User(), "remote", meta.RemoteAddr().String(), "error", err.Error())
-			return nil, err
-		}
-		return &ssh.Permissions{ExtraData: map[any]any{identityKey{}: id}}, nil
+		return nil, fmt.Errorf("%w: %q", ErrUnknownUser, meta.User())
+	}
+	authCtx := func(meta ssh.ConnMetadata) (context.Context, context.CancelFunc) {
+		return context.WithTimeout(WithClientVersion(context.Background(), string(meta.ClientVersion())), authTimeout)
+	}
+	granted := func(meta ssh.ConnMetadata, method string, id *Identity) *ssh.Permissions {
+		a.Metrics.login(method)
+		return &ssh.Permissions{ExtraData: map[any]any{identityKey{}: id}}
 	}
 	c := &ssh.ServerConfig{
 		PasswordCallback: func(meta ssh.ConnMetadata, pw []byte) (*ssh.Permissions, error) {
-			return auth(meta, func(r Resolver) (*Identity, error) {
-				ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+			r, err := resolver(meta)
+			if err == nil {
+				ctx, cancel := authCtx(meta)
 				defer cancel()
-				return r.AuthPassword(ctx, string(pw))
-			})
+				var id *Identity
+				if id, err = r.AuthPassword(ctx, string(pw)); err == nil {
+					return granted(meta, "password", id), nil
+				}
+			}
+			return nil, a.refuseLogin(meta, "password", err)
 		},
 		PublicKeyCallback: func(meta ssh.ConnMetadata, key ssh.PublicKey) (*ssh.Permissions, error) {
-			return auth(meta, func(r Resolver) (*Identity, error) {
-				ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+			r, err := resolver(meta)
+			if err == nil {
+				err = ErrNoAuth
+				if kc, ok := r.(KeyChecker); ok {
+					err = kc.CheckKey(key)
+				}
+			}
+			if err != nil {
+				a.Metrics.keyChecked("refused")
+				a.Logger.Info("public-key-refused", "user", meta.User(), "remote", meta.RemoteAddr().String(),
+					"fingerprint", tunnel.Fingerprint(key), "error", err.Error())
+				return nil, err
+			}
+			a.Metrics.keyChecked("accepted")
+			return &ssh.Permissions{}, nil
+		},
+		VerifiedPublicKeyCallback: func(meta ssh.ConnMetadata, key ssh.PublicKey, _ *ssh.Permissions, _ string) (*ssh.Permissions, error) {
+			r, err := resolver(meta)
+			if err == nil {
+				ctx, cancel := authCtx(meta)
 				defer cancel()
-				return r.AuthKey(ctx, key)
-			})
+				var id *Identity
+				if id, err = r.AuthKey(ctx, key); err == nil {
+					return granted(meta, "publickey", id), nil
+				}
+			}
+			return nil, a.refuseLogin(meta, "publickey", err)
 		},
 		MaxAuthTries: 6,
 	}
@@ -78,6 +159,50 @@ func (a *API) ServerConfig(hostKey ssh.Signer) *ssh.ServerConfig {
 	c.Config.Ciphers = []string{"aes128-gcm@openssh.com", "aes256-gcm@openssh.com"}
 	c.AddHostKey(hostKey)
 	return c
+}
+
+// refuseLogin audits and counts a refused login and returns the error for
+// the ssh library: with a banner, so that the user reads why before
+// "Permission denied", unless the resolver set one. Tokens and codes never
+// reach the log or the banner: resolvers' errors hold none.
+func (a *API) refuseLogin(meta ssh.ConnMetadata, method string, err error) error {
+	reason, msg := refusal(err)
+	a.Metrics.loginRefused(method, reason)
+	a.Logger.Info("auth-refused", "user", meta.User(), "remote", meta.RemoteAddr().String(),
+		"method", method, "reason", reason, "error", err.Error())
+	var be *ssh.BannerError
+	if errors.As(err, &be) || msg == "" {
+		return err
+	}
+	return &ssh.BannerError{Err: err, Message: "pcap-api: refused: " + msg + "\n"}
+}
+
+// refusal classifies a login refusal for metrics, and says what the user
+// may read about it ("" when nothing: the operator's log has it).
+func refusal(err error) (reason, msg string) {
+	switch {
+	case errors.Is(err, uaa.ErrBadCode):
+		return "bad-code", "the one-time code is unknown, used or expired; get a new one (cf ssh-code)"
+	case errors.Is(err, uaa.ErrExpired):
+		return "expired-token", "the token has expired; log in again"
+	case errors.Is(err, uaa.ErrUnavailable):
+		return "uaa-unavailable", "the token cannot be checked now (UAA's keys are unavailable); try again later"
+	case errors.Is(err, uaa.ErrInvalidToken):
+		return "invalid-token", strings.TrimPrefix(err.Error(), "uaa: ")
+	case errors.Is(err, uaa.ErrRefused):
+		return "token-refused", strings.TrimPrefix(err.Error(), "uaa: ")
+	case errors.Is(err, ErrNoAuth):
+		return "method-not-offered", ""
+	case errors.Is(err, tunnel.ErrUnauthorizedKey):
+		return "key-not-allowed", ""
+	case errors.Is(err, ErrUnknownUser):
+		return "unknown-user", "no such user"
+	}
+	var be *ssh.BannerError
+	if errors.As(err, &be) {
+		return "refused", ""
+	}
+	return "failed", "cannot log in now; try again later"
 }
 
 // session channel request payloads (RFC 4254).
@@ -92,12 +217,18 @@ func (a *API) HandleChannel(ctx context.Context, conn *ssh.ServerConn, nc ssh.Ne
 		nc.Reject(ssh.Prohibited, "not authenticated")
 		return
 	}
+	log := a.Logger.With("user", id.String(), "remote", conn.RemoteAddr().String())
+	done, ok := a.openSession(conn, log)
+	if !ok {
+		nc.Reject(ssh.ResourceShortage, fmt.Sprintf("at most %d sessions per connection", a.maxSessions()))
+		return
+	}
+	defer done()
 	ch, reqs, err := nc.Accept()
 	if err != nil {
 		return
 	}
 	defer ch.Close()
-	log := a.Logger.With("user", id.String(), "remote", conn.RemoteAddr().String())
 
 	// stop is closed by the first stop (see stop.go); cmd carries the exec.
 	stop := newStopSignal()
@@ -145,8 +276,8 @@ func (a *API) HandleChannel(ctx context.Context, conn *ssh.ServerConn, nc ssh.Ne
 		return
 	case <-ctx.Done():
 		return
-	case <-time.After(30 * time.Second):
-		fmt.Fprintln(ch.Stderr(), "pcap: error: no command within 30s")
+	case <-time.After(a.execTimeout()):
+		fmt.Fprintf(ch.Stderr(), "pcap: error: no command within %v\n", a.execTimeout())
 		return
 	}
 	go watchStdin(ch, stop) // a byte is a stop; EOF is not
@@ -178,6 +309,14 @@ func (a *API) run(ctx context.Context, log *slog.Logger, id *Identity, line stri
 	if err != nil {
 		return fail(tunnel.CodeBadRequest, strings.ReplaceAll(err.Error(), "\n", "; "))
 	}
+	// The slots come first: a user at a limit costs the Cloud
+	// Controller or director nothing.
+	release, err := a.acquire(id)
+	if err != nil {
+		re := tunnel.AsReject(err)
+		return fail(re.Code, re.Message)
+	}
+	defer release()
 	r := a.Resolvers[id.Resolver]
 	targets, skipped, err := r.Resolve(ctx, id, req)
 	if err != nil {
@@ -188,12 +327,6 @@ func (a *API) run(ctx context.Context, log *slog.Logger, id *Identity, line stri
 		re := tunnel.AsReject(err)
 		return fail(re.Code, re.Message)
 	}
-	release, err := a.acquire(id)
-	if err != nil {
-		re := tunnel.AsReject(err)
-		return fail(re.Code, re.Message)
-	}
-	defer release()
 
 	names := make([]string, len(targets))
 	for i, t := range targets {
@@ -255,14 +388,60 @@ func (a *API) checkLimits(req *Request, targets []Target) error {
 	return nil
 }
 
-// acquire takes a capture slot of the API and of the user.
+func (a *API) maxSessions() int {
+	if a.Limits.MaxSessionsPerConnection > 0 {
+		return a.Limits.MaxSessionsPerConnection
+	}
+	return DefaultMaxSessions
+}
+
+func (a *API) execTimeout() time.Duration {
+	if a.Limits.ExecTimeout > 0 {
+		return a.Limits.ExecTimeout
+	}
+	return DefaultExecTimeout
+}
+
+// openSession counts a session channel of conn, or refuses it (counted,
+// and logged once per connection) when conn has its maximum open.
+func (a *API) openSession(conn *ssh.ServerConn, log *slog.Logger) (func(), bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.conns == nil {
+		a.conns = make(map[*ssh.ServerConn]*connState)
+	}
+	cs := a.conns[conn]
+	if cs == nil {
+		cs = &connState{}
+		a.conns[conn] = cs
+	}
+	if cs.sessions >= a.maxSessions() {
+		a.Metrics.sessionRefused()
+		if !cs.warned {
+			cs.warned = true
+			log.Warn("session-refused", "reason", fmt.Sprintf("at most %d sessions per connection", a.maxSessions()))
+		}
+		return nil, false
+	}
+	cs.sessions++
+	return func() {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		if cs.sessions--; cs.sessions == 0 {
+			delete(a.conns, conn)
+		}
+	}, true
+}
+
+// acquire takes a capture slot of the API and of the user (by the user's
+// stable key).
 func (a *API) acquire(id *Identity) (func(), error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.perUser == nil {
 		a.perUser = make(map[string]int)
 	}
-	key := id.String()
+	key := id.Key()
 	if a.Limits.MaxCaptures > 0 && a.active >= a.Limits.MaxCaptures {
 		return nil, tunnel.Reject(tunnel.CodeLimitReached, fmt.Sprintf("the API is running its maximum of %d captures; try again later", a.Limits.MaxCaptures))
 	}

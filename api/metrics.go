@@ -13,6 +13,12 @@ type Metrics struct {
 	Dropped        *prometheus.CounterVec // by place
 	AgentErrors    prometheus.Counter
 	Refused        *prometheus.CounterVec // by reason code
+
+	// The front door, before and at login.
+	KeyChecks       *prometheus.CounterVec // by result (accepted, refused)
+	Logins          *prometheus.CounterVec // by method
+	LoginsRefused   *prometheus.CounterVec // by method and reason
+	SessionsRefused prometheus.Counter
 }
 
 // NewMetrics registers the metrics with reg.
@@ -25,8 +31,18 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Dropped:        prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pcap_api_dropped_packets_total", Help: "Packets dropped, by place (kernel, interface, agent, api)."}, []string{"place"}),
 		AgentErrors:    prometheus.NewCounter(prometheus.CounterOpts{Name: "pcap_api_agent_connection_errors_total", Help: "Failures to reach or talk to an agent."}),
 		Refused:        prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pcap_api_captures_refused_total", Help: "Capture requests refused before starting, by code."}, []string{"code"}),
+
+		KeyChecks: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pcap_api_public_key_checks_total",
+			Help: "Public keys offered or queried (checked locally, before any signature), by result."}, []string{"result"}),
+		Logins: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pcap_api_logins_total",
+			Help: "Logins granted, by method (password, publickey)."}, []string{"method"}),
+		LoginsRefused: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pcap_api_logins_refused_total",
+			Help: "Logins refused after the client proved a key or sent a password, by method and reason."}, []string{"method", "reason"}),
+		SessionsRefused: prometheus.NewCounter(prometheus.CounterOpts{Name: "pcap_api_sessions_refused_total",
+			Help: "Session channels refused because their connection had its maximum open."}),
 	}
-	reg.MustRegister(m.CapturesActive, m.Captures, m.Packets, m.Bytes, m.Dropped, m.AgentErrors, m.Refused)
+	reg.MustRegister(m.CapturesActive, m.Captures, m.Packets, m.Bytes, m.Dropped, m.AgentErrors, m.Refused,
+		m.KeyChecks, m.Logins, m.LoginsRefused, m.SessionsRefused)
 	return m
 }
 
@@ -56,5 +72,29 @@ func (m *Metrics) dropped(by map[string]uint64) {
 func (m *Metrics) refused(code string) {
 	if m != nil {
 		m.Refused.WithLabelValues(code).Inc()
+	}
+}
+
+func (m *Metrics) keyChecked(result string) {
+	if m != nil {
+		m.KeyChecks.WithLabelValues(result).Inc()
+	}
+}
+
+func (m *Metrics) login(method string) {
+	if m != nil {
+		m.Logins.WithLabelValues(method).Inc()
+	}
+}
+
+func (m *Metrics) loginRefused(method, reason string) {
+	if m != nil {
+		m.LoginsRefused.WithLabelValues(method, reason).Inc()
+	}
+}
+
+func (m *Metrics) sessionRefused() {
+	if m != nil {
+		m.SessionsRefused.Inc()
 	}
 }

@@ -25,10 +25,24 @@ type Identity struct {
 	Token string
 	// Scopes of the token, when known.
 	Scopes []string
+	// Subject is who the user is, stably, across login methods: a UAA
+	// user id ("user:<guid>"), a client ("client:<id>") or a key
+	// fingerprint. Empty means Name is.
+	Subject string
 }
 
 // String is safe to log: it never includes the token.
 func (id *Identity) String() string { return id.Resolver + ":" + id.Name }
+
+// Key is what per-user limits count by: the resolver (which names the
+// issuer) and the stable subject, so that a token login and a one-time
+// code login of one user share one quota.
+func (id *Identity) Key() string {
+	if id.Subject != "" {
+		return id.Resolver + ":" + id.Subject
+	}
+	return id.Resolver + ":" + id.Name
+}
 
 // Target is one capture the API opens on one agent.
 type Target struct {
@@ -85,6 +99,9 @@ func (s *StaticResolver) Name() string { return "static" }
 func (s *StaticResolver) AuthPassword(context.Context, string) (*Identity, error) {
 	return nil, ErrNoAuth
 }
+
+// CheckKey implements [KeyChecker].
+func (s *StaticResolver) CheckKey(key ssh.PublicKey) error { return s.Operators.Check(key) }
 
 // AuthKey implements [Resolver].
 func (s *StaticResolver) AuthKey(_ context.Context, key ssh.PublicKey) (*Identity, error) {

@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -273,6 +274,7 @@ func (e *boshEnv) startSecondAPI(t *testing.T, listen, boshExtra string) *apiPro
 // boshSSH is how the real OpenSSH client gets its password.
 type boshSSH struct {
 	API      *apiProc
+	User     string // the ssh user; "bosh" when empty
 	Password string // through sshpass (SSHPASS in the environment)
 	Askpass  string // else a file whose content an SSH_ASKPASS program prints
 	Out      io.Writer
@@ -295,7 +297,7 @@ func (o boshSSH) start(t *testing.T, command ...string) *sshClient {
 		"-o", "UserKnownHostsFile=" + kh, "-o", "StrictHostKeyChecking=yes",
 		"-o", "PreferredAuthentications=password", "-o", "PubkeyAuthentication=no",
 		"-o", "NumberOfPasswordPrompts=1",
-		"bosh@" + host}
+		cmp.Or(o.User, "bosh") + "@" + host}
 	args = append(args, command...)
 	name := "ssh"
 	env := []string{"HOME=" + dir}

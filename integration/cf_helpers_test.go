@@ -201,7 +201,7 @@ func (e *cfEnv) startAPI(t *testing.T, cfExtra string) *apiProc {
 	t.Helper()
 	return startAPI(t, apiOptions{
 		ClientKey: e.apiKey, AgentKeys: e.agentKeys,
-		Extra:     fmt.Sprintf("cf:\n  api_url: %q\n  uaa_client_id: ssh-proxy\n  uaa_client_secret: ssh-proxy-secret\n", e.CC.URL()) + cfExtra,
+		Extra:     fmt.Sprintf("cf:\n  api_url: %q\n  allow_insecure_http: true\n  uaa_client_id: ssh-proxy\n  uaa_client_secret: ssh-proxy-secret\n", e.CC.URL()) + cfExtra,
 		AgentPort: e.AgentPort,
 	})
 }

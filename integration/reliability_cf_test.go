@@ -65,7 +65,7 @@ func TestReliabilityCloudControllerDownOrSlow(t *testing.T) {
 	dir := t.TempDir()
 	apiKey := newKeyPair(t, dir, "api_client")
 	startAPI := func(ccURL, uaaURL string) *apiProc {
-		extra := fmt.Sprintf("cf:\n  api_url: %q\n  uaa_client_secret: ssh-proxy-secret\n  timeout: 1s\n", ccURL)
+		extra := fmt.Sprintf("cf:\n  api_url: %q\n  allow_insecure_http: true\n  uaa_client_secret: ssh-proxy-secret\n  timeout: 1s\n", ccURL)
 		if uaaURL != "" {
 			extra += fmt.Sprintf("  uaa_url: %q\n", uaaURL)
 		}

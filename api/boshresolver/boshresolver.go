@@ -18,7 +18,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -45,7 +44,8 @@ var ErrBadCode = errors.New("boshresolver: one-time code is unknown, used or exp
 var ErrNoCodes = errors.New("boshresolver: this pcap-api takes no one-time codes (bosh.code_client_secret is not set); log in with a token")
 
 // ErrTruncatedToken is returned for a password of exactly
-// [OpenSSHMaxPassword] bytes that starts like a token: OpenSSH cut it.
+// [OpenSSHMaxPassword] bytes that starts like a token, from an OpenSSH
+// client: OpenSSH cut it.
 var ErrTruncatedToken = errors.New("boshresolver: the password is a UAA token cut at 1023 bytes, as OpenSSH does; use a one-time code (pcap-bosh ssh-code)")
 
 // OpenSSHMaxPassword is the most password bytes OpenSSH's client sends;
@@ -72,9 +72,10 @@ type Resolver struct {
 	// (["bosh_cli", "bosh"] when empty).
 	TokenAudiences []string
 
-	mu   sync.Mutex
-	uaa  *uaa.Client
-	uuid string
+	setupMu sync.Mutex // held while learning the director's UAA (HTTP)
+	mu      sync.Mutex // guards the fields below; never held across HTTP
+	uaa     *uaa.Client
+	uuid    string
 }
 
 // New builds a resolver from the API's bosh config.
@@ -121,10 +122,13 @@ func (r *Resolver) Name() string { return "bosh" }
 
 // setup learns the director's UUID and UAA (once it succeeds).
 func (r *Resolver) setup(ctx context.Context) (*uaa.Client, string, error) {
+	r.setupMu.Lock()
+	defer r.setupMu.Unlock()
 	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.uaa != nil {
-		return r.uaa, r.uuid, nil
+	u, uuid := r.uaa, r.uuid
+	r.mu.Unlock()
+	if u != nil {
+		return u, uuid, nil
 	}
 	info, err := r.Director.Info(ctx)
 	if err != nil {
@@ -137,8 +141,11 @@ func (r *Resolver) setup(ctx context.Context) (*uaa.Client, string, error) {
 		}
 		base = strings.TrimRight(info.UserAuthentication.Options.URL, "/")
 	}
-	r.uaa, r.uuid = &uaa.Client{URL: base, HTTP: r.HTTP, Now: r.Now}, info.UUID
-	return r.uaa, r.uuid, nil
+	u = &uaa.Client{URL: base, HTTP: r.HTTP, Now: r.Now}
+	r.mu.Lock()
+	r.uaa, r.uuid = u, info.UUID
+	r.mu.Unlock()
+	return u, info.UUID, nil
 }
 
 // AuthPassword implements api.Resolver: a token, or a one-time code that
@@ -146,7 +153,8 @@ func (r *Resolver) setup(ctx context.Context) (*uaa.Client, string, error) {
 // Refusals the user can act on are [ssh.BannerError]s, so OpenSSH and
 // sshdump users read why (the error itself is what the API logs).
 func (r *Resolver) AuthPassword(ctx context.Context, password string) (*api.Identity, error) {
-	if len(password) == OpenSSHMaxPassword && strings.HasPrefix(password, "eyJ") {
+	if len(password) == OpenSSHMaxPassword && strings.HasPrefix(password, "eyJ") &&
+		strings.HasPrefix(api.ClientVersion(ctx), "SSH-2.0-OpenSSH") {
 		return nil, banner(ErrTruncatedToken, "")
 	}
 	isCode := !uaa.LooksLikeToken(password)
@@ -192,7 +200,9 @@ func (r *Resolver) AuthPassword(ctx context.Context, password string) (*api.Iden
 	if isCode {
 		name += codeSuffix
 	}
-	return &api.Identity{Name: name, Resolver: r.Name(), Token: token, Scopes: claims.Scope}, nil
+	// Subject is the same for the token and a code minted for it: one
+	// user, one quota.
+	return &api.Identity{Name: name, Resolver: r.Name(), Token: token, Scopes: claims.Scope, Subject: claims.StableID()}, nil
 }
 
 // banner wraps a refusal so that the ssh client shows its reason (and a
@@ -216,24 +226,33 @@ func isAdmin(scopes []string, uuid string) bool {
 	return false
 }
 
-// AuthKey implements api.Resolver: break-glass operator keys, which reach
-// the director through the API's own client.
-func (r *Resolver) AuthKey(ctx context.Context, key ssh.PublicKey) (*api.Identity, error) {
+// CheckKey implements api.KeyChecker: whether key is a break-glass
+// operator key. It is local: a client may ask about keys it does not hold.
+func (r *Resolver) CheckKey(key ssh.PublicKey) error {
 	if len(r.Operators) == 0 {
-		return nil, api.ErrNoAuth
+		return api.ErrNoAuth
 	}
-	if err := r.Operators.Check(key); err != nil {
+	return r.Operators.Check(key)
+}
+
+// AuthKey implements api.Resolver: break-glass operator keys, which reach
+// the director through the API's own client. The front door calls it only
+// once the client has proved it holds key; the client's token is shared by
+// every key user until shortly before it expires.
+func (r *Resolver) AuthKey(ctx context.Context, key ssh.PublicKey) (*api.Identity, error) {
+	if err := r.CheckKey(key); err != nil {
 		return nil, err
 	}
 	u, _, err := r.setup(ctx)
 	if err != nil {
 		return nil, err
 	}
-	t, err := u.Grant(ctx, r.ClientID, r.ClientSecret, url.Values{"grant_type": {"client_credentials"}})
+	tok, err := u.ClientToken(ctx, r.ClientID, r.ClientSecret)
 	if err != nil {
 		return nil, fmt.Errorf("boshresolver: token for key user: %w", err)
 	}
-	return &api.Identity{Name: "key:" + tunnel.Fingerprint(key), Resolver: r.Name(), Token: t.AccessToken, Scopes: []string{"bosh.admin"}}, nil
+	fp := "key:" + tunnel.Fingerprint(key)
+	return &api.Identity{Name: fp, Resolver: r.Name(), Token: tok, Scopes: []string{"bosh.admin"}, Subject: fp}, nil
 }
 
 // MintCode asks the director's UAA for a one-time code for the code

@@ -296,16 +296,54 @@ func TestRefusedTokens(t *testing.T) {
 		if len(long) <= boshresolver.OpenSSHMaxPassword {
 			t.Fatalf("token is %d bytes, want more than 1023", len(long))
 		}
-		_, err := w.r.AuthPassword(ctx, long[:boshresolver.OpenSSHMaxPassword])
+		openssh := api.WithClientVersion(ctx, "SSH-2.0-OpenSSH_9.6p1 Ubuntu-3ubuntu13")
+		_, err := w.r.AuthPassword(openssh, long[:boshresolver.OpenSSHMaxPassword])
 		if !errors.Is(err, boshresolver.ErrTruncatedToken) {
 			t.Fatalf("err = %v, want ErrTruncatedToken", err)
 		}
 		wantBanner(t, err, "pcap-api: refused: the password is a UAA token cut at 1023 bytes, as OpenSSH does; use a one-time code (pcap-bosh ssh-code)\n")
+		// From another client, 1023 bytes are what it sent: not refused
+		// as cut by OpenSSH (this one, cut, is then no token at all).
+		_, err = w.r.AuthPassword(api.WithClientVersion(ctx, "SSH-2.0-Go"), long[:boshresolver.OpenSSHMaxPassword])
+		if err == nil || errors.Is(err, boshresolver.ErrTruncatedToken) {
+			t.Errorf("cut token from a Go client: err = %v, want a refusal other than ErrTruncatedToken", err)
+		}
 		// The whole token is fine (the Go clients send it).
-		if _, err := w.r.AuthPassword(ctx, long); err != nil {
+		if _, err := w.r.AuthPassword(openssh, long); err != nil {
 			t.Errorf("whole token: %v", err)
 		}
 	})
+}
+
+// TestWholeTokenOf1023Bytes: a client that is not OpenSSH may send a whole
+// token of exactly 1023 bytes, and logs in with it; from OpenSSH, whose
+// limit it is, it is refused as cut.
+func TestWholeTokenOf1023Bytes(t *testing.T) {
+	w := newWorld(t)
+	ctx := context.Background()
+	// A client's token (a user's is longer than 1023 bytes already),
+	// padded with scopes that appear in two and three claims.
+	var tok string
+	for pad2 := 0; pad2 < 4 && len(tok) != boshresolver.OpenSSHMaxPassword; pad2++ {
+		for pad3 := 0; pad3 < 60; pad3++ {
+			tok = w.mint(t, fakeuaa.Mint{ClientID: "ops", Scopes: []string{"bosh.admin",
+				"bosh." + strings.Repeat("y", pad2), "x" + strings.Repeat("y", pad3)}})
+			if len(tok) >= boshresolver.OpenSSHMaxPassword {
+				break
+			}
+		}
+	}
+	if len(tok) != boshresolver.OpenSSHMaxPassword {
+		t.Fatalf("token is %d bytes, want 1023", len(tok))
+	}
+	id, err := w.r.AuthPassword(api.WithClientVersion(ctx, "SSH-2.0-Go"), tok)
+	if err != nil || id.Name != "client:ops" {
+		t.Errorf("whole 1023-byte token from a Go client: %v, %v", id, err)
+	}
+	_, err = w.r.AuthPassword(api.WithClientVersion(ctx, "SSH-2.0-OpenSSH_9.6"), tok)
+	if !errors.Is(err, boshresolver.ErrTruncatedToken) {
+		t.Errorf("1023-byte token from OpenSSH: err = %v, want ErrTruncatedToken", err)
+	}
 }
 
 // manyScopes makes a token longer than OpenSSH's 1023 bytes of password.
@@ -397,6 +435,10 @@ func TestOneTimeCodes(t *testing.T) {
 		}
 		if id.Name != "admin (one-time code)" || id.Resolver != "bosh" || !reflect.DeepEqual(id.Scopes, admin.Scopes) || id.Token == "" || id.Token == admin.Token {
 			t.Errorf("identity = %+v; want admin (one-time code) with a token of its own and scopes %v", *id, admin.Scopes)
+		}
+		// One user, one quota: the code login counts as the token's.
+		if !strings.HasPrefix(admin.Subject, "user:") || id.Subject != admin.Subject || id.Key() != admin.Key() {
+			t.Errorf("keys: code %q, token %q; want one user id", id.Key(), admin.Key())
 		}
 		// The code's user captures with the token UAA issued for the code.
 		if targets, _, err := w.r.Resolve(ctx, id, api.Request{Deployment: "cf", Targets: []string{"router/0"}}); err != nil || len(targets) != 1 {

@@ -134,7 +134,7 @@ func (r *Resolver) identity(claims *uaa.Claims, token string) (*api.Identity, er
 	if err := uaa.CheckCF(claims, r.AllowedClients); err != nil {
 		return nil, err
 	}
-	return &api.Identity{Name: claims.Who(), Resolver: r.Name(), Token: token, Scopes: claims.Scope}, nil
+	return &api.Identity{Name: claims.Who(), Resolver: r.Name(), Token: token, Scopes: claims.Scope, Subject: claims.StableID()}, nil
 }
 
 // uaaClient finds UAA (from the CC root document when not configured).

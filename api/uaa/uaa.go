@@ -57,6 +57,21 @@ func (c *Claims) Who() string {
 	return "client:" + c.ClientID
 }
 
+// StableID names the token's subject stably across logins and name
+// changes: "user:<user_id>" (UAA's user GUID, also in sub), or
+// "client:<client_id>" for a client's own token.
+func (c *Claims) StableID() string {
+	switch {
+	case c.UserID != "":
+		return "user:" + c.UserID
+	case c.UserName != "" && c.Subject != "":
+		return "user:" + c.Subject
+	case c.UserName != "":
+		return "user-name:" + c.UserName
+	}
+	return "client:" + c.ClientID
+}
+
 // HasScope reports whether the token carries scope.
 func (c *Claims) HasScope(scope string) bool {
 	for _, s := range c.Scope {
@@ -75,10 +90,24 @@ type Client struct {
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 
-	mu      sync.Mutex
-	keys    map[string]*rsa.PublicKey
-	fetched time.Time
+	// mu guards the state below; it is never held across a request.
+	mu       sync.Mutex
+	keys     map[string]*rsa.PublicKey
+	fetched  time.Time     // last successful /token_keys fetch
+	fetchErr error         // last failed fetch, returned until retryAfter
+	failed   time.Time     // when it failed
+	fetching chan struct{} // closed when the fetch in flight ends
+
+	client clientToken // the client_credentials token (ClientToken)
 }
+
+// Fetch pacing: a known key set is refetched (for an unknown kid) at most
+// every keyRefetch; after a failure, callers get that failure for
+// retryAfter instead of making UAA (or the API) wait for another.
+const (
+	keyRefetch = 10 * time.Second
+	retryAfter = 2 * time.Second
+)
 
 func (c *Client) now() time.Time {
 	if c.Now != nil {
@@ -151,25 +180,51 @@ func safeReason(err error) string {
 }
 
 // key returns the verification key with id kid, fetching /token_keys
-// when it is unknown (at most every 10 seconds).
+// when it is unknown (at most every keyRefetch; after a failure, at most
+// every retryAfter). One fetch runs at a time, without the lock: callers
+// that need it wait for it, or for their ctx.
 func (c *Client) key(ctx context.Context, kid string) (*rsa.PublicKey, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if k := c.pick(kid); k != nil {
-		return k, nil
+	for fetched := false; ; fetched = true {
+		c.mu.Lock()
+		if k := c.pick(kid); k != nil {
+			c.mu.Unlock()
+			return k, nil
+		}
+		now := c.now()
+		switch {
+		case c.fetchErr != nil && (fetched || now.Sub(c.failed) < retryAfter):
+			err := c.fetchErr
+			c.mu.Unlock()
+			return nil, &fetchError{err}
+		case fetched || (!c.fetched.IsZero() && now.Sub(c.fetched) < keyRefetch):
+			c.mu.Unlock()
+			return nil, fmt.Errorf("uaa: no token key %q", kid)
+		case c.fetching != nil:
+			wait := c.fetching
+			c.mu.Unlock()
+			select {
+			case <-wait:
+				continue
+			case <-ctx.Done():
+				return nil, &fetchError{ctx.Err()}
+			}
+		}
+		done := make(chan struct{})
+		c.fetching = done
+		c.mu.Unlock()
+
+		keys, err := c.fetchKeys(ctx)
+
+		c.mu.Lock()
+		if err != nil {
+			c.fetchErr, c.failed = err, c.now()
+		} else {
+			c.keys, c.fetched, c.fetchErr = keys, c.now(), nil
+		}
+		c.fetching = nil
+		close(done)
+		c.mu.Unlock()
 	}
-	if !c.fetched.IsZero() && c.now().Sub(c.fetched) < 10*time.Second {
-		return nil, fmt.Errorf("uaa: no token key %q", kid)
-	}
-	keys, err := c.fetchKeys(ctx)
-	if err != nil {
-		return nil, &fetchError{err}
-	}
-	c.keys, c.fetched = keys, c.now()
-	if k := c.pick(kid); k != nil {
-		return k, nil
-	}
-	return nil, fmt.Errorf("uaa: no token key %q", kid)
 }
 
 func (c *Client) pick(kid string) *rsa.PublicKey {
@@ -340,6 +395,75 @@ func (c *Client) AuthorizationCode(ctx context.Context, clientID, token string) 
 		return "", fmt.Errorf("uaa: one-time code for client %s from %s: redirected to %s%s (is the token a user's, and the client set to autoapprove?): %w", clientID, base, loc.Host, loc.Path, ErrNoCode)
 	}
 	return code, nil
+}
+
+// clientToken is a cached client_credentials token.
+type clientToken struct {
+	id       string // the client it is for
+	token    string
+	refresh  time.Time // when to get a new one: shortly before it expires
+	err      error     // the last failure, returned until retry
+	retry    time.Time
+	fetching chan struct{}
+}
+
+// ClientToken returns an access token of the client_credentials grant for
+// clientID, cached until shortly before it expires (a tenth of its
+// lifetime, at most a minute): callers share one grant, and at most one
+// grant is in flight. After a failure, callers get that failure for
+// retryAfter.
+func (c *Client) ClientToken(ctx context.Context, clientID, clientSecret string) (string, error) {
+	for {
+		c.mu.Lock()
+		ct := &c.client
+		if ct.id != clientID {
+			*ct = clientToken{id: clientID}
+		}
+		now := c.now()
+		switch {
+		case ct.token != "" && now.Before(ct.refresh):
+			tok := ct.token
+			c.mu.Unlock()
+			return tok, nil
+		case ct.err != nil && now.Before(ct.retry):
+			err := ct.err
+			c.mu.Unlock()
+			return "", err
+		case ct.fetching != nil:
+			wait := ct.fetching
+			c.mu.Unlock()
+			select {
+			case <-wait:
+				continue
+			case <-ctx.Done():
+				return "", fmt.Errorf("uaa: client token: %w", ctx.Err())
+			}
+		}
+		done := make(chan struct{})
+		ct.fetching = done
+		c.mu.Unlock()
+
+		t, err := c.Grant(ctx, clientID, clientSecret, url.Values{"grant_type": {"client_credentials"}})
+
+		c.mu.Lock()
+		now = c.now()
+		if ct.id == clientID {
+			ct.fetching = nil
+			if err != nil {
+				ct.token, ct.err, ct.retry = "", err, now.Add(retryAfter)
+			} else {
+				life := time.Duration(t.ExpiresIn) * time.Second
+				ct.token, ct.err, ct.refresh = t.AccessToken, nil, now.Add(life-min(life/10, time.Minute))
+			}
+		}
+		close(done)
+		c.mu.Unlock()
+		if err != nil {
+			return "", err
+		}
+		// A token with no lifetime (expires_in 0) is used once, not cached.
+		return t.AccessToken, nil
+	}
 }
 
 // ExchangeCode trades a one-time code (from `cf ssh-code`) for a token,

@@ -39,7 +39,8 @@ func app() *cli.App {
 		Usage: "capture on many pcap-agents at once and merge their streams for ssh clients",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "config", Aliases: []string{"c"}, Usage: "YAML config `FILE`", Required: true, EnvVars: []string{"PCAP_API_CONFIG"}},
-			&cli.BoolFlag{Name: "check-config", Usage: "validate the config, print the effective config and exit"},
+			&cli.BoolFlag{Name: "check-config", Usage: "validate the config, print the effective config (secrets redacted) and exit"},
+			&cli.BoolFlag{Name: "probe", Usage: "with --check-config: also contact the Cloud Controller, UAA and director the config names (TLS, discovery) and report what a login would fail on"},
 		},
 		Action: run,
 	}
@@ -55,7 +56,18 @@ func run(c *cli.Context) error {
 		if _, err := newService(cfg, slog.New(slog.DiscardHandler), reg); err != nil {
 			return err
 		}
-		return yaml.NewEncoder(os.Stdout).Encode(cfg)
+		if err := yaml.NewEncoder(os.Stdout).Encode(cfg.Redacted()); err != nil {
+			return err
+		}
+		if !c.Bool("probe") {
+			return nil
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), probeTimeout)
+		defer cancel()
+		return probe(ctx, cfg, os.Stdout)
+	}
+	if c.Bool("probe") {
+		return errors.New("--probe goes with --check-config")
 	}
 	var level slog.Level
 	level.UnmarshalText([]byte(cfg.LogLevel))

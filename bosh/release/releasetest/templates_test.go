@@ -309,7 +309,7 @@ func TestAPITemplates(t *testing.T) {
 		if hc := r.file(t, "bin/health_check"); !strings.Contains(hc, `"http://127.0.0.1:8080/health"`) {
 			t.Errorf("bin/health_check does not check 127.0.0.1:8080:\n%s", hc)
 		}
-		want := api.CFConfig{APIURL: "https://api.sys.example.com", UAAClientID: "ssh-proxy", UAAClientSecret: "ssh-proxy-secret", Timeout: 10 * time.Second,
+		want := api.CFConfig{APIURL: "https://api.sys.example.com", UAAClientID: "ssh-proxy", UAAClientSecret: "(redacted)", Timeout: 10 * time.Second,
 			Policy: api.CFPolicySSH}
 		if got.CF == nil || !sameCF(*got.CF, want) {
 			t.Errorf("cf = %+v, want %+v", got.CF, want)
@@ -375,12 +375,13 @@ func TestAPITemplates(t *testing.T) {
 		got := check(t, r)
 		if got.Listen != "10.0.2.5:2022" || got.HTTPListen != "10.0.2.5:9090" || got.LogLevel != "warn" ||
 			got.ReorderWindow != 0 || got.StopTimeout != 14500*time.Millisecond || got.DrainDelay != 500*time.Millisecond ||
-			got.Limits != (api.LimitsConfig{MaxCaptures: 5, MaxCapturesPerUser: 2, MaxTargets: 10, MaxDuration: 10 * time.Minute}) ||
+			got.Limits != (api.LimitsConfig{MaxCaptures: 5, MaxCapturesPerUser: 2, MaxTargets: 10, MaxDuration: 10 * time.Minute,
+				MaxSessionsPerConnection: api.DefaultMaxSessions, ExecTimeout: api.DefaultExecTimeout}) ||
 			got.Agents.Port != 9696 || got.Agents.DialTimeout != 3*time.Second || len(got.Agents.HostKeyFingerprints) != 1 {
 			t.Errorf("effective config %+v", got)
 		}
 		want := api.CFConfig{APIURL: "https://api.sys.example.com", UAAURL: "https://uaa.sys.example.com", UAAClientID: "pcap",
-			UAAClientSecret: "ssh-proxy-secret", CACertFile: filepath.Join(r.dir, "config/certs/cf_ca.crt"), Timeout: 30 * time.Second,
+			UAAClientSecret: "(redacted)", CACertFile: filepath.Join(r.dir, "config/certs/cf_ca.crt"), Timeout: 30 * time.Second,
 			Policy: api.CFPolicyReadSensitiveData, AdminsOnly: true, AllowedClients: []string{"monitor"}}
 		if got.CF == nil || !sameCF(*got.CF, want) {
 			t.Errorf("cf = %+v, want %+v", got.CF, want)
@@ -413,7 +414,7 @@ func TestAPITemplates(t *testing.T) {
 		got := check(t, r)
 		want := api.BOSHConfig{DirectorURL: "https://10.0.0.6:25555", CACertFile: filepath.Join(r.dir, "config/certs/bosh_ca.crt"),
 			UAAURL: "https://10.0.0.6:8443", OperatorKeysFile: filepath.Join(r.dir, "config/keys/bosh_operator_keys"),
-			UAAClientID: "pcap-api", UAAClientSecret: "client-secret", CodeClientID: "pcap_codes", CodeClientSecret: "code-secret", Timeout: 20 * time.Second,
+			UAAClientID: "pcap-api", UAAClientSecret: "(redacted)", CodeClientID: "pcap_codes", CodeClientSecret: "(redacted)", Timeout: 20 * time.Second,
 			TokenAudiences: []string{"bosh_cli", "ci"}}
 		if got.BOSH == nil || !reflect.DeepEqual(*got.BOSH, want) {
 			t.Errorf("bosh = %+v, want %+v", got.BOSH, want)

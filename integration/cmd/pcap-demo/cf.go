@@ -149,6 +149,7 @@ agents:
   port: %d
 cf:
   api_url: %q
+  allow_insecure_http: true
   uaa_client_id: ssh-proxy
   uaa_client_secret: ssh-proxy-secret
 `, apiHostFile, apiClientFile, hk, port, ccs.URL()))

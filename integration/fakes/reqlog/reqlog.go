@@ -22,8 +22,18 @@ type Entry struct {
 // Log is a concurrency-safe, append-only request log. The zero value is ready
 // to use.
 type Log struct {
-	mu      sync.Mutex
-	entries []Entry
+	mu       sync.Mutex
+	entries  []Entry
+	inFlight int // requests being handled
+	maxIn    int // the most handled at once
+}
+
+// MaxInFlight returns the most requests that were being handled at once
+// (since the last Reset).
+func (l *Log) MaxInFlight() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.maxIn
 }
 
 // Wrap returns a handler that records every request to l before passing it
@@ -31,7 +41,14 @@ type Log struct {
 func (l *Log) Wrap(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
+		l.mu.Lock()
+		l.inFlight++
+		l.maxIn = max(l.maxIn, l.inFlight)
+		l.mu.Unlock()
 		h.ServeHTTP(sw, r)
+		l.mu.Lock()
+		l.inFlight--
+		l.mu.Unlock()
 		l.add(Entry{
 			Time:     time.Now(),
 			Method:   r.Method,
@@ -75,6 +92,7 @@ func (l *Log) Reset() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.entries = nil
+	l.maxIn = l.inFlight
 }
 
 func (l *Log) count(match func(Entry) bool) int {

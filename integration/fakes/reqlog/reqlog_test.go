@@ -47,3 +47,36 @@ func TestLogRecordsPathsAndStatuses(t *testing.T) {
 		t.Errorf("Len after Reset = %d", log.Len())
 	}
 }
+
+func TestLogMaxInFlight(t *testing.T) {
+	var l reqlog.Log
+	entered, release := make(chan struct{}), make(chan struct{})
+	h := l.Wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			entered <- struct{}{}
+			<-release
+		}
+	}))
+	done := make(chan struct{})
+	for range 3 {
+		go func() {
+			h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/slow", nil))
+			done <- struct{}{}
+		}()
+	}
+	for range 3 {
+		<-entered
+	}
+	if n := l.MaxInFlight(); n != 3 {
+		t.Errorf("MaxInFlight with 3 held = %d, want 3", n)
+	}
+	close(release)
+	for range 3 {
+		<-done
+	}
+	l.Reset()
+	h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/fast", nil))
+	if n := l.MaxInFlight(); n != 1 {
+		t.Errorf("MaxInFlight after Reset and one request = %d, want 1", n)
+	}
+}

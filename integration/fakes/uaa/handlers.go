@@ -275,6 +275,7 @@ func (s *Server) issue(w http.ResponseWriter, claims *Claims, withRefresh bool) 
 		writeError(w, http.StatusInternalServerError, "server_error", "Could not sign token")
 		return
 	}
+	s.countGrant(claims.GrantType)
 	resp := tokenResponse{
 		AccessToken: signed,
 		TokenType:   "bearer",

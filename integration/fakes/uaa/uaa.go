@@ -120,9 +120,28 @@ type Server struct {
 	log       reqlog.Log
 	handler   http.Handler
 
-	mu    sync.Mutex
-	codes map[string]code
-	live  listen.Holder
+	mu     sync.Mutex
+	codes  map[string]code
+	grants map[string]int // tokens issued, by grant type
+	live   listen.Holder
+}
+
+// Grants returns how many tokens /oauth/token has issued with grantType
+// ("client_credentials", "authorization_code", …), so that tests can
+// assert what a client made UAA do.
+func (s *Server) Grants(grantType string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.grants[grantType]
+}
+
+func (s *Server) countGrant(grantType string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.grants == nil {
+		s.grants = make(map[string]int)
+	}
+	s.grants[grantType]++
 }
 
 type code struct {

@@ -208,6 +208,11 @@ func TestClientCredentialsGrant(t *testing.T) {
 			}
 		})
 	}
+	// Both grants are counted; a refused request is not.
+	postToken(t, http.DefaultClient, s.URL(), "machine", "wrong", url.Values{"grant_type": {"client_credentials"}})
+	if n, p := s.Grants("client_credentials"), s.Grants("password"); n != 2 || p != 0 {
+		t.Errorf("grants: client_credentials %d, password %d; want 2, 0", n, p)
+	}
 }
 
 func TestRefreshTokenGrant(t *testing.T) {

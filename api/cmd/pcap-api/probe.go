@@ -1,0 +1,173 @@
+package main
+
+import (
+	"context"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"code.cloudfoundry.org/pcap/api"
+	"code.cloudfoundry.org/pcap/api/boshresolver"
+	"code.cloudfoundry.org/pcap/api/cfresolver"
+	"code.cloudfoundry.org/pcap/bosh/director"
+)
+
+// prober contacts what the config names, the way a login would, and
+// reports one line per check.
+type prober struct {
+	out    io.Writer
+	failed int
+}
+
+func (p *prober) report(what string, err error, ok string) {
+	if err != nil {
+		p.failed++
+		fmt.Fprintf(p.out, "FAIL %s: %v\n", what, explain(err))
+		return
+	}
+	fmt.Fprintf(p.out, "ok   %s: %s\n", what, ok)
+}
+
+// explain adds what to do about the usual causes.
+func explain(err error) string {
+	var ua x509.UnknownAuthorityError
+	var hn x509.HostnameError
+	switch {
+	case errors.As(err, &ua):
+		return err.Error() + " (is ca_cert_file the CA that signed it?)"
+	case errors.As(err, &hn):
+		return err.Error() + " (the URL's host is not in the certificate)"
+	}
+	return err.Error()
+}
+
+// getJSON fetches base+path into v (when not nil).
+func getJSON(ctx context.Context, hc *http.Client, base, path string, v any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(base, "/")+path, nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Accept", "application/json")
+	resp, err := hc.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %s", path, resp.Status)
+	}
+	if v == nil {
+		return nil
+	}
+	if err := json.Unmarshal(body, v); err != nil {
+		return fmt.Errorf("GET %s: %w", path, err)
+	}
+	return nil
+}
+
+// probe runs every check the config calls for and returns an error when
+// one failed.
+func probe(ctx context.Context, cfg api.Config, out io.Writer) error {
+	p := &prober{out: out}
+	if cfg.CF != nil {
+		r, err := cfresolver.New(*cfg.CF, cfg.Agents.Port)
+		if err != nil {
+			return err
+		}
+		p.cf(ctx, cfg.CF, r.HTTP)
+	}
+	if cfg.BOSH != nil {
+		r, err := boshresolver.New(*cfg.BOSH, cfg.Agents.Port)
+		if err != nil {
+			return err
+		}
+		p.bosh(ctx, cfg.BOSH, r.Director, r.HTTP)
+	}
+	if cfg.CF == nil && cfg.BOSH == nil {
+		fmt.Fprintln(out, "ok   nothing to probe: neither cf nor bosh is configured")
+	}
+	if p.failed > 0 {
+		return fmt.Errorf("probe: %d check(s) failed", p.failed)
+	}
+	return nil
+}
+
+func (p *prober) cf(ctx context.Context, cf *api.CFConfig, hc *http.Client) {
+	var root struct {
+		Links map[string]struct {
+			Href string `json:"href"`
+		} `json:"links"`
+	}
+	err := getJSON(ctx, hc, cf.APIURL, "/", &root)
+	named := strings.TrimRight(root.Links["uaa"].Href, "/")
+	if err == nil && named == "" {
+		err = errors.New("the root document names no UAA (links.uaa)")
+	}
+	p.report("cf: Cloud Controller "+cf.APIURL+" /", err, "names UAA "+named)
+	if err != nil {
+		return
+	}
+	p.report("cf: Cloud Controller /v3/info", getJSON(ctx, hc, cf.APIURL, "/v3/info", nil), "answers")
+	p.uaa(ctx, "cf", "the Cloud Controller", cf.UAAURL, named, hc)
+}
+
+func (p *prober) bosh(ctx context.Context, b *api.BOSHConfig, d *director.Client, hc *http.Client) {
+	info, err := d.Info(ctx)
+	var named string
+	if err == nil {
+		named = strings.TrimRight(info.UserAuthentication.Options.URL, "/")
+		if info.UserAuthentication.Type != "uaa" || named == "" {
+			err = fmt.Errorf("the director does not use UAA (user_authentication type %q)", info.UserAuthentication.Type)
+		}
+	}
+	if err != nil {
+		p.report("bosh: director "+b.DirectorURL+" /info", err, "")
+		return
+	}
+	p.report("bosh: director "+b.DirectorURL+" /info", nil, "uuid "+info.UUID+", UAA "+named)
+	p.uaa(ctx, "bosh", "the director", b.UAAURL, named, hc)
+}
+
+// uaa checks the UAA that by (the Cloud Controller, the director) names,
+// and that the configured one, if any, is that one.
+func (p *prober) uaa(ctx context.Context, who, by, configured, named string, hc *http.Client) {
+	base := named
+	if configured != "" {
+		base = strings.TrimRight(configured, "/")
+		var err error
+		if base != named {
+			err = fmt.Errorf("%s.uaa_url is %s, but %s trusts %s: its users' tokens would be refused", who, base, by, named)
+		}
+		p.report(who+": UAA is "+by+"'s", err, "yes")
+	}
+	p.report(who+": UAA "+base+" /info", getJSON(ctx, hc, base, "/info", nil), "answers")
+	var keys struct {
+		Keys []struct {
+			Kty string `json:"kty"`
+			Kid string `json:"kid"`
+		} `json:"keys"`
+	}
+	err := getJSON(ctx, hc, base, "/token_keys", &keys)
+	var kids []string
+	for _, k := range keys.Keys {
+		if k.Kty == "RSA" {
+			kids = append(kids, k.Kid)
+		}
+	}
+	if err == nil && len(kids) == 0 {
+		err = errors.New("/token_keys has no RSA key: no token could be verified")
+	}
+	p.report(who+": UAA /token_keys", err, "keys "+strings.Join(kids, ", "))
+}
+
+// probeTimeout bounds the whole probe.
+const probeTimeout = 30 * time.Second
