@@ -13,6 +13,7 @@ import (
 	"github.com/gopacket/gopacket/pcapgo"
 
 	"code.cloudfoundry.org/pcap/tunnel"
+	"code.cloudfoundry.org/pcap/tunnel/capturecmd"
 )
 
 // mergeRig is a merger writing into a buffer, with sources that have one
@@ -34,7 +35,7 @@ func newMergeRig(t *testing.T, window time.Duration, names ...string) *mergeRig 
 		r.srcs[n] = s
 		ifaces = append(ifaces, OutputInterface{Name: n + ":eth0", LinkType: layers.LinkTypeEthernet, Snaplen: 65535})
 	}
-	out, err := NewOutput(&r.buf, FormatPcapng, ifaces)
+	out, err := NewOutput(&r.buf, capturecmd.FormatPcapng, ifaces)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/gopacket/gopacket/layers"
 
 	"code.cloudfoundry.org/pcap/tunnel"
+	"code.cloudfoundry.org/pcap/tunnel/capturecmd"
 )
 
 // Session outcomes, for the exit status, metrics and the audit log.
@@ -33,11 +34,11 @@ const (
 // Session is one capture over many targets, merged into one output.
 type Session struct {
 	Pool    *Pool
-	Req     Request
+	Req     capturecmd.Request
 	Targets []Target
 	Skipped []Skipped
-	Out     io.Writer // the merged capture
-	Status  *Status   // status lines
+	Out     io.Writer          // the merged capture
+	Status  *capturecmd.Status // status lines
 
 	// OpenTimeout bounds connecting to an agent and opening its capture
 	// (default 10 s); StopTimeout bounds the whole stop (default 2 s).

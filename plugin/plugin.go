@@ -24,9 +24,9 @@ import (
 	"github.com/urfave/cli/v2"
 	"golang.org/x/crypto/ssh"
 
-	"code.cloudfoundry.org/pcap/api"
 	"code.cloudfoundry.org/pcap/api/apiclient"
 	"code.cloudfoundry.org/pcap/tunnel"
+	"code.cloudfoundry.org/pcap/tunnel/capturecmd"
 )
 
 // Version is the plugin's version, set at build time.
@@ -126,7 +126,7 @@ func (p *Plugin) run(conn cfplugin.CliConnection, args []string, stdout, stderr 
 			&cli.IntFlag{Name: "snaplen", Aliases: []string{"s"}, Value: tunnel.DefaultSnaplen, Destination: &o.snaplen},
 			&cli.DurationFlag{Name: "duration", Destination: &o.duration},
 			&cli.Uint64Flag{Name: "count", Aliases: []string{"c"}, Destination: &o.count},
-			&cli.StringFlag{Name: "format", Value: api.FormatPcapng, Destination: &o.format},
+			&cli.StringFlag{Name: "format", Value: capturecmd.FormatPcapng, Destination: &o.format},
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Destination: &o.output},
 			&cli.BoolFlag{Name: "force", Destination: &o.force},
 			&cli.StringFlag{Name: "pcap-api", EnvVars: []string{"PCAP_API"}, Destination: &o.apiAddr},
@@ -147,7 +147,7 @@ func (p *Plugin) run(conn cfplugin.CliConnection, args []string, stdout, stderr 
 			return fmt.Errorf("%w (see cf help pcap)", err)
 		},
 	}
-	if err := app.Run(append([]string{"cf pcap"}, api.Interspersed(app.Flags, args[1:])...)); err != nil {
+	if err := app.Run(append([]string{"cf pcap"}, capturecmd.Interspersed(app.Flags, args[1:])...)); err != nil {
 		fmt.Fprintln(stderr, "FAILED:", err)
 		return 1
 	}
@@ -181,7 +181,7 @@ func (o *options) capture(ctx context.Context, conn cfplugin.CliConnection, stdo
 		return 1, errors.New("no output given: -o FILE, or -o - to write the capture to stdout")
 	}
 	if o.instances != "" {
-		if _, err := api.ParseIndexes(o.instances); err != nil {
+		if _, err := capturecmd.ParseIndexes(o.instances); err != nil {
 			return 1, err
 		}
 	}

@@ -31,6 +31,7 @@ import (
 	"code.cloudfoundry.org/pcap/api/uaa"
 	"code.cloudfoundry.org/pcap/bosh/director"
 	"code.cloudfoundry.org/pcap/tunnel"
+	"code.cloudfoundry.org/pcap/tunnel/capturecmd"
 )
 
 // maxCodes bounds the one-time codes held at once.
@@ -264,7 +265,7 @@ func (r *Resolver) redeem(c string) (*api.Identity, error) {
 }
 
 // Resolve implements api.Resolver.
-func (r *Resolver) Resolve(ctx context.Context, id *api.Identity, req api.Request) ([]api.Target, []api.Skipped, error) {
+func (r *Resolver) Resolve(ctx context.Context, id *api.Identity, req capturecmd.Request) ([]api.Target, []api.Skipped, error) {
 	switch {
 	case req.App != "" || req.Instances != nil:
 		return nil, nil, tunnel.Reject(tunnel.CodeBadRequest, "bosh captures take -d DEPLOYMENT and GROUP[/ID] targets, not --app or --instance")

@@ -29,6 +29,7 @@ import (
 	"code.cloudfoundry.org/pcap/api"
 	"code.cloudfoundry.org/pcap/api/uaa"
 	"code.cloudfoundry.org/pcap/tunnel"
+	"code.cloudfoundry.org/pcap/tunnel/capturecmd"
 )
 
 // maxBody bounds a Cloud Controller response.
@@ -218,7 +219,7 @@ type instance struct {
 }
 
 // Resolve implements api.Resolver.
-func (r *Resolver) Resolve(ctx context.Context, id *api.Identity, req api.Request) ([]api.Target, []api.Skipped, error) {
+func (r *Resolver) Resolve(ctx context.Context, id *api.Identity, req capturecmd.Request) ([]api.Target, []api.Skipped, error) {
 	switch {
 	case len(req.Targets) > 0:
 		// Often a filter split by a shell or by ssh, which joins the

@@ -19,10 +19,10 @@ import (
 	"github.com/urfave/cli/v2"
 	"golang.org/x/crypto/ssh"
 
-	"code.cloudfoundry.org/pcap/api"
 	"code.cloudfoundry.org/pcap/api/apiclient"
 	"code.cloudfoundry.org/pcap/bosh/director"
 	"code.cloudfoundry.org/pcap/tunnel"
+	"code.cloudfoundry.org/pcap/tunnel/capturecmd"
 )
 
 // ExitError carries an exit status out of the app.
@@ -61,7 +61,7 @@ func App(iot IO) *cli.App {
 		&cli.StringFlag{Name: "pcap-api-host-key-fingerprint", EnvVars: []string{"PCAP_API_HOST_KEY_FINGERPRINT"}, Usage: "pin pcap-api's host key (SHA256:…); default: trust on first use (~/.bosh/pcap_known_hosts)"},
 	}
 	flags := append([]cli.Flag{}, common...)
-	for _, f := range api.CaptureFlags() {
+	for _, f := range capturecmd.CaptureFlags() {
 		switch f.Names()[0] {
 		case "app", "type", "instance", "progress":
 			continue // cf only, or set by the client itself
@@ -98,7 +98,7 @@ func App(iot IO) *cli.App {
 func Run(iot IO, args []string) int {
 	app := App(iot)
 	if !contains(args, "ssh-code") {
-		args = api.Interspersed(app.Flags, args)
+		args = capturecmd.Interspersed(app.Flags, args)
 	}
 	err := app.Run(append([]string{"pcap-bosh"}, args...))
 	var ee *ExitError
