@@ -24,9 +24,9 @@ import (
 	"github.com/urfave/cli/v2"
 	"golang.org/x/crypto/ssh"
 
-	"code.cloudfoundry.org/pcap/api/apiclient"
 	"code.cloudfoundry.org/pcap/tunnel"
 	"code.cloudfoundry.org/pcap/tunnel/capturecmd"
+	"code.cloudfoundry.org/pcap/tunnel/frontdoor"
 )
 
 // Version is the plugin's version, set at build time.
@@ -239,7 +239,7 @@ func (o *options) capture(ctx context.Context, conn cfplugin.CliConnection, stdo
 	if o.count > 0 {
 		args = append(args, "-c", fmt.Sprint(o.count))
 	}
-	return apiclient.Run(ctx, apiclient.Options{
+	return frontdoor.Run(ctx, frontdoor.Options{
 		Addr: addr,
 		Config: tunnel.ClientConfig{
 			User:            "cf",
@@ -251,7 +251,7 @@ func (o *options) capture(ctx context.Context, conn cfplugin.CliConnection, stdo
 		Force:    o.force,
 		Stdout:   stdout,
 		Stderr:   stderr,
-		Terminal: apiclient.IsTerminal(stderr),
+		Terminal: frontdoor.IsTerminal(stderr),
 	})
 }
 
@@ -283,7 +283,7 @@ func hostKeyCallback(fingerprint string, getenv func(string) string) (ssh.HostKe
 		}
 		home = h
 	}
-	return tunnel.TrustOnFirstUse(filepath.Join(home, ".cf", "pcap_known_hosts"))
+	return frontdoor.TrustOnFirstUse(filepath.Join(home, ".cf", "pcap_known_hosts"))
 }
 
 // findApp looks the app up by name in the targeted space with the Cloud

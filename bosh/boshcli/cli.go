@@ -19,10 +19,10 @@ import (
 	"github.com/urfave/cli/v2"
 	"golang.org/x/crypto/ssh"
 
-	"code.cloudfoundry.org/pcap/api/apiclient"
 	"code.cloudfoundry.org/pcap/bosh/director"
 	"code.cloudfoundry.org/pcap/tunnel"
 	"code.cloudfoundry.org/pcap/tunnel/capturecmd"
+	"code.cloudfoundry.org/pcap/tunnel/frontdoor"
 )
 
 // ExitError carries an exit status out of the app.
@@ -176,7 +176,7 @@ func connect(ctx context.Context, c *cli.Context) (*session, error) {
 		if err != nil {
 			return nil, err
 		}
-		if hk, err = tunnel.TrustOnFirstUse(filepath.Join(home, ".bosh", "pcap_known_hosts")); err != nil {
+		if hk, err = frontdoor.TrustOnFirstUse(filepath.Join(home, ".bosh", "pcap_known_hosts")); err != nil {
 			return nil, err
 		}
 	}
@@ -204,7 +204,7 @@ func sshCode(c *cli.Context, iot IO) error {
 	if err != nil {
 		return &ExitError{Status: 1, Err: err}
 	}
-	status, err := tunnel.Exec(ctx, tunnel.ExecOptions{Addr: s.addr, Config: s.config(), Command: "ssh-code", Stdout: iot.Stdout, Stderr: iot.Stderr})
+	status, err := frontdoor.Exec(ctx, frontdoor.ExecOptions{Addr: s.addr, Config: s.config(), Command: "ssh-code", Stdout: iot.Stdout, Stderr: iot.Stderr})
 	if err != nil {
 		return &ExitError{Status: 1, Err: s.explain(ctx, err)}
 	}
@@ -258,7 +258,7 @@ func capture(c *cli.Context, iot IO) error {
 	output := c.String("output")
 	_, statErr := os.Stat(output)
 	created := output != "-" && errors.Is(statErr, os.ErrNotExist)
-	status, err := apiclient.Run(ctx, apiclient.Options{
+	status, err := frontdoor.Run(ctx, frontdoor.Options{
 		Addr: s.addr, Config: s.config(), Args: args,
 		Output: output, Force: c.Bool("force"),
 		Stdout: iot.Stdout, Stderr: iot.Stderr, Terminal: iot.StderrTerminal,

@@ -5,14 +5,14 @@ package main
 import (
 	"os"
 
-	"code.cloudfoundry.org/pcap/api/apiclient"
 	"code.cloudfoundry.org/pcap/bosh/boshcli"
+	"code.cloudfoundry.org/pcap/tunnel/frontdoor"
 )
 
 func main() {
 	os.Exit(boshcli.Run(boshcli.IO{
 		Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr,
-		StdinTerminal:  apiclient.IsTerminal(os.Stdin),
-		StderrTerminal: apiclient.IsTerminal(os.Stderr),
+		StdinTerminal:  frontdoor.IsTerminal(os.Stdin),
+		StderrTerminal: frontdoor.IsTerminal(os.Stderr),
 	}, os.Args[1:]))
 }

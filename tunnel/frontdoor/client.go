@@ -1,8 +1,8 @@
-// Package apiclient runs a capture through pcap-api's front door for the
+// Package frontdoor runs a capture through pcap-api's front door for the
 // CLIs (cf pcap, pcap-bosh): it sends the capture command, writes the
 // capture to a file or stdout, shows status and progress on stderr, and
 // stops cleanly when its context ends (Ctrl-C).
-package apiclient
+package frontdoor
 
 import (
 	"bytes"
@@ -74,9 +74,9 @@ func Run(ctx context.Context, o Options) (int, error) {
 	if o.Terminal {
 		args = append([]string{"--progress"}, args...)
 	}
-	status, err := tunnel.Exec(ctx, tunnel.ExecOptions{
+	status, err := Exec(ctx, ExecOptions{
 		Addr: o.Addr, Config: o.Config,
-		Command: tunnel.QuoteCommand(append([]string{"capture"}, args...)),
+		Command: QuoteCommand(append([]string{"capture"}, args...)),
 		Stdout:  sw, Stderr: st,
 	})
 	st.finish()

@@ -1,4 +1,4 @@
-package tunnel
+package frontdoor
 
 import (
 	"context"
@@ -13,6 +13,8 @@ import (
 
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/knownhosts"
+
+	"code.cloudfoundry.org/pcap/tunnel"
 )
 
 // ErrStopTimeout is returned by [Exec] when the server did not end the
@@ -22,7 +24,7 @@ var ErrStopTimeout = errors.New("tunnel: server did not finish in time after sto
 // ExecOptions configure [Exec], the client side of pcap-api's front door.
 type ExecOptions struct {
 	Addr   string
-	Config ClientConfig
+	Config tunnel.ClientConfig
 	// Command is the command line sent in the exec request.
 	Command string
 	Stdout  io.Writer
@@ -149,7 +151,7 @@ func TrustOnFirstUse(path string) (ssh.HostKeyCallback, error) {
 		case err == nil:
 			return nil
 		case errors.As(err, &ke) && len(ke.Want) > 0:
-			return fmt.Errorf("tunnel: %s offered %s, but %s has another key for it: %w", host, Fingerprint(key), path, ErrHostKeyMismatch)
+			return fmt.Errorf("tunnel: %s offered %s, but %s has another key for it: %w", host, tunnel.Fingerprint(key), path, tunnel.ErrHostKeyMismatch)
 		case errors.As(err, &ke):
 			line := knownhosts.Line([]string{knownhosts.Normalize(host)}, key) + "\n"
 			af, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0o600)
