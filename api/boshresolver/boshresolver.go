@@ -28,8 +28,8 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"code.cloudfoundry.org/pcap/api"
-	"code.cloudfoundry.org/pcap/api/uaa"
 	"code.cloudfoundry.org/pcap/bosh/director"
+	"code.cloudfoundry.org/pcap/bosh/uaa"
 	"code.cloudfoundry.org/pcap/tunnel"
 	"code.cloudfoundry.org/pcap/tunnel/capturecmd"
 )

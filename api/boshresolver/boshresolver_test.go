@@ -16,7 +16,7 @@ import (
 
 	"code.cloudfoundry.org/pcap/api"
 	"code.cloudfoundry.org/pcap/api/boshresolver"
-	"code.cloudfoundry.org/pcap/api/uaa"
+	"code.cloudfoundry.org/pcap/bosh/uaa"
 	"code.cloudfoundry.org/pcap/integration/fakes/ca"
 	fakedirector "code.cloudfoundry.org/pcap/integration/fakes/director"
 	fakeuaa "code.cloudfoundry.org/pcap/integration/fakes/uaa"

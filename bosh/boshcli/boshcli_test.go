@@ -17,8 +17,8 @@ import (
 	"golang.org/x/crypto/ssh"
 	"gopkg.in/yaml.v3"
 
-	"code.cloudfoundry.org/pcap/api/uaa"
 	"code.cloudfoundry.org/pcap/bosh/boshcli"
+	"code.cloudfoundry.org/pcap/bosh/uaa"
 	"code.cloudfoundry.org/pcap/integration/fakes/ca"
 	fakedirector "code.cloudfoundry.org/pcap/integration/fakes/director"
 	fakeuaa "code.cloudfoundry.org/pcap/integration/fakes/uaa"
