@@ -15,7 +15,7 @@ import (
 	"strings"
 	"sync"
 
-	"golang.org/x/sys/unix"
+	"golang.org/x/term"
 
 	"code.cloudfoundry.org/pcap/tunnel"
 )
@@ -241,12 +241,8 @@ func parseStatus(l string) (src, event, rest string) {
 }
 
 // IsTerminal reports whether w is a terminal (not merely a character
-// device such as /dev/null).
+// device such as /dev/null), on every platform the CLIs ship for.
 func IsTerminal(w any) bool {
 	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
-	return err == nil
+	return ok && term.IsTerminal(int(f.Fd()))
 }
