@@ -15,6 +15,7 @@ import (
 
 	"code.cloudfoundry.org/pcap/integration/testenv"
 	"code.cloudfoundry.org/pcap/tunnel"
+	"code.cloudfoundry.org/pcap/tunnel/capturecmd"
 	"code.cloudfoundry.org/pcap/tunnel/frontdoor"
 )
 
@@ -170,7 +171,7 @@ func execAPI(t *testing.T, e *cfEnv, password string, command ...string) (int, i
 			User: "cf", Auth: []ssh.AuthMethod{ssh.Password(password)},
 			HostKeyCallback: tunnel.PinnedHostKey([]ssh.PublicKey{e.API.HostKey.Signer.PublicKey()}),
 		},
-		Command: frontdoor.QuoteCommand(command),
+		Command: capturecmd.Quote(command),
 		Stdout:  &stdout, Stderr: &stderr,
 	})
 	return status, stdout.Len(), stderr.String(), err

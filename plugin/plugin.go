@@ -70,12 +70,13 @@ EXAMPLES:
    pcap.sys.example.com:2222).`,
 				Options: map[string]string{
 					"i":                              "Instance indexes, comma separated (default: all)",
-					"t":                              "Process type (default: web)",
+					"-process":                       "Process type, as cf ssh --process (default: web; -t for short)",
 					"f":                              "BPF capture filter, as tcpdump takes it",
 					"-interface":                     "Interface in the container (default: eth0; repeatable)",
 					"s":                              "Bytes to capture per packet, 1..262144 (default: 65535)",
-					"-duration":                      "Stop after this long (e.g. 30s, 5m)",
-					"c":                              "Stop each instance after this many packets",
+					"-duration":                      "Stop after this long (e.g. 30s, 5m; default: until Ctrl-C, at most pcap-api's maximum)",
+					"c":                              "Stop each instance after this many packets (default: 0, unlimited)",
+					"-max-bytes":                     "Stop each instance after this many bytes of captured data (default: 0, unlimited)",
 					"-format":                        "pcapng (default) or pcap",
 					"o":                              "Output file, or - for stdout",
 					"-force":                         "Overwrite an existing output file",
@@ -120,12 +121,13 @@ func (p *Plugin) run(conn cfplugin.CliConnection, args []string, stdout, stderr 
 		ErrWriter:       stderr,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "instance", Aliases: []string{"i"}, Destination: &o.instances},
-			&cli.StringFlag{Name: "type", Aliases: []string{"t"}, Value: "web", Destination: &o.ptype},
+			&cli.StringFlag{Name: "process", Aliases: []string{"t", "type"}, Value: capturecmd.DefaultProcess, Destination: &o.ptype},
 			&cli.StringFlag{Name: "filter", Aliases: []string{"f"}, Destination: &o.filter},
 			&cli.StringSliceFlag{Name: "interface"},
 			&cli.IntFlag{Name: "snaplen", Aliases: []string{"s"}, Value: tunnel.DefaultSnaplen, Destination: &o.snaplen},
 			&cli.DurationFlag{Name: "duration", Destination: &o.duration},
 			&cli.Uint64Flag{Name: "count", Aliases: []string{"c"}, Destination: &o.count},
+			&cli.Uint64Flag{Name: "max-bytes", Destination: &o.maxBytes},
 			&cli.StringFlag{Name: "format", Value: capturecmd.FormatPcapng, Destination: &o.format},
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Destination: &o.output},
 			&cli.BoolFlag{Name: "force", Destination: &o.force},
@@ -171,19 +173,19 @@ type options struct {
 	interfaces                                    []string
 	snaplen                                       int
 	duration                                      time.Duration
-	count                                         uint64
+	count, maxBytes                               uint64
 	force                                         bool
 	apiAddr, fingerprint                          string
 }
 
 func (o *options) capture(ctx context.Context, conn cfplugin.CliConnection, stdout, stderr io.Writer, getenv func(string) string) (int, error) {
-	if o.output == "" {
-		return 1, errors.New("no output given: -o FILE, or -o - to write the capture to stdout")
+	// Everything that needs no network is checked first.
+	req, err := o.request()
+	if err != nil {
+		return 1, err
 	}
-	if o.instances != "" {
-		if _, err := capturecmd.ParseIndexes(o.instances); err != nil {
-			return 1, err
-		}
+	if err := frontdoor.CheckOutput(o.output, o.force); err != nil {
+		return 1, err
 	}
 	endpoint, err := conn.ApiEndpoint()
 	if err != nil {
@@ -223,22 +225,7 @@ func (o *options) capture(ctx context.Context, conn cfplugin.CliConnection, stdo
 		return 1, err
 	}
 
-	args := []string{"--app", guid, "--type", o.ptype, "-s", fmt.Sprint(o.snaplen), "--format", o.format}
-	if o.instances != "" {
-		args = append(args, "--instance", o.instances)
-	}
-	if o.filter != "" {
-		args = append(args, "-f", o.filter)
-	}
-	for _, i := range o.interfaces {
-		args = append(args, "--interface", i)
-	}
-	if o.duration > 0 {
-		args = append(args, "--duration", o.duration.String())
-	}
-	if o.count > 0 {
-		args = append(args, "-c", fmt.Sprint(o.count))
-	}
+	req.App = guid
 	return frontdoor.Run(ctx, frontdoor.Options{
 		Addr: addr,
 		Config: tunnel.ClientConfig{
@@ -246,13 +233,41 @@ func (o *options) capture(ctx context.Context, conn cfplugin.CliConnection, stdo
 			Auth:            []ssh.AuthMethod{ssh.Password(token)},
 			HostKeyCallback: hostKey,
 		},
-		Args:     args,
+		Request:  req,
 		Output:   o.output,
 		Force:    o.force,
 		Stdout:   stdout,
 		Stderr:   stderr,
 		Terminal: frontdoor.IsTerminal(stderr),
 	})
+}
+
+// request is the capture the options ask for, checked locally; the app
+// GUID is filled in once the app is found.
+func (o *options) request() (capturecmd.Request, error) {
+	r := capturecmd.Request{
+		Process:    o.ptype,
+		Interfaces: o.interfaces,
+		Filter:     o.filter,
+		Snaplen:    o.snaplen,
+		Limits:     tunnel.Limits{Duration: o.duration, Packets: o.count, Bytes: o.maxBytes},
+		Format:     o.format,
+	}
+	if len(r.Interfaces) == 0 {
+		r.Interfaces = []string{tunnel.DefaultInterface}
+	}
+	var errs []error
+	if o.instances != "" {
+		idx, err := capturecmd.ParseIndexes(o.instances)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		r.Instances = idx
+	}
+	if err := r.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	return r, errors.Join(errs...)
 }
 
 // deriveAPIAddr turns https://api.sys.example.com into

@@ -70,7 +70,7 @@ func TestMetadata(t *testing.T) {
 	}
 	// Every flag the command parses is documented, under the name the cf
 	// CLI shows ("-x" for -x, "--name" for --name).
-	for _, f := range []string{"i", "t", "f", "-interface", "s", "-duration", "c", "-format", "o", "-force", "-pcap-api", "-pcap-api-host-key-fingerprint"} {
+	for _, f := range []string{"i", "-process", "f", "-interface", "s", "-duration", "c", "-max-bytes", "-format", "o", "-force", "-pcap-api", "-pcap-api-host-key-fingerprint"} {
 		if c.UsageDetails.Options[f] == "" {
 			t.Errorf("option %q is not documented", f)
 		}
@@ -258,7 +258,7 @@ func TestFlagsAfterAppName(t *testing.T) {
 	fd := startFrontDoor(t, &frontDoor{Stdout: "PCAPNG", Stderr: "pcap: summary: limit-reached sources=2\n"})
 	dir := t.TempDir()
 	env := map[string]string{"CF_HOME": dir}
-	want := "capture --app " + appGUID + " --type worker -s 128 --format pcapng --instance 0,2 -f 'tcp port 8080' --interface eth1 --interface any --duration 30s -c 5"
+	want := "capture --app " + appGUID + " --type worker --instance 0,2 --interface eth1 --interface any --filter 'tcp port 8080' --snaplen 128 --duration 30s --count 5"
 	flags := []string{"-i", "0,2", "-f", "tcp port 8080", "--interface", "eth1", "--interface", "any", "-s", "128",
 		"--duration", "30s", "-c", "5", "-t", "worker"}
 	api := []string{"--pcap-api", fd.Addr, "--pcap-api-host-key-fingerprint", fd.fingerprint()}

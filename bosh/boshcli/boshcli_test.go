@@ -509,7 +509,7 @@ func TestClientCredentials(t *testing.T) {
 	if claims.ClientID != "ops" || claims.GrantType != "client_credentials" || claims.UserName != "" {
 		t.Errorf("claims = %+v, want a client_credentials token of ops", claims)
 	}
-	if want := "capture -d cf --format pcapng --snaplen 65535 -- router/1"; len(commands) != 1 || commands[0] != want {
+	if want := "capture --deployment cf -- router/1"; len(commands) != 1 || commands[0] != want {
 		t.Errorf("commands %q, want %q", commands, want)
 	}
 	if b, err := os.ReadFile(out); err != nil || string(b) != w.api.Capture {
@@ -539,7 +539,7 @@ func TestInterspersed(t *testing.T) {
 		t.Fatalf("status %d, stderr %q", r.status, r.stderr)
 	}
 	_, _, commands := w.api.seen()
-	want := "capture -d cf --filter 'udp port 7000' --format pcapng --interface eth1 --snaplen 128 --duration 5s --count 10 -- router router/r1"
+	want := "capture --deployment cf --interface eth1 --filter 'udp port 7000' --snaplen 128 --duration 5s --count 10 -- router router/r1"
 	if len(commands) != 1 || commands[0] != want {
 		t.Errorf("commands %q, want %q", commands, want)
 	}

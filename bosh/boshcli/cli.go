@@ -225,6 +225,14 @@ func capture(c *cli.Context, iot IO) error {
 	if c.String("output") == "" {
 		return &ExitError{Status: 1, Err: errors.New("no output given: -o FILE, or -o - to write the capture to stdout")}
 	}
+	// Everything that needs no network is checked first.
+	req, err := capturecmd.RequestFromContext(c)
+	if err != nil {
+		return &ExitError{Status: 1, Err: err}
+	}
+	if err := frontdoor.CheckOutput(c.String("output"), c.Bool("force")); err != nil {
+		return &ExitError{Status: 1, Err: err}
+	}
 	ctx, stop := signal.NotifyContext(c.Context, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	s, err := connect(ctx, c)
@@ -235,31 +243,11 @@ func capture(c *cli.Context, iot IO) error {
 		return &ExitError{Status: 1, Err: err}
 	}
 
-	args := []string{"-d", dep}
-	for _, f := range []string{"filter", "format"} {
-		if v := c.String(f); v != "" {
-			args = append(args, "--"+f, v)
-		}
-	}
-	for _, i := range c.StringSlice("interface") {
-		args = append(args, "--interface", i)
-	}
-	args = append(args, "--snaplen", fmt.Sprint(c.Int("snaplen")))
-	if d := c.Duration("duration"); d > 0 {
-		args = append(args, "--duration", d.String())
-	}
-	if n := c.Uint64("count"); n > 0 {
-		args = append(args, "--count", fmt.Sprint(n))
-	}
-	if n := c.Uint64("max-bytes"); n > 0 {
-		args = append(args, "--max-bytes", fmt.Sprint(n))
-	}
-	args = append(append(args, "--"), c.Args().Slice()...)
 	output := c.String("output")
 	_, statErr := os.Stat(output)
 	created := output != "-" && errors.Is(statErr, os.ErrNotExist)
 	status, err := frontdoor.Run(ctx, frontdoor.Options{
-		Addr: s.addr, Config: s.config(), Args: args,
+		Addr: s.addr, Config: s.config(), Request: req,
 		Output: output, Force: c.Bool("force"),
 		Stdout: iot.Stdout, Stderr: iot.Stderr, Terminal: iot.StderrTerminal,
 	})

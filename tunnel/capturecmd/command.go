@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/mattn/go-shellwords"
 	"github.com/urfave/cli/v2"
@@ -47,21 +48,39 @@ type Request struct {
 }
 
 // CaptureFlags are the flags of the capture command, shared by the API's
-// ssh front door and the CLIs, spelled like tcpdump and bosh pcap.
+// ssh front door and the CLIs, spelled like tcpdump and bosh pcap: the
+// common ones, then the cf ones, then the bosh ones.
 func CaptureFlags() []cli.Flag {
+	return append(append(CommonFlags(), CFFlags()...), BOSHFlags()...)
+}
+
+// CommonFlags are the capture flags of every kind of target.
+func CommonFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.StringSliceFlag{Name: "interface", Aliases: []string{"i"}, Usage: "capture on `IFACE` (repeatable; default eth0; \"any\" for all)"},
 		&cli.StringFlag{Name: "filter", Aliases: []string{"f"}, Usage: "BPF capture `FILTER`, as tcpdump takes it"},
 		&cli.IntFlag{Name: "snaplen", Aliases: []string{"s"}, Value: tunnel.DefaultSnaplen, Usage: "capture at most `BYTES` of each packet (1..262144)"},
-		&cli.DurationFlag{Name: "duration", Usage: "stop after `DURATION` (e.g. 30s, 5m)"},
-		&cli.Uint64Flag{Name: "count", Aliases: []string{"c"}, Usage: "stop each source after `N` packets"},
-		&cli.Uint64Flag{Name: "max-bytes", Usage: "stop each source after `BYTES` of captured data"},
+		&cli.DurationFlag{Name: "duration", Usage: "stop after `DURATION` (e.g. 30s, 5m; default 0: until stopped, at most the server's maximum)"},
+		&cli.Uint64Flag{Name: "count", Aliases: []string{"c"}, Usage: "stop each source after `N` packets (default 0: unlimited)"},
+		&cli.Uint64Flag{Name: "max-bytes", Usage: "stop each source after `BYTES` of captured data (default 0: unlimited)"},
 		&cli.StringFlag{Name: "format", Value: FormatPcapng, Usage: "output `FORMAT`: pcapng, or pcap when all sources share one link type"},
-		&cli.StringFlag{Name: "deployment", Aliases: []string{"d"}, Usage: "BOSH `DEPLOYMENT` (bosh)"},
-		&cli.StringFlag{Name: "app", Usage: "CF app `GUID` (cf)"},
-		&cli.StringFlag{Name: "type", Aliases: []string{"t"}, Value: "web", Usage: "CF process `TYPE` (cf)"},
-		&cli.StringFlag{Name: "instance", Usage: "CF instance `INDEXES`, comma separated (cf; default all)"},
 		&cli.BoolFlag{Name: "progress", Usage: "print per-source progress lines on stderr every second"},
+	}
+}
+
+// CFFlags select Cloud Foundry app instances.
+func CFFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "app", Usage: "CF app `GUID` (cf)"},
+		&cli.StringFlag{Name: "type", Aliases: []string{"t", "process"}, Value: DefaultProcess, Usage: "CF process `TYPE` (cf)"},
+		&cli.StringFlag{Name: "instance", Usage: "CF instance `INDEXES`, comma separated (cf; default all)"},
+	}
+}
+
+// BOSHFlags select the VMs of a BOSH deployment.
+func BOSHFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "deployment", Aliases: []string{"d"}, Usage: "BOSH `DEPLOYMENT` (bosh)"},
 	}
 }
 
@@ -72,7 +91,7 @@ func RequestFromContext(c *cli.Context) (Request, error) {
 		Targets:    c.Args().Slice(),
 		Deployment: c.String("deployment"),
 		App:        c.String("app"),
-		Process:    c.String("type"),
+		Process:    DefaultProcess,
 		Interfaces: c.StringSlice("interface"),
 		Filter:     c.String("filter"),
 		Snaplen:    c.Int("snaplen"),
@@ -83,6 +102,13 @@ func RequestFromContext(c *cli.Context) (Request, error) {
 		},
 		Format:   c.String("format"),
 		Progress: c.Bool("progress"),
+	}
+	if len(r.Targets) == 0 {
+		r.Targets = nil // one spelling of "none", for comparisons
+	}
+	if c.Value("type") != nil {
+		// A CLI without the cf flags asks for the default.
+		r.Process = c.String("type")
 	}
 	var errs []error
 	if s := c.String("instance"); s != "" {
@@ -118,6 +144,12 @@ func (r Request) Validate() error {
 	if err := tunnel.ValidateFilter(r.Filter); err != nil {
 		errs = append(errs, err)
 	}
+	// The command line is UTF-8 text: what is not would not come back.
+	for _, f := range []struct{ name, v string }{{"deployment", r.Deployment}, {"app", r.App}, {"process type", r.Process}, {"filter", r.Filter}} {
+		if !utf8.ValidString(f.v) || strings.ContainsRune(f.v, 0) {
+			errs = append(errs, fmt.Errorf("%s %q is not valid UTF-8 text", f.name, f.v))
+		}
+	}
 	if r.Snaplen < 1 || r.Snaplen > tunnel.MaxSnaplen {
 		errs = append(errs, fmt.Errorf("snaplen %d is out of range 1..%d", r.Snaplen, tunnel.MaxSnaplen))
 	}
@@ -131,7 +163,7 @@ func (r Request) Validate() error {
 		errs = append(errs, fmt.Errorf("%d targets given, at most %d are allowed", len(r.Targets), MaxTargets))
 	}
 	for _, t := range r.Targets {
-		if t == "" || len(t) > 256 || strings.ContainsAny(t, " \t\r\n\x00") {
+		if t == "" || len(t) > 256 || strings.ContainsAny(t, " \t\r\n\x00") || !utf8.ValidString(t) {
 			errs = append(errs, fmt.Errorf("target %q is not valid", t))
 		}
 	}
@@ -200,6 +232,9 @@ func ParseCommand(line string, out io.Writer) (Request, error) {
 	}
 	if strings.ContainsRune(line, 0) {
 		return Request{}, errors.New("command line contains a NUL byte")
+	}
+	if !utf8.ValidString(line) {
+		return Request{}, errors.New("command line is not valid UTF-8")
 	}
 	if n := longestWord(line); n > maxWordLen {
 		return Request{}, fmt.Errorf("command line has a word longer than %d bytes", maxWordLen)

@@ -18,17 +18,34 @@ import (
 	"golang.org/x/term"
 
 	"code.cloudfoundry.org/pcap/tunnel"
+	"code.cloudfoundry.org/pcap/tunnel/capturecmd"
 )
 
 // ErrExists is returned when the output file exists and Force is unset.
 var ErrExists = errors.New("output file exists (use --force to overwrite)")
 
+// CheckOutput checks, before any network call, that output names where a
+// capture can go: a file that does not exist yet (or force), or "-".
+func CheckOutput(output string, force bool) error {
+	if output == "" {
+		return errors.New("no output given: -o FILE, or -o - to write the capture to stdout")
+	}
+	if output == "-" || force {
+		return nil
+	}
+	if _, err := os.Lstat(output); err == nil {
+		return fmt.Errorf("%s: %w", output, ErrExists)
+	}
+	return nil
+}
+
 // Options configure Run.
 type Options struct {
 	Addr   string
 	Config tunnel.ClientConfig
-	// Args are the capture command's arguments (after "capture").
-	Args []string
+	// Request is the capture to ask for; Run sends it as
+	// [capturecmd.Request.Line], with progress when Terminal is set.
+	Request capturecmd.Request
 	// Output is a file path, or "-" for Stdout.
 	Output string
 	Force  bool
@@ -70,13 +87,11 @@ func Run(ctx context.Context, o Options) (int, error) {
 	defer cancel()
 	sw := &stopOnError{w: out, stop: cancel}
 	st := &statusWriter{w: o.Stderr, terminal: o.Terminal}
-	args := o.Args
-	if o.Terminal {
-		args = append([]string{"--progress"}, args...)
-	}
+	req := o.Request
+	req.Progress = req.Progress || o.Terminal
 	status, err := Exec(ctx, ExecOptions{
 		Addr: o.Addr, Config: o.Config,
-		Command: QuoteCommand(append([]string{"capture"}, args...)),
+		Command: req.Line(),
 		Stdout:  sw, Stderr: st,
 	})
 	st.finish()

@@ -8,7 +8,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"golang.org/x/crypto/ssh"
@@ -110,22 +109,6 @@ func Exec(ctx context.Context, o ExecOptions) (int, error) {
 	default:
 		return -1, fmt.Errorf("tunnel: session: %w", werr)
 	}
-}
-
-// QuoteCommand joins words into one command line that a POSIX-style word
-// splitter (like pcap-api's) splits back into the same words.
-func QuoteCommand(words []string) string {
-	q := make([]string, len(words))
-	for i, w := range words {
-		if w != "" && strings.IndexFunc(w, func(r rune) bool {
-			return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-_./:,=@+%", r))
-		}) < 0 {
-			q[i] = w
-			continue
-		}
-		q[i] = "'" + strings.ReplaceAll(w, "'", `'\''`) + "'"
-	}
-	return strings.Join(q, " ")
 }
 
 // TrustOnFirstUse returns a host-key callback backed by a known_hosts file:
