@@ -563,7 +563,7 @@ func TestUsageErrors(t *testing.T) {
 		args []string
 		want string
 	}{
-		{"no deployment", []string{"router", "-o", "x"}, "pcap-bosh: -d DEPLOYMENT is required\n"},
+		{"no deployment", []string{"router", "-o", "x"}, "pcap-bosh: no deployment given: -d DEPLOYMENT, or set BOSH_DEPLOYMENT\n"},
 		{"no group", []string{"-d", "cf", "-o", "x"}, "pcap-bosh: name at least one instance group: GROUP, GROUP/INDEX or GROUP/ID\n"},
 		{"no output", []string{"-d", "cf", "router"}, "pcap-bosh: no output given: -o FILE, or -o - to write the capture to stdout\n"},
 		{"no pcap-api", []string{"-e", "fake", "--config", cfg, "-d", "cf", "router", "-o", "x"},

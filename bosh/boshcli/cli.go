@@ -61,10 +61,14 @@ func App(iot IO) *cli.App {
 		&cli.StringFlag{Name: "pcap-api-host-key-fingerprint", EnvVars: []string{"PCAP_API_HOST_KEY_FINGERPRINT"}, Usage: "pin pcap-api's host key (SHA256:…); default: trust on first use (~/.bosh/pcap_known_hosts)"},
 	}
 	flags := append([]cli.Flag{}, common...)
-	for _, f := range capturecmd.CaptureFlags() {
+	for _, f := range append(capturecmd.CommonFlags(), capturecmd.BOSHFlags()...) {
 		switch f.Names()[0] {
-		case "app", "type", "instance", "progress":
-			continue // cf only, or set by the client itself
+		case "progress":
+			continue // set by the client itself
+		case "deployment":
+			f.(*cli.StringFlag).EnvVars = []string{"BOSH_DEPLOYMENT"}
+		case "interface":
+			f.(*cli.StringSliceFlag).Usage += "; -i is the interface, as in tcpdump (in cf pcap, -i is the instance)"
 		}
 		flags = append(flags, f)
 	}
@@ -81,7 +85,11 @@ func App(iot IO) *cli.App {
 		Flags:     flags,
 		Reader:    iot.Stdin, Writer: iot.Stderr, ErrWriter: iot.Stderr,
 		HideHelpCommand: true,
-		Action:          func(c *cli.Context) error { return capture(c, iot) },
+		Version:         Version,
+		// One line for a bad flag, not the whole help page twice.
+		OnUsageError:          func(_ *cli.Context, err error, _ bool) error { return usageError(err) },
+		CustomAppHelpTemplate: cli.AppHelpTemplate + examples,
+		Action:                func(c *cli.Context) error { return capture(c, iot) },
 		Commands: []*cli.Command{{
 			Name:   "ssh-code",
 			Usage:  "print a one-time code to use as password with plain ssh or sshdump",
@@ -93,10 +101,38 @@ func App(iot IO) *cli.App {
 	return app
 }
 
+// Version is what --version prints; pcap-bosh's main sets it.
+var Version = "dev"
+
+// examples end the help page.
+const examples = `
+EXAMPLES:
+   pcap-bosh -e prod -d cf router -o router.pcapng
+   pcap-bosh -e prod -d cf router diego-cell/3f2a -f 'port 443' -c 1000 -o edge.pcapng
+   pcap-bosh -e prod -d cf router -o - | wireshark -k -i -
+   pcap-bosh -e prod ssh-code
+
+   -e and -d default to $BOSH_ENVIRONMENT and $BOSH_DEPLOYMENT, as in the bosh CLI.
+   Stop with Ctrl-C: the file is completed with statistics blocks.
+`
+
+// usageError is how a flag the command line gets wrong is reported: once,
+// with the way to the help, and with tcpdump's -w turned into -o.
+func usageError(err error) error {
+	if strings.HasSuffix(err.Error(), "flag provided but not defined: -w") {
+		return fmt.Errorf("%w (to write a file, use -o FILE; see pcap-bosh --help)", err)
+	}
+	return fmt.Errorf("%w (see pcap-bosh --help)", err)
+}
+
 // Run runs the app with args (without the program name) and returns the
 // exit status, printing errors on iot.Stderr.
 func Run(iot IO, args []string) int {
 	app := App(iot)
+	if len(args) > 0 && args[0] == "help" {
+		// "pcap-bosh help [ssh-code]", as the bosh CLI has it.
+		args = append(args[1:], "--help")
+	}
 	if !contains(args, "ssh-code") {
 		args = capturecmd.Interspersed(app.Flags, args)
 	}
@@ -217,7 +253,7 @@ func sshCode(c *cli.Context, iot IO) error {
 func capture(c *cli.Context, iot IO) error {
 	dep := c.String("deployment")
 	if dep == "" {
-		return &ExitError{Status: 1, Err: errors.New("-d DEPLOYMENT is required")}
+		return &ExitError{Status: 1, Err: errors.New("no deployment given: -d DEPLOYMENT, or set BOSH_DEPLOYMENT")}
 	}
 	if c.NArg() == 0 {
 		return &ExitError{Status: 1, Err: errors.New("name at least one instance group: GROUP, GROUP/INDEX or GROUP/ID")}

@@ -96,3 +96,24 @@ func FuzzArgsRoundTrip(f *testing.F) {
 		}
 	})
 }
+
+func TestInterspersedTrailingValueFlag(t *testing.T) {
+	cases := []struct {
+		args []string
+		want []string
+	}{
+		{[]string{"router", "-f"}, []string{"-f"}},
+		{[]string{"-d", "cf", "router", "-i"}, []string{"-d", "cf", "-i"}},
+		{[]string{"router", "-f", "udp"}, []string{"-f", "udp", "--", "router"}},
+		{[]string{"router", "--progress"}, []string{"--progress", "--", "router"}},
+	}
+	for _, c := range cases {
+		if got := Interspersed(CaptureFlags(), c.args); !reflect.DeepEqual(got, c.want) {
+			t.Errorf("Interspersed(%q) = %q, want %q", c.args, got, c.want)
+		}
+	}
+	_, err := ParseCommand("capture -d cf router -f", io.Discard)
+	if err == nil || err.Error() != "flag needs an argument: -f" {
+		t.Errorf("trailing -f: %v, want flag needs an argument: -f", err)
+	}
+}

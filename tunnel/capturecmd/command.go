@@ -60,9 +60,9 @@ func CommonFlags() []cli.Flag {
 		&cli.StringSliceFlag{Name: "interface", Aliases: []string{"i"}, Usage: "capture on `IFACE` (repeatable; default eth0; \"any\" for all)"},
 		&cli.StringFlag{Name: "filter", Aliases: []string{"f"}, Usage: "BPF capture `FILTER`, as tcpdump takes it"},
 		&cli.IntFlag{Name: "snaplen", Aliases: []string{"s"}, Value: tunnel.DefaultSnaplen, Usage: "capture at most `BYTES` of each packet (1..262144)"},
-		&cli.DurationFlag{Name: "duration", Usage: "stop after `DURATION` (e.g. 30s, 5m; default 0: until stopped, at most the server's maximum)"},
-		&cli.Uint64Flag{Name: "count", Aliases: []string{"c"}, Usage: "stop each source after `N` packets (default 0: unlimited)"},
-		&cli.Uint64Flag{Name: "max-bytes", Usage: "stop each source after `BYTES` of captured data (default 0: unlimited)"},
+		&cli.DurationFlag{Name: "duration", Usage: "stop after `DURATION` (e.g. 30s, 5m)", DefaultText: "0s: until stopped, at most the server's maximum"},
+		&cli.Uint64Flag{Name: "count", Aliases: []string{"c"}, Usage: "stop each source after `N` packets", DefaultText: "0: unlimited"},
+		&cli.Uint64Flag{Name: "max-bytes", Usage: "stop each source after `BYTES` of captured data", DefaultText: "0: unlimited"},
 		&cli.StringFlag{Name: "format", Value: FormatPcapng, Usage: "output `FORMAT`: pcapng, or pcap when all sources share one link type"},
 		&cli.BoolFlag{Name: "progress", Usage: "print per-source progress lines on stderr every second"},
 	}
@@ -291,7 +291,8 @@ func ParseCommand(line string, out io.Writer) (Request, error) {
 // the bosh CLI expect; urfave/cli stops at the first positional. A "--"
 // ends the flags; what follows stays positional. With a help flag (-h,
 // --help) the positionals are dropped: urfave/cli would take them for help
-// topics and fail instead of showing the usage.
+// topics and fail instead of showing the usage. A flag that needs a value
+// but ends the line stays last, for the parser to refuse.
 func Interspersed(flags []cli.Flag, args []string) []string {
 	takesValue := map[string]bool{}
 	for _, f := range flags {
@@ -314,7 +315,13 @@ func Interspersed(flags []cli.Flag, args []string) []string {
 			if name == "h" || name == "help" {
 				help = true
 			}
-			if !strings.Contains(name, "=") && takesValue[name] && i+1 < len(args) {
+			if !strings.Contains(name, "=") && takesValue[name] {
+				if i+1 == len(args) {
+					// A value flag last, with no value: leave it last, so
+					// the parser says it needs an argument instead of
+					// taking the "--" added below for its value.
+					return opts
+				}
 				i++
 				opts = append(opts, args[i])
 			}

@@ -9,7 +9,11 @@ import (
 	"code.cloudfoundry.org/pcap/tunnel/frontdoor"
 )
 
+// version is what --version prints; the Makefile sets it to git describe.
+var version = "dev"
+
 func main() {
+	boshcli.Version = version
 	os.Exit(boshcli.Run(boshcli.IO{
 		Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr,
 		StdinTerminal:  frontdoor.IsTerminal(os.Stdin),
