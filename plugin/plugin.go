@@ -44,7 +44,34 @@ type Plugin struct {
 const helpText = "Capture the network traffic of all instances of an app into one pcapng file (Wireshark)"
 
 const usage = `cf pcap APP_NAME [-i INDEXES] [-t TYPE] [-f FILTER] [--interface IFACE]
-   [-s SNAPLEN] [--duration D] [-c COUNT] [--format pcapng|pcap] -o FILE|- [--force]`
+   [-s SNAPLEN] [--duration D] [-c COUNT] [--max-bytes N] [--format pcapng|pcap] -o FILE|- [--force]`
+
+// Standalone answers when the plugin binary is run by hand instead of by
+// the cf CLI (which passes its RPC port first): --version, --help, or a
+// hint. ok is false when the cf CLI runs it.
+func Standalone(args []string, version string, stdout, stderr io.Writer) (code int, ok bool) {
+	if len(args) > 0 && args[0] != "" && strings.Trim(args[0], "0123456789") == "" {
+		return 0, false // the cf CLI's RPC port
+	}
+	switch {
+	case len(args) == 1 && (args[0] == "--version" || args[0] == "-v" || args[0] == "version"):
+		fmt.Fprintf(stdout, "pcap-cf-plugin version %s\n", version)
+		return 0, true
+	case len(args) == 1 && (args[0] == "--help" || args[0] == "-h" || args[0] == "help"):
+		fmt.Fprint(stdout, standaloneHelp)
+		return 0, true
+	default:
+		fmt.Fprint(stderr, standaloneHelp)
+		return 1, true
+	}
+}
+
+const standaloneHelp = `pcap-cf-plugin is a cf CLI plugin; the cf CLI runs it. Install it with
+   cf install-plugin PATH/TO/pcap-cf-plugin
+then run
+   cf pcap APP_NAME -o FILE
+and see cf help pcap.
+`
 
 // GetMetadata implements cfplugin.Plugin.
 func (p *Plugin) GetMetadata() cfplugin.PluginMetadata {
@@ -69,7 +96,7 @@ EXAMPLES:
    label of the cf API host with "pcap" (api.sys.example.com ->
    pcap.sys.example.com:2222).`,
 				Options: map[string]string{
-					"i":                              "Instance indexes, comma separated (default: all)",
+					"i":                              "Instance indexes, comma separated (default: all); -i is the instance, as in cf ssh (in pcap-bosh, -i is the interface)",
 					"-process":                       "Process type, as cf ssh --process (default: web; -t for short)",
 					"f":                              "BPF capture filter, as tcpdump takes it",
 					"-interface":                     "Interface in the container (default: eth0; repeatable)",
@@ -146,6 +173,9 @@ func (p *Plugin) run(conn cfplugin.CliConnection, args []string, stdout, stderr 
 		// The cf CLI shows the help (cf help pcap, cf pcap --help); a bad
 		// flag gets one line, not a help page.
 		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
+			if strings.HasSuffix(err.Error(), "flag provided but not defined: -w") {
+				return fmt.Errorf("%w (to write a file, use -o FILE; see cf help pcap)", err)
+			}
 			return fmt.Errorf("%w (see cf help pcap)", err)
 		},
 	}
