@@ -1,6 +1,7 @@
 package capturecmd
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"strconv"
@@ -26,19 +27,11 @@ func NewStatus(w io.Writer) *Status { return &Status{w: w} }
 
 // Line writes one line; kv alternates keys and values.
 func (s *Status) Line(source, event string, kv ...any) {
-	var b strings.Builder
-	b.WriteString("pcap: ")
-	b.WriteString(source)
-	b.WriteString(": ")
-	b.WriteString(event)
-	for i := 0; i+1 < len(kv); i += 2 {
-		fmt.Fprintf(&b, " %v=%s", kv[i], quoteValue(fmt.Sprint(kv[i+1])))
-	}
-	b.WriteByte('\n')
+	line := FormatLine(source, event, kv...) + "\n"
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.err == nil {
-		_, s.err = io.WriteString(s.w, b.String())
+		_, s.err = io.WriteString(s.w, line)
 	}
 }
 
@@ -53,4 +46,86 @@ func quoteValue(v string) string {
 		return strconv.Quote(v)
 	}
 	return v
+}
+
+// FormatLine returns one status line, without its newline: "pcap:
+// SOURCE: EVENT key=value …"; kv alternates keys and values.
+func FormatLine(source, event string, kv ...any) string {
+	var b strings.Builder
+	b.WriteString("pcap: ")
+	b.WriteString(source)
+	b.WriteString(": ")
+	b.WriteString(event)
+	for i := 0; i+1 < len(kv); i += 2 {
+		fmt.Fprintf(&b, " %v=%s", kv[i], quoteValue(fmt.Sprint(kv[i+1])))
+	}
+	return b.String()
+}
+
+// Field is one key=value of a status line.
+type Field struct{ Key, Value string }
+
+// StatusLine is a parsed status line.
+type StatusLine struct {
+	Source, Event string
+	Fields        []Field
+}
+
+// Get returns the value of key, or "".
+func (l StatusLine) Get(key string) string {
+	for _, f := range l.Fields {
+		if f.Key == key {
+			return f.Value
+		}
+	}
+	return ""
+}
+
+// ErrNotStatus is returned by [ParseLine] for a line that is not a
+// status line as [FormatLine] writes it.
+var ErrNotStatus = errors.New("not a status line")
+
+// ParseLine parses a line [FormatLine] wrote (without its newline): the
+// inverse of FormatLine for a source without ": ", an event and keys
+// without spaces or "=".
+func ParseLine(l string) (StatusLine, error) {
+	rest, ok := strings.CutPrefix(l, "pcap: ")
+	if !ok {
+		return StatusLine{}, ErrNotStatus
+	}
+	var sl StatusLine
+	sl.Source, rest, ok = strings.Cut(rest, ": ")
+	if !ok {
+		return StatusLine{}, ErrNotStatus
+	}
+	sl.Event, rest, _ = strings.Cut(rest, " ")
+	for rest != "" {
+		key, after, ok := strings.Cut(rest, "=")
+		if !ok || key == "" || strings.Contains(key, " ") {
+			return StatusLine{}, ErrNotStatus
+		}
+		var v string
+		more := false // a space followed
+		if strings.HasPrefix(after, `"`) {
+			q, err := strconv.QuotedPrefix(after)
+			if err != nil {
+				return StatusLine{}, ErrNotStatus
+			}
+			v, _ = strconv.Unquote(q)
+			after = after[len(q):]
+			if after != "" {
+				if after, more = strings.CutPrefix(after, " "); !more {
+					return StatusLine{}, ErrNotStatus
+				}
+			}
+		} else {
+			v, after, more = strings.Cut(after, " ")
+		}
+		if more && after == "" {
+			return StatusLine{}, ErrNotStatus // a trailing space
+		}
+		sl.Fields = append(sl.Fields, Field{key, v})
+		rest = after
+	}
+	return sl, nil
 }

@@ -149,7 +149,7 @@ type statusWriter struct {
 
 	mu       sync.Mutex
 	partial  []byte
-	progress map[string]string
+	progress map[string]capturecmd.StatusLine
 	drawn    bool
 }
 
@@ -179,7 +179,7 @@ func (s *statusWriter) line(l string) {
 			return
 		}
 		if s.progress == nil {
-			s.progress = map[string]string{}
+			s.progress = map[string]capturecmd.StatusLine{}
 		}
 		s.progress[src] = rest
 		s.redraw()
@@ -231,28 +231,21 @@ func (s *statusWriter) finish() {
 }
 
 // compact turns "packets=1 bytes=2 dropped=0" into "1 pkts 2 B 0 dropped".
-func compact(kv string) string {
-	f := map[string]string{}
-	for _, p := range strings.Fields(kv) {
-		if k, v, ok := strings.Cut(p, "="); ok {
-			f[k] = v
-		}
-	}
-	return fmt.Sprintf("%s pkts %s B %s dropped", f["packets"], f["bytes"], f["dropped"])
+func compact(l capturecmd.StatusLine) string {
+	return fmt.Sprintf("%s pkts %s B %s dropped", l.Get("packets"), l.Get("bytes"), l.Get("dropped"))
 }
 
-// parseStatus splits "pcap: SRC: EVENT rest".
-func parseStatus(l string) (src, event, rest string) {
-	l, ok := strings.CutPrefix(l, "pcap: ")
-	if !ok {
-		return "", "", l
+// parseStatus reads a status line as [capturecmd.FormatLine] writes it;
+// the summary line's event is "summary". Anything else has no event.
+func parseStatus(l string) (src, event string, sl capturecmd.StatusLine) {
+	sl, err := capturecmd.ParseLine(l)
+	if err != nil {
+		return "", "", sl
 	}
-	src, l, _ = strings.Cut(l, ": ")
-	event, rest, _ = strings.Cut(l, " ")
-	if src == "summary" {
-		event = "summary"
+	if sl.Source == "summary" {
+		return sl.Source, "summary", sl
 	}
-	return src, event, rest
+	return sl.Source, sl.Event, sl
 }
 
 // IsTerminal reports whether w is a terminal (not merely a character
