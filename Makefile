@@ -6,6 +6,14 @@ PKGS := ./...
 # Debian packages the build, tests, demo and benchmark need.
 APT_PACKAGES := libpcap-dev tshark tcpdump openssh-client openssh-server iproute2 ruby sshpass procps flex bison haproxy
 FUZZTIME ?= 10s
+# VERSION is what every binary's --version prints (git describe; "dev"
+# when built by plain go build).
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -X main.version=$(VERSION)
+# CLIENT_PKGS are the packages the client binaries (cf plugin, pcap-bosh)
+# are made of; they ship for linux, darwin and windows.
+CLIENT_PKGS := ./plugin/... ./bosh/boshcli ./bosh/cmd/... ./bosh/director ./bosh/uaa ./tunnel/...
+CLIENT_OSES := darwin windows
 TEST_TIMEOUT ?= 12m
 
 .PHONY: all deps build lint test fuzz demo bench plugin release-blobs soak clean
@@ -29,16 +37,17 @@ deps:
 	fi
 
 build: deps
-	$(GO) build -o $(BIN)/ $$($(GO) list -f '{{if eq .Name "main"}}{{.ImportPath}}{{end}}' ./...)
+	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/ $$($(GO) list -f '{{if eq .Name "main"}}{{.ImportPath}}{{end}}' ./...)
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '^integration/tools/')); \
 	  if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
+	@set -e; for os in $(CLIENT_OSES); do echo "vet client packages for $$os"; CGO_ENABLED=0 GOOS=$$os $(GO) vet $(CLIENT_PKGS); done
 
 # test is what CI runs: install, lint, every test with -race (integration
 # tests included: they need root for namespaces), then short fuzz runs.
-test: deps lint tools release-blobs
+test: deps lint tools release-blobs plugin
 	PCAP_REQUIRE_TOOLS=1 $(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) $(PKGS)
 	$(MAKE) --no-print-directory fuzz FUZZTIME=5s
 
@@ -72,14 +81,14 @@ bench: deps
 	$(GO) build -o $(BIN)/ ./agent/cmd/pcap-agent ./api/cmd/pcap-api ./integration/cmd/pcap-traffic ./integration/cmd/pcap-bench && $(BIN)/pcap-bench -bin $(BIN) -results bench/results $(BENCHFLAGS)
 
 # plugin cross-builds the cf CLI plugin and pcap-bosh (pure Go, no cgo)
-# for linux and darwin, amd64 and arm64, into bin/dist/.
-PLATFORMS := linux/amd64 linux/arm64 darwin/amd64 darwin/arm64
+# for linux, darwin and windows, amd64 and arm64, into bin/dist/.
+PLATFORMS := linux/amd64 linux/arm64 darwin/amd64 darwin/arm64 windows/amd64 windows/arm64
 plugin:
 	@set -e; for p in $(PLATFORMS); do \
-	  os=$${p%/*}; arch=$${p#*/}; \
+	  os=$${p%/*}; arch=$${p#*/}; ext=""; [ $$os = windows ] && ext=.exe; \
 	  echo "building pcap-cf-plugin and pcap-bosh for $$os/$$arch"; \
-	  CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch $(GO) build -trimpath -o $(BIN)/dist/pcap-cf-plugin-$$os-$$arch ./plugin/cmd/pcap-cf-plugin; \
-	  CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch $(GO) build -trimpath -o $(BIN)/dist/pcap-bosh-$$os-$$arch ./bosh/cmd/pcap-bosh; \
+	  CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/dist/pcap-cf-plugin-$$os-$$arch$$ext ./plugin/cmd/pcap-cf-plugin; \
+	  CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/dist/pcap-bosh-$$os-$$arch$$ext ./bosh/cmd/pcap-bosh; \
 	done; ls -l $(BIN)/dist
 
 clean:

@@ -210,13 +210,17 @@ func (a *Agent) run(ctx context.Context, ch ssh.Channel, reqs <-chan *ssh.Reques
 	go func() {
 		spare := &batch{}
 		wm := newWatermarker(len(srcs))
-		quiet := time.NewTicker(watermarkEvery)
-		defer quiet.Stop()
+		var quietC <-chan time.Time
+		if req.Watermarks {
+			quiet := time.NewTicker(watermarkEvery)
+			defer quiet.Stop()
+			quietC = quiet.C
+		}
 		for {
 			last := false
 			select {
 			case <-q.ready:
-			case <-quiet.C:
+			case <-quietC:
 			case <-finish:
 				last = true
 			}
@@ -232,7 +236,7 @@ func (a *Agent) run(ctx context.Context, ch ssh.Channel, reqs <-chan *ssh.Reques
 				}
 			}
 			spare = full
-			if err == nil {
+			if err == nil && req.Watermarks {
 				err = wm.write(w, swapped)
 			}
 			// At a limit, what was written up to it still goes out.

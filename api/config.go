@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"code.cloudfoundry.org/pcap/tunnel/capturecmd"
 )
 
 // Config is pcap-api's YAML configuration file.
@@ -273,8 +275,8 @@ func (c Config) Validate() error {
 	if l.MaxCaptures < 1 || l.MaxCapturesPerUser < 1 || l.MaxTargets < 1 {
 		errs = append(errs, errors.New("limits.max_captures, max_captures_per_user and max_targets must be at least 1"))
 	}
-	if l.MaxTargets > MaxTargets {
-		errs = append(errs, fmt.Errorf("limits.max_targets is at most %d", MaxTargets))
+	if l.MaxTargets > capturecmd.MaxTargets {
+		errs = append(errs, fmt.Errorf("limits.max_targets is at most %d", capturecmd.MaxTargets))
 	}
 	if l.MaxSessionsPerConnection < 1 || l.MaxSessionsPerConnection > 64 {
 		errs = append(errs, errors.New("limits.max_sessions_per_connection must be within 1..64"))

@@ -12,8 +12,9 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
-	"code.cloudfoundry.org/pcap/api/uaa"
+	"code.cloudfoundry.org/pcap/bosh/uaa"
 	"code.cloudfoundry.org/pcap/tunnel"
+	"code.cloudfoundry.org/pcap/tunnel/capturecmd"
 )
 
 // identityKey is where authentication leaves the *Identity in
@@ -289,7 +290,7 @@ func (a *API) HandleChannel(ctx context.Context, conn *ssh.ServerConn, nc ssh.Ne
 
 // run parses and runs one capture command, returning the exit status.
 func (a *API) run(ctx context.Context, log *slog.Logger, id *Identity, line string, stdout, stderr io.Writer, stop <-chan struct{}) int {
-	status := NewStatus(stderr)
+	status := capturecmd.NewStatus(stderr)
 	fail := func(code, msg string) int {
 		a.Metrics.refused(code)
 		log.Info("capture-refused", "code", code, "reason", msg)
@@ -302,8 +303,8 @@ func (a *API) run(ctx context.Context, log *slog.Logger, id *Identity, line stri
 	if strings.TrimSpace(line) == "ssh-code" {
 		return a.mintCode(log, id, stdout, status)
 	}
-	req, err := ParseCommand(line, stdout)
-	if errors.Is(err, ErrHelp) {
+	req, err := capturecmd.ParseCommand(line, stdout)
+	if errors.Is(err, capturecmd.ErrHelp) {
 		return ExitOK
 	}
 	if err != nil {
@@ -373,7 +374,7 @@ func summarize(rs []SourceResult) []string {
 
 // checkLimits enforces max targets and max duration (applied when none was
 // asked).
-func (a *API) checkLimits(req *Request, targets []Target) error {
+func (a *API) checkLimits(req *capturecmd.Request, targets []Target) error {
 	if a.Limits.MaxTargets > 0 && len(targets) > a.Limits.MaxTargets {
 		return tunnel.Reject(tunnel.CodeLimitReached, fmt.Sprintf("%d targets selected, at most %d are allowed per capture", len(targets), a.Limits.MaxTargets))
 	}
@@ -472,7 +473,7 @@ type CodeMinter interface {
 	MintCode(id *Identity) (string, error)
 }
 
-func (a *API) mintCode(log *slog.Logger, id *Identity, stdout io.Writer, status *Status) int {
+func (a *API) mintCode(log *slog.Logger, id *Identity, stdout io.Writer, status *capturecmd.Status) int {
 	m, ok := a.Resolvers[id.Resolver].(CodeMinter)
 	if !ok {
 		status.Line("error", tunnel.CodeBadRequest, "reason", "this login does not mint one-time codes")

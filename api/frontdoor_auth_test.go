@@ -13,8 +13,9 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
-	"code.cloudfoundry.org/pcap/api/uaa"
+	"code.cloudfoundry.org/pcap/bosh/uaa"
 	"code.cloudfoundry.org/pcap/tunnel"
+	"code.cloudfoundry.org/pcap/tunnel/capturecmd"
 )
 
 // countingResolver is a static resolver that counts what would be network
@@ -29,7 +30,7 @@ func (c *countingResolver) AuthKey(ctx context.Context, key ssh.PublicKey) (*Ide
 	return c.StaticResolver.AuthKey(ctx, key)
 }
 
-func (c *countingResolver) Resolve(ctx context.Context, id *Identity, req Request) ([]Target, []Skipped, error) {
+func (c *countingResolver) Resolve(ctx context.Context, id *Identity, req capturecmd.Request) ([]Target, []Skipped, error) {
 	c.resolves.Add(1)
 	return c.StaticResolver.Resolve(ctx, id, req)
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"code.cloudfoundry.org/pcap/tunnel"
+	"code.cloudfoundry.org/pcap/tunnel/capturecmd"
 )
 
 func TestCheckLimits(t *testing.T) {
@@ -29,7 +30,7 @@ func TestCheckLimits(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			req := Request{Limits: tunnel.Limits{Duration: c.duration}}
+			req := capturecmd.Request{Limits: tunnel.Limits{Duration: c.duration}}
 			err := a.checkLimits(&req, c.targets)
 			if c.wantErr == "" {
 				if err != nil {

@@ -16,6 +16,7 @@ import (
 	"github.com/gopacket/gopacket/pcapgo"
 
 	"code.cloudfoundry.org/pcap/tunnel"
+	"code.cloudfoundry.org/pcap/tunnel/capturecmd"
 )
 
 // mergeRig is a merger writing into a buffer, with sources that have one
@@ -40,7 +41,7 @@ func newMergeRig(t *testing.T, ordered bool, names ...string) *mergeRig {
 		srcs = append(srcs, s)
 		ifaces = append(ifaces, OutputInterface{Name: n + ":eth0", LinkType: layers.LinkTypeEthernet, Snaplen: 65535})
 	}
-	out, err := NewOutput(&r.buf, FormatPcapng, ifaces)
+	out, err := NewOutput(&r.buf, capturecmd.FormatPcapng, ifaces)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -380,7 +381,7 @@ func BenchmarkAPIPath(b *testing.B) {
 			stream := benchStream(b, size, count)
 			b.ReportAllocs()
 			for b.Loop() {
-				out, err := NewOutput(io.Discard, FormatPcapng, []OutputInterface{{Name: "a/0:eth0", LinkType: layers.LinkTypeEthernet, Snaplen: 65535}})
+				out, err := NewOutput(io.Discard, capturecmd.FormatPcapng, []OutputInterface{{Name: "a/0:eth0", LinkType: layers.LinkTypeEthernet, Snaplen: 65535}})
 				if err != nil {
 					b.Fatal(err)
 				}

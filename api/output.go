@@ -12,6 +12,8 @@ import (
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
 	"github.com/gopacket/gopacket/pcapgo"
+
+	"code.cloudfoundry.org/pcap/tunnel/capturecmd"
 )
 
 // OutputInterface describes one (source, interface) of the merged output.
@@ -67,7 +69,7 @@ func NewOutput(w io.Writer, format string, ifaces []OutputInterface) (*Output, e
 	}
 	o := &Output{format: format, bw: bufio.NewWriterSize(w, 64<<10), ifaces: ifaces}
 	switch format {
-	case FormatPcap:
+	case capturecmd.FormatPcap:
 		snap := uint32(0)
 		for _, i := range ifaces {
 			if i.LinkType != ifaces[0].LinkType {

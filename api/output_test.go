@@ -19,6 +19,7 @@ import (
 	"github.com/gopacket/gopacket/pcapgo"
 
 	"code.cloudfoundry.org/pcap/integration/testreq"
+	"code.cloudfoundry.org/pcap/tunnel/capturecmd"
 )
 
 // tool runs a Wireshark command-line tool; when it is not installed the
@@ -47,7 +48,7 @@ func TestOutputPcapngIsReadByWireshark(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	o, err := NewOutput(f, FormatPcapng, testIfaces)
+	o, err := NewOutput(f, capturecmd.FormatPcapng, testIfaces)
 	if err != nil {
 		t.Fatalf("NewOutput: %v", err)
 	}
@@ -203,7 +204,7 @@ func TestOutputPcapClassic(t *testing.T) {
 		{Name: "lb/0:eth0", LinkType: layers.LinkTypeEthernet, Snaplen: 128},
 		{Name: "lb/1:eth0", LinkType: layers.LinkTypeEthernet, Snaplen: 1500},
 	}
-	o, err := NewOutput(f, FormatPcap, ifaces)
+	o, err := NewOutput(f, capturecmd.FormatPcap, ifaces)
 	if err != nil {
 		t.Fatalf("NewOutput: %v", err)
 	}
@@ -235,7 +236,7 @@ func TestOutputPcapClassic(t *testing.T) {
 
 func TestOutputPcapMixedLinkTypes(t *testing.T) {
 	var w bytes.Buffer
-	o, err := NewOutput(&w, FormatPcap, testIfaces)
+	o, err := NewOutput(&w, capturecmd.FormatPcap, testIfaces)
 	var mixed *ErrMixedLinkTypes
 	if !errors.As(err, &mixed) {
 		t.Fatalf("NewOutput = %v, %v; want *ErrMixedLinkTypes", o, err)
@@ -250,7 +251,7 @@ func TestOutputPcapMixedLinkTypes(t *testing.T) {
 }
 
 func TestOutputNoInterfaces(t *testing.T) {
-	if _, err := NewOutput(io.Discard, FormatPcapng, nil); err == nil {
+	if _, err := NewOutput(io.Discard, capturecmd.FormatPcapng, nil); err == nil {
 		t.Error("output with no interfaces accepted")
 	}
 }
@@ -260,11 +261,11 @@ type errWriter struct{}
 func (errWriter) Write([]byte) (int, error) { return 0, errors.New("broken pipe") }
 
 func TestOutputWriteErrors(t *testing.T) {
-	if _, err := NewOutput(errWriter{}, FormatPcapng, testIfaces[:1]); err == nil || !strings.HasPrefix(err.Error(), "api: flush: ") {
+	if _, err := NewOutput(errWriter{}, capturecmd.FormatPcapng, testIfaces[:1]); err == nil || !strings.HasPrefix(err.Error(), "api: flush: ") {
 		t.Errorf("NewOutput on a broken writer: %v", err)
 	}
 	var buf bytes.Buffer
-	o, err := NewOutput(&buf, FormatPcapng, testIfaces[:1])
+	o, err := NewOutput(&buf, capturecmd.FormatPcapng, testIfaces[:1])
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,6 +11,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"code.cloudfoundry.org/pcap/tunnel"
+	"code.cloudfoundry.org/pcap/tunnel/capturecmd"
 )
 
 // Identity is an authenticated user of the front door.
@@ -76,7 +77,7 @@ type Resolver interface {
 	// Resolve authorises id for req and returns the targets to capture
 	// and those skipped. A refusal is a *tunnel.RejectError whose message
 	// the user reads.
-	Resolve(ctx context.Context, id *Identity, req Request) ([]Target, []Skipped, error)
+	Resolve(ctx context.Context, id *Identity, req capturecmd.Request) ([]Target, []Skipped, error)
 }
 
 // ErrNoAuth is returned by resolvers for an authentication method they do
@@ -113,7 +114,7 @@ func (s *StaticResolver) AuthKey(_ context.Context, key ssh.PublicKey) (*Identit
 
 // Resolve implements [Resolver]: each target is GROUP (all its agents),
 // GROUP/INDEX or GROUP/ADDRESS. Agents are captured on their host.
-func (s *StaticResolver) Resolve(_ context.Context, _ *Identity, req Request) ([]Target, []Skipped, error) {
+func (s *StaticResolver) Resolve(_ context.Context, _ *Identity, req capturecmd.Request) ([]Target, []Skipped, error) {
 	if req.App != "" || req.Deployment != "" || req.Instances != nil {
 		return nil, nil, tunnel.Reject(tunnel.CodeBadRequest, "--app, --instance and -d are not used by static groups; name groups as GROUP or GROUP/INDEX")
 	}

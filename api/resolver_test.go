@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"code.cloudfoundry.org/pcap/tunnel"
+	"code.cloudfoundry.org/pcap/tunnel/capturecmd"
 )
 
 func TestStaticResolverResolve(t *testing.T) {
@@ -36,7 +37,7 @@ func TestStaticResolverResolve(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			got, skipped, err := r.Resolve(context.Background(), &Identity{Name: "op", Resolver: "static"}, Request{Targets: c.targets})
+			got, skipped, err := r.Resolve(context.Background(), &Identity{Name: "op", Resolver: "static"}, capturecmd.Request{Targets: c.targets})
 			if err != nil {
 				t.Fatalf("Resolve(%v): %v", c.targets, err)
 			}
@@ -57,26 +58,26 @@ func TestStaticResolverRefuses(t *testing.T) {
 	}}
 	cases := []struct {
 		name string
-		req  Request
+		req  capturecmd.Request
 		code string
 		msg  string
 	}{
-		{"no target", Request{}, tunnel.CodeBadRequest, "no target given; groups are: lb, router"},
-		{"unknown group", Request{Targets: []string{"web", "lb", "db/0"}}, tunnel.CodeTargetNotFound,
+		{"no target", capturecmd.Request{}, tunnel.CodeBadRequest, "no target given; groups are: lb, router"},
+		{"unknown group", capturecmd.Request{Targets: []string{"web", "lb", "db/0"}}, tunnel.CodeTargetNotFound,
 			"unknown target(s): web, db/0; groups are: lb, router"},
-		{"index out of range", Request{Targets: []string{"lb/2"}}, tunnel.CodeTargetNotFound,
+		{"index out of range", capturecmd.Request{Targets: []string{"lb/2"}}, tunnel.CodeTargetNotFound,
 			"unknown target(s): lb/2; groups are: lb, router"},
-		{"address not in the group", Request{Targets: []string{"lb/10.0.1.1:9494"}}, tunnel.CodeTargetNotFound,
+		{"address not in the group", capturecmd.Request{Targets: []string{"lb/10.0.1.1:9494"}}, tunnel.CodeTargetNotFound,
 			"unknown target(s): lb/10.0.1.1:9494; groups are: lb, router"},
-		{"index with a leading zero", Request{Targets: []string{"lb/01"}}, tunnel.CodeTargetNotFound,
+		{"index with a leading zero", capturecmd.Request{Targets: []string{"lb/01"}}, tunnel.CodeTargetNotFound,
 			"unknown target(s): lb/01; groups are: lb, router"},
-		{"empty index", Request{Targets: []string{"lb/"}}, tunnel.CodeTargetNotFound,
+		{"empty index", capturecmd.Request{Targets: []string{"lb/"}}, tunnel.CodeTargetNotFound,
 			"unknown target(s): lb/; groups are: lb, router"},
-		{"cf app", Request{App: "g", Targets: []string{"lb"}}, tunnel.CodeBadRequest,
+		{"cf app", capturecmd.Request{App: "g", Targets: []string{"lb"}}, tunnel.CodeBadRequest,
 			"--app, --instance and -d are not used by static groups; name groups as GROUP or GROUP/INDEX"},
-		{"cf instances", Request{Instances: []int{0}, Targets: []string{"lb"}}, tunnel.CodeBadRequest,
+		{"cf instances", capturecmd.Request{Instances: []int{0}, Targets: []string{"lb"}}, tunnel.CodeBadRequest,
 			"--app, --instance and -d are not used by static groups; name groups as GROUP or GROUP/INDEX"},
-		{"bosh deployment", Request{Deployment: "cf", Targets: []string{"lb"}}, tunnel.CodeBadRequest,
+		{"bosh deployment", capturecmd.Request{Deployment: "cf", Targets: []string{"lb"}}, tunnel.CodeBadRequest,
 			"--app, --instance and -d are not used by static groups; name groups as GROUP or GROUP/INDEX"},
 	}
 	for _, c := range cases {

@@ -13,6 +13,7 @@ import (
 	"github.com/gopacket/gopacket/layers"
 
 	"code.cloudfoundry.org/pcap/tunnel"
+	"code.cloudfoundry.org/pcap/tunnel/capturecmd"
 )
 
 // Session outcomes, for the exit status, metrics and the audit log.
@@ -24,21 +25,22 @@ const (
 	OutcomeClientGone   = "client-gone"   // the output could not be written
 )
 
-// Exit statuses of the capture command.
+// Exit statuses of the capture command (defined with the command, which
+// the clients share).
 const (
-	ExitOK      = 0 // stopped or limit reached, every target captured
-	ExitFailed  = 1 // nothing captured, or the request was refused
-	ExitPartial = 3 // captured, but some targets failed or were lost
+	ExitOK      = capturecmd.ExitOK
+	ExitFailed  = capturecmd.ExitFailed
+	ExitPartial = capturecmd.ExitPartial
 )
 
 // Session is one capture over many targets, merged into one output.
 type Session struct {
 	Pool    *Pool
-	Req     Request
+	Req     capturecmd.Request
 	Targets []Target
 	Skipped []Skipped
-	Out     io.Writer // the merged capture
-	Status  *Status   // status lines
+	Out     io.Writer          // the merged capture
+	Status  *capturecmd.Status // status lines
 
 	// OpenTimeout bounds connecting to an agent and opening its capture
 	// (default 10 s); StopTimeout bounds the whole stop (default 2 s).
@@ -225,6 +227,7 @@ func (s *Session) open(ctx context.Context, t Target) opened {
 		Filter:     s.Req.Filter,
 		Snaplen:    s.Req.Snaplen,
 		Limits:     s.Req.Limits,
+		Watermarks: true, // the merger orders sources by them
 	})
 	if err != nil {
 		var re *tunnel.RejectError
@@ -566,7 +569,7 @@ func (s *Session) finish(res Result, srcs []*source, out *Output, end string, ou
 }
 
 // noPacketsHint says what to check when a capture delivered no packet.
-func noPacketsHint(req Request) string {
+func noPacketsHint(req capturecmd.Request) string {
 	what := "no packets captured: check that traffic passed interface " + strings.Join(req.Interfaces, ",")
 	if req.Filter != "" {
 		what += " and matched filter " + strconv.Quote(req.Filter)

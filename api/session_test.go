@@ -13,6 +13,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"code.cloudfoundry.org/pcap/tunnel"
+	"code.cloudfoundry.org/pcap/tunnel/capturecmd"
 )
 
 // fakeAgent serves capture channels like pcap-agent: interfaces first,
@@ -106,8 +107,8 @@ func runTestSession(t *testing.T, agents []*fakeAgent, stop <-chan struct{}) (Re
 	}
 	var out, stderr bytes.Buffer
 	s := &Session{
-		Pool: pool, Targets: targets, Out: &out, Status: NewStatus(&stderr),
-		Req: Request{Interfaces: []string{"eth0"}, Snaplen: 65535, Format: FormatPcapng},
+		Pool: pool, Targets: targets, Out: &out, Status: capturecmd.NewStatus(&stderr),
+		Req: capturecmd.Request{Interfaces: []string{"eth0"}, Snaplen: 65535, Format: capturecmd.FormatPcapng},
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

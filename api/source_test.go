@@ -13,6 +13,7 @@ import (
 	"github.com/gopacket/gopacket/pcapgo"
 
 	"code.cloudfoundry.org/pcap/tunnel"
+	"code.cloudfoundry.org/pcap/tunnel/capturecmd"
 )
 
 // agentStream writes what an agent sends on a capture channel: a pcapng
@@ -251,7 +252,7 @@ func FuzzSourceStream(f *testing.F) {
 			t.Skip()
 		}
 		var outBuf bytes.Buffer
-		out, err := NewOutput(&outBuf, FormatPcapng, []OutputInterface{
+		out, err := NewOutput(&outBuf, capturecmd.FormatPcapng, []OutputInterface{
 			{Name: "f/0:eth0", LinkType: layers.LinkTypeEthernet, Snaplen: 65535},
 			{Name: "f/0:lo", LinkType: layers.LinkTypeEthernet, Snaplen: 128},
 		})

@@ -15,6 +15,8 @@ import (
 
 	"code.cloudfoundry.org/pcap/integration/testenv"
 	"code.cloudfoundry.org/pcap/tunnel"
+	"code.cloudfoundry.org/pcap/tunnel/capturecmd"
+	"code.cloudfoundry.org/pcap/tunnel/frontdoor"
 )
 
 // TestCFRoles: only space developers and admins may capture an app (the
@@ -165,13 +167,13 @@ func execAPI(t *testing.T, e *cfEnv, password string, command ...string) (int, i
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	var stdout, stderr bytes.Buffer
-	status, err := tunnel.Exec(ctx, tunnel.ExecOptions{
+	status, err := frontdoor.Exec(ctx, frontdoor.ExecOptions{
 		Addr: e.API.Addr,
 		Config: tunnel.ClientConfig{
 			User: "cf", Auth: []ssh.AuthMethod{ssh.Password(password)},
 			HostKeyCallback: tunnel.PinnedHostKey([]ssh.PublicKey{e.API.HostKey.Signer.PublicKey()}),
 		},
-		Command: tunnel.QuoteCommand(command),
+		Command: capturecmd.Quote(command),
 		Stdout:  &stdout, Stderr: &stderr,
 	})
 	return status, stdout.Len(), stderr.String(), err

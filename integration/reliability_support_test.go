@@ -19,6 +19,7 @@ import (
 	"code.cloudfoundry.org/pcap/integration/netlab"
 	"code.cloudfoundry.org/pcap/integration/testenv"
 	"code.cloudfoundry.org/pcap/tunnel"
+	"code.cloudfoundry.org/pcap/tunnel/frontdoor"
 )
 
 // Helpers of the reliability and security suite (reliability_*_test.go,
@@ -160,7 +161,7 @@ type relResult struct {
 }
 
 // relExec runs command at the API's front door with the Go SSH client
-// (tunnel.Exec), dialling from inside the API's namespace when it has
+// (frontdoor.Exec), dialling from inside the API's namespace when it has
 // one. ctx's end closes stdin (a stop); the command must end by itself
 // otherwise (refusal, --duration, --count).
 func relExec(ctx context.Context, a *apiProc, user string, auth ssh.AuthMethod, command string) relResult {
@@ -168,7 +169,7 @@ func relExec(ctx context.Context, a *apiProc, user string, auth ssh.AuthMethod, 
 	var r relResult
 	start := time.Now()
 	run := func() error {
-		r.Status, r.Err = tunnel.Exec(ctx, tunnel.ExecOptions{
+		r.Status, r.Err = frontdoor.Exec(ctx, frontdoor.ExecOptions{
 			Addr: a.Addr,
 			Config: tunnel.ClientConfig{
 				User: user, Auth: []ssh.AuthMethod{auth},

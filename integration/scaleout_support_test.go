@@ -20,11 +20,12 @@ import (
 	"github.com/gopacket/gopacket/pcapgo"
 	"golang.org/x/crypto/ssh"
 
-	"code.cloudfoundry.org/pcap/api/apiclient"
 	"code.cloudfoundry.org/pcap/integration/netlab"
 	"code.cloudfoundry.org/pcap/integration/testenv"
 	"code.cloudfoundry.org/pcap/integration/testreq"
 	"code.cloudfoundry.org/pcap/tunnel"
+	"code.cloudfoundry.org/pcap/tunnel/capturecmd"
+	"code.cloudfoundry.org/pcap/tunnel/frontdoor"
 )
 
 // Helpers of the scale-out tests (scaleout_test.go): several pcap-api
@@ -252,7 +253,7 @@ func (l *relLockedBuffer) Lines(re *regexp.Regexp) []string {
 }
 
 // lbCapture is a capture through the load balancer run by the CLIs'
-// client (apiclient.Run, as cf pcap and pcap-bosh run it) in the
+// client (frontdoor.Run, as cf pcap and pcap-bosh run it) in the
 // background, into a file.
 type lbCapture struct {
 	File    string
@@ -269,7 +270,8 @@ type lbCapture struct {
 func (f *apiFarm) startCapture(t *testing.T, key keyPair, args ...string) *lbCapture {
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &lbCapture{File: filepath.Join(t.TempDir(), "capture.pcapng"), Stderr: &relLockedBuffer{}, Started: time.Now(), cancel: cancel, done: make(chan struct{})}
-	o := apiclient.Options{
+	req, perr := capturecmd.ParseCommand(capturecmd.Quote(append([]string{"capture"}, args...)), io.Discard)
+	o := frontdoor.Options{
 		Addr: f.LB.Addr,
 		Config: tunnel.ClientConfig{
 			User: "static", Auth: []ssh.AuthMethod{ssh.PublicKeys(key.Signer)},
@@ -278,12 +280,16 @@ func (f *apiFarm) startCapture(t *testing.T, key keyPair, args ...string) *lbCap
 			// A silent instance is noticed within 4 s.
 			KeepaliveInterval: time.Second,
 		},
-		Args: args, Output: c.File, Stderr: c.Stderr,
+		Request: req, Output: c.File, Stderr: c.Stderr,
 	}
 	go func() {
 		defer close(c.done)
+		if perr != nil {
+			c.status, c.err = -1, perr
+			return
+		}
 		run := func() error {
-			c.status, c.err = apiclient.Run(ctx, o)
+			c.status, c.err = frontdoor.Run(ctx, o)
 			return nil
 		}
 		if f.LB.Netns == nil {

@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"code.cloudfoundry.org/pcap/integration/testenv"
-	"code.cloudfoundry.org/pcap/tunnel"
+	"code.cloudfoundry.org/pcap/tunnel/frontdoor"
 )
 
 // TestScaleoutCFCodeAcrossInstances: three pcap-api instances with one
@@ -305,7 +305,7 @@ func TestScaleoutHAProxy(t *testing.T) {
 
 		// Its client: a clear error, and the file it had.
 		status, err := caps[0].wait(20 * time.Second)
-		if status != -1 || !errors.Is(err, tunnel.ErrSessionLost) {
+		if status != -1 || !errors.Is(err, frontdoor.ErrSessionLost) {
 			t.Errorf("the victim's client: status %d, %v; want the session lost", status, err)
 		} else {
 			t.Logf("the victim's client got: %v", err)
@@ -391,7 +391,7 @@ func TestScaleoutHAProxy(t *testing.T) {
 		}
 		// Its client, whose connection HAProxy keeps open, is told by its
 		// own keepalive (1 s here), and keeps what it received.
-		if status, err := cp.wait(4*keepalive + 10*time.Second); status != -1 || !errors.Is(err, tunnel.ErrSessionLost) {
+		if status, err := cp.wait(4*keepalive + 10*time.Second); status != -1 || !errors.Is(err, frontdoor.ErrSessionLost) {
 			t.Errorf("the frozen instance's client: status %d, %v; want the session lost", status, err)
 		}
 		t.Logf("its client gave up %v after the freeze", time.Since(stopped).Round(time.Millisecond))

@@ -15,7 +15,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
-	"code.cloudfoundry.org/pcap/api/uaa"
+	"code.cloudfoundry.org/pcap/bosh/uaa"
 	"code.cloudfoundry.org/pcap/integration/testenv"
 	"code.cloudfoundry.org/pcap/tunnel"
 )

@@ -15,9 +15,9 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
-	"code.cloudfoundry.org/pcap/api/apiclient"
-	"code.cloudfoundry.org/pcap/api/uaa"
+	"code.cloudfoundry.org/pcap/bosh/uaa"
 	"code.cloudfoundry.org/pcap/tunnel"
+	"code.cloudfoundry.org/pcap/tunnel/frontdoor"
 )
 
 // pinHint is how the plugin takes pcap-api's host key fingerprint.
@@ -77,7 +77,7 @@ func sshCodeSource(ctx context.Context, hc *http.Client, endpoint string) (authU
 // login is the SSH login to pcap-api: user "cf" with a one-time code
 // (never the access token), fetched only once pcap-api's host key passed
 // the check.
-func (o *options) login(ctx context.Context, conn interface{ AccessToken() (string, error) }, endpoint string, insecure bool, stderr io.Writer, getenv func(string) string) (tunnel.ClientConfig, *apiclient.HostKeys, error) {
+func (o *options) login(ctx context.Context, conn interface{ AccessToken() (string, error) }, endpoint string, insecure bool, stderr io.Writer, getenv func(string) string) (tunnel.ClientConfig, *frontdoor.HostKeys, error) {
 	hk, err := o.hostKeys(stderr, getenv)
 	if err != nil {
 		return tunnel.ClientConfig{}, nil, err
@@ -98,7 +98,7 @@ func (o *options) login(ctx context.Context, conn interface{ AccessToken() (stri
 	}
 	return tunnel.ClientConfig{
 		User:            "cf",
-		Auth:            []ssh.AuthMethod{apiclient.CodeAuth(code)},
+		Auth:            []ssh.AuthMethod{frontdoor.CodeAuth(code)},
 		HostKeyCallback: hk.Callback(),
 	}, hk, nil
 }
@@ -106,7 +106,7 @@ func (o *options) login(ctx context.Context, conn interface{ AccessToken() (stri
 // hostKeys pins pcap-api's host key from the flag or environment, else
 // accepts keys recorded in a known_hosts file next to the cf CLI's config
 // (written only with --trust-on-first-use).
-func (o *options) hostKeys(stderr io.Writer, getenv func(string) string) (*apiclient.HostKeys, error) {
+func (o *options) hostKeys(stderr io.Writer, getenv func(string) string) (*frontdoor.HostKeys, error) {
 	home := getenv("CF_HOME")
 	if home == "" {
 		h, err := os.UserHomeDir()
@@ -115,7 +115,7 @@ func (o *options) hostKeys(stderr io.Writer, getenv func(string) string) (*apicl
 		}
 		home = h
 	}
-	return apiclient.NewHostKeys(apiclient.HostKeyOptions{
+	return frontdoor.NewHostKeys(frontdoor.HostKeyOptions{
 		Fingerprint:     o.fingerprint,
 		KnownHosts:      filepath.Join(home, ".cf", "pcap_known_hosts"),
 		TrustOnFirstUse: o.tofu,

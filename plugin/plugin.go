@@ -19,9 +19,9 @@ import (
 	cfplugin "code.cloudfoundry.org/cli/v8/plugin"
 	"github.com/urfave/cli/v2"
 
-	"code.cloudfoundry.org/pcap/api"
-	"code.cloudfoundry.org/pcap/api/apiclient"
 	"code.cloudfoundry.org/pcap/tunnel"
+	"code.cloudfoundry.org/pcap/tunnel/capturecmd"
+	"code.cloudfoundry.org/pcap/tunnel/frontdoor"
 )
 
 // Version is the plugin's version, set at build time.
@@ -42,8 +42,35 @@ type Plugin struct {
 const helpText = "Capture the network traffic of all instances of an app into one pcapng file (Wireshark)"
 
 const usage = `cf pcap APP_NAME [-i INDEXES] [-t TYPE] [-f FILTER] [--interface IFACE]
-   [-s SNAPLEN] [--duration D] [-c COUNT] [--format pcapng|pcap] -o FILE|- [--force]
+   [-s SNAPLEN] [--duration D] [-c COUNT] [--max-bytes N] [--format pcapng|pcap] -o FILE|- [--force]
    [--pcap-api HOST[:PORT]] [--pcap-api-host-key-fingerprint SHA256:…] [--trust-on-first-use]`
+
+// Standalone answers when the plugin binary is run by hand instead of by
+// the cf CLI (which passes its RPC port first): --version, --help, or a
+// hint. ok is false when the cf CLI runs it.
+func Standalone(args []string, version string, stdout, stderr io.Writer) (code int, ok bool) {
+	if len(args) > 0 && args[0] != "" && strings.Trim(args[0], "0123456789") == "" {
+		return 0, false // the cf CLI's RPC port
+	}
+	switch {
+	case len(args) == 1 && (args[0] == "--version" || args[0] == "-v" || args[0] == "version"):
+		fmt.Fprintf(stdout, "pcap-cf-plugin version %s\n", version)
+		return 0, true
+	case len(args) == 1 && (args[0] == "--help" || args[0] == "-h" || args[0] == "help"):
+		fmt.Fprint(stdout, standaloneHelp)
+		return 0, true
+	default:
+		fmt.Fprint(stderr, standaloneHelp)
+		return 1, true
+	}
+}
+
+const standaloneHelp = `pcap-cf-plugin is a cf CLI plugin; the cf CLI runs it. Install it with
+   cf install-plugin PATH/TO/pcap-cf-plugin
+then run
+   cf pcap APP_NAME -o FILE
+and see cf help pcap.
+`
 
 // GetMetadata implements cfplugin.Plugin.
 func (p *Plugin) GetMetadata() cfplugin.PluginMetadata {
@@ -68,13 +95,14 @@ EXAMPLES:
    label of the cf API host with "pcap" (api.sys.example.com ->
    pcap.sys.example.com:2222).`,
 				Options: map[string]string{
-					"i":                              "Instance indexes, comma separated (default: all)",
-					"t":                              "Process type (default: web)",
+					"i":                              "Instance indexes, comma separated (default: all); -i is the instance, as in cf ssh (in pcap-bosh, -i is the interface)",
+					"-process":                       "Process type, as cf ssh --process (default: web; -t for short)",
 					"f":                              "BPF capture filter, as tcpdump takes it",
 					"-interface":                     "Interface in the container (default: eth0; repeatable)",
 					"s":                              "Bytes to capture per packet, 1..262144 (default: 65535)",
-					"-duration":                      "Stop after this long (e.g. 30s, 5m)",
-					"c":                              "Stop each instance after this many packets",
+					"-duration":                      "Stop after this long (e.g. 30s, 5m; default: until Ctrl-C, at most pcap-api's maximum)",
+					"c":                              "Stop each instance after this many packets (default: 0, unlimited)",
+					"-max-bytes":                     "Stop each instance after this many bytes of captured data (default: 0, unlimited)",
 					"-format":                        "pcapng (default) or pcap",
 					"o":                              "Output file, or - for stdout",
 					"-force":                         "Replace an existing regular output file (not a symbolic link) once the capture has started",
@@ -120,13 +148,14 @@ func (p *Plugin) run(conn cfplugin.CliConnection, args []string, stdout, stderr 
 		ErrWriter:       stderr,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "instance", Aliases: []string{"i"}, Destination: &o.instances},
-			&cli.StringFlag{Name: "type", Aliases: []string{"t"}, Value: "web", Destination: &o.ptype},
+			&cli.StringFlag{Name: "process", Aliases: []string{"t", "type"}, Value: capturecmd.DefaultProcess, Destination: &o.ptype},
 			&cli.StringFlag{Name: "filter", Aliases: []string{"f"}, Destination: &o.filter},
 			&cli.StringSliceFlag{Name: "interface"},
 			&cli.IntFlag{Name: "snaplen", Aliases: []string{"s"}, Value: tunnel.DefaultSnaplen, Destination: &o.snaplen},
 			&cli.DurationFlag{Name: "duration", Destination: &o.duration},
 			&cli.Uint64Flag{Name: "count", Aliases: []string{"c"}, Destination: &o.count},
-			&cli.StringFlag{Name: "format", Value: api.FormatPcapng, Destination: &o.format},
+			&cli.Uint64Flag{Name: "max-bytes", Destination: &o.maxBytes},
+			&cli.StringFlag{Name: "format", Value: capturecmd.FormatPcapng, Destination: &o.format},
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Destination: &o.output},
 			&cli.BoolFlag{Name: "force", Destination: &o.force},
 			&cli.StringFlag{Name: "pcap-api", EnvVars: []string{"PCAP_API"}, Destination: &o.apiAddr},
@@ -145,10 +174,13 @@ func (p *Plugin) run(conn cfplugin.CliConnection, args []string, stdout, stderr 
 		// The cf CLI shows the help (cf help pcap, cf pcap --help); a bad
 		// flag gets one line, not a help page.
 		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
+			if strings.HasSuffix(err.Error(), "flag provided but not defined: -w") {
+				return fmt.Errorf("%w (to write a file, use -o FILE; see cf help pcap)", err)
+			}
 			return fmt.Errorf("%w (see cf help pcap)", err)
 		},
 	}
-	if err := app.Run(append([]string{"cf pcap"}, api.Interspersed(app.Flags, args[1:])...)); err != nil {
+	if err := app.Run(append([]string{"cf pcap"}, capturecmd.Interspersed(app.Flags, args[1:])...)); err != nil {
 		fmt.Fprintln(stderr, "FAILED:", err)
 		return 1
 	}
@@ -158,13 +190,13 @@ func (p *Plugin) run(conn cfplugin.CliConnection, args []string, stdout, stderr 
 	// Ctrl-C, SIGTERM and SIGHUP stop the capture and finish the file, and
 	// so does the cf CLI going away: killed by SIGTERM, it leaves its
 	// plugin behind without a signal.
-	ctx, release := apiclient.StopContext(context.Background(), stderr, &apiclient.ParentWatch{Parent: "the cf CLI", Getppid: p.Getppid})
+	ctx, release := frontdoor.StopContext(context.Background(), stderr, &frontdoor.ParentWatch{Parent: "the cf CLI", Getppid: p.Getppid})
 	defer release()
 	status, err := o.capture(ctx, conn, stdout, stderr, getenv)
 	if err != nil {
 		fmt.Fprintln(stderr, "FAILED:", err)
 		if status <= 0 {
-			return api.ExitFailed
+			return capturecmd.ExitFailed
 		}
 	}
 	return status
@@ -175,19 +207,19 @@ type options struct {
 	interfaces                                    []string
 	snaplen                                       int
 	duration                                      time.Duration
-	count                                         uint64
+	count, maxBytes                               uint64
 	force, tofu                                   bool
 	apiAddr, fingerprint                          string
 }
 
 func (o *options) capture(ctx context.Context, conn cfplugin.CliConnection, stdout, stderr io.Writer, getenv func(string) string) (int, error) {
-	if o.output == "" {
-		return 1, errors.New("no output given: -o FILE, or -o - to write the capture to stdout")
+	// Everything that needs no network is checked first.
+	req, err := o.request()
+	if err != nil {
+		return 1, err
 	}
-	if o.instances != "" {
-		if _, err := api.ParseIndexes(o.instances); err != nil {
-			return 1, err
-		}
+	if err := frontdoor.CheckOutput(o.output, o.force); err != nil {
+		return 1, err
 	}
 	endpoint, err := conn.ApiEndpoint()
 	if err != nil {
@@ -227,33 +259,46 @@ func (o *options) capture(ctx context.Context, conn cfplugin.CliConnection, stdo
 		return 1, err
 	}
 
-	args := []string{"--app", guid, "--type", o.ptype, "-s", fmt.Sprint(o.snaplen), "--format", o.format}
-	if o.instances != "" {
-		args = append(args, "--instance", o.instances)
-	}
-	if o.filter != "" {
-		args = append(args, "-f", o.filter)
-	}
-	for _, i := range o.interfaces {
-		args = append(args, "--interface", i)
-	}
-	if o.duration > 0 {
-		args = append(args, "--duration", o.duration.String())
-	}
-	if o.count > 0 {
-		args = append(args, "-c", fmt.Sprint(o.count))
-	}
-	return apiclient.Run(ctx, apiclient.Options{
+	req.App = guid
+	return frontdoor.Run(ctx, frontdoor.Options{
 		Addr:     addr,
 		Config:   login,
 		HostKeys: hostKeys,
-		Args:     args,
+		Request:  req,
 		Output:   o.output,
 		Force:    o.force,
 		Stdout:   stdout,
 		Stderr:   stderr,
-		Terminal: apiclient.IsTerminal(stderr),
+		Terminal: frontdoor.IsTerminal(stderr),
 	})
+}
+
+// request is the capture the options ask for, checked locally; the app
+// GUID is filled in once the app is found.
+func (o *options) request() (capturecmd.Request, error) {
+	r := capturecmd.Request{
+		Process:    o.ptype,
+		Interfaces: o.interfaces,
+		Filter:     o.filter,
+		Snaplen:    o.snaplen,
+		Limits:     tunnel.Limits{Duration: o.duration, Packets: o.count, Bytes: o.maxBytes},
+		Format:     o.format,
+	}
+	if len(r.Interfaces) == 0 {
+		r.Interfaces = []string{tunnel.DefaultInterface}
+	}
+	var errs []error
+	if o.instances != "" {
+		idx, err := capturecmd.ParseIndexes(o.instances)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		r.Instances = idx
+	}
+	if err := r.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	return r, errors.Join(errs...)
 }
 
 // deriveAPIAddr turns https://api.sys.example.com into

@@ -19,7 +19,7 @@ import (
 	"code.cloudfoundry.org/cli/v8/plugin/pluginfakes"
 	"golang.org/x/crypto/ssh"
 
-	"code.cloudfoundry.org/pcap/api/uaa"
+	"code.cloudfoundry.org/pcap/bosh/uaa"
 	"code.cloudfoundry.org/pcap/integration/fakes/cc"
 	fakeuaa "code.cloudfoundry.org/pcap/integration/fakes/uaa"
 	"code.cloudfoundry.org/pcap/tunnel"
@@ -71,7 +71,7 @@ func TestMetadata(t *testing.T) {
 	}
 	// Every flag the command parses is documented, under the name the cf
 	// CLI shows ("-x" for -x, "--name" for --name).
-	for _, f := range []string{"i", "t", "f", "-interface", "s", "-duration", "c", "-format", "o", "-force", "-pcap-api", "-pcap-api-host-key-fingerprint"} {
+	for _, f := range []string{"i", "-process", "f", "-interface", "s", "-duration", "c", "-max-bytes", "-format", "o", "-force", "-pcap-api", "-pcap-api-host-key-fingerprint"} {
 		if c.UsageDetails.Options[f] == "" {
 			t.Errorf("option %q is not documented", f)
 		}
@@ -261,7 +261,7 @@ func TestFlagsAfterAppName(t *testing.T) {
 	fd := startFrontDoor(t, &frontDoor{Stdout: "PCAPNG", Stderr: "pcap: summary: limit-reached sources=2\n"})
 	dir := t.TempDir()
 	env := map[string]string{"CF_HOME": dir}
-	want := "capture --app " + appGUID + " --type worker -s 128 --format pcapng --instance 0,2 -f 'tcp port 8080' --interface eth1 --interface any --duration 30s -c 5"
+	want := "capture --app " + appGUID + " --type worker --instance 0,2 --interface eth1 --interface any --filter 'tcp port 8080' --snaplen 128 --duration 30s --count 5"
 	flags := []string{"-i", "0,2", "-f", "tcp port 8080", "--interface", "eth1", "--interface", "any", "-s", "128",
 		"--duration", "30s", "-c", "5", "-t", "worker"}
 	api := []string{"--pcap-api", fd.Addr, "--pcap-api-host-key-fingerprint", fd.fingerprint()}
@@ -390,9 +390,16 @@ func TestRunErrors(t *testing.T) {
 			"FAILED: instance index \"x\" is not a number 0..100000\n"},
 		{"unknown flag", w.Conn, append([]string{"pcap", "myapp", "--bogus", "-o", "x"}, api...),
 			"FAILED: flag provided but not defined: -bogus (see cf help pcap)\n"},
+		{"tcpdump -w", w.Conn, append([]string{"pcap", "myapp", "-w", "x"}, api...),
+			"FAILED: flag provided but not defined: -w (to write a file, use -o FILE; see cf help pcap)\n"},
+		// Local checks come before asking the cf CLI for anything.
+		{"bad snaplen", noAPI, append([]string{"pcap", "myapp", "-s", "0", "-o", "x"}, api...),
+			"FAILED: snaplen 0 is out of range 1..262144\n"},
+		{"bad format", noAPI, append([]string{"pcap", "myapp", "--format", "cap", "-o", "x"}, api...),
+			"FAILED: format \"cap\" is not pcapng or pcap\n"},
 		{"app not found", w.Conn, append([]string{"pcap", "nosuchapp", "-o", filepath.Join(dir, "n.pcapng")}, api...),
 			"FAILED: app nosuchapp not found in the targeted space\n"},
-		{"existing output", w.Conn, append([]string{"pcap", "myapp", "-o", existing}, api...),
+		{"existing output", noAPI, append([]string{"pcap", "myapp", "-o", existing}, api...),
 			"FAILED: " + existing + ": output file exists (use --force to overwrite)\n"},
 		{"not logged in", noAPI, append([]string{"pcap", "myapp", "-o", "x"}, api...),
 			"FAILED: no cf API targeted (cf api, cf login)\n"},

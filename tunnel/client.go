@@ -89,13 +89,14 @@ func NewClient(ctx context.Context, c net.Conn, addr string, cfg ClientConfig) (
 		cl.err = conn.Wait()
 		close(cl.done)
 	}()
-	cfg.startKeepalive(conn, cl.done)
+	cfg.StartKeepalive(conn, cl.done)
 	return cl, nil
 }
 
-// startKeepalive runs keepalive on conn with the config's interval and
-// timeout (defaults 15 s and 3 intervals; a negative interval disables).
-func (cfg ClientConfig) startKeepalive(conn ssh.Conn, done <-chan struct{}) {
+// StartKeepalive runs keepalive on conn with the config's interval and
+// timeout (defaults 15 s and 3 intervals; a negative interval disables)
+// until done is closed; the caller owns done.
+func (cfg ClientConfig) StartKeepalive(conn ssh.Conn, done <-chan struct{}) {
 	if cfg.KeepaliveInterval < 0 {
 		return
 	}

@@ -1,4 +1,5 @@
-// Package tunnel is the one wire protocol of pcap, shared by every hop.
+// Package tunnel is pcap's SSH plumbing and its agent protocol, shared by
+// every hop.
 //
 // It is built on golang.org/x/crypto/ssh. A capture is an SSH channel of
 // type [ChannelCapture]; the channel-open payload is a JSON
@@ -15,5 +16,9 @@
 // "<code>: <human text>"; [ParseRejection] turns it back into a
 // [*RejectError] so a reason reaches the user verbatim.
 //
-// No other package of pcap speaks SSH directly.
+// The front door's capture command and status lines are in
+// [code.cloudfoundry.org/pcap/tunnel/capturecmd], its client in
+// [code.cloudfoundry.org/pcap/tunnel/frontdoor]; pcap-api's server side of
+// the front door (package api) also speaks SSH, through this package's
+// [Server].
 package tunnel

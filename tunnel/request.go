@@ -68,6 +68,10 @@ type CaptureRequest struct {
 	Filter     string   `json:"filter,omitempty"`
 	Snaplen    int      `json:"snaplen,omitempty"`
 	Limits     Limits   `json:"limits,omitempty"`
+	// Watermarks asks the agent to follow its packets with watermark
+	// blocks (see control_watermark.go), for a client that merges by
+	// time. Other pcapng readers would show them as records of their own.
+	Watermarks bool `json:"watermarks,omitempty"`
 }
 
 var (

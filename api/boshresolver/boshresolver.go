@@ -27,9 +27,10 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"code.cloudfoundry.org/pcap/api"
-	"code.cloudfoundry.org/pcap/api/uaa"
 	"code.cloudfoundry.org/pcap/bosh/director"
+	"code.cloudfoundry.org/pcap/bosh/uaa"
 	"code.cloudfoundry.org/pcap/tunnel"
+	"code.cloudfoundry.org/pcap/tunnel/capturecmd"
 )
 
 // ErrNotAdmin is returned for a token without an admin scope.
@@ -285,7 +286,7 @@ func (r *Resolver) MintCode(id *api.Identity) (string, error) {
 }
 
 // Resolve implements api.Resolver.
-func (r *Resolver) Resolve(ctx context.Context, id *api.Identity, req api.Request) ([]api.Target, []api.Skipped, error) {
+func (r *Resolver) Resolve(ctx context.Context, id *api.Identity, req capturecmd.Request) ([]api.Target, []api.Skipped, error) {
 	switch {
 	case req.App != "" || req.Instances != nil:
 		return nil, nil, tunnel.Reject(tunnel.CodeBadRequest, "bosh captures take -d DEPLOYMENT and GROUP[/ID] targets, not --app or --instance")

@@ -16,11 +16,12 @@ import (
 
 	"code.cloudfoundry.org/pcap/api"
 	"code.cloudfoundry.org/pcap/api/boshresolver"
-	"code.cloudfoundry.org/pcap/api/uaa"
+	"code.cloudfoundry.org/pcap/bosh/uaa"
 	"code.cloudfoundry.org/pcap/integration/fakes/ca"
 	fakedirector "code.cloudfoundry.org/pcap/integration/fakes/director"
 	fakeuaa "code.cloudfoundry.org/pcap/integration/fakes/uaa"
 	"code.cloudfoundry.org/pcap/tunnel"
+	"code.cloudfoundry.org/pcap/tunnel/capturecmd"
 )
 
 const directorUUID = "d1rec70r-0000-4000-8000-0000000000bb"
@@ -204,7 +205,7 @@ func wantBanner(t *testing.T, err error, msg string) {
 func TestScopes(t *testing.T) {
 	w := newWorld(t)
 	ctx := context.Background()
-	req := api.Request{Deployment: "cf", Targets: []string{"router"}}
+	req := capturecmd.Request{Deployment: "cf", Targets: []string{"router"}}
 	for _, tc := range []struct {
 		user      string
 		authErr   error
@@ -251,7 +252,7 @@ func TestScopes(t *testing.T) {
 		})
 	}
 	t.Run("team admin of the other deployment", func(t *testing.T) {
-		targets, _, err := w.r.Resolve(ctx, w.login(t, "team-other"), api.Request{Deployment: "other", Targets: []string{"db"}})
+		targets, _, err := w.r.Resolve(ctx, w.login(t, "team-other"), capturecmd.Request{Deployment: "other", Targets: []string{"db"}})
 		if err != nil || !reflect.DeepEqual(targetNames(targets), []string{"db/d0"}) {
 			t.Errorf("targets = %v, err = %v", targetNames(targets), err)
 		}
@@ -363,26 +364,26 @@ func TestResolve(t *testing.T) {
 	for _, tc := range []struct {
 		name      string
 		id        *api.Identity
-		req       api.Request
+		req       capturecmd.Request
 		code, msg string
 		targets   []string
 		skipped   []api.Skipped
 	}{
-		{name: "unknown deployment", id: admin, req: api.Request{Deployment: "nope", Targets: []string{"router"}},
+		{name: "unknown deployment", id: admin, req: capturecmd.Request{Deployment: "nope", Targets: []string{"router"}},
 			code: tunnel.CodeTargetNotFound, msg: `deployment "nope" not found`},
-		{name: "unknown deployment, team admin", id: teamCF, req: api.Request{Deployment: "nope", Targets: []string{"router"}},
+		{name: "unknown deployment, team admin", id: teamCF, req: capturecmd.Request{Deployment: "nope", Targets: []string{"router"}},
 			code: tunnel.CodeTargetNotFound, msg: `deployment "nope" not found`},
-		{name: "unknown group and instance", id: admin, req: api.Request{Deployment: "cf", Targets: []string{"router/1", "nope", "router/9"}},
+		{name: "unknown group and instance", id: admin, req: capturecmd.Request{Deployment: "cf", Targets: []string{"router/1", "nope", "router/9"}},
 			code: tunnel.CodeTargetNotFound, msg: "no such instance group or instance: nope, router/9 (groups: errand, router, worker)"},
-		{name: "no group", id: admin, req: api.Request{Deployment: "cf"},
+		{name: "no group", id: admin, req: capturecmd.Request{Deployment: "cf"},
 			code: tunnel.CodeTargetNotFound, msg: "name at least one instance group (GROUP, GROUP/INDEX or GROUP/ID)"},
-		{name: "no deployment", id: admin, req: api.Request{Targets: []string{"router"}},
+		{name: "no deployment", id: admin, req: capturecmd.Request{Targets: []string{"router"}},
 			code: tunnel.CodeBadRequest, msg: "-d DEPLOYMENT is required"},
-		{name: "app", id: admin, req: api.Request{Deployment: "cf", App: "x", Targets: []string{"router"}},
+		{name: "app", id: admin, req: capturecmd.Request{Deployment: "cf", App: "x", Targets: []string{"router"}},
 			code: tunnel.CodeBadRequest, msg: "bosh captures take -d DEPLOYMENT and GROUP[/ID] targets, not --app or --instance"},
-		{name: "by index and uuid", id: teamCF, req: api.Request{Deployment: "cf", Targets: []string{"router/1", "router/r0", "router/r1"}},
+		{name: "by index and uuid", id: teamCF, req: capturecmd.Request{Deployment: "cf", Targets: []string{"router/1", "router/r0", "router/r1"}},
 			targets: []string{"router/r1", "router/r0"}},
-		{name: "without IP or VM", id: admin, req: api.Request{Deployment: "cf", Targets: []string{"worker", "router/0", "errand"}},
+		{name: "without IP or VM", id: admin, req: capturecmd.Request{Deployment: "cf", Targets: []string{"worker", "router/0", "errand"}},
 			targets: []string{"router/r0"},
 			skipped: []api.Skipped{{Name: "worker/w0", Reason: "instance has no IP address"}, {Name: "errand/e0", Reason: "instance has no VM"}}},
 	} {
@@ -408,7 +409,7 @@ func TestResolve(t *testing.T) {
 		// at Resolve even with bosh.admin.
 		id := *admin
 		id.Token = w.mint(t, fakeuaa.Mint{Username: "admin", Lifetime: -time.Hour})
-		_, _, err := w.r.Resolve(ctx, &id, api.Request{Deployment: "cf", Targets: []string{"router"}})
+		_, _, err := w.r.Resolve(ctx, &id, capturecmd.Request{Deployment: "cf", Targets: []string{"router"}})
 		wantReject(t, err, tunnel.CodeNotAllowed, "director refused the token for /deployments/cf/instances (401 Unauthorized): unauthorized")
 	})
 }
@@ -441,7 +442,7 @@ func TestOneTimeCodes(t *testing.T) {
 			t.Errorf("keys: code %q, token %q; want one user id", id.Key(), admin.Key())
 		}
 		// The code's user captures with the token UAA issued for the code.
-		if targets, _, err := w.r.Resolve(ctx, id, api.Request{Deployment: "cf", Targets: []string{"router/0"}}); err != nil || len(targets) != 1 {
+		if targets, _, err := w.r.Resolve(ctx, id, capturecmd.Request{Deployment: "cf", Targets: []string{"router/0"}}); err != nil || len(targets) != 1 {
 			t.Errorf("resolve with code identity: %v, %v", targets, err)
 		}
 		_, err = w.r.AuthPassword(ctx, code)
@@ -542,7 +543,7 @@ func TestOneTimeCodes(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		_, _, err = w.r.Resolve(ctx, id, api.Request{Deployment: "cf", Targets: []string{"router"}})
+		_, _, err = w.r.Resolve(ctx, id, capturecmd.Request{Deployment: "cf", Targets: []string{"router"}})
 		wantReject(t, err, tunnel.CodeNotAllowed, `you are not an admin of deployment "cf" (needs bosh.admin or admin of a team owning it)`)
 	})
 
@@ -575,7 +576,7 @@ func TestBreakGlassKey(t *testing.T) {
 	if claims.ClientID != "pcap-api" || claims.GrantType != "client_credentials" || claims.UserName != "" {
 		t.Errorf("token claims = %+v", claims)
 	}
-	targets, _, err := w.r.Resolve(ctx, id, api.Request{Deployment: "other", Targets: []string{"db"}})
+	targets, _, err := w.r.Resolve(ctx, id, capturecmd.Request{Deployment: "other", Targets: []string{"db"}})
 	if err != nil || !reflect.DeepEqual(targetNames(targets), []string{"db/d0"}) {
 		t.Errorf("targets = %v, err = %v", targetNames(targets), err)
 	}

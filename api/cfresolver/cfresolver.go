@@ -30,8 +30,9 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"code.cloudfoundry.org/pcap/api"
-	"code.cloudfoundry.org/pcap/api/uaa"
+	"code.cloudfoundry.org/pcap/bosh/uaa"
 	"code.cloudfoundry.org/pcap/tunnel"
+	"code.cloudfoundry.org/pcap/tunnel/capturecmd"
 )
 
 // maxBody bounds a Cloud Controller response.
@@ -254,7 +255,7 @@ type instance struct {
 }
 
 // Resolve implements api.Resolver.
-func (r *Resolver) Resolve(ctx context.Context, id *api.Identity, req api.Request) ([]api.Target, []api.Skipped, error) {
+func (r *Resolver) Resolve(ctx context.Context, id *api.Identity, req capturecmd.Request) ([]api.Target, []api.Skipped, error) {
 	switch {
 	case len(req.Targets) > 0:
 		// Often a filter split by a shell or by ssh, which joins the
@@ -297,7 +298,7 @@ func (r *Resolver) Resolve(ctx context.Context, id *api.Identity, req api.Reques
 
 // resolveReadSensitive allows whoever may read the app's sensitive data
 // (cf.policy read_sensitive_data).
-func (r *Resolver) resolveReadSensitive(ctx context.Context, id *api.Identity, req api.Request, ptype string, fail func(string, error) error) ([]api.Target, []api.Skipped, error) {
+func (r *Resolver) resolveReadSensitive(ctx context.Context, id *api.Identity, req capturecmd.Request, ptype string, fail func(string, error) error) ([]api.Target, []api.Skipped, error) {
 	var a app
 	if err := r.get(ctx, id.Token, "/v3/apps/"+req.App, &a); err != nil {
 		return nil, nil, fail("look up app", err)

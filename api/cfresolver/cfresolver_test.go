@@ -12,11 +12,12 @@ import (
 
 	"code.cloudfoundry.org/pcap/api"
 	"code.cloudfoundry.org/pcap/api/cfresolver"
-	"code.cloudfoundry.org/pcap/api/uaa"
+	"code.cloudfoundry.org/pcap/bosh/uaa"
 	"code.cloudfoundry.org/pcap/integration/fakes/ca"
 	"code.cloudfoundry.org/pcap/integration/fakes/cc"
 	fakeuaa "code.cloudfoundry.org/pcap/integration/fakes/uaa"
 	"code.cloudfoundry.org/pcap/tunnel"
+	"code.cloudfoundry.org/pcap/tunnel/capturecmd"
 )
 
 // The world: org "org" with space "dev" (app "myapp": web instances 0 and
@@ -200,63 +201,63 @@ func TestResolveReadSensitiveData(t *testing.T) {
 	cases := []struct {
 		name        string
 		user        string
-		req         api.Request
+		req         capturecmd.Request
 		targets     []api.Target
 		skipped     []api.Skipped
 		code, msg   string
 		wantCCPaths []string // nil: not checked
 	}{
-		{name: "space developer, all instances", user: "developer", req: api.Request{App: appGUID},
+		{name: "space developer, all instances", user: "developer", req: capturecmd.Request{App: appGUID},
 			targets: all, skipped: notRunning, wantCCPaths: fullLookup},
-		{name: "admin, all instances", user: "admin", req: api.Request{App: appGUID},
+		{name: "admin, all instances", user: "admin", req: capturecmd.Request{App: appGUID},
 			targets: all, skipped: notRunning, wantCCPaths: fullLookup},
-		{name: "indexes picked, sorted and deduplicated", user: "developer", req: api.Request{App: appGUID, Instances: []int{2, 0, 2, 0}},
+		{name: "indexes picked, sorted and deduplicated", user: "developer", req: capturecmd.Request{App: appGUID, Instances: []int{2, 0, 2, 0}},
 			targets: all},
-		{name: "one index", user: "developer", req: api.Request{App: appGUID, Instances: []int{2}},
+		{name: "one index", user: "developer", req: capturecmd.Request{App: appGUID, Instances: []int{2}},
 			targets: all[1:]},
-		{name: "crashed instance asked for", user: "developer", req: api.Request{App: appGUID, Instances: []int{1, 0}},
+		{name: "crashed instance asked for", user: "developer", req: capturecmd.Request{App: appGUID, Instances: []int{1, 0}},
 			targets: all[:1], skipped: notRunning[:1]},
-		{name: "only a crashed instance", user: "developer", req: api.Request{App: appGUID, Instances: []int{1}},
+		{name: "only a crashed instance", user: "developer", req: capturecmd.Request{App: appGUID, Instances: []int{1}},
 			skipped: notRunning[:1]},
-		{name: "worker process", user: "developer", req: api.Request{App: appGUID, Process: "worker"},
+		{name: "worker process", user: "developer", req: capturecmd.Request{App: appGUID, Process: "worker"},
 			targets: []api.Target{{Name: "worker/0", Agent: cell1 + ":9494",
 				Capture:     tunnel.Target{Kind: tunnel.TargetCFInstance, InstanceGUID: workerInstance},
 				Description: "app myapp instance 0 on " + cell1}},
 			skipped: []api.Skipped{{Name: "worker/1", Reason: "instance is DOWN"}}},
 
-		{name: "space auditor", user: "auditor", req: api.Request{App: appGUID},
+		{name: "space auditor", user: "auditor", req: capturecmd.Request{App: appGUID},
 			code: tunnel.CodeNotAllowed, msg: notAllowed, wantCCPaths: permissionOnly},
-		{name: "space supporter", user: "supporter", req: api.Request{App: appGUID},
+		{name: "space supporter", user: "supporter", req: capturecmd.Request{App: appGUID},
 			code: tunnel.CodeNotAllowed, msg: notAllowed, wantCCPaths: permissionOnly},
-		{name: "space manager", user: "spacemgr", req: api.Request{App: appGUID},
+		{name: "space manager", user: "spacemgr", req: capturecmd.Request{App: appGUID},
 			code: tunnel.CodeNotAllowed, msg: notAllowed, wantCCPaths: permissionOnly},
-		{name: "org manager", user: "orgmanager", req: api.Request{App: appGUID},
+		{name: "org manager", user: "orgmanager", req: capturecmd.Request{App: appGUID},
 			code: tunnel.CodeNotAllowed, msg: notAllowed, wantCCPaths: permissionOnly},
-		{name: "developer of another space", user: "otherdev", req: api.Request{App: appGUID},
+		{name: "developer of another space", user: "otherdev", req: capturecmd.Request{App: appGUID},
 			code: tunnel.CodeTargetNotFound, msg: "app " + appGUID + " not found, or not visible to you", wantCCPaths: fullLookup[:1]},
-		{name: "read-only admin (with its scope)", user: "adminro", req: api.Request{App: appGUID},
+		{name: "read-only admin (with its scope)", user: "adminro", req: capturecmd.Request{App: appGUID},
 			targets: all, skipped: notRunning, wantCCPaths: fullLookup},
 
-		{name: "app not found", user: "admin", req: api.Request{App: "ab000000-0000-4000-8000-0000000000ff"},
+		{name: "app not found", user: "admin", req: capturecmd.Request{App: "ab000000-0000-4000-8000-0000000000ff"},
 			code: tunnel.CodeTargetNotFound, msg: "app ab000000-0000-4000-8000-0000000000ff not found, or not visible to you"},
-		{name: "stopped app", user: "developer", req: api.Request{App: stoppedGUID},
+		{name: "stopped app", user: "developer", req: capturecmd.Request{App: stoppedGUID},
 			code: tunnel.CodeTargetNotFound, msg: "app stopped has no web instances (is it stopped?)"},
-		{name: "no such process type", user: "developer", req: api.Request{App: appGUID, Process: "clock"},
+		{name: "no such process type", user: "developer", req: capturecmd.Request{App: appGUID, Process: "clock"},
 			code: tunnel.CodeTargetNotFound, msg: `app myapp has no process of type "clock"`},
-		{name: "index out of range", user: "developer", req: api.Request{App: appGUID, Instances: []int{0, 7}},
+		{name: "index out of range", user: "developer", req: capturecmd.Request{App: appGUID, Instances: []int{0, 7}},
 			code: tunnel.CodeTargetNotFound, msg: "app myapp has no web instance 7 (it has 4: 0..3)"},
-		{name: "indexes out of range", user: "developer", req: api.Request{App: appGUID, Instances: []int{9, 7, 1}},
+		{name: "indexes out of range", user: "developer", req: capturecmd.Request{App: appGUID, Instances: []int{9, 7, 1}},
 			code: tunnel.CodeTargetNotFound, msg: "app myapp has no web instance 7, 9 (it has 4: 0..3)"},
-		{name: "bad guid", user: "developer", req: api.Request{App: "../../v2/info"},
+		{name: "bad guid", user: "developer", req: capturecmd.Request{App: "../../v2/info"},
 			code: tunnel.CodeBadRequest, msg: `app guid "../../v2/info" is not valid`, wantCCPaths: []string{}},
-		{name: "guid with a query", user: "developer", req: api.Request{App: appGUID + "?x=1"},
+		{name: "guid with a query", user: "developer", req: capturecmd.Request{App: appGUID + "?x=1"},
 			code: tunnel.CodeBadRequest, msg: `app guid "` + appGUID + `?x=1" is not valid`, wantCCPaths: []string{}},
-		{name: "no app", user: "developer", req: api.Request{},
+		{name: "no app", user: "developer", req: capturecmd.Request{},
 			code: tunnel.CodeBadRequest, msg: "--app GUID is required", wantCCPaths: []string{}},
-		{name: "filter split into words", user: "developer", req: api.Request{App: appGUID, Filter: "udp", Targets: []string{"dst", "port", "9000"}},
+		{name: "filter split into words", user: "developer", req: capturecmd.Request{App: appGUID, Filter: "udp", Targets: []string{"dst", "port", "9000"}},
 			code: tunnel.CodeBadRequest, msg: `unexpected argument(s) "dst port 9000": cf captures take --app GUID (and --type, --instance); quote a filter that has spaces, e.g. -f 'tcp port 8080'`,
 			wantCCPaths: []string{}},
-		{name: "deployment", user: "developer", req: api.Request{App: appGUID, Deployment: "cf"},
+		{name: "deployment", user: "developer", req: capturecmd.Request{App: appGUID, Deployment: "cf"},
 			code: tunnel.CodeBadRequest, msg: "-d is for BOSH deployments: cf captures take --app GUID (and --type, --instance)", wantCCPaths: []string{}},
 	}
 	for _, tc := range cases {
@@ -317,7 +318,7 @@ func TestResolveUsesTheUsersToken(t *testing.T) {
 		t.Fatal(err)
 	}
 	id.Token = expired // expired while the capture was being set up
-	_, _, err = r.Resolve(t.Context(), id, api.Request{App: appGUID})
+	_, _, err = r.Resolve(t.Context(), id, capturecmd.Request{App: appGUID})
 	re := tunnel.AsReject(err)
 	want := "the Cloud Controller refused your token: Invalid Auth Token (401 CF-InvalidAuthToken)"
 	if re.Code != tunnel.CodeNotAllowed || re.Message != want {
@@ -333,7 +334,7 @@ func TestResolveCloudControllerDown(t *testing.T) {
 	r := w.resolver()
 	id := w.identity(t, r, "developer")
 	w.CC.Close()
-	_, _, err := r.Resolve(t.Context(), id, api.Request{App: appGUID})
+	_, _, err := r.Resolve(t.Context(), id, capturecmd.Request{App: appGUID})
 	re := tunnel.AsReject(err)
 	if re.Code != tunnel.CodeInternal || !strings.HasPrefix(re.Message, "check SSH access: Cloud Controller unreachable: ") {
 		t.Errorf("refusal = %s: %q, want internal: check SSH access: Cloud Controller unreachable: …", re.Code, re.Message)
@@ -453,7 +454,7 @@ func TestNewTrustsOnlyTheGivenCA(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	targets, _, err := r.Resolve(t.Context(), id, api.Request{App: appGUID, Instances: []int{0}})
+	targets, _, err := r.Resolve(t.Context(), id, capturecmd.Request{App: appGUID, Instances: []int{0}})
 	if err != nil || len(targets) != 1 || targets[0].Agent != cell0+":9494" {
 		t.Fatalf("Resolve over TLS with the CA = %v, %v", targets, err)
 	}
@@ -470,7 +471,7 @@ func TestNewTrustsOnlyTheGivenCA(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, _, err = r.Resolve(t.Context(), id, api.Request{App: appGUID})
+	_, _, err = r.Resolve(t.Context(), id, capturecmd.Request{App: appGUID})
 	re := tunnel.AsReject(err)
 	if re.Code != tunnel.CodeInternal || !strings.Contains(re.Message, "Cloud Controller unreachable: tls: failed to verify certificate") {
 		t.Errorf("Resolve with another CA: %s: %q, want a certificate failure", re.Code, re.Message)
@@ -494,7 +495,7 @@ func TestResolverZeroHTTP(t *testing.T) {
 	w := startWorld(t, nil)
 	r := &cfresolver.Resolver{CCURL: w.CC.URL(), AgentPort: agentPort}
 	id := w.identity(t, r, "developer")
-	targets, _, err := r.Resolve(t.Context(), id, api.Request{App: appGUID, Instances: []int{2}})
+	targets, _, err := r.Resolve(t.Context(), id, capturecmd.Request{App: appGUID, Instances: []int{2}})
 	if err != nil || len(targets) != 1 || targets[0].Name != "web/2" {
 		t.Errorf("Resolve = %v, %v", targets, err)
 	}

@@ -11,6 +11,7 @@ import (
 
 	"code.cloudfoundry.org/pcap/api"
 	"code.cloudfoundry.org/pcap/tunnel"
+	"code.cloudfoundry.org/pcap/tunnel/capturecmd"
 )
 
 // resolveSSH allows what the platform's SSH policy allows, instance by
@@ -20,7 +21,7 @@ import (
 // It checks space developer or admin and that SSH is allowed globally, in
 // the space and for the app, and records audit.app.ssh-authorized or
 // audit.app.ssh-unauthorized (`cf events APP` shows them).
-func (r *Resolver) resolveSSH(ctx context.Context, id *api.Identity, req api.Request, ptype string, fail func(string, error) error) ([]api.Target, []api.Skipped, error) {
+func (r *Resolver) resolveSSH(ctx context.Context, id *api.Identity, req capturecmd.Request, ptype string, fail func(string, error) error) ([]api.Target, []api.Skipped, error) {
 	// The web process shares the app's GUID (as `cf ssh` relies on), and
 	// its first instance asked is checked before anything else is read, so
 	// a refusal is the SSH check's alone: the same for a token of the cf

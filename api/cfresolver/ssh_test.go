@@ -10,6 +10,7 @@ import (
 
 	"code.cloudfoundry.org/pcap/api"
 	"code.cloudfoundry.org/pcap/tunnel"
+	"code.cloudfoundry.org/pcap/tunnel/capturecmd"
 )
 
 // switches sets the CC's three SSH switches for app "myapp".
@@ -49,57 +50,57 @@ func TestResolveSSH(t *testing.T) {
 		name      string
 		user      string
 		switches  [3]bool // global, space, app
-		req       api.Request
+		req       capturecmd.Request
 		targets   []api.Target
 		skipped   []api.Skipped
 		code, msg string
 		ccPaths   []string
 		events    []string
 	}{
-		{name: "space developer, all instances", user: "developer", switches: on, req: api.Request{App: appGUID},
+		{name: "space developer, all instances", user: "developer", switches: on, req: capturecmd.Request{App: appGUID},
 			targets: all, skipped: notRunning, ccPaths: append(append([]string{access("0")}, lookup...), access("2")), events: []string{ok + "0", ok + "2"}},
-		{name: "admin, one instance", user: "admin", switches: on, req: api.Request{App: appGUID, Instances: []int{2}},
+		{name: "admin, one instance", user: "admin", switches: on, req: capturecmd.Request{App: appGUID, Instances: []int{2}},
 			targets: all[1:], ccPaths: append([]string{access("2")}, lookup...), events: []string{ok + "2"}},
-		{name: "indexes sorted and deduplicated", user: "developer", switches: on, req: api.Request{App: appGUID, Instances: []int{2, 0, 2}},
+		{name: "indexes sorted and deduplicated", user: "developer", switches: on, req: capturecmd.Request{App: appGUID, Instances: []int{2, 0, 2}},
 			targets: all, events: []string{ok + "0", ok + "2"}},
-		{name: "worker process", user: "developer", switches: on, req: api.Request{App: appGUID, Process: "worker"},
+		{name: "worker process", user: "developer", switches: on, req: capturecmd.Request{App: appGUID, Process: "worker"},
 			targets: []api.Target{{Name: "worker/0", Agent: cell1 + ":9494",
 				Capture:     tunnel.Target{Kind: tunnel.TargetCFInstance, InstanceGUID: workerInstance},
 				Description: "app myapp instance 0 on " + cell1}},
 			skipped: []api.Skipped{{Name: "worker/1", Reason: "instance is DOWN"}}, events: []string{ok + "0"}},
 
-		{name: "space auditor", user: "auditor", switches: on, req: api.Request{App: appGUID},
+		{name: "space auditor", user: "auditor", switches: on, req: capturecmd.Request{App: appGUID},
 			code: tunnel.CodeNotAllowed, msg: notDeveloper, ccPaths: []string{access("0")}, events: []string{refused + "0"}},
-		{name: "space supporter", user: "supporter", switches: on, req: api.Request{App: appGUID},
+		{name: "space supporter", user: "supporter", switches: on, req: capturecmd.Request{App: appGUID},
 			code: tunnel.CodeNotAllowed, msg: notDeveloper, ccPaths: []string{access("0")}, events: []string{refused + "0"}},
-		{name: "space manager", user: "spacemgr", switches: on, req: api.Request{App: appGUID},
+		{name: "space manager", user: "spacemgr", switches: on, req: capturecmd.Request{App: appGUID},
 			code: tunnel.CodeNotAllowed, msg: notDeveloper, ccPaths: []string{access("0")}, events: []string{refused + "0"}},
-		{name: "org manager", user: "orgmanager", switches: on, req: api.Request{App: appGUID},
+		{name: "org manager", user: "orgmanager", switches: on, req: capturecmd.Request{App: appGUID},
 			code: tunnel.CodeNotAllowed, msg: notDeveloper, ccPaths: []string{access("0")}, events: []string{refused + "0"}},
-		{name: "read-only admin", user: "adminro", switches: on, req: api.Request{App: appGUID},
+		{name: "read-only admin", user: "adminro", switches: on, req: capturecmd.Request{App: appGUID},
 			code: tunnel.CodeNotAllowed, msg: notDeveloper, ccPaths: []string{access("0")}, events: []string{refused + "0"}},
-		{name: "global auditor", user: "auditorg", switches: on, req: api.Request{App: appGUID},
+		{name: "global auditor", user: "auditorg", switches: on, req: capturecmd.Request{App: appGUID},
 			code: tunnel.CodeNotAllowed, msg: notDeveloper, ccPaths: []string{access("0")}, events: []string{refused + "0"}},
-		{name: "developer of another space", user: "otherdev", switches: on, req: api.Request{App: appGUID},
+		{name: "developer of another space", user: "otherdev", switches: on, req: capturecmd.Request{App: appGUID},
 			code: tunnel.CodeNotAllowed, msg: notDeveloper, ccPaths: []string{access("0")}, events: []string{refused + "0"}},
 
-		{name: "app ssh off", user: "developer", switches: [3]bool{true, true, false}, req: api.Request{App: appGUID},
+		{name: "app ssh off", user: "developer", switches: [3]bool{true, true, false}, req: capturecmd.Request{App: appGUID},
 			code: tunnel.CodeNotAllowed, msg: "SSH is disabled for app myapp, and app captures follow SSH access; a space developer can enable it with: cf enable-ssh myapp",
 			ccPaths: []string{access("0"), "/v3/apps/" + appGUID, "/v3/apps/" + appGUID + "/ssh_enabled"}, events: []string{refused + "0"}},
-		{name: "space ssh off", user: "admin", switches: [3]bool{true, false, true}, req: api.Request{App: appGUID, Instances: []int{2}},
+		{name: "space ssh off", user: "admin", switches: [3]bool{true, false, true}, req: capturecmd.Request{App: appGUID, Instances: []int{2}},
 			code: tunnel.CodeNotAllowed, msg: "SSH is disabled in space dev, and app captures follow SSH access; a space manager can allow it with: cf allow-space-ssh dev",
 			events: []string{refused + "2"}},
-		{name: "global ssh off", user: "developer", switches: [3]bool{false, true, true}, req: api.Request{App: appGUID},
+		{name: "global ssh off", user: "developer", switches: [3]bool{false, true, true}, req: capturecmd.Request{App: appGUID},
 			code: tunnel.CodeNotAllowed, msg: "SSH to apps is disabled on this platform (the operator's cc.allow_app_ssh_access), and app captures follow SSH access",
 			events: []string{refused + "0"}},
-		{name: "role before switches", user: "auditor", switches: [3]bool{false, false, false}, req: api.Request{App: appGUID},
+		{name: "role before switches", user: "auditor", switches: [3]bool{false, false, false}, req: capturecmd.Request{App: appGUID},
 			code: tunnel.CodeNotAllowed, msg: notDeveloper, events: []string{refused + "0"}},
 
-		{name: "app not found", user: "admin", switches: on, req: api.Request{App: "ab000000-0000-4000-8000-0000000000ff"},
+		{name: "app not found", user: "admin", switches: on, req: capturecmd.Request{App: "ab000000-0000-4000-8000-0000000000ff"},
 			code: tunnel.CodeTargetNotFound, msg: "app ab000000-0000-4000-8000-0000000000ff not found, or not visible to you", events: []string{}},
-		{name: "no such process type", user: "developer", switches: on, req: api.Request{App: appGUID, Process: "clock"},
+		{name: "no such process type", user: "developer", switches: on, req: capturecmd.Request{App: appGUID, Process: "clock"},
 			code: tunnel.CodeTargetNotFound, msg: `app myapp has no process of type "clock"`, ccPaths: []string{"/v3/apps/" + appGUID, "/v3/apps/" + appGUID + "/processes?types=clock"}, events: []string{}},
-		{name: "index out of range", user: "developer", switches: on, req: api.Request{App: appGUID, Instances: []int{0, 7}},
+		{name: "index out of range", user: "developer", switches: on, req: capturecmd.Request{App: appGUID, Instances: []int{0, 7}},
 			code: tunnel.CodeTargetNotFound, msg: "app myapp has no web instance 7 (it has 4: 0..3)", events: []string{ok + "0"}},
 	}
 	for _, tc := range cases {
@@ -150,8 +151,8 @@ func TestResolveSSHSameForBothDoors(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		_, _, errToken := r.Resolve(t.Context(), viaToken, api.Request{App: appGUID})
-		_, _, errCode := r.Resolve(t.Context(), viaCode, api.Request{App: appGUID})
+		_, _, errToken := r.Resolve(t.Context(), viaToken, capturecmd.Request{App: appGUID})
+		_, _, errCode := r.Resolve(t.Context(), viaCode, capturecmd.Request{App: appGUID})
 		same := errToken != nil && errCode != nil && errToken.Error() == errCode.Error()
 		if policy == api.CFPolicySSH && !same {
 			t.Errorf("ssh policy: token → %v; code → %v; want the same refusal", errToken, errCode)
@@ -172,7 +173,7 @@ func TestResolveAdminsOnly(t *testing.T) {
 	for _, user := range []string{"developer", "adminro"} {
 		id := w.identity(t, r, user)
 		w.CC.Requests().Reset()
-		_, _, err := r.Resolve(t.Context(), id, api.Request{App: appGUID})
+		_, _, err := r.Resolve(t.Context(), id, capturecmd.Request{App: appGUID})
 		want := "app captures are for admins only here (the operator set cf.admins_only): your token has no cloud_controller.admin scope"
 		if re := tunnel.AsReject(err); re.Code != tunnel.CodeNotAllowed || re.Message != want {
 			t.Errorf("%s: %v, want %q", user, err, want)
@@ -181,7 +182,7 @@ func TestResolveAdminsOnly(t *testing.T) {
 			t.Errorf("%s: %d Cloud Controller requests, want 0", user, n)
 		}
 	}
-	targets, _, err := r.Resolve(t.Context(), w.identity(t, r, "admin"), api.Request{App: appGUID, Instances: []int{0}})
+	targets, _, err := r.Resolve(t.Context(), w.identity(t, r, "admin"), capturecmd.Request{App: appGUID, Instances: []int{0}})
 	if err != nil || len(targets) != 1 {
 		t.Errorf("admin: %v, %v", targets, err)
 	}
@@ -209,7 +210,7 @@ func TestResolveSSHOneRefusedInstance(t *testing.T) {
 	r := w.resolver()
 	id := w.identity(t, r, "developer")
 	r.HTTP.Transport = refuseIndex{path: "/internal/apps/" + appGUID + "/ssh_access/2", next: http.DefaultTransport}
-	targets, skipped, err := r.Resolve(t.Context(), id, api.Request{App: appGUID, Instances: []int{0, 2}})
+	targets, skipped, err := r.Resolve(t.Context(), id, capturecmd.Request{App: appGUID, Instances: []int{0, 2}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -219,7 +220,7 @@ func TestResolveSSHOneRefusedInstance(t *testing.T) {
 	}
 	// Only that one asked: refused as a whole.
 	r.HTTP.Transport = refuseIndex{path: "/internal/apps/" + appGUID + "/ssh_access/0", next: http.DefaultTransport}
-	_, _, err = r.Resolve(t.Context(), id, api.Request{App: appGUID, Instances: []int{0}})
+	_, _, err = r.Resolve(t.Context(), id, capturecmd.Request{App: appGUID, Instances: []int{0}})
 	var re *tunnel.RejectError
 	if !errors.As(err, &re) || re.Code != tunnel.CodeNotAllowed {
 		t.Errorf("only a refused instance: %v, want not-allowed", err)

@@ -18,8 +18,8 @@ import (
 	"golang.org/x/crypto/ssh"
 	"gopkg.in/yaml.v3"
 
-	"code.cloudfoundry.org/pcap/api/uaa"
 	"code.cloudfoundry.org/pcap/bosh/boshcli"
+	"code.cloudfoundry.org/pcap/bosh/uaa"
 	"code.cloudfoundry.org/pcap/integration/fakes/ca"
 	fakedirector "code.cloudfoundry.org/pcap/integration/fakes/director"
 	fakeuaa "code.cloudfoundry.org/pcap/integration/fakes/uaa"
@@ -526,7 +526,7 @@ func TestClientCredentials(t *testing.T) {
 	if claims.ClientID != "ops" || claims.GrantType != "client_credentials" || claims.UserName != "" {
 		t.Errorf("claims = %+v, want a client_credentials token of ops", claims)
 	}
-	if want := "capture -d cf --format pcapng --snaplen 65535 -- router/1"; len(commands) != 1 || commands[0] != want {
+	if want := "capture --deployment cf -- router/1"; len(commands) != 1 || commands[0] != want {
 		t.Errorf("commands %q, want %q", commands, want)
 	}
 	if b, err := os.ReadFile(out); err != nil || string(b) != w.api.Capture {
@@ -571,7 +571,7 @@ func TestInterspersed(t *testing.T) {
 		t.Fatalf("status %d, stderr %q", r.status, r.stderr)
 	}
 	_, _, commands := w.api.seen()
-	want := "capture -d cf --filter 'udp port 7000' --format pcapng --interface eth1 --snaplen 128 --duration 5s --count 10 -- router router/r1"
+	want := "capture --deployment cf --interface eth1 --filter 'udp port 7000' --snaplen 128 --duration 5s --count 10 -- router router/r1"
 	if len(commands) != 1 || commands[0] != want {
 		t.Errorf("commands %q, want %q", commands, want)
 	}
@@ -595,7 +595,7 @@ func TestUsageErrors(t *testing.T) {
 		args []string
 		want string
 	}{
-		{"no deployment", []string{"router", "-o", "x"}, "pcap-bosh: -d DEPLOYMENT is required\n"},
+		{"no deployment", []string{"router", "-o", "x"}, "pcap-bosh: no deployment given: -d DEPLOYMENT, or set BOSH_DEPLOYMENT\n"},
 		{"no group", []string{"-d", "cf", "-o", "x"}, "pcap-bosh: name at least one instance group: GROUP, GROUP/INDEX or GROUP/ID\n"},
 		{"no output", []string{"-d", "cf", "router"}, "pcap-bosh: no output given: -o FILE, or -o - to write the capture to stdout\n"},
 		{"no pcap-api", []string{"-e", "fake", "--config", cfg, "-d", "cf", "router", "-o", "x"},

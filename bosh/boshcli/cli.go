@@ -16,10 +16,10 @@ import (
 	"github.com/urfave/cli/v2"
 	"golang.org/x/crypto/ssh"
 
-	"code.cloudfoundry.org/pcap/api"
-	"code.cloudfoundry.org/pcap/api/apiclient"
 	"code.cloudfoundry.org/pcap/bosh/director"
 	"code.cloudfoundry.org/pcap/tunnel"
+	"code.cloudfoundry.org/pcap/tunnel/capturecmd"
+	"code.cloudfoundry.org/pcap/tunnel/frontdoor"
 )
 
 // ExitError carries an exit status out of the app.
@@ -58,10 +58,14 @@ func App(iot IO) *cli.App {
 	}
 	common = append(common, loginFlags()...)
 	flags := append([]cli.Flag{}, common...)
-	for _, f := range api.CaptureFlags() {
+	for _, f := range append(capturecmd.CommonFlags(), capturecmd.BOSHFlags()...) {
 		switch f.Names()[0] {
-		case "app", "type", "instance", "progress":
-			continue // cf only, or set by the client itself
+		case "progress":
+			continue // set by the client itself
+		case "deployment":
+			f.(*cli.StringFlag).EnvVars = []string{"BOSH_DEPLOYMENT"}
+		case "interface":
+			f.(*cli.StringSliceFlag).Usage += "; -i is the interface, as in tcpdump (in cf pcap, -i is the instance)"
 		}
 		flags = append(flags, f)
 	}
@@ -78,7 +82,11 @@ func App(iot IO) *cli.App {
 		Flags:     flags,
 		Reader:    iot.Stdin, Writer: iot.Stderr, ErrWriter: iot.Stderr,
 		HideHelpCommand: true,
-		Action:          func(c *cli.Context) error { return capture(c, iot) },
+		Version:         Version,
+		// One line for a bad flag, not the whole help page twice.
+		OnUsageError:          func(_ *cli.Context, err error, _ bool) error { return usageError(err) },
+		CustomAppHelpTemplate: cli.AppHelpTemplate + examples,
+		Action:                func(c *cli.Context) error { return capture(c, iot) },
 		Commands: []*cli.Command{{
 			Name:   "ssh-code",
 			Usage:  "print a one-time code of the director's UAA to use as password with plain ssh or sshdump",
@@ -90,12 +98,40 @@ func App(iot IO) *cli.App {
 	return app
 }
 
+// Version is what --version prints; pcap-bosh's main sets it.
+var Version = "dev"
+
+// examples end the help page.
+const examples = `
+EXAMPLES:
+   pcap-bosh -e prod -d cf router -o router.pcapng
+   pcap-bosh -e prod -d cf router diego-cell/3f2a -f 'port 443' -c 1000 -o edge.pcapng
+   pcap-bosh -e prod -d cf router -o - | wireshark -k -i -
+   pcap-bosh -e prod ssh-code
+
+   -e and -d default to $BOSH_ENVIRONMENT and $BOSH_DEPLOYMENT, as in the bosh CLI.
+   Stop with Ctrl-C: the file is completed with statistics blocks.
+`
+
+// usageError is how a flag the command line gets wrong is reported: once,
+// with the way to the help, and with tcpdump's -w turned into -o.
+func usageError(err error) error {
+	if strings.HasSuffix(err.Error(), "flag provided but not defined: -w") {
+		return fmt.Errorf("%w (to write a file, use -o FILE; see pcap-bosh --help)", err)
+	}
+	return fmt.Errorf("%w (see pcap-bosh --help)", err)
+}
+
 // Run runs the app with args (without the program name) and returns the
 // exit status, printing errors on iot.Stderr.
 func Run(iot IO, args []string) int {
 	app := App(iot)
+	if len(args) > 0 && args[0] == "help" {
+		// "pcap-bosh help [ssh-code]", as the bosh CLI has it.
+		args = append(args[1:], "--help")
+	}
 	if !contains(args, "ssh-code") {
-		args = api.Interspersed(app.Flags, args)
+		args = capturecmd.Interspersed(app.Flags, args)
 	}
 	err := app.Run(append([]string{"pcap-bosh"}, args...))
 	var ee *ExitError
@@ -144,7 +180,7 @@ type session struct {
 	token      string
 	addr       string
 	codeClient string
-	hostKeys   *apiclient.HostKeys
+	hostKeys   *frontdoor.HostKeys
 	codeErr    error // why no one-time code could be had
 }
 
@@ -215,7 +251,7 @@ func sshCode(c *cli.Context, iot IO) error {
 func capture(c *cli.Context, iot IO) error {
 	dep := c.String("deployment")
 	if dep == "" {
-		return &ExitError{Status: 1, Err: errors.New("-d DEPLOYMENT is required")}
+		return &ExitError{Status: 1, Err: errors.New("no deployment given: -d DEPLOYMENT, or set BOSH_DEPLOYMENT")}
 	}
 	if c.NArg() == 0 {
 		return &ExitError{Status: 1, Err: errors.New("name at least one instance group: GROUP, GROUP/INDEX or GROUP/ID")}
@@ -223,9 +259,17 @@ func capture(c *cli.Context, iot IO) error {
 	if c.String("output") == "" {
 		return &ExitError{Status: 1, Err: errors.New("no output given: -o FILE, or -o - to write the capture to stdout")}
 	}
+	// Everything that needs no network is checked first.
+	req, err := capturecmd.RequestFromContext(c)
+	if err != nil {
+		return &ExitError{Status: 1, Err: err}
+	}
+	if err := frontdoor.CheckOutput(c.String("output"), c.Bool("force")); err != nil {
+		return &ExitError{Status: 1, Err: err}
+	}
 	// Ctrl-C, SIGTERM and SIGHUP (the terminal closing) stop the capture
 	// and finish the file.
-	ctx, stop := apiclient.StopContext(c.Context, iot.Stderr, nil)
+	ctx, stop := frontdoor.StopContext(c.Context, iot.Stderr, nil)
 	defer stop()
 	s, err := connect(ctx, c, iot.Stderr, true)
 	if err != nil {
@@ -235,31 +279,11 @@ func capture(c *cli.Context, iot IO) error {
 		return &ExitError{Status: 1, Err: err}
 	}
 
-	args := []string{"-d", dep}
-	for _, f := range []string{"filter", "format"} {
-		if v := c.String(f); v != "" {
-			args = append(args, "--"+f, v)
-		}
-	}
-	for _, i := range c.StringSlice("interface") {
-		args = append(args, "--interface", i)
-	}
-	args = append(args, "--snaplen", fmt.Sprint(c.Int("snaplen")))
-	if d := c.Duration("duration"); d > 0 {
-		args = append(args, "--duration", d.String())
-	}
-	if n := c.Uint64("count"); n > 0 {
-		args = append(args, "--count", fmt.Sprint(n))
-	}
-	if n := c.Uint64("max-bytes"); n > 0 {
-		args = append(args, "--max-bytes", fmt.Sprint(n))
-	}
-	args = append(append(args, "--"), c.Args().Slice()...)
-	status, err := apiclient.Run(ctx, apiclient.Options{
+	status, err := frontdoor.Run(ctx, frontdoor.Options{
 		Addr:     s.addr,
 		Config:   tunnel.ClientConfig{User: "bosh", Auth: []ssh.AuthMethod{s.auth(ctx)}, HostKeyCallback: s.hostKeys.Callback()},
 		HostKeys: s.hostKeys,
-		Args:     args,
+		Request:  req,
 		Output:   c.String("output"), Force: c.Bool("force"),
 		Stdout: iot.Stdout, Stderr: iot.Stderr, Terminal: iot.StderrTerminal,
 	})

@@ -17,8 +17,8 @@ import (
 
 	"gopkg.in/yaml.v3"
 
-	"code.cloudfoundry.org/pcap/api/uaa"
 	"code.cloudfoundry.org/pcap/bosh/director"
+	"code.cloudfoundry.org/pcap/bosh/uaa"
 )
 
 // boshConfig is the part of the bosh CLI's ~/.bosh/config pcap-bosh reads.

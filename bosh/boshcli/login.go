@@ -11,8 +11,8 @@ import (
 	"github.com/urfave/cli/v2"
 	"golang.org/x/crypto/ssh"
 
-	"code.cloudfoundry.org/pcap/api/apiclient"
-	"code.cloudfoundry.org/pcap/api/uaa"
+	"code.cloudfoundry.org/pcap/bosh/uaa"
+	"code.cloudfoundry.org/pcap/tunnel/frontdoor"
 )
 
 // DefaultCodeClient is the UAA client of the director's UAA that one-time
@@ -69,12 +69,12 @@ func (s *session) oneTimeCode(ctx context.Context) (string, error) {
 // hostKeys pins pcap-api's host key from the flag or environment, else
 // accepts keys recorded in ~/.bosh/pcap_known_hosts (written only with
 // --trust-on-first-use).
-func hostKeys(c *cli.Context, stderr io.Writer) (*apiclient.HostKeys, error) {
+func hostKeys(c *cli.Context, stderr io.Writer) (*frontdoor.HostKeys, error) {
 	home, err := os.UserHomeDir()
 	if err != nil {
 		return nil, err
 	}
-	return apiclient.NewHostKeys(apiclient.HostKeyOptions{
+	return frontdoor.NewHostKeys(frontdoor.HostKeyOptions{
 		Fingerprint:     common(c, "pcap-api-host-key-fingerprint"),
 		KnownHosts:      filepath.Join(home, ".bosh", "pcap_known_hosts"),
 		TrustOnFirstUse: anyBool(c, "trust-on-first-use"),
@@ -99,7 +99,7 @@ func anyBool(c *cli.Context, name string) bool {
 // codes, sends its own short-lived token instead, and only to a host whose
 // key is pinned or recorded, not to one trusted on first use. Why no code could be had is kept for the error message.
 func (s *session) auth(ctx context.Context) ssh.AuthMethod {
-	return apiclient.CodeAuth(func() (string, error) {
+	return frontdoor.CodeAuth(func() (string, error) {
 		if s.env.client != "" {
 			if s.hostKeys.FirstUse() {
 				s.codeErr = fmt.Errorf("the token of client %s is not sent to a pcap-api trusted on first use: pin its host key with %s", s.env.client, pinHint)

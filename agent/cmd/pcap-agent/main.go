@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -20,17 +21,28 @@ import (
 	"code.cloudfoundry.org/pcap/tunnel"
 )
 
+// version is what --version prints; the Makefile sets it to git describe.
+var version = "dev"
+
 func main() {
 	if err := app().Run(os.Args); err != nil {
-		fmt.Fprintln(os.Stderr, "pcap-agent:", err)
+		fmt.Fprintln(os.Stderr, errorLine(err))
 		os.Exit(1)
 	}
 }
 
+// errorLine is the one line an error is reported as: the program's name
+// once, not followed by the package's own "agent: " prefix.
+func errorLine(err error) string {
+	return "pcap-agent: " + strings.TrimPrefix(err.Error(), "agent: ")
+}
+
 func app() *cli.App {
 	return &cli.App{
-		Name:  "pcap-agent",
-		Usage: "capture packets in containers and on this host for pcap-api",
+		Name:            "pcap-agent",
+		Version:         version,
+		HideHelpCommand: true,
+		Usage:           "capture packets in containers and on this host for pcap-api",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "config", Aliases: []string{"c"}, Usage: "YAML config `FILE`", Required: true, EnvVars: []string{"PCAP_AGENT_CONFIG"}},
 			&cli.StringFlag{Name: "listen", Usage: "override the config's listen `ADDRESS`"},

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -26,17 +27,28 @@ import (
 	"code.cloudfoundry.org/pcap/tunnel"
 )
 
+// version is what --version prints; the Makefile sets it to git describe.
+var version = "dev"
+
 func main() {
 	if err := app().Run(os.Args); err != nil {
-		fmt.Fprintln(os.Stderr, "pcap-api:", err)
+		fmt.Fprintln(os.Stderr, errorLine(err))
 		os.Exit(1)
 	}
 }
 
+// errorLine is the one line an error is reported as: the program's name
+// once, not followed by the package's own "api: " prefix.
+func errorLine(err error) string {
+	return "pcap-api: " + strings.TrimPrefix(err.Error(), "api: ")
+}
+
 func app() *cli.App {
 	return &cli.App{
-		Name:  "pcap-api",
-		Usage: "capture on many pcap-agents at once and merge their streams for ssh clients",
+		Name:            "pcap-api",
+		Version:         version,
+		HideHelpCommand: true,
+		Usage:           "capture on many pcap-agents at once and merge their streams for ssh clients",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "config", Aliases: []string{"c"}, Usage: "YAML config `FILE`", Required: true, EnvVars: []string{"PCAP_API_CONFIG"}},
 			&cli.BoolFlag{Name: "check-config", Usage: "validate the config, print the effective config (secrets redacted) and exit"},

@@ -1,4 +1,4 @@
-package api
+package capturecmd
 
 import (
 	"bytes"
@@ -342,6 +342,10 @@ func FuzzParseCommand(f *testing.F) {
 				Interfaces: r.Interfaces, Filter: r.Filter, Snaplen: r.Snaplen, Limits: r.Limits}
 			if err := probe.Normalize(); err != nil {
 				t.Errorf("accepted %q but the agent would refuse it: %v", line, err)
+			}
+			// What a CLI would send for r is r again.
+			if again, err := ParseCommand(r.Line(), io.Discard); err != nil || !reflect.DeepEqual(again, r) {
+				t.Errorf("accepted %q as %+v, but its Line %q parses as %+v, %v", line, r, r.Line(), again, err)
 			}
 		}
 	})

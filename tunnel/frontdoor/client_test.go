@@ -1,4 +1,4 @@
-package apiclient
+package frontdoor
 
 import (
 	"bytes"
@@ -18,6 +18,7 @@ import (
 
 	"code.cloudfoundry.org/pcap/integration/testreq"
 	"code.cloudfoundry.org/pcap/tunnel"
+	"code.cloudfoundry.org/pcap/tunnel/capturecmd"
 )
 
 // frontDoor is an in-process stand-in for pcap-api's front door: a
@@ -164,7 +165,8 @@ func (fd *frontDoor) options(output string, stdout, stderr io.Writer) Options {
 			User: "cf", Auth: []ssh.AuthMethod{ssh.Password("token")},
 			HostKeyCallback: tunnel.PinnedHostKey([]ssh.PublicKey{fd.HostKey}),
 		},
-		Args:   []string{"--app", "a-guid", "-f", "tcp port 8080"},
+		Request: capturecmd.Request{App: "a-guid", Process: "web", Interfaces: []string{"eth0"},
+			Filter: "tcp port 8080", Snaplen: tunnel.DefaultSnaplen, Format: capturecmd.FormatPcapng},
 		Output: output,
 		Stdout: stdout,
 		Stderr: stderr,
@@ -216,7 +218,7 @@ func TestRunWritesFile(t *testing.T) {
 	if stderr.String() != "pcap: summary: limit-reached sources=1\n" {
 		t.Errorf("stderr = %q", stderr.String())
 	}
-	want := []string{"capture --app a-guid -f 'tcp port 8080'"}
+	want := []string{"capture --app a-guid --filter 'tcp port 8080'"}
 	if got := fd.Commands(); len(got) != 1 || got[0] != want[0] {
 		t.Errorf("commands = %q, want %q", got, want)
 	}
@@ -271,7 +273,7 @@ func TestRunToStdout(t *testing.T) {
 		t.Error(`a file named "-" was created`)
 	}
 	// On a terminal, the API is asked for progress lines.
-	if got := fd.Commands(); len(got) != 1 || got[0] != "capture --progress --app a-guid -f 'tcp port 8080'" {
+	if got := fd.Commands(); len(got) != 1 || got[0] != "capture --app a-guid --filter 'tcp port 8080' --progress" {
 		t.Errorf("commands = %q", got)
 	}
 }

@@ -1,4 +1,4 @@
-package api
+package capturecmd
 
 import (
 	"bytes"
@@ -7,6 +7,7 @@ import (
 	"io"
 	"strings"
 	"sync"
+	"unicode/utf8"
 
 	"github.com/mattn/go-shellwords"
 	"github.com/urfave/cli/v2"
@@ -48,21 +49,39 @@ type Request struct {
 }
 
 // CaptureFlags are the flags of the capture command, shared by the API's
-// ssh front door and the CLIs, spelled like tcpdump and bosh pcap.
+// ssh front door and the CLIs, spelled like tcpdump and bosh pcap: the
+// common ones, then the cf ones, then the bosh ones.
 func CaptureFlags() []cli.Flag {
+	return append(append(CommonFlags(), CFFlags()...), BOSHFlags()...)
+}
+
+// CommonFlags are the capture flags of every kind of target.
+func CommonFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.StringSliceFlag{Name: "interface", Aliases: []string{"i"}, Usage: "capture on `IFACE` (repeatable; default eth0; \"any\" for all)"},
 		&cli.StringFlag{Name: "filter", Aliases: []string{"f"}, Usage: "BPF capture `FILTER`, as tcpdump takes it"},
 		&cli.IntFlag{Name: "snaplen", Aliases: []string{"s"}, Value: tunnel.DefaultSnaplen, Usage: "capture at most `BYTES` of each packet (1..262144)"},
-		&cli.DurationFlag{Name: "duration", Usage: "stop after `DURATION` (e.g. 30s, 5m)"},
-		&cli.Uint64Flag{Name: "count", Aliases: []string{"c"}, Usage: "stop each source after `N` packets"},
-		&cli.Uint64Flag{Name: "max-bytes", Usage: "stop each source after `BYTES` of captured data"},
+		&cli.DurationFlag{Name: "duration", Usage: "stop after `DURATION` (e.g. 30s, 5m)", DefaultText: "0s: until stopped, at most the server's maximum"},
+		&cli.Uint64Flag{Name: "count", Aliases: []string{"c"}, Usage: "stop each source after `N` packets", DefaultText: "0: unlimited"},
+		&cli.Uint64Flag{Name: "max-bytes", Usage: "stop each source after `BYTES` of captured data", DefaultText: "0: unlimited"},
 		&cli.StringFlag{Name: "format", Value: FormatPcapng, Usage: "output `FORMAT`: pcapng, or pcap when all sources share one link type"},
-		&cli.StringFlag{Name: "deployment", Aliases: []string{"d"}, Usage: "BOSH `DEPLOYMENT` (bosh)"},
-		&cli.StringFlag{Name: "app", Usage: "CF app `GUID` (cf)"},
-		&cli.StringFlag{Name: "type", Aliases: []string{"t"}, Value: "web", Usage: "CF process `TYPE` (cf)"},
-		&cli.StringFlag{Name: "instance", Usage: "CF instance `INDEXES`, comma separated (cf; default all)"},
 		&cli.BoolFlag{Name: "progress", Usage: "print per-source progress lines on stderr every second"},
+	}
+}
+
+// CFFlags select Cloud Foundry app instances.
+func CFFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "app", Usage: "CF app `GUID` (cf)"},
+		&cli.StringFlag{Name: "type", Aliases: []string{"t", "process"}, Value: DefaultProcess, Usage: "CF process `TYPE` (cf)"},
+		&cli.StringFlag{Name: "instance", Usage: "CF instance `INDEXES`, comma separated (cf; default all)"},
+	}
+}
+
+// BOSHFlags select the VMs of a BOSH deployment.
+func BOSHFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "deployment", Aliases: []string{"d"}, Usage: "BOSH `DEPLOYMENT` (bosh)"},
 	}
 }
 
@@ -73,7 +92,7 @@ func RequestFromContext(c *cli.Context) (Request, error) {
 		Targets:    c.Args().Slice(),
 		Deployment: c.String("deployment"),
 		App:        c.String("app"),
-		Process:    c.String("type"),
+		Process:    DefaultProcess,
 		Interfaces: c.StringSlice("interface"),
 		Filter:     c.String("filter"),
 		Snaplen:    c.Int("snaplen"),
@@ -84,6 +103,13 @@ func RequestFromContext(c *cli.Context) (Request, error) {
 		},
 		Format:   c.String("format"),
 		Progress: c.Bool("progress"),
+	}
+	if len(r.Targets) == 0 {
+		r.Targets = nil // one spelling of "none", for comparisons
+	}
+	if c.Value("type") != nil {
+		// A CLI without the cf flags asks for the default.
+		r.Process = c.String("type")
 	}
 	var errs []error
 	if s := c.String("instance"); s != "" {
@@ -119,6 +145,12 @@ func (r Request) Validate() error {
 	if err := tunnel.ValidateFilter(r.Filter); err != nil {
 		errs = append(errs, err)
 	}
+	// The command line is UTF-8 text: what is not would not come back.
+	for _, f := range []struct{ name, v string }{{"deployment", r.Deployment}, {"app", r.App}, {"process type", r.Process}, {"filter", r.Filter}} {
+		if !utf8.ValidString(f.v) || strings.ContainsRune(f.v, 0) {
+			errs = append(errs, fmt.Errorf("%s %q is not valid UTF-8 text", f.name, f.v))
+		}
+	}
 	if r.Snaplen < 1 || r.Snaplen > tunnel.MaxSnaplen {
 		errs = append(errs, fmt.Errorf("snaplen %d is out of range 1..%d", r.Snaplen, tunnel.MaxSnaplen))
 	}
@@ -132,7 +164,7 @@ func (r Request) Validate() error {
 		errs = append(errs, fmt.Errorf("%d targets given, at most %d are allowed", len(r.Targets), MaxTargets))
 	}
 	for _, t := range r.Targets {
-		if t == "" || len(t) > 256 || strings.ContainsAny(t, " \t\r\n\x00") {
+		if t == "" || len(t) > 256 || strings.ContainsAny(t, " \t\r\n\x00") || !utf8.ValidString(t) {
 			errs = append(errs, fmt.Errorf("target %q is not valid", t))
 		}
 	}
@@ -205,6 +237,9 @@ func ParseCommand(line string, out io.Writer) (Request, error) {
 	if strings.ContainsRune(line, 0) {
 		return Request{}, errors.New("command line contains a NUL byte")
 	}
+	if !utf8.ValidString(line) {
+		return Request{}, errors.New("command line is not valid UTF-8")
+	}
 	if n := longestWord(line); n > maxWordLen {
 		return Request{}, fmt.Errorf("command line has a word longer than %d bytes", maxWordLen)
 	}
@@ -264,7 +299,8 @@ func ParseCommand(line string, out io.Writer) (Request, error) {
 // the bosh CLI expect; urfave/cli stops at the first positional. A "--"
 // ends the flags; what follows stays positional. With a help flag (-h,
 // --help) the positionals are dropped: urfave/cli would take them for help
-// topics and fail instead of showing the usage.
+// topics and fail instead of showing the usage. A flag that needs a value
+// but ends the line stays last, for the parser to refuse.
 func Interspersed(flags []cli.Flag, args []string) []string {
 	takesValue := map[string]bool{}
 	for _, f := range flags {
@@ -287,7 +323,13 @@ func Interspersed(flags []cli.Flag, args []string) []string {
 			if name == "h" || name == "help" {
 				help = true
 			}
-			if !strings.Contains(name, "=") && takesValue[name] && i+1 < len(args) {
+			if !strings.Contains(name, "=") && takesValue[name] {
+				if i+1 == len(args) {
+					// A value flag last, with no value: leave it last, so
+					// the parser says it needs an argument instead of
+					// taking the "--" added below for its value.
+					return opts
+				}
 				i++
 				opts = append(opts, args[i])
 			}

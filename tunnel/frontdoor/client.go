@@ -1,8 +1,8 @@
-// Package apiclient runs a capture through pcap-api's front door for the
+// Package frontdoor runs a capture through pcap-api's front door for the
 // CLIs (cf pcap, pcap-bosh): it sends the capture command, writes the
 // capture to a file or stdout, shows status and progress on stderr, and
 // stops cleanly when its context ends (Ctrl-C).
-package apiclient
+package frontdoor
 
 import (
 	"bytes"
@@ -15,20 +15,37 @@ import (
 	"strings"
 	"sync"
 
-	"golang.org/x/sys/unix"
+	"golang.org/x/term"
 
 	"code.cloudfoundry.org/pcap/tunnel"
+	"code.cloudfoundry.org/pcap/tunnel/capturecmd"
 )
 
 // ErrExists is returned when the output file exists and Force is unset.
 var ErrExists = errors.New("output file exists (use --force to overwrite)")
 
+// CheckOutput checks, before any network call, that output names where a
+// capture can go: a file that does not exist yet (or force), or "-".
+func CheckOutput(output string, force bool) error {
+	if output == "" {
+		return errors.New("no output given: -o FILE, or -o - to write the capture to stdout")
+	}
+	if output == "-" || force {
+		return nil
+	}
+	if _, err := os.Lstat(output); err == nil {
+		return fmt.Errorf("%s: %w", output, ErrExists)
+	}
+	return nil
+}
+
 // Options configure Run.
 type Options struct {
 	Addr   string
 	Config tunnel.ClientConfig
-	// Args are the capture command's arguments (after "capture").
-	Args []string
+	// Request is the capture to ask for; Run sends it as
+	// [capturecmd.Request.Line], with progress when Terminal is set.
+	Request capturecmd.Request
 	// Output is a file path, or "-" for Stdout.
 	Output string
 	// Force replaces an existing regular file, once the capture started.
@@ -74,13 +91,11 @@ func Run(ctx context.Context, o Options) (int, error) {
 	}
 	sw := &stopOnError{w: out, stop: cancel, first: accepted}
 	st := &statusWriter{w: o.Stderr, terminal: o.Terminal, first: accepted}
-	args := o.Args
-	if o.Terminal {
-		args = append([]string{"--progress"}, args...)
-	}
-	status, err := tunnel.Exec(ctx, tunnel.ExecOptions{
+	req := o.Request
+	req.Progress = req.Progress || o.Terminal
+	status, err := Exec(ctx, ExecOptions{
 		Addr: o.Addr, Config: o.Config,
-		Command: tunnel.QuoteCommand(append([]string{"capture"}, args...)),
+		Command: req.Line(),
 		Stdout:  sw, Stderr: st,
 	})
 	st.finish()
@@ -149,7 +164,7 @@ type statusWriter struct {
 
 	mu       sync.Mutex
 	partial  []byte
-	progress map[string]string
+	progress map[string]capturecmd.StatusLine
 	drawn    bool
 }
 
@@ -182,7 +197,7 @@ func (s *statusWriter) line(l string) {
 			return
 		}
 		if s.progress == nil {
-			s.progress = map[string]string{}
+			s.progress = map[string]capturecmd.StatusLine{}
 		}
 		s.progress[src] = rest
 		s.redraw()
@@ -234,37 +249,26 @@ func (s *statusWriter) finish() {
 }
 
 // compact turns "packets=1 bytes=2 dropped=0" into "1 pkts 2 B 0 dropped".
-func compact(kv string) string {
-	f := map[string]string{}
-	for _, p := range strings.Fields(kv) {
-		if k, v, ok := strings.Cut(p, "="); ok {
-			f[k] = v
-		}
-	}
-	return fmt.Sprintf("%s pkts %s B %s dropped", f["packets"], f["bytes"], f["dropped"])
+func compact(l capturecmd.StatusLine) string {
+	return fmt.Sprintf("%s pkts %s B %s dropped", l.Get("packets"), l.Get("bytes"), l.Get("dropped"))
 }
 
-// parseStatus splits "pcap: SRC: EVENT rest".
-func parseStatus(l string) (src, event, rest string) {
-	l, ok := strings.CutPrefix(l, "pcap: ")
-	if !ok {
-		return "", "", l
+// parseStatus reads a status line as [capturecmd.FormatLine] writes it;
+// the summary line's event is "summary". Anything else has no event.
+func parseStatus(l string) (src, event string, sl capturecmd.StatusLine) {
+	sl, err := capturecmd.ParseLine(l)
+	if err != nil {
+		return "", "", sl
 	}
-	src, l, _ = strings.Cut(l, ": ")
-	event, rest, _ = strings.Cut(l, " ")
-	if src == "summary" {
-		event = "summary"
+	if sl.Source == "summary" {
+		return sl.Source, "summary", sl
 	}
-	return src, event, rest
+	return sl.Source, sl.Event, sl
 }
 
 // IsTerminal reports whether w is a terminal (not merely a character
-// device such as /dev/null).
+// device such as /dev/null), on every platform the CLIs ship for.
 func IsTerminal(w any) bool {
 	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
-	return err == nil
+	return ok && term.IsTerminal(int(f.Fd()))
 }

@@ -21,7 +21,7 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
-	"code.cloudfoundry.org/pcap/api/uaa"
+	"code.cloudfoundry.org/pcap/bosh/uaa"
 )
 
 // fzUAA is a minimal UAA for the fuzz targets: /token_keys serves keys

@@ -1,4 +1,4 @@
-package tunnel
+package frontdoor
 
 import (
 	"context"
@@ -6,10 +6,11 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"strings"
 	"time"
 
 	"golang.org/x/crypto/ssh"
+
+	"code.cloudfoundry.org/pcap/tunnel"
 )
 
 // ErrStopTimeout is returned by [Exec] when the server did not end the
@@ -25,7 +26,7 @@ var ErrSessionLost = errors.New("tunnel: the connection to the server was lost b
 // ExecOptions configure [Exec], the client side of pcap-api's front door.
 type ExecOptions struct {
 	Addr   string
-	Config ClientConfig
+	Config tunnel.ClientConfig
 	// Command is the command line sent in the exec request.
 	Command string
 	Stdout  io.Writer
@@ -75,7 +76,7 @@ func Exec(ctx context.Context, o ExecOptions) (int, error) {
 	// balancer that keeps our side open) stops answering keepalives.
 	stopKeepalive := make(chan struct{})
 	defer close(stopKeepalive)
-	o.Config.startKeepalive(sc, stopKeepalive)
+	o.Config.StartKeepalive(sc, stopKeepalive)
 
 	sess, err := client.NewSession()
 	if err != nil {
@@ -127,20 +128,4 @@ func Exec(ctx context.Context, o ExecOptions) (int, error) {
 	default:
 		return -1, fmt.Errorf("tunnel: session: %w", werr)
 	}
-}
-
-// QuoteCommand joins words into one command line that a POSIX-style word
-// splitter (like pcap-api's) splits back into the same words.
-func QuoteCommand(words []string) string {
-	q := make([]string, len(words))
-	for i, w := range words {
-		if w != "" && strings.IndexFunc(w, func(r rune) bool {
-			return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-_./:,=@+%", r))
-		}) < 0 {
-			q[i] = w
-			continue
-		}
-		q[i] = "'" + strings.ReplaceAll(w, "'", `'\''`) + "'"
-	}
-	return strings.Join(q, " ")
 }

@@ -18,7 +18,7 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
-	"code.cloudfoundry.org/pcap/api/uaa"
+	"code.cloudfoundry.org/pcap/bosh/uaa"
 	fakeuaa "code.cloudfoundry.org/pcap/integration/fakes/uaa"
 )
 
