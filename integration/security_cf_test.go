@@ -136,9 +136,10 @@ func TestSecurityCF(t *testing.T) {
 				`pcap: error: failed reason="no target could be captured: web/0: filter does not compile on eth0: syntax error"`}},
 			{"filter with ;", []string{"myapp", "-i", "0", "-f", "udp; id"}, []string{
 				`pcap: web/0: failed code=bad-filter reason="filter does not compile on eth0: syntax error"`}},
+			// Refused by the plugin itself, before any network call.
 			{"interface ../x", []string{"myapp", "--interface", "../x"}, []string{
-				`pcap: error: bad-request reason="interface name \"../x\" is not valid (letters, digits and _.:@- only)"`}},
-			{"snaplen 0", []string{"myapp", "-s", "0"}, []string{`pcap: error: bad-request reason="snaplen 0 is out of range 1..262144"`}},
+				`FAILED: interface name "../x" is not valid (letters, digits and _.:@- only)`}},
+			{"snaplen 0", []string{"myapp", "-s", "0"}, []string{`FAILED: snaplen 0 is out of range 1..262144`}},
 			{"unknown flag", []string{"myapp", "--exec", "/bin/sh"}, []string{"FAILED: flag provided but not defined: -exec (see cf help pcap)"}},
 		} {
 			out := filepath.Join(dir, fmt.Sprintf("hostile%d.pcapng", i))

@@ -58,7 +58,7 @@ func TestSecurityHostileCommands(t *testing.T) {
 		{"filter backticks unquoted", "capture -f `touch " + marker + "` lab", relAgentsRefuse("bad-filter", badSyntax), true},
 		{"filter with ;", "capture -f 'udp; touch " + marker + "' lab", relAgentsRefuse("bad-filter", badSyntax), true},
 		{"filter with NUL", "capture -f 'udp\x00' lab", relErrLine("bad-request", "command line contains a NUL byte"), false},
-		{"filter not UTF-8", "capture -f 'udp \xff\xfe' lab", relErrLine("bad-request", "filter contains a control character or invalid UTF-8"), false},
+		{"filter not UTF-8", "capture -f 'udp \xff\xfe' lab", relErrLine("bad-request", "command line is not valid UTF-8"), false},
 		{"filter with a terminal escape", "capture -f 'udp \x1b[2J' lab", relErrLine("bad-request", "filter contains a control character or invalid UTF-8"), false},
 		{"filter 5001 characters", "capture -f '" + long + "' lab", relErrLine("bad-request", "filter is 5001 characters, at most 5000 are allowed"), false},
 		{"filter syntax error", "capture -f 'tcp[' lab", relAgentsRefuse("bad-filter", badSyntax), true},
