@@ -294,17 +294,29 @@ const (
 
 // encodeNRB encodes a Name Resolution Block (little endian, no options)
 // mapping each address to its name; nil when there is none. pcapgo writes
-// no NRB. Invalid addresses and names that cannot fit a record are left
+// no NRB. Invalid addresses, names that cannot fit a record and addresses
+// given two different names (which would mislabel one source) are left
 // out.
 func encodeNRB(names []AddressName) []byte {
 	le := binary.LittleEndian
+	named := map[netip.Addr]string{} // "" when ambiguous
+	for _, n := range names {
+		a := n.Addr.Unmap()
+		if prev, ok := named[a]; !ok {
+			named[a] = n.Name
+		} else if prev != n.Name {
+			named[a] = ""
+		}
+	}
+	written := map[netip.Addr]bool{}
 	var recs []byte
 	for _, n := range names {
-		if !n.Addr.IsValid() || n.Name == "" || strings.ContainsRune(n.Name, 0) {
+		addr := n.Addr.Unmap()
+		if !addr.IsValid() || named[addr] == "" || written[addr] || strings.ContainsRune(n.Name, 0) {
 			continue
 		}
+		written[addr] = true
 		typ := uint16(nrbRecordIPv4)
-		addr := n.Addr.Unmap()
 		if addr.Is6() {
 			typ = nrbRecordIPv6
 		}

@@ -366,7 +366,11 @@ func TestEncodeNRB(t *testing.T) {
 	if b := encodeNRB(nil); b != nil {
 		t.Errorf("no names: got a %d-byte block, want none", len(b))
 	}
-	b := encodeNRB([]AddressName{{Addr: netip.MustParseAddr("10.1.2.3"), Name: "lab/0"}})
+	ambiguous := []AddressName{{Addr: netip.MustParseAddr("10.9.9.9"), Name: "a/0"}, {Addr: netip.MustParseAddr("::ffff:10.9.9.9"), Name: "b/0"}}
+	if b := encodeNRB(ambiguous); b != nil {
+		t.Errorf("one address, two names: got a %d-byte block, want none", len(b))
+	}
+	b := encodeNRB([]AddressName{{Addr: netip.MustParseAddr("10.1.2.3"), Name: "lab/0"}, {Addr: netip.MustParseAddr("10.1.2.3"), Name: "lab/0"}})
 	le := binary.LittleEndian
 	// type, length, record (type 1, len 4+6, 10.1.2.3 "lab/0\0", pad 2), end record, length.
 	want := []byte{4, 0, 0, 0, 32, 0, 0, 0, 1, 0, 10, 0, 10, 1, 2, 3, 'l', 'a', 'b', '/', '0', 0, 0, 0, 0, 0, 0, 0, 32, 0, 0, 0}
