@@ -77,6 +77,8 @@ type API struct {
 	ReorderWindow time.Duration
 	OpenTimeout   time.Duration
 	StopTimeout   time.Duration
+	// Version is pcap-api's, recorded in each capture's section header.
+	Version string
 
 	mu      sync.Mutex
 	active  int
@@ -340,7 +342,7 @@ func (a *API) run(ctx context.Context, log *slog.Logger, id *Identity, line stri
 		Pool: a.Pool, Req: req, Targets: targets, Skipped: skipped,
 		Out: stdout, Status: status,
 		OpenTimeout: a.OpenTimeout, StopTimeout: a.StopTimeout, ReorderWindow: a.ReorderWindow,
-		Metrics: a.Metrics,
+		Metrics: a.Metrics, Header: a.header(line),
 	}
 	res, err := s.Run(ctx, stop)
 	if err != nil {
@@ -487,4 +489,23 @@ func (a *API) mintCode(log *slog.Logger, id *Identity, stdout io.Writer, status 
 	log.Info("ssh-code-minted") // the code itself is a credential: never logged
 	fmt.Fprintln(stdout, c)
 	return ExitOK
+}
+
+// maxCommentCommand bounds the command line recorded in the section
+// comment (a pcapng option holds at most 65535 bytes).
+const maxCommentCommand = 4096
+
+// header is what a capture's section header records: the capture command
+// as the user sent it (it holds no secret: logins travel in the SSH
+// authentication, never in the command) and pcap-api's version.
+func (a *API) header(line string) OutputHeader {
+	v := a.Version
+	if v == "" {
+		v = "dev"
+	}
+	line = strings.TrimSpace(line)
+	if len(line) > maxCommentCommand {
+		line = strings.ToValidUTF8(line[:maxCommentCommand], "") + "…"
+	}
+	return OutputHeader{Comment: "pcap " + v + ": " + line, Application: "pcap-api " + v}
 }

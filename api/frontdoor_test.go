@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"code.cloudfoundry.org/pcap/tunnel"
 	"code.cloudfoundry.org/pcap/tunnel/capturecmd"
@@ -119,5 +120,24 @@ func TestRunHelpAndRefusals(t *testing.T) {
 				t.Errorf("stderr\n got  %q\n want %q", stderr.String(), c.wantStderr)
 			}
 		})
+	}
+}
+
+// TestHeaderRecordsCommand: the section header records the command as
+// sent and the version; a long command is cut to a bounded, valid UTF-8
+// comment (a pcapng option holds at most 65535 bytes).
+func TestHeaderRecordsCommand(t *testing.T) {
+	a := &API{Version: "v1.2.3"}
+	h := a.header("  capture --app web -f 'tcp port 8080'\n")
+	if h.Comment != "pcap v1.2.3: capture --app web -f 'tcp port 8080'" || h.Application != "pcap-api v1.2.3" {
+		t.Errorf("header = %+v", h)
+	}
+	if h := (&API{}).header("capture lab"); h.Comment != "pcap dev: capture lab" || h.Application != "pcap-api dev" {
+		t.Errorf("no version: header = %+v", h)
+	}
+	long := "capture -f '" + strings.Repeat("é", 70000) + "'"
+	h = a.header(long)
+	if !utf8.ValidString(h.Comment) || len(h.Comment) > len("pcap v1.2.3: ")+maxCommentCommand+len("…") || !strings.HasPrefix(h.Comment, "pcap v1.2.3: capture -f 'éé") {
+		t.Errorf("long command: %d-byte comment, valid UTF-8 %v", len(h.Comment), utf8.ValidString(h.Comment))
 	}
 }

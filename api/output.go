@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
+	"net/netip"
 	"runtime"
 	"strings"
 	"time"
@@ -62,8 +63,30 @@ func (e *ErrMixedLinkTypes) Error() string {
 	return "--format pcap needs one link type for all sources, but " + strings.Join(parts, ", ") + "; use pcapng"
 }
 
+// OutputHeader is what the pcapng section header and Name Resolution
+// Block say besides the interfaces. Classic pcap has no place for it.
+type OutputHeader struct {
+	Comment     string // shb_comment, e.g. "pcap v1.2.3: capture --app web"
+	Application string // shb_userappl; "pcap-api" when empty
+	// Names map the sources' addresses to their names ("10.0.0.5" →
+	// "web/0"), written as one Name Resolution Block.
+	Names []AddressName
+}
+
+// AddressName is one record of the Name Resolution Block.
+type AddressName struct {
+	Addr netip.Addr
+	Name string
+}
+
 // NewOutput writes the file header and declares ifaces.
 func NewOutput(w io.Writer, format string, ifaces []OutputInterface) (*Output, error) {
+	return NewOutputHeader(w, format, ifaces, OutputHeader{})
+}
+
+// NewOutputHeader is NewOutput with a section comment, application and
+// address names (pcapng only).
+func NewOutputHeader(w io.Writer, format string, ifaces []OutputInterface, hdr OutputHeader) (*Output, error) {
 	if len(ifaces) == 0 {
 		return nil, fmt.Errorf("api: output with no interfaces")
 	}
@@ -82,8 +105,11 @@ func NewOutput(w io.Writer, format string, ifaces []OutputInterface) (*Output, e
 			return nil, fmt.Errorf("api: write pcap header: %w", err)
 		}
 	default:
+		if hdr.Application == "" {
+			hdr.Application = "pcap-api"
+		}
 		opts := pcapgo.NgWriterOptions{SectionInfo: pcapgo.NgSectionInfo{
-			Hardware: runtime.GOARCH, OS: runtime.GOOS, Application: "pcap-api",
+			Hardware: runtime.GOARCH, OS: runtime.GOOS, Application: hdr.Application, Comment: hdr.Comment,
 		}}
 		ng, err := pcapgo.NewNgWriterInterface(o.bw, ngInterface(ifaces[0]), opts)
 		if err != nil {
@@ -95,6 +121,14 @@ func NewOutput(w io.Writer, format string, ifaces []OutputInterface) (*Output, e
 			}
 		}
 		o.ng = ng
+		if nrb := encodeNRB(hdr.Names); nrb != nil {
+			if err := ng.Flush(); err != nil {
+				return nil, fmt.Errorf("api: flush: %w", err)
+			}
+			if _, err := o.bw.Write(nrb); err != nil {
+				return nil, fmt.Errorf("api: write name resolution: %w", err)
+			}
+		}
 	}
 	return o, o.Flush()
 }
@@ -246,6 +280,69 @@ func encodeISB(id uint32, c InterfaceCounts) []byte {
 	b = le.AppendUint32(b, uint32(n>>32))
 	b = le.AppendUint32(b, uint32(n))
 	b = append(b, opts...)
+	b = le.AppendUint32(b, length)
+	return b
+}
+
+// pcapng Name Resolution Block: block and record types.
+const (
+	blockTypeNRB  = 0x00000004
+	nrbRecordEnd  = 0
+	nrbRecordIPv4 = 1
+	nrbRecordIPv6 = 2
+)
+
+// encodeNRB encodes a Name Resolution Block (little endian, no options)
+// mapping each address to its name; nil when there is none. pcapgo writes
+// no NRB. Invalid addresses, names that cannot fit a record and addresses
+// given two different names (which would mislabel one source) are left
+// out.
+func encodeNRB(names []AddressName) []byte {
+	le := binary.LittleEndian
+	named := map[netip.Addr]string{} // "" when ambiguous
+	for _, n := range names {
+		a := n.Addr.Unmap()
+		if prev, ok := named[a]; !ok {
+			named[a] = n.Name
+		} else if prev != n.Name {
+			named[a] = ""
+		}
+	}
+	written := map[netip.Addr]bool{}
+	var recs []byte
+	for _, n := range names {
+		addr := n.Addr.Unmap()
+		if !addr.IsValid() || named[addr] == "" || written[addr] || strings.ContainsRune(n.Name, 0) {
+			continue
+		}
+		written[addr] = true
+		typ := uint16(nrbRecordIPv4)
+		if addr.Is6() {
+			typ = nrbRecordIPv6
+		}
+		raw := addr.AsSlice()
+		val := len(raw) + len(n.Name) + 1 // address, then the name NUL-terminated
+		if val > 0xffff {
+			continue
+		}
+		recs = le.AppendUint16(recs, typ)
+		recs = le.AppendUint16(recs, uint16(val))
+		recs = append(recs, raw...)
+		recs = append(recs, n.Name...)
+		recs = append(recs, 0)
+		for len(recs)%4 != 0 {
+			recs = append(recs, 0)
+		}
+	}
+	if recs == nil {
+		return nil
+	}
+	recs = le.AppendUint32(recs, nrbRecordEnd) // nrb_record_end, length 0
+	length := uint32(8 + len(recs) + 4)
+	b := make([]byte, 0, length)
+	b = le.AppendUint32(b, blockTypeNRB)
+	b = le.AppendUint32(b, length)
+	b = append(b, recs...)
 	b = le.AppendUint32(b, length)
 	return b
 }

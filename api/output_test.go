@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"io"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -277,5 +278,103 @@ func TestOutputWriteErrors(t *testing.T) {
 	bad := gopacket.CaptureInfo{CaptureLength: 60, Length: 59}
 	if err := o.WritePacket(bad, data); err == nil || !strings.HasPrefix(err.Error(), "api: write packet: ") {
 		t.Errorf("packet with caplen > len: %v", err)
+	}
+}
+
+// udpFrame builds an Ethernet frame carrying UDP from src to dst.
+func udpFrame(t *testing.T, src, dst netip.Addr) []byte {
+	t.Helper()
+	eth := &layers.Ethernet{SrcMAC: []byte{2, 0, 0, 0, 0, 1}, DstMAC: []byte{2, 0, 0, 0, 0, 2}}
+	udp := &layers.UDP{SrcPort: 4000, DstPort: 5000}
+	var ip gopacket.NetworkLayer
+	if src.Is4() {
+		eth.EthernetType = layers.EthernetTypeIPv4
+		ip = &layers.IPv4{Version: 4, TTL: 64, Protocol: layers.IPProtocolUDP, SrcIP: src.AsSlice(), DstIP: dst.AsSlice()}
+	} else {
+		eth.EthernetType = layers.EthernetTypeIPv6
+		ip = &layers.IPv6{Version: 6, HopLimit: 64, NextHeader: layers.IPProtocolUDP, SrcIP: src.AsSlice(), DstIP: dst.AsSlice()}
+	}
+	if err := udp.SetNetworkLayerForChecksum(ip); err != nil {
+		t.Fatal(err)
+	}
+	buf := gopacket.NewSerializeBuffer()
+	err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true},
+		eth, ip.(gopacket.SerializableLayer), udp, gopacket.Payload("names"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+func TestOutputNamesAndCommentReadByWireshark(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "names.pcapng")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v4, v6 := netip.MustParseAddr("10.0.0.5"), netip.MustParseAddr("fd00::6")
+	peer4, peer6 := netip.MustParseAddr("10.0.0.99"), netip.MustParseAddr("fd00::99")
+	hdr := OutputHeader{
+		Comment:     "pcap v9.8.7: capture --app web -f udp",
+		Application: "pcap-api v9.8.7",
+		Names: []AddressName{
+			{Addr: v4, Name: "web/0"},
+			{Addr: v6, Name: "router/2"},
+			{Addr: netip.Addr{}, Name: "unknown/0"}, // no address: left out
+		},
+	}
+	o, err := NewOutputHeader(f, capturecmd.FormatPcapng, testIfaces[:1], hdr)
+	if err != nil {
+		t.Fatalf("NewOutputHeader: %v", err)
+	}
+	t0 := time.Unix(1700000000, 0)
+	for i, p := range [][2]netip.Addr{{v4, peer4}, {v6, peer6}} {
+		data := udpFrame(t, p[0], p[1])
+		ci := gopacket.CaptureInfo{Timestamp: t0.Add(time.Duration(i) * time.Millisecond), CaptureLength: len(data), Length: len(data)}
+		if err := o.WritePacket(ci, data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := o.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+
+	fields := tool(t, "tshark", "-r", path, "-N", "n", "-T", "fields", "-E", "separator=,",
+		"-e", "ip.src_host", "-e", "ipv6.src_host", "-e", "ip.dst_host", "-e", "ipv6.dst_host")
+	var lines []string
+	for _, l := range strings.Split(strings.TrimSpace(fields), "\n") {
+		if !strings.HasPrefix(l, "Running as user") {
+			lines = append(lines, l)
+		}
+	}
+	// Names come from the file; the peers have none (no DNS here).
+	want := []string{"web/0,,10.0.0.99,", ",router/2,,fd00::99"}
+	if !reflect.DeepEqual(lines, want) {
+		t.Errorf("tshark -N n source names\n got  %q\n want %q", lines, want)
+	}
+
+	info := tool(t, "capinfos", path)
+	for _, want := range []string{"Capture comment:     pcap v9.8.7: capture --app web -f udp", "Capture application: pcap-api v9.8.7"} {
+		if !strings.Contains(info, want) {
+			t.Errorf("capinfos lacks %q:\n%s", want, info)
+		}
+	}
+}
+
+func TestEncodeNRB(t *testing.T) {
+	if b := encodeNRB(nil); b != nil {
+		t.Errorf("no names: got a %d-byte block, want none", len(b))
+	}
+	ambiguous := []AddressName{{Addr: netip.MustParseAddr("10.9.9.9"), Name: "a/0"}, {Addr: netip.MustParseAddr("::ffff:10.9.9.9"), Name: "b/0"}}
+	if b := encodeNRB(ambiguous); b != nil {
+		t.Errorf("one address, two names: got a %d-byte block, want none", len(b))
+	}
+	b := encodeNRB([]AddressName{{Addr: netip.MustParseAddr("10.1.2.3"), Name: "lab/0"}, {Addr: netip.MustParseAddr("10.1.2.3"), Name: "lab/0"}})
+	le := binary.LittleEndian
+	// type, length, record (type 1, len 4+6, 10.1.2.3 "lab/0\0", pad 2), end record, length.
+	want := []byte{4, 0, 0, 0, 32, 0, 0, 0, 1, 0, 10, 0, 10, 1, 2, 3, 'l', 'a', 'b', '/', '0', 0, 0, 0, 0, 0, 0, 0, 32, 0, 0, 0}
+	if !bytes.Equal(b, want) || le.Uint32(b[4:]) != uint32(len(b)) {
+		t.Errorf("NRB\n got  %v\n want %v", b, want)
 	}
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"net/netip"
 	"sort"
 	"strconv"
 	"strings"
@@ -56,6 +58,10 @@ type Target struct {
 	Capture tunnel.Target
 	// Description goes into the interface description (host address…).
 	Description string
+	// Address is the IP the source's own traffic carries (the container's
+	// or the VM's), named in the output's Name Resolution Block; the zero
+	// value when unknown.
+	Address netip.Addr
 }
 
 // Skipped is a selected target that cannot be captured, reported to the
@@ -134,6 +140,7 @@ func (s *StaticResolver) Resolve(_ context.Context, _ *Identity, req capturecmd.
 			Agent:       addr,
 			Capture:     tunnel.Target{Kind: tunnel.TargetHost},
 			Description: "agent " + addr,
+			Address:     HostAddr(addr),
 		})
 	}
 	for _, sel := range req.Targets {
@@ -173,4 +180,15 @@ func (s *StaticResolver) groupNames() []string {
 	}
 	sort.Strings(names)
 	return names
+}
+
+// HostAddr is the IP of a host:port or a bare host; the zero value when it
+// is a name or malformed.
+func HostAddr(hostport string) netip.Addr {
+	host, _, err := net.SplitHostPort(hostport)
+	if err != nil {
+		host = hostport
+	}
+	a, _ := netip.ParseAddr(host)
+	return a
 }

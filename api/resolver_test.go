@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"errors"
+	"net/netip"
 	"reflect"
 	"testing"
 
@@ -18,7 +19,7 @@ func TestStaticResolverResolve(t *testing.T) {
 	}}
 	host := tunnel.Target{Kind: tunnel.TargetHost}
 	tgt := func(name, addr string) Target {
-		return Target{Name: name, Agent: addr, Capture: host, Description: "agent " + addr}
+		return Target{Name: name, Agent: addr, Capture: host, Description: "agent " + addr, Address: netip.MustParseAddrPort(addr).Addr()}
 	}
 	cases := []struct {
 		name    string

@@ -53,6 +53,9 @@ type Session struct {
 	MaxOpen int
 	// Metrics, when set, counts what the session forwards.
 	Metrics *Metrics
+	// Header is the section comment and application; Run adds the names
+	// of the targets it captures.
+	Header OutputHeader
 }
 
 // SourceResult is what happened to one target.
@@ -148,7 +151,12 @@ func (s *Session) Run(ctx context.Context, stop <-chan struct{}) (Result, error)
 	// Declare every interface of every source up front.
 	var ifaces []OutputInterface
 	srcs := make([]*source, 0, len(ok))
+	hdr := s.Header
+	hdr.Names = nil
 	for _, o := range ok {
+		if o.t.Address.IsValid() {
+			hdr.Names = append(hdr.Names, AddressName{Addr: o.t.Address, Name: o.t.Name})
+		}
 		src := newSource(o.t, o.agent, o.c, o.ifaces, len(ifaces))
 		srcs = append(srcs, src)
 		for _, i := range o.ifaces {
@@ -161,7 +169,7 @@ func (s *Session) Run(ctx context.Context, stop <-chan struct{}) (Result, error)
 			})
 		}
 	}
-	out, err := NewOutput(s.Out, s.Req.Format, ifaces)
+	out, err := NewOutputHeader(s.Out, s.Req.Format, ifaces, hdr)
 	if err != nil {
 		for _, src := range srcs {
 			src.capture.Close()

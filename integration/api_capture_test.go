@@ -3,6 +3,8 @@ package integration
 import (
 	"bytes"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"syscall"
@@ -229,5 +231,54 @@ func TestAPIFormatPcap(t *testing.T) {
 	info = capinfos(t, file)
 	if !strings.Contains(info, "Encapsulation = Ethernet") || !strings.Contains(info, "Encapsulation = Raw IP") {
 		t.Errorf("pcapng does not declare both link types:\n%s", info)
+	}
+}
+
+// TestAPINamesSourcesInFile: the file names each source's address in a
+// Name Resolution Block, so that tshark -N n shows lab/0 rather than its
+// IP, and the section header records the command and pcap-api's version.
+func TestAPINamesSourcesInFile(t *testing.T) {
+	testenv.RequireRoot(t)
+	t.Parallel()
+	c := newCapLab(t, capLabOptions{VMs: 2})
+	cl, file := c.captureFile(t, 0, "-f", "'udp dst port 7000'", "lab")
+	waitStarted(t, cl, "lab/0", "lab/1")
+	c.send(t, 0, 7000, 3)
+	c.send(t, 1, 7000, 4)
+	cl.Stdin.Close()
+	if code := exitCode(t, cl, 15*time.Second); code != 0 {
+		t.Fatalf("ssh exit status %d:\n%s", code, cl.Output())
+	}
+
+	// Names from the file only: the peer, 198.18.0.1, has none.
+	got := map[string]int{}
+	for _, l := range strings.Split(strings.TrimSpace(tshark(t, "-r", file, "-N", "n",
+		"-T", "fields", "-e", "frame.interface_name", "-e", "ip.src_host", "-e", "ip.dst_host")), "\n") {
+		got[l]++
+	}
+	wantCounts(t, got, map[string]int{"lab/0:eth0\tlab/0\t198.18.0.1": 3, "lab/1:eth0\tlab/1\t198.18.0.1": 4})
+	// Without -N n the addresses stay numbers: the names are not the
+	// interface names leaking into the address columns.
+	if src := strings.Fields(tshark(t, "-r", file, "-n", "-c", "1", "-T", "fields", "-e", "ip.src")); len(src) != 1 || src[0] != c.vmAddr(0) && src[0] != c.vmAddr(1) {
+		t.Errorf("tshark -n shows source %q, want a VM's address", src)
+	}
+
+	out, err := exec.Command(filepath.Join(testenv.Binaries(t), "pcap-api"), "--version").Output()
+	if err != nil {
+		t.Fatalf("pcap-api --version: %v", err)
+	}
+	f := strings.Fields(string(out))
+	if len(f) == 0 {
+		t.Fatalf("pcap-api --version printed nothing")
+	}
+	version := f[len(f)-1]
+	info := capinfos(t, file)
+	for _, want := range []string{
+		"Capture comment:     pcap " + version + ": capture -f 'udp dst port 7000' lab\n",
+		"Capture application: pcap-api " + version + "\n",
+	} {
+		if !strings.Contains(info, want) {
+			t.Errorf("capinfos lacks %q:\n%s", want, info)
+		}
 	}
 }

@@ -89,7 +89,10 @@ EXAMPLES:
    cf pcap myapp -o myapp.pcapng
    cf pcap myapp -i 0,2 -f 'tcp port 8080' -o web.pcapng
    cf pcap myapp -o - | wireshark -k -i -
+   cf pcap myapp --interface lo -f 'tcp port 8080' -o plain.pcapng
 
+   With route integrity (envoy in the container), eth0 carries TLS and
+   the app's plaintext is on lo: capture --interface lo.
    Stop with Ctrl-C: the file is completed with statistics blocks.
    pcap-api is found at --pcap-api, $PCAP_API, or by replacing the first
    label of the cf API host with "pcap" (api.sys.example.com ->
@@ -98,7 +101,7 @@ EXAMPLES:
 					"i":                              "Instance indexes, comma separated (default: all); -i is the instance, as in cf ssh (in pcap-bosh, -i is the interface)",
 					"-process":                       "Process type, as cf ssh --process (default: web; -t for short)",
 					"f":                              "BPF capture filter, as tcpdump takes it",
-					"-interface":                     "Interface in the container (default: eth0; repeatable)",
+					"-interface":                     "Interface in the container (default: eth0; repeatable; lo for the app's plaintext behind envoy)",
 					"s":                              "Bytes to capture per packet, 1..262144 (default: 65535)",
 					"-duration":                      "Stop after this long (e.g. 30s, 5m; default: until Ctrl-C, at most pcap-api's maximum)",
 					"c":                              "Stop each instance after this many packets (default: 0, unlimited)",
@@ -260,6 +263,9 @@ func (o *options) capture(ctx context.Context, conn cfplugin.CliConnection, stdo
 	}
 
 	req.App = guid
+	if len(o.interfaces) == 0 {
+		fmt.Fprintln(stderr, envoyHint)
+	}
 	return frontdoor.Run(ctx, frontdoor.Options{
 		Addr:     addr,
 		Config:   login,
@@ -272,6 +278,11 @@ func (o *options) capture(ctx context.Context, conn cfplugin.CliConnection, stdo
 		Terminal: frontdoor.IsTerminal(stderr),
 	})
 }
+
+// envoyHint is printed when the user names no interface: eth0 is the
+// default, and on foundations with route integrity it carries only envoy's
+// TLS. Naming an interface, eth0 included, silences it.
+const envoyHint = "pcap: hint: with route integrity, eth0 carries TLS; the app's plaintext is on lo (--interface lo)"
 
 // request is the capture the options ask for, checked locally; the app
 // GUID is filled in once the app is found.

@@ -63,7 +63,9 @@ func TestMetadata(t *testing.T) {
 	}
 	c := m.Commands[0]
 	if !strings.HasPrefix(c.UsageDetails.Usage, "cf pcap APP_NAME [-i INDEXES] [-t TYPE] [-f FILTER]") ||
-		!strings.Contains(c.UsageDetails.Usage, "cf pcap myapp -o - | wireshark -k -i -") {
+		!strings.Contains(c.UsageDetails.Usage, "cf pcap myapp -o - | wireshark -k -i -") ||
+		!strings.Contains(c.UsageDetails.Usage, "cf pcap myapp --interface lo -f 'tcp port 8080' -o plain.pcapng") ||
+		!strings.Contains(c.UsageDetails.Usage, "the app's plaintext is on lo") {
 		t.Errorf("usage = %q", c.UsageDetails.Usage)
 	}
 	if c.HelpText == "" {
@@ -324,6 +326,34 @@ func TestFlagsAfterAppName(t *testing.T) {
 		if e.Path == "/v3/apps" && e.RawQuery != "names=myapp&space_guids="+spaceGUID {
 			t.Errorf("app lookup query = %q", e.RawQuery)
 		}
+	}
+}
+
+// TestEnvoyHint: with no --interface (eth0, which carries only envoy's TLS
+// under route integrity), one stderr line points at lo; naming any
+// interface, eth0 included, keeps the plugin quiet.
+func TestEnvoyHint(t *testing.T) {
+	w := startWorld(t)
+	fd := startFrontDoor(t, &frontDoor{Stdout: "PCAPNG", Stderr: "pcap: summary: stopped sources=1\n"})
+	const hint = "pcap: hint: with route integrity, eth0 carries TLS; the app's plaintext is on lo (--interface lo)\n"
+	for _, tc := range []struct {
+		flags  []string
+		stderr string
+	}{
+		{nil, hint + "pcap: summary: stopped sources=1\n"},
+		{[]string{"--interface", "eth0"}, "pcap: summary: stopped sources=1\n"},
+		{[]string{"--interface", "lo", "-f", "tcp port 8080"}, "pcap: summary: stopped sources=1\n"},
+	} {
+		args := append([]string{"pcap", "myapp", "-o", "-", "--pcap-api", fd.Addr, "--pcap-api-host-key-fingerprint", fd.fingerprint()}, tc.flags...)
+		r := runPlugin(t, w.Conn, map[string]string{"CF_HOME": t.TempDir()}, args...)
+		if r.code != 0 || r.stderr != tc.stderr {
+			t.Errorf("cf %s: exit %d, stderr\n%q\nwant\n%q", strings.Join(args, " "), r.code, r.stderr, tc.stderr)
+		}
+	}
+	_, commands := fd.seen()
+	// eth0 named or not is the same capture; lo is asked for.
+	if len(commands) != 3 || commands[0] != commands[1] || !strings.HasSuffix(commands[2], " --interface lo --filter 'tcp port 8080'") {
+		t.Errorf("commands = %q", commands)
 	}
 }
 

@@ -320,6 +320,7 @@ func (r *Resolver) Resolve(ctx context.Context, id *api.Identity, req capturecmd
 			Agent:       net.JoinHostPort(in.IPs[0], strconv.Itoa(r.AgentPort)),
 			Capture:     tunnel.Target{Kind: tunnel.TargetHost},
 			Description: fmt.Sprintf("deployment %s, %s/%d, %s", req.Deployment, in.Job, in.Index, in.IPs[0]),
+			Address:     api.HostAddr(in.IPs[0]),
 		})
 	}
 	var skipped []api.Skipped

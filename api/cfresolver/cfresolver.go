@@ -252,6 +252,7 @@ type instance struct {
 	State        string `json:"state"`
 	Host         string `json:"host"`
 	InstanceGUID string `json:"instance_guid"`
+	InternalIP   string `json:"instance_internal_ip"`
 }
 
 // Resolve implements api.Resolver.
@@ -394,6 +395,7 @@ func (r *Resolver) pick(a app, ptype string, all []instance, want []int) ([]api.
 				Agent:       net.JoinHostPort(in.Host, strconv.Itoa(r.AgentPort)),
 				Capture:     tunnel.Target{Kind: tunnel.TargetCFInstance, InstanceGUID: in.InstanceGUID},
 				Description: fmt.Sprintf("app %s instance %d on %s", a.Name, i, in.Host),
+				Address:     api.HostAddr(in.InternalIP),
 			})
 		}
 	}

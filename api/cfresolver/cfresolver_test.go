@@ -3,6 +3,7 @@ package cfresolver_test
 import (
 	"errors"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -98,7 +99,7 @@ func startWorld(t *testing.T, ccTLS *ca.Authority) *world {
 				{GUID: devSpace, Name: "dev", Apps: []cc.App{
 					{GUID: appGUID, Name: "myapp", Processes: []cc.Process{
 						{Type: "web", Instances: []cc.Instance{
-							{Index: 0, State: "RUNNING", Host: cell0, InstanceGUID: instance0GUID},
+							{Index: 0, State: "RUNNING", Host: cell0, InstanceGUID: instance0GUID, InternalIP: internal0},
 							{Index: 1, State: "CRASHED", Host: cell0, InstanceGUID: "1b000000-0000-4000-8000-000000000001"},
 							{Index: 2, State: "RUNNING", Host: cell1, InstanceGUID: instance2GUID},
 							{Index: 3, State: "STARTING", Host: cell1, InstanceGUID: "1b000000-0000-4000-8000-000000000003"},
@@ -164,13 +165,21 @@ func (w *world) identity(t *testing.T, r *cfresolver.Resolver, user string) *api
 	return id
 }
 
+// internal0 is web/0's container IP (instance_internal_ip); the other
+// instances' stats give none.
+const internal0 = "10.255.0.10"
+
 func target(index, host, guid string) api.Target {
-	return api.Target{
+	t := api.Target{
 		Name:        "web/" + index,
 		Agent:       host + ":9494",
 		Capture:     tunnel.Target{Kind: tunnel.TargetCFInstance, InstanceGUID: guid},
 		Description: "app myapp instance " + index + " on " + host,
 	}
+	if index == "0" {
+		t.Address = netip.MustParseAddr(internal0)
+	}
+	return t
 }
 
 func paths(w *world) []string {

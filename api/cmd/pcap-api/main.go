@@ -89,6 +89,7 @@ func run(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	svc.API.Version = version
 	defer svc.API.Pool.Close()
 
 	l, err := net.Listen("tcp", cfg.Listen)
