@@ -394,9 +394,11 @@ func (l *lab) startPcap(j job, out string) (capture, error) {
 
 func (c *pcapCapture) files() []string { return []string{c.out} }
 
-// stop closes the client's stdin: EOF stops the capture.
+// stop types a line into the client's stdin, which stops the capture
+// (stdin EOF alone does not: api/stop.go), and closes it.
 func (c *pcapCapture) stop() error {
 	defer c.f.Close()
+	c.stdin.Write([]byte("\n")) // an error means ssh is gone: waitExit tells
 	c.stdin.Close()
 	return c.l.waitExit(c.p, 15*time.Second, "pcap capture")
 }
