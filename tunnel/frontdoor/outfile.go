@@ -4,12 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
-
-	"golang.org/x/sys/unix"
 )
-
-// nofollow makes open fail on a symbolic link.
-const nofollow = unix.O_NOFOLLOW
 
 // ErrNotRegular is returned for an output path that exists and is a
 // symbolic link or a directory: --force never writes through those.
@@ -46,7 +41,7 @@ func openOutput(path string, force bool) (*outFile, error) {
 	}
 	// O_NOFOLLOW: the path may have become a link since Lstat.
 	f, err = os.OpenFile(path, os.O_WRONLY|nofollow, 0)
-	if errors.Is(err, unix.ELOOP) {
+	if isLoop(err) {
 		return nil, fmt.Errorf("%s: %w", path, ErrNotRegular)
 	}
 	if err != nil {
