@@ -19,22 +19,34 @@ import (
 // sequence numbers; together they hold exactly the newest packets sent,
 // the older ones being in the files rotated away.
 func TestPcapBoshRotatesBySize(t *testing.T) {
+	// pcap-traffic numbers its datagrams in the first payload byte: fewer
+	// than 256 keeps them unique. About 180 bytes a packet block: some 20
+	// packets a file, 10 files.
+	rotatedCapture(t, 200, 2000, "--rotate-size", "4kB", "--rotate-files", "3")
+}
+
+// TestPcapBoshRotatesByTime: the same with --rotate-every, packets sent
+// over about 5s and a new file every 400ms.
+func TestPcapBoshRotatesByTime(t *testing.T) {
+	rotatedCapture(t, 200, 40, "--rotate-every", "400ms", "--rotate-files", "3")
+}
+
+// rotatedCapture captures sent datagrams sent at rate a second on one VM
+// with pcap-bosh and the rotation flags, and checks the files left.
+func rotatedCapture(t *testing.T, sent, rate int, flags ...string) {
 	testenv.RequireRoot(t)
 	e := startBOSHEnv(t, 1)
 	home := e.boshLogin(t, "admin")
 
 	dir := t.TempDir()
 	out := filepath.Join(dir, "edge.pcapng")
-	p := testenv.Start(t, testenv.StartOptions{Netns: e.Lab.LAN, Env: []string{"HOME=" + home}},
-		filepath.Join(testenv.Binaries(t), "pcap-bosh"), "-e", "fake", "-d", "cf", "router",
+	args := append([]string{"-e", "fake", "-d", "cf", "router",
 		"-f", "udp dst port 7000", "-o", out, "--duration", "60s",
-		"--rotate-size", "4kB", "--rotate-files", "3",
-		"--pcap-api", e.API.Addr, "--pcap-api-host-key-fingerprint", fingerprintOf(e.API.HostKey))
+		"--pcap-api", e.API.Addr, "--pcap-api-host-key-fingerprint", fingerprintOf(e.API.HostKey)}, flags...)
+	p := testenv.Start(t, testenv.StartOptions{Netns: e.Lab.LAN, Env: []string{"HOME=" + home}},
+		filepath.Join(testenv.Binaries(t), "pcap-bosh"), args...)
 	p.WaitLine(t, regexp.MustCompile(`^pcap: router/3f2a0000-0000-4000-8000-000000000000: started`), 30*time.Second)
-	// pcap-traffic numbers its datagrams in the first payload byte: fewer
-	// than 256 keeps them unique.
-	const sent = 200
-	sendUDP(t, e.Lab.VMs[0], "198.18.0.1:7000", sent)
+	sendUDPAt(t, e.Lab.VMs[0], "198.18.0.1:7000", sent, rate)
 	if err := p.Signal(syscall.SIGINT); err != nil {
 		t.Fatal(err)
 	}
@@ -60,8 +72,7 @@ func TestPcapBoshRotatesBySize(t *testing.T) {
 		}
 		seq, _ := strconv.Atoi(m[1])
 		seqs = append(seqs, seq)
-		info := capinfos(t, f)
-		if !strings.Contains(info, "pcapng") {
+		if info := capinfos(t, f); !strings.Contains(info, "pcapng") {
 			t.Errorf("capinfos %s:\n%s", f, info)
 		}
 		n := 0
@@ -76,8 +87,8 @@ func TestPcapBoshRotatesBySize(t *testing.T) {
 		if n == 0 {
 			t.Errorf("%s holds no packets", f)
 		}
-		if last := i == len(files)-1; (countISBs(t, f) > 0) != last {
-			t.Errorf("%s: %d statistics blocks; want them in the last file only", f, countISBs(t, f))
+		if last, isbs := i == len(files)-1, countISBs(t, f); (isbs > 0) != last {
+			t.Errorf("%s: %d statistics blocks; want them in the last file only", f, isbs)
 		}
 	}
 	if seqs[0] < 2 || seqs[1] != seqs[0]+1 || seqs[2] != seqs[0]+2 {
