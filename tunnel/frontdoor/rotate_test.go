@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
@@ -396,5 +397,57 @@ func TestParseSize(t *testing.T) {
 		if got, err := ParseSize(in); err == nil {
 			t.Errorf("ParseSize(%q) = %d, want an error", in, got)
 		}
+	}
+}
+
+// TestRunRotates: Run with Rotate writes the stream from the front door
+// into complete files and says nothing was lost; a refused capture leaves
+// no file; a stream that is not pcapng stops the capture with an error
+// naming the files.
+func TestRunRotates(t *testing.T) {
+	var s bytes.Buffer
+	stream(t, &s, 40, 100, func(int) {})
+	fd := startFrontDoor(t, &frontDoor{Chunk: s.Bytes(), Limit: s.Len()})
+	dir := t.TempDir()
+	o := fd.options(filepath.Join(dir, "cap.pcapng"), io.Discard, io.Discard)
+	o.Rotate = Rotation{Size: 1000}
+	if status, err := run(t, o); status != 0 || err != nil {
+		t.Fatalf("Run = %d, %v", status, err)
+	}
+	files := capFiles(t, dir)
+	if len(files) < 4 {
+		t.Fatalf("files %v, want one about every 1000 bytes", files)
+	}
+	total := 0
+	for _, f := range files {
+		nums, _, _ := readBack(t, f)
+		total += len(nums)
+	}
+	if total != 40 {
+		t.Errorf("%d packets in %d files, sent 40", total, len(files))
+	}
+
+	refused := startFrontDoor(t, &frontDoor{Limit: -1, Stderr: "pcap: error: not-allowed\n", Exit: 1})
+	dir = t.TempDir()
+	o = refused.options(filepath.Join(dir, "cap.pcapng"), io.Discard, io.Discard)
+	o.Rotate = Rotation{Every: time.Minute, Files: 2}
+	if status, err := run(t, o); status != 1 || err != nil {
+		t.Errorf("Run refused = %d, %v; want 1, nil", status, err)
+	}
+	if files := capFiles(t, dir); len(files) != 0 {
+		t.Errorf("files after a refusal: %v", files)
+	}
+
+	garbage := startFrontDoor(t, &frontDoor{Chunk: []byte("not a pcapng stream at all"), Limit: 26})
+	dir = t.TempDir()
+	o = garbage.options(filepath.Join(dir, "cap.pcapng"), io.Discard, io.Discard)
+	o.Rotate = Rotation{Size: 1000}
+	if _, err := run(t, o); !errors.Is(err, errNotPcapng) || !strings.Contains(err.Error(), "cap_00001_") {
+		t.Errorf("Run on garbage: %v, want errNotPcapng naming the file", err)
+	}
+
+	o.Request.Format = capturecmd.FormatPcap
+	if _, err := run(t, o); !errors.Is(err, ErrRotation) {
+		t.Errorf("Run rotating --format pcap: %v, want ErrRotation", err)
 	}
 }
