@@ -152,8 +152,14 @@ func drain(t *testing.T, r io.Reader) (wait func() string) {
 // sendUDP runs pcap-traffic inside ns and waits for it.
 func sendUDP(t *testing.T, ns *testenv.Netns, to string, count int) {
 	t.Helper()
+	sendUDPAt(t, ns, to, count, 2000)
+}
+
+// sendUDPAt is sendUDP at rate datagrams per second.
+func sendUDPAt(t *testing.T, ns *testenv.Netns, to string, count, rate int) {
+	t.Helper()
 	bin := testenv.Binaries(t)
-	name, args := filepath.Join(bin, "pcap-traffic"), []string{"-to", to, "-count", strconv.Itoa(count), "-rate", "2000", "-max-time", "20s"}
+	name, args := filepath.Join(bin, "pcap-traffic"), []string{"-to", to, "-count", strconv.Itoa(count), "-rate", strconv.Itoa(rate), "-max-time", "20s"}
 	if ns != nil {
 		name, args = "ip", append([]string{"netns", "exec", ns.Name, name}, args...)
 	}

@@ -43,6 +43,7 @@ const helpText = "Capture the network traffic of all instances of an app into on
 
 const usage = `cf pcap APP_NAME [-i INDEXES] [-t TYPE] [-f FILTER] [--interface IFACE]
    [-s SNAPLEN] [--duration D] [-c COUNT] [--max-bytes N] [--format pcapng|pcap] -o FILE|- [--force]
+   [--rotate-size SIZE] [--rotate-every D] [--rotate-files N]
    [--pcap-api HOST[:PORT]] [--pcap-api-host-key-fingerprint SHA256:…] [--trust-on-first-use]`
 
 // Standalone answers when the plugin binary is run by hand instead of by
@@ -76,6 +77,25 @@ and see cf help pcap.
 func (p *Plugin) GetMetadata() cfplugin.PluginMetadata {
 	var major, minor, build int
 	fmt.Sscanf(Version, "%d.%d.%d", &major, &minor, &build)
+	options := map[string]string{
+		"i":                              "Instance indexes, comma separated (default: all); -i is the instance, as in cf ssh (in pcap-bosh, -i is the interface)",
+		"-process":                       "Process type, as cf ssh --process (default: web; -t for short)",
+		"f":                              "BPF capture filter, as tcpdump takes it",
+		"-interface":                     "Interface in the container (default: eth0; repeatable; lo for the app's plaintext behind envoy)",
+		"s":                              "Bytes to capture per packet, 1..262144 (default: 65535)",
+		"-duration":                      "Stop after this long (e.g. 30s, 5m; default: until Ctrl-C, at most pcap-api's maximum)",
+		"c":                              "Stop each instance after this many packets (default: 0, unlimited)",
+		"-max-bytes":                     "Stop each instance after this many bytes of captured data (default: 0, unlimited)",
+		"-format":                        "pcapng (default) or pcap",
+		"o":                              "Output file, or - for stdout",
+		"-force":                         "Replace an existing regular output file (not a symbolic link) once the capture has started",
+		"-pcap-api":                      "pcap-api address host[:port] (default: $PCAP_API, or derived from the cf API)",
+		"-pcap-api-host-key-fingerprint": "Pin pcap-api's SSH host key (SHA256:…; default: $PCAP_API_HOST_KEY_FINGERPRINT, else a key recorded by --trust-on-first-use)",
+		"-trust-on-first-use":            "Accept and record pcap-api's host key if none is pinned or recorded yet (prints its fingerprint)",
+	}
+	for _, f := range frontdoor.RotationFlags() {
+		options["-"+f.Names()[0]] = strings.ReplaceAll(f.(cli.DocGenerationFlag).GetUsage(), "`", "")
+	}
 	return cfplugin.PluginMetadata{
 		Name:    "pcap",
 		Version: cfplugin.VersionType{Major: major, Minor: minor, Build: build},
@@ -90,29 +110,17 @@ EXAMPLES:
    cf pcap myapp -i 0,2 -f 'tcp port 8080' -o web.pcapng
    cf pcap myapp -o - | wireshark -k -i -
    cf pcap myapp --interface lo -f 'tcp port 8080' -o plain.pcapng
+   cf pcap myapp --rotate-every 10m --rotate-files 6 -o myapp.pcapng
 
    With route integrity (envoy in the container), eth0 carries TLS and
    the app's plaintext is on lo: capture --interface lo.
    Stop with Ctrl-C: the file is completed with statistics blocks.
    pcap-api is found at --pcap-api, $PCAP_API, or by replacing the first
    label of the cf API host with "pcap" (api.sys.example.com ->
-   pcap.sys.example.com:2222).`,
-				Options: map[string]string{
-					"i":                              "Instance indexes, comma separated (default: all); -i is the instance, as in cf ssh (in pcap-bosh, -i is the interface)",
-					"-process":                       "Process type, as cf ssh --process (default: web; -t for short)",
-					"f":                              "BPF capture filter, as tcpdump takes it",
-					"-interface":                     "Interface in the container (default: eth0; repeatable; lo for the app's plaintext behind envoy)",
-					"s":                              "Bytes to capture per packet, 1..262144 (default: 65535)",
-					"-duration":                      "Stop after this long (e.g. 30s, 5m; default: until Ctrl-C, at most pcap-api's maximum)",
-					"c":                              "Stop each instance after this many packets (default: 0, unlimited)",
-					"-max-bytes":                     "Stop each instance after this many bytes of captured data (default: 0, unlimited)",
-					"-format":                        "pcapng (default) or pcap",
-					"o":                              "Output file, or - for stdout",
-					"-force":                         "Replace an existing regular output file (not a symbolic link) once the capture has started",
-					"-pcap-api":                      "pcap-api address host[:port] (default: $PCAP_API, or derived from the cf API)",
-					"-pcap-api-host-key-fingerprint": "Pin pcap-api's SSH host key (SHA256:…; default: $PCAP_API_HOST_KEY_FINGERPRINT, else a key recorded by --trust-on-first-use)",
-					"-trust-on-first-use":            "Accept and record pcap-api's host key if none is pinned or recorded yet (prints its fingerprint)",
-				},
+   pcap.sys.example.com:2222).
+
+` + frontdoor.RotationHelp,
+				Options: options,
 			},
 		}},
 	}
@@ -149,7 +157,7 @@ func (p *Plugin) run(conn cfplugin.CliConnection, args []string, stdout, stderr 
 		HideHelpCommand: true,
 		Writer:          stderr,
 		ErrWriter:       stderr,
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "instance", Aliases: []string{"i"}, Destination: &o.instances},
 			&cli.StringFlag{Name: "process", Aliases: []string{"t", "type"}, Value: capturecmd.DefaultProcess, Destination: &o.ptype},
 			&cli.StringFlag{Name: "filter", Aliases: []string{"f"}, Destination: &o.filter},
@@ -164,14 +172,16 @@ func (p *Plugin) run(conn cfplugin.CliConnection, args []string, stdout, stderr 
 			&cli.StringFlag{Name: "pcap-api", EnvVars: []string{"PCAP_API"}, Destination: &o.apiAddr},
 			&cli.StringFlag{Name: "pcap-api-host-key-fingerprint", EnvVars: []string{"PCAP_API_HOST_KEY_FINGERPRINT"}, Destination: &o.fingerprint},
 			&cli.BoolFlag{Name: "trust-on-first-use", Destination: &o.tofu},
-		},
+		}, frontdoor.RotationFlags()...),
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 1 {
 				return fmt.Errorf("give exactly one app name\nUSAGE:\n   %s", usage)
 			}
 			o.app = c.Args().First()
 			o.interfaces = c.StringSlice("interface")
-			return nil
+			var err error
+			o.rotate, err = frontdoor.RotationFromContext(c)
+			return err
 		},
 		ExitErrHandler: func(*cli.Context, error) {},
 		// The cf CLI shows the help (cf help pcap, cf pcap --help); a bad
@@ -213,6 +223,7 @@ type options struct {
 	count, maxBytes                               uint64
 	force, tofu                                   bool
 	apiAddr, fingerprint                          string
+	rotate                                        frontdoor.Rotation
 }
 
 func (o *options) capture(ctx context.Context, conn cfplugin.CliConnection, stdout, stderr io.Writer, getenv func(string) string) (int, error) {
@@ -221,7 +232,7 @@ func (o *options) capture(ctx context.Context, conn cfplugin.CliConnection, stdo
 	if err != nil {
 		return 1, err
 	}
-	if err := frontdoor.CheckOutput(o.output, o.force); err != nil {
+	if err := o.rotate.CheckOutput(o.output, o.format, o.force); err != nil {
 		return 1, err
 	}
 	endpoint, err := conn.ApiEndpoint()
@@ -273,6 +284,7 @@ func (o *options) capture(ctx context.Context, conn cfplugin.CliConnection, stdo
 		Request:  req,
 		Output:   o.output,
 		Force:    o.force,
+		Rotate:   o.rotate,
 		Stdout:   stdout,
 		Stderr:   stderr,
 		Terminal: frontdoor.IsTerminal(stderr),

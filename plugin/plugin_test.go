@@ -73,7 +73,7 @@ func TestMetadata(t *testing.T) {
 	}
 	// Every flag the command parses is documented, under the name the cf
 	// CLI shows ("-x" for -x, "--name" for --name).
-	for _, f := range []string{"i", "-process", "f", "-interface", "s", "-duration", "c", "-max-bytes", "-format", "o", "-force", "-pcap-api", "-pcap-api-host-key-fingerprint"} {
+	for _, f := range []string{"i", "-process", "f", "-interface", "s", "-duration", "c", "-max-bytes", "-format", "o", "-force", "-pcap-api", "-pcap-api-host-key-fingerprint", "-rotate-size", "-rotate-every", "-rotate-files"} {
 		if c.UsageDetails.Options[f] == "" {
 			t.Errorf("option %q is not documented", f)
 		}
@@ -429,6 +429,14 @@ func TestRunErrors(t *testing.T) {
 			"FAILED: format \"cap\" is not pcapng or pcap\n"},
 		{"app not found", w.Conn, append([]string{"pcap", "nosuchapp", "-o", filepath.Join(dir, "n.pcapng")}, api...),
 			"FAILED: app nosuchapp not found in the targeted space\n"},
+		{"rotate to stdout", noAPI, append([]string{"pcap", "myapp", "--rotate-size", "1MB", "-o", "-"}, api...),
+			"FAILED: rotation: rotating needs -o FILE (the files are named FILE_00001_TIMESTAMP.pcapng, …)\n"},
+		{"rotate pcap", noAPI, append([]string{"pcap", "myapp", "--rotate-every", "1m", "--format", "pcap", "-o", "x"}, api...),
+			"FAILED: rotation: rotating writes pcapng files only, not --format pcap\n"},
+		{"rotate files alone", noAPI, append([]string{"pcap", "myapp", "--rotate-files", "3", "-o", "x"}, api...),
+			"FAILED: rotation: --rotate-files needs --rotate-size or --rotate-every\n"},
+		{"bad rotate size", noAPI, append([]string{"pcap", "myapp", "--rotate-size", "1.5GB", "-o", "x"}, api...),
+			"FAILED: --rotate-size: size \"1.5GB\": unknown unit (use B, kB, MB, GB, TB, KiB, MiB, GiB or TiB)\n"},
 		{"existing output", noAPI, append([]string{"pcap", "myapp", "-o", existing}, api...),
 			"FAILED: " + existing + ": output file exists (use --force to overwrite)\n"},
 		{"not logged in", noAPI, append([]string{"pcap", "myapp", "-o", "x"}, api...),

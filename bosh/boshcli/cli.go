@@ -75,6 +75,7 @@ func App(iot IO) *cli.App {
 		&cli.BoolFlag{Name: "non-interactive", Aliases: []string{"n"}, EnvVars: []string{"BOSH_NON_INTERACTIVE"}, Usage: "do not ask for confirmation"},
 		&cli.IntFlag{Name: "confirm-over", Value: 10, Usage: "ask before capturing on more than `N` VMs"},
 	)
+	flags = append(flags, frontdoor.RotationFlags()...)
 	app := &cli.App{
 		Name:      "pcap-bosh",
 		Usage:     "capture packets on many VMs of a BOSH deployment into one pcapng file",
@@ -85,7 +86,7 @@ func App(iot IO) *cli.App {
 		Version:         Version,
 		// One line for a bad flag, not the whole help page twice.
 		OnUsageError:          func(_ *cli.Context, err error, _ bool) error { return usageError(err) },
-		CustomAppHelpTemplate: cli.AppHelpTemplate + examples,
+		CustomAppHelpTemplate: cli.AppHelpTemplate + examples + "\n" + frontdoor.RotationHelp,
 		Action:                func(c *cli.Context) error { return capture(c, iot) },
 		Commands: []*cli.Command{{
 			Name:   "ssh-code",
@@ -107,6 +108,7 @@ EXAMPLES:
    pcap-bosh -e prod -d cf router -o router.pcapng
    pcap-bosh -e prod -d cf router diego-cell/3f2a -f 'port 443' -c 1000 -o edge.pcapng
    pcap-bosh -e prod -d cf router -o - | wireshark -k -i -
+   pcap-bosh -e prod -d cf router --rotate-size 100MB --rotate-files 10 -o router.pcapng
    pcap-bosh -e prod ssh-code
 
    -e and -d default to $BOSH_ENVIRONMENT and $BOSH_DEPLOYMENT, as in the bosh CLI.
@@ -264,7 +266,11 @@ func capture(c *cli.Context, iot IO) error {
 	if err != nil {
 		return &ExitError{Status: 1, Err: err}
 	}
-	if err := frontdoor.CheckOutput(c.String("output"), c.Bool("force")); err != nil {
+	rot, err := frontdoor.RotationFromContext(c)
+	if err != nil {
+		return &ExitError{Status: 1, Err: err}
+	}
+	if err := rot.CheckOutput(c.String("output"), req.Format, c.Bool("force")); err != nil {
 		return &ExitError{Status: 1, Err: err}
 	}
 	// Ctrl-C, SIGTERM and SIGHUP (the terminal closing) stop the capture
@@ -284,7 +290,7 @@ func capture(c *cli.Context, iot IO) error {
 		Config:   tunnel.ClientConfig{User: "bosh", Auth: []ssh.AuthMethod{s.auth(ctx)}, HostKeyCallback: s.hostKeys.Callback()},
 		HostKeys: s.hostKeys,
 		Request:  req,
-		Output:   c.String("output"), Force: c.Bool("force"),
+		Output:   c.String("output"), Force: c.Bool("force"), Rotate: rot,
 		Stdout: iot.Stdout, Stderr: iot.Stderr, Terminal: iot.StderrTerminal,
 	})
 	if err != nil {

@@ -50,6 +50,9 @@ type Options struct {
 	Output string
 	// Force replaces an existing regular file, once the capture started.
 	Force bool
+	// Rotate, when enabled, writes the capture into a sequence of pcapng
+	// files named after Output (which must then be a file).
+	Rotate Rotation
 	// HostKeys, when set, records a host key trusted on first use once
 	// pcap-api has accepted the login.
 	HostKeys *HostKeys
@@ -69,7 +72,18 @@ func Run(ctx context.Context, o Options) (int, error) {
 	}
 	var out io.Writer = o.Stdout
 	var file *outFile
-	if o.Output != "-" {
+	var rot *rotator
+	switch {
+	case o.Rotate.Enabled():
+		if err := o.Rotate.CheckOutput(o.Output, o.Request.Format, o.Force); err != nil {
+			return -1, err
+		}
+		r, err := newRotator(o.Output, o.Rotate, o.Force, nil)
+		if err != nil {
+			return -1, err
+		}
+		rot, out = r, r
+	case o.Output != "-":
 		f, err := openOutput(o.Output, o.Force)
 		if err != nil {
 			return -1, err
@@ -115,10 +129,18 @@ func Run(ctx context.Context, o Options) (int, error) {
 			os.Remove(o.Output)
 		}
 	}
+	if rot != nil {
+		if cerr := rot.Close(); cerr != nil && sw.err == nil {
+			sw.err = cerr
+		}
+	}
 	if sw.err != nil {
 		var pe *os.PathError
 		if errors.As(sw.err, &pe) {
 			sw.err = pe.Err // the path is named below
+		}
+		if rot != nil {
+			return -1, fmt.Errorf("write %s: %w (the files hold what was written before)", strings.Join(rot.Files(), ", "), sw.err)
 		}
 		if file == nil {
 			return -1, fmt.Errorf("write stdout: %w", sw.err)
