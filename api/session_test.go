@@ -19,11 +19,14 @@ import (
 // fakeAgent serves capture channels like pcap-agent: interfaces first,
 // then a pcapng stream of packets, then final stats ending with end; then
 // it closes the channel. With end "" it waits for the stop and ends
-// "stopped".
+// "stopped". Limit is sent with the final stats; FinalDelay holds them back
+// after the stop.
 type fakeAgent struct {
-	Addr    string
-	Packets int
-	End     string
+	Addr       string
+	Packets    int
+	End        string
+	Limit      string
+	FinalDelay time.Duration
 }
 
 func startFakeAgent(t *testing.T, fa *fakeAgent) *fakeAgent {
@@ -71,10 +74,17 @@ func startFakeAgent(t *testing.T, fa *fakeAgent) *fakeAgent {
 				return
 			}
 			end = tunnel.EndStopped
+			if fa.FinalDelay > 0 {
+				select {
+				case <-time.After(fa.FinalDelay):
+				case <-ctx.Done():
+					return
+				}
+			}
 		}
 		final := iface
 		final.Received, final.Packets = uint64(fa.Packets), uint64(fa.Packets)
-		ch.SendRequest(tunnel.RequestStats, false, tunnel.Stats{Interfaces: []tunnel.InterfaceStats{final}, Final: true, End: end}.Marshal())
+		ch.SendRequest(tunnel.RequestStats, false, tunnel.Stats{Interfaces: []tunnel.InterfaceStats{final}, Final: true, End: end, Limit: fa.Limit}.Marshal())
 		ch.CloseWrite()
 	})
 	srv := &tunnel.Server{Config: conf, Handlers: map[string]tunnel.ChannelHandler{tunnel.ChannelCapture: h}}
@@ -99,6 +109,13 @@ func startFakeAgent(t *testing.T, fa *fakeAgent) *fakeAgent {
 
 func runTestSession(t *testing.T, agents []*fakeAgent, stop <-chan struct{}) (Result, string, error) {
 	t.Helper()
+	return runTestSessionWith(t, agents, stop, nil)
+}
+
+// runTestSessionWith is runTestSession with edit applied to the session
+// before it runs.
+func runTestSessionWith(t *testing.T, agents []*fakeAgent, stop <-chan struct{}, edit func(*Session)) (Result, string, error) {
+	t.Helper()
 	pool := &Pool{Config: tunnel.ClientConfig{User: "api", HostKeyCallback: ssh.InsecureIgnoreHostKey()}}
 	t.Cleanup(pool.Close)
 	var targets []Target
@@ -109,6 +126,9 @@ func runTestSession(t *testing.T, agents []*fakeAgent, stop <-chan struct{}) (Re
 	s := &Session{
 		Pool: pool, Targets: targets, Out: &out, Status: capturecmd.NewStatus(&stderr),
 		Req: capturecmd.Request{Interfaces: []string{"eth0"}, Snaplen: 65535, Format: capturecmd.FormatPcapng},
+	}
+	if edit != nil {
+		edit(s)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -178,5 +198,54 @@ func TestSessionNoPacketsWarns(t *testing.T) {
 	_, stderr, err = runTestSession(t, []*fakeAgent{b}, nil)
 	if err != nil || strings.Contains(stderr, "no-packets") {
 		t.Errorf("a capture with a packet: %v\n%s", err, stderr)
+	}
+}
+
+// TestSessionNamesTheLimit: a source that ended at a limit says which,
+// right after end=, and the summary names the limits that ended the
+// capture: the sources' own, or pcap-api's duration.
+func TestSessionNamesTheLimit(t *testing.T) {
+	a := startFakeAgent(t, &fakeAgent{Packets: 2, End: tunnel.EndLimitReached, Limit: tunnel.LimitPackets})
+	b := startFakeAgent(t, &fakeAgent{Packets: 1, End: tunnel.EndLimitReached, Limit: tunnel.LimitBytes})
+	c := startFakeAgent(t, &fakeAgent{Packets: 3, End: tunnel.EndLimitReached, Limit: tunnel.LimitPackets})
+	res, stderr, err := runTestSession(t, []*fakeAgent{a, b, c}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"pcap: web/0: ended end=limit-reached limit=packets packets=2 received=2 kernel_dropped=0 ",
+		"pcap: web/1: ended end=limit-reached limit=bytes packets=1 received=1 kernel_dropped=0 ",
+		"pcap: web/2: ended end=limit-reached limit=packets packets=3 received=3 kernel_dropped=0 ",
+	} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, stderr)
+		}
+	}
+	if res.Outcome != OutcomeLimitReached || !strings.HasSuffix(stderr, " limit=packets,bytes\n") {
+		t.Errorf("outcome %s; summary does not end with limit=packets,bytes:\n%s", res.Outcome, stderr)
+	}
+
+	// pcap-api's own duration stops agents that know no limit.
+	d := startFakeAgent(t, &fakeAgent{Packets: 1})
+	res, stderr, err = runTestSessionWith(t, []*fakeAgent{d}, nil, func(s *Session) {
+		s.Req.Limits.Duration = 100 * time.Millisecond
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(stderr, "pcap: web/0: ended end=stopped packets=1 ") {
+		t.Errorf("stderr lacks the stopped source:\n%s", stderr)
+	}
+	if res.Outcome != OutcomeLimitReached || !strings.HasSuffix(stderr, " out_of_order=0 limit=duration\n") {
+		t.Errorf("outcome %s; summary does not end with limit=duration:\n%s", res.Outcome, stderr)
+	}
+
+	// A user's stop names no limit.
+	stop := make(chan struct{})
+	close(stop)
+	e := startFakeAgent(t, &fakeAgent{Packets: 1})
+	_, stderr, err = runTestSession(t, []*fakeAgent{e}, stop)
+	if err != nil || strings.Contains(stderr, "limit=") {
+		t.Errorf("a stopped capture: %v\n%s", err, stderr)
 	}
 }
