@@ -497,10 +497,9 @@ func (s *Session) finish(res Result, srcs []*source, out *Output, end, limit str
 	partial := failedBefore
 	var srcLimits []string // the limits that ended sources, in order, once each
 	id := 0
-	for _, src := range srcs {
-		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
-		st, final := src.finalStats(ctx)
-		cancel()
+	finals := finalStatsAll(srcs, finalStatsWait)
+	for n, src := range srcs {
+		st, final := finals[n].st, finals[n].final
 		src.capture.Close()
 
 		sr := SourceResult{Name: src.t.Name}

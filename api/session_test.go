@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"net"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -19,8 +21,8 @@ import (
 // fakeAgent serves capture channels like pcap-agent: interfaces first,
 // then a pcapng stream of packets, then final stats ending with end; then
 // it closes the channel. With end "" it waits for the stop and ends
-// "stopped". Limit is sent with the final stats; FinalDelay holds them back
-// after the stop.
+// "stopped". Limit is sent with the final stats. FinalDelay makes it end
+// its data at the stop and hold the final stats back that long.
 type fakeAgent struct {
 	Addr       string
 	Packets    int
@@ -75,6 +77,7 @@ func startFakeAgent(t *testing.T, fa *fakeAgent) *fakeAgent {
 			}
 			end = tunnel.EndStopped
 			if fa.FinalDelay > 0 {
+				ch.CloseWrite()
 				select {
 				case <-time.After(fa.FinalDelay):
 				case <-ctx.Done():
@@ -120,7 +123,7 @@ func runTestSessionWith(t *testing.T, agents []*fakeAgent, stop <-chan struct{},
 	t.Cleanup(pool.Close)
 	var targets []Target
 	for i, a := range agents {
-		targets = append(targets, Target{Name: "web/" + string(rune('0'+i)), Agent: a.Addr, Capture: tunnel.Target{Kind: tunnel.TargetHost}})
+		targets = append(targets, Target{Name: "web/" + strconv.Itoa(i), Agent: a.Addr, Capture: tunnel.Target{Kind: tunnel.TargetHost}})
 	}
 	var out, stderr bytes.Buffer
 	s := &Session{
@@ -247,5 +250,57 @@ func TestSessionNamesTheLimit(t *testing.T) {
 	_, stderr, err = runTestSession(t, []*fakeAgent{e}, stop)
 	if err != nil || strings.Contains(stderr, "limit=") {
 		t.Errorf("a stopped capture: %v\n%s", err, stderr)
+	}
+}
+
+var sourceLineRe = regexp.MustCompile(`(?m)^pcap: (web/\d+): (\S+) `)
+
+// TestSessionFinalStatsShareOneDeadline: at the end, the final stats of
+// every source are waited for side by side under one deadline, not one
+// wait per source after another; the lines still come in target order.
+func TestSessionFinalStatsShareOneDeadline(t *testing.T) {
+	const n = 20
+	run := func(delay time.Duration) (string, time.Duration) {
+		var agents []*fakeAgent
+		for range n {
+			agents = append(agents, startFakeAgent(t, &fakeAgent{Packets: 1, FinalDelay: delay}))
+		}
+		stop := make(chan struct{})
+		close(stop)
+		start := time.Now()
+		_, stderr, err := runTestSession(t, agents, stop)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return stderr, time.Since(start)
+	}
+	ends := func(stderr, state string) []string {
+		var names []string
+		for _, m := range sourceLineRe.FindAllStringSubmatch(stderr, -1) {
+			if m[2] == state {
+				names = append(names, m[1])
+			}
+		}
+		return names
+	}
+	var want []string
+	for i := range n {
+		want = append(want, "web/"+strconv.Itoa(i))
+	}
+
+	// Final stats that come after half the deadline arrive for every
+	// source (one after another, they would miss from the second on).
+	stderr, _ := run(finalStatsWait / 2)
+	if got := ends(stderr, "ended"); strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("ended %v, want %v:\n%s", got, want, stderr)
+	}
+
+	// Agents that never send them cost one deadline in all, not n.
+	stderr, took := run(time.Hour)
+	if got := ends(stderr, "lost"); strings.Join(got, " ") != strings.Join(want, " ") || !strings.Contains(stderr, "reason=\"agent sent no final statistics\"") {
+		t.Errorf("lost %v, want %v:\n%s", got, want, stderr)
+	}
+	if took < finalStatsWait || took > 4*finalStatsWait {
+		t.Errorf("the capture took %v to end; want one wait of %v (plus setup), far below %v", took, finalStatsWait, n*finalStatsWait)
 	}
 }
