@@ -261,7 +261,7 @@ func (a *Agent) run(ctx context.Context, ch ssh.Channel, reqs <-chan *ssh.Reques
 	tick := time.NewTicker(a.StatsInterval)
 	defer tick.Stop()
 
-	end, endErr := tunnel.EndStopped, ""
+	end, endErr, limit := tunnel.EndStopped, "", ""
 	writerDone, clientGone := false, false
 loop:
 	for {
@@ -278,13 +278,13 @@ loop:
 		case <-chClosed:
 			break loop
 		case <-timer:
-			end = tunnel.EndLimitReached
+			end, limit = tunnel.EndLimitReached, tunnel.LimitDuration
 			break loop
 		case err := <-writerErr:
 			writerDone = true
 			switch {
 			case errors.Is(err, errLimit):
-				end = tunnel.EndLimitReached
+				end, limit = tunnel.EndLimitReached, limitOf(err)
 			case errors.Is(err, io.EOF):
 				// The client closed the channel or the connection: a stop.
 				clientGone = true
@@ -336,7 +336,11 @@ loop:
 			srcs[p.iface].dropped.Add(1)
 		}
 	}
-	return collectStats(srcs, w, true, end, endErr)
+	st := collectStats(srcs, w, true, end, endErr)
+	if end == tunnel.EndLimitReached {
+		st.Limit = limit
+	}
+	return st
 }
 
 // finalCounts returns the counters of source i at the end of a capture.

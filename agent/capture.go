@@ -427,18 +427,34 @@ func ngInterface(s *source, snaplen int, filter string) pcapgo.NgInterface {
 	}
 }
 
-// errLimit is returned by writeBatch when a packet or byte limit is reached.
-var errLimit = errors.New("agent: capture limit reached")
+// errLimit is returned (wrapped) by writeBatch when a packet or byte limit
+// is reached; errPacketLimit and errByteLimit say which.
+var (
+	errLimit       = errors.New("agent: capture limit reached")
+	errPacketLimit = fmt.Errorf("%w: %s", errLimit, tunnel.LimitPackets)
+	errByteLimit   = fmt.Errorf("%w: %s", errLimit, tunnel.LimitBytes)
+)
+
+// limitOf names the limit err reports, or "".
+func limitOf(err error) string {
+	switch {
+	case errors.Is(err, errPacketLimit):
+		return tunnel.LimitPackets
+	case errors.Is(err, errByteLimit):
+		return tunnel.LimitBytes
+	}
+	return ""
+}
 
 // writeBatch writes b's packets and returns how many it wrote. It returns
 // errLimit when a limit stops it.
 func (w *writer) writeBatch(b *batch) (int, error) {
 	for i, p := range b.pkts {
 		if w.limits.Packets > 0 && w.total.packets >= w.limits.Packets {
-			return i, errLimit
+			return i, errPacketLimit
 		}
 		if w.limits.Bytes > 0 && w.total.bytes+uint64(p.caplen) > w.limits.Bytes {
-			return i, errLimit
+			return i, errByteLimit
 		}
 		ci := gopacket.CaptureInfo{Timestamp: p.ts, CaptureLength: p.caplen, Length: p.length, InterfaceIndex: p.iface}
 		if err := w.ng.WritePacket(ci, b.buf[p.off:p.off+p.caplen]); err != nil {
@@ -452,7 +468,7 @@ func (w *writer) writeBatch(b *batch) (int, error) {
 		w.bytes[p.iface].Add(uint64(p.caplen))
 	}
 	if w.limits.Packets > 0 && w.total.packets >= w.limits.Packets {
-		return len(b.pkts), errLimit
+		return len(b.pkts), errPacketLimit
 	}
 	return len(b.pkts), nil
 }

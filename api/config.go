@@ -72,6 +72,9 @@ type AgentsConfig struct {
 	// silent for three intervals is closed and its sources reported lost
 	// (default 15s).
 	KeepaliveInterval time.Duration `yaml:"keepalive_interval"`
+	// IdleTimeout closes an agent connection that has carried no capture
+	// for that long (default 5m; 0 keeps connections open).
+	IdleTimeout time.Duration `yaml:"idle_timeout"`
 }
 
 // LimitsConfig bounds what users may ask.
@@ -183,7 +186,7 @@ func DefaultConfig() Config {
 	return Config{
 		Listen:     "0.0.0.0:2222",
 		HTTPListen: "0.0.0.0:8080",
-		Agents:     AgentsConfig{Port: 9494, DialTimeout: 10 * time.Second, KeepaliveInterval: 15 * time.Second},
+		Agents:     AgentsConfig{Port: 9494, DialTimeout: 10 * time.Second, KeepaliveInterval: 15 * time.Second, IdleTimeout: 5 * time.Minute},
 		Limits: LimitsConfig{MaxCaptures: 20, MaxCapturesPerUser: 3, MaxTargets: 100, MaxDuration: time.Hour,
 			MaxSessionsPerConnection: DefaultMaxSessions, ExecTimeout: DefaultExecTimeout},
 		ReorderWindow: 100 * time.Millisecond,
@@ -267,6 +270,9 @@ func (c Config) Validate() error {
 	}
 	if c.Agents.DialTimeout <= 0 {
 		errs = append(errs, errors.New("agents.dial_timeout must be positive"))
+	}
+	if c.Agents.IdleTimeout < 0 {
+		errs = append(errs, errors.New("agents.idle_timeout must not be negative"))
 	}
 	if c.KeepaliveInterval <= 0 || c.KeepaliveInterval > 10*time.Minute || c.Agents.KeepaliveInterval <= 0 || c.Agents.KeepaliveInterval > 10*time.Minute {
 		errs = append(errs, errors.New("keepalive_interval and agents.keepalive_interval must be within 0..10m"))

@@ -52,6 +52,7 @@ agents:
   host_key_fingerprints: ["SHA256:abc"]
   port: 9595
   dial_timeout: 3s
+  idle_timeout: 90s
 limits:
   max_captures: 2
   max_captures_per_user: 1
@@ -68,7 +69,7 @@ static:
 		t.Fatalf("ParseConfig: %v", err)
 	}
 	if c.Listen != "127.0.0.1:2200" || c.HTTPListen != "" || c.ReorderWindow != 0 || c.StopTimeout != 5*time.Second || c.DrainDelay != 4*time.Second ||
-		c.Agents.Port != 9595 || c.Agents.DialTimeout != 3*time.Second || c.Agents.HostKeyFingerprints[0] != "SHA256:abc" ||
+		c.Agents.Port != 9595 || c.Agents.DialTimeout != 3*time.Second || c.Agents.IdleTimeout != 90*time.Second || c.Agents.HostKeyFingerprints[0] != "SHA256:abc" ||
 		c.Limits != (LimitsConfig{MaxCaptures: 2, MaxCapturesPerUser: 1, MaxTargets: 7, MaxDuration: 10 * time.Minute,
 			MaxSessionsPerConnection: 2, ExecTimeout: 3 * time.Second}) ||
 		c.Static == nil || c.Static.OperatorKeysFile != "/k/ops" ||
@@ -84,6 +85,7 @@ http_listen: also-nowhere
 agents:
   port: 0
   dial_timeout: -1s
+  idle_timeout: -1s
 limits:
   max_captures: 0
   max_targets: 1001
@@ -108,6 +110,7 @@ static:
 		"agents.host_keys_file or agents.host_key_fingerprints is required (agents are pinned)",
 		"agents.port 0 is out of range",
 		"agents.dial_timeout must be positive",
+		"agents.idle_timeout must not be negative",
 		"limits.max_captures, max_captures_per_user and max_targets must be at least 1",
 		"limits.max_targets is at most 1000",
 		"limits.max_duration must be positive",

@@ -4,14 +4,20 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"time"
 
 	"code.cloudfoundry.org/pcap/tunnel"
 )
 
 // Pool keeps one SSH connection per agent, shared by every capture on it.
-// A connection that ends is forgotten and dialled again when next needed.
+// A connection that ends is forgotten and dialled again when next needed;
+// so is one idle for IdleTimeout, which the pool closes.
 type Pool struct {
 	Config tunnel.ClientConfig
+	// IdleTimeout, when positive, closes a connection that has carried no
+	// capture and was handed out by no Get for that long. A capture in
+	// flight keeps its connection.
+	IdleTimeout time.Duration
 
 	mu     sync.Mutex
 	conns  map[string]*poolEntry
@@ -20,9 +26,10 @@ type Pool struct {
 }
 
 type poolEntry struct {
-	ready  chan struct{} // closed when the dial finished
-	client *tunnel.Client
-	err    error
+	ready   chan struct{} // closed when the dial finished
+	client  *tunnel.Client
+	err     error
+	lastGet time.Time // guarded by Pool.mu
 }
 
 // Get returns a connected client for addr, dialling when there is none.
@@ -43,6 +50,7 @@ func (p *Pool) Get(ctx context.Context, addr string) (*tunnel.Client, error) {
 		p.wg.Add(1)
 		go p.dial(addr, e)
 	}
+	e.lastGet = time.Now() // the caller is about to open a capture
 	p.mu.Unlock()
 
 	select {
@@ -71,13 +79,52 @@ func (p *Pool) dial(addr string, e *poolEntry) {
 	}
 	close(e.ready)
 	if e.err == nil {
-		<-e.client.Done()
+		p.watch(addr, e)
 	}
 	p.mu.Lock()
 	if p.conns[addr] == e {
 		delete(p.conns, addr)
 	}
 	p.mu.Unlock()
+}
+
+// watch returns when e's connection has ended, closing it first once it
+// has been idle (see IdleTimeout).
+func (p *Pool) watch(addr string, e *poolEntry) {
+	if p.IdleTimeout <= 0 {
+		<-e.client.Done()
+		return
+	}
+	t := time.NewTimer(p.IdleTimeout)
+	defer t.Stop()
+	for {
+		select {
+		case <-e.client.Done():
+			return
+		case <-t.C:
+		}
+		n, since := e.client.Captures()
+		p.mu.Lock()
+		if e.lastGet.After(since) {
+			since = e.lastGet
+		}
+		idle := time.Since(since)
+		evict := n == 0 && idle >= p.IdleTimeout
+		if evict && p.conns[addr] == e {
+			delete(p.conns, addr) // no Get hands it out any more
+		}
+		p.mu.Unlock()
+		if evict {
+			e.client.Close()
+			<-e.client.Done()
+			return
+		}
+		next := p.IdleTimeout
+		if n == 0 {
+			next -= idle
+		}
+		t.Reset(next)
+	}
 }
 
 // Close closes every connection and waits for the watchers.

@@ -67,7 +67,7 @@ func NewService(cfg Config, log *slog.Logger, reg *prometheus.Registry) (*Servic
 			HostKeyCallback:   tunnel.PinnedHostKey(agentKeys, cfg.Agents.HostKeyFingerprints...),
 			DialTimeout:       cfg.Agents.DialTimeout,
 			KeepaliveInterval: cfg.Agents.KeepaliveInterval,
-		}},
+		}, IdleTimeout: cfg.Agents.IdleTimeout},
 		Logger:        log,
 		Metrics:       metrics,
 		Limits:        cfg.Limits,

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -189,9 +190,9 @@ func (s *Session) Run(ctx context.Context, stop <-chan struct{}) (Result, error)
 		s.Status.Line(src.t.Name, "started", "interfaces", strings.Join(names, ","), "agent", src.t.Agent)
 	}
 
-	end, clientErr := s.stream(ctx, stop, srcs, out)
+	end, limit, clientErr := s.stream(ctx, stop, srcs, out)
 	failedBefore := len(reasons) > 0 || len(s.Skipped) > 0
-	return s.finish(res, srcs, out, end, clientErr, failedBefore), nil
+	return s.finish(res, srcs, out, end, limit, clientErr, failedBefore), nil
 }
 
 // openAll contacts every target, MaxOpen at a time, and waits for each
@@ -276,9 +277,10 @@ func unwrapAll(err error) string {
 }
 
 // stream runs readers and the merger until the capture should end, then
-// stops the sources and drains them (bounded). It returns why it ended and
-// the output error, if the client went away.
-func (s *Session) stream(ctx context.Context, stop <-chan struct{}, srcs []*source, out *Output) (string, error) {
+// stops the sources and drains them (bounded). It returns why it ended,
+// the limit that ended it when pcap-api's own duration did (tunnel.Limit*),
+// and the output error, if the client went away.
+func (s *Session) stream(ctx context.Context, stop <-chan struct{}, srcs []*source, out *Output) (string, string, error) {
 	in := make(chan *batch, len(srcs))
 	abort := make(chan struct{})
 	ended := make(chan *source, len(srcs))
@@ -322,7 +324,7 @@ func (s *Session) stream(ctx context.Context, stop <-chan struct{}, srcs []*sour
 
 	var due *time.Timer
 	var dueC <-chan time.Time
-	end := ""
+	end, limit := "", ""
 	var outErr error
 	var stopDeadline <-chan time.Time
 	ctxDone := ctx.Done()
@@ -403,6 +405,9 @@ func (s *Session) stream(ctx context.Context, stop <-chan struct{}, srcs []*sour
 			ctxDone = nil
 			beginStop(OutcomeStopped)
 		case <-durationC:
+			if !stopping {
+				limit = tunnel.LimitDuration
+			}
 			beginStop(OutcomeLimitReached)
 		case <-stopDeadline:
 			stopDeadline = nil
@@ -453,7 +458,7 @@ func (s *Session) stream(ctx context.Context, stop <-chan struct{}, srcs []*sour
 	if outErr != nil {
 		end = OutcomeClientGone
 	}
-	return end, outErr
+	return end, limit, outErr
 }
 
 // reportEarlyEnd reports a source that ended before the capture was
@@ -496,13 +501,13 @@ func (s *Session) endState(src *source, cutOff bool, st tunnel.Stats, final, cli
 
 // finish collects final stats, writes the statistics blocks and the
 // summary, and closes every capture.
-func (s *Session) finish(res Result, srcs []*source, out *Output, end string, outErr error, failedBefore bool) Result {
+func (s *Session) finish(res Result, srcs []*source, out *Output, end, limit string, outErr error, failedBefore bool) Result {
 	partial := failedBefore
+	var srcLimits []string // the limits that ended sources, in order, once each
 	id := 0
-	for _, src := range srcs {
-		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
-		st, final := src.finalStats(ctx)
-		cancel()
+	finals := finalStatsAll(srcs, finalStatsWait)
+	for n, src := range srcs {
+		st, final := finals[n].st, finals[n].final
 		src.capture.Close()
 
 		sr := SourceResult{Name: src.t.Name}
@@ -545,7 +550,14 @@ func (s *Session) finish(res Result, srcs []*source, out *Output, end string, ou
 			"unaccounted", t.Unaccounted}
 		switch sr.State {
 		case "ended":
-			s.Status.Line(src.t.Name, "ended", append([]any{"end", st.End}, kv...)...)
+			head := []any{"end", st.End}
+			if st.End == tunnel.EndLimitReached && st.Limit != "" {
+				head = append(head, "limit", st.Limit)
+				if !slices.Contains(srcLimits, st.Limit) {
+					srcLimits = append(srcLimits, st.Limit)
+				}
+			}
+			s.Status.Line(src.t.Name, "ended", append(head, kv...)...)
 		case tunnel.EndAgentStopped:
 			s.Status.Line(src.t.Name, sr.State, append([]any{"reason", sr.Reason, "end", st.End}, kv...)...)
 		default:
@@ -569,10 +581,20 @@ func (s *Session) finish(res Result, srcs []*source, out *Output, end string, ou
 		// A valid file with no packet is easy to take for a success.
 		s.Status.Line("warning", "no-packets", "reason", noPacketsHint(s.Req))
 	}
-	s.Status.Line("summary", res.Outcome, "sources", len(res.Sources), "packets", res.Packets, "bytes", res.Bytes,
+	sum := []any{"sources", len(res.Sources), "packets", res.Packets, "bytes", res.Bytes,
 		"kernel_dropped", res.Dropped["kernel"], "if_dropped", res.Dropped["interface"],
 		"agent_dropped", res.Dropped["agent"], "api_dropped", res.Dropped["api"], "unaccounted", res.Unaccounted,
-		"out_of_order", res.OutOfOrder)
+		"out_of_order", res.OutOfOrder}
+	if res.Outcome == OutcomeLimitReached {
+		// pcap-api's own duration, or else what ended the sources.
+		if limit == "" {
+			limit = strings.Join(srcLimits, ",")
+		}
+		if limit != "" {
+			sum = append(sum, "limit", limit)
+		}
+	}
+	s.Status.Line("summary", res.Outcome, sum...)
 	return res
 }
 

@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"net"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -19,11 +21,14 @@ import (
 // fakeAgent serves capture channels like pcap-agent: interfaces first,
 // then a pcapng stream of packets, then final stats ending with end; then
 // it closes the channel. With end "" it waits for the stop and ends
-// "stopped".
+// "stopped". Limit is sent with the final stats. FinalDelay makes it end
+// its data at the stop and hold the final stats back that long.
 type fakeAgent struct {
-	Addr    string
-	Packets int
-	End     string
+	Addr       string
+	Packets    int
+	End        string
+	Limit      string
+	FinalDelay time.Duration
 }
 
 func startFakeAgent(t *testing.T, fa *fakeAgent) *fakeAgent {
@@ -71,10 +76,18 @@ func startFakeAgent(t *testing.T, fa *fakeAgent) *fakeAgent {
 				return
 			}
 			end = tunnel.EndStopped
+			if fa.FinalDelay > 0 {
+				ch.CloseWrite()
+				select {
+				case <-time.After(fa.FinalDelay):
+				case <-ctx.Done():
+					return
+				}
+			}
 		}
 		final := iface
 		final.Received, final.Packets = uint64(fa.Packets), uint64(fa.Packets)
-		ch.SendRequest(tunnel.RequestStats, false, tunnel.Stats{Interfaces: []tunnel.InterfaceStats{final}, Final: true, End: end}.Marshal())
+		ch.SendRequest(tunnel.RequestStats, false, tunnel.Stats{Interfaces: []tunnel.InterfaceStats{final}, Final: true, End: end, Limit: fa.Limit}.Marshal())
 		ch.CloseWrite()
 	})
 	srv := &tunnel.Server{Config: conf, Handlers: map[string]tunnel.ChannelHandler{tunnel.ChannelCapture: h}}
@@ -99,16 +112,26 @@ func startFakeAgent(t *testing.T, fa *fakeAgent) *fakeAgent {
 
 func runTestSession(t *testing.T, agents []*fakeAgent, stop <-chan struct{}) (Result, string, error) {
 	t.Helper()
+	return runTestSessionWith(t, agents, stop, nil)
+}
+
+// runTestSessionWith is runTestSession with edit applied to the session
+// before it runs.
+func runTestSessionWith(t *testing.T, agents []*fakeAgent, stop <-chan struct{}, edit func(*Session)) (Result, string, error) {
+	t.Helper()
 	pool := &Pool{Config: tunnel.ClientConfig{User: "api", HostKeyCallback: ssh.InsecureIgnoreHostKey()}}
 	t.Cleanup(pool.Close)
 	var targets []Target
 	for i, a := range agents {
-		targets = append(targets, Target{Name: "web/" + string(rune('0'+i)), Agent: a.Addr, Capture: tunnel.Target{Kind: tunnel.TargetHost}})
+		targets = append(targets, Target{Name: "web/" + strconv.Itoa(i), Agent: a.Addr, Capture: tunnel.Target{Kind: tunnel.TargetHost}})
 	}
 	var out, stderr bytes.Buffer
 	s := &Session{
 		Pool: pool, Targets: targets, Out: &out, Status: capturecmd.NewStatus(&stderr),
 		Req: capturecmd.Request{Interfaces: []string{"eth0"}, Snaplen: 65535, Format: capturecmd.FormatPcapng},
+	}
+	if edit != nil {
+		edit(s)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -178,5 +201,106 @@ func TestSessionNoPacketsWarns(t *testing.T) {
 	_, stderr, err = runTestSession(t, []*fakeAgent{b}, nil)
 	if err != nil || strings.Contains(stderr, "no-packets") {
 		t.Errorf("a capture with a packet: %v\n%s", err, stderr)
+	}
+}
+
+// TestSessionNamesTheLimit: a source that ended at a limit says which,
+// right after end=, and the summary names the limits that ended the
+// capture: the sources' own, or pcap-api's duration.
+func TestSessionNamesTheLimit(t *testing.T) {
+	a := startFakeAgent(t, &fakeAgent{Packets: 2, End: tunnel.EndLimitReached, Limit: tunnel.LimitPackets})
+	b := startFakeAgent(t, &fakeAgent{Packets: 1, End: tunnel.EndLimitReached, Limit: tunnel.LimitBytes})
+	c := startFakeAgent(t, &fakeAgent{Packets: 3, End: tunnel.EndLimitReached, Limit: tunnel.LimitPackets})
+	res, stderr, err := runTestSession(t, []*fakeAgent{a, b, c}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"pcap: web/0: ended end=limit-reached limit=packets packets=2 received=2 kernel_dropped=0 ",
+		"pcap: web/1: ended end=limit-reached limit=bytes packets=1 received=1 kernel_dropped=0 ",
+		"pcap: web/2: ended end=limit-reached limit=packets packets=3 received=3 kernel_dropped=0 ",
+	} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, stderr)
+		}
+	}
+	if res.Outcome != OutcomeLimitReached || !strings.HasSuffix(stderr, " limit=packets,bytes\n") {
+		t.Errorf("outcome %s; summary does not end with limit=packets,bytes:\n%s", res.Outcome, stderr)
+	}
+
+	// pcap-api's own duration stops agents that know no limit.
+	d := startFakeAgent(t, &fakeAgent{Packets: 1})
+	res, stderr, err = runTestSessionWith(t, []*fakeAgent{d}, nil, func(s *Session) {
+		s.Req.Limits.Duration = 100 * time.Millisecond
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(stderr, "pcap: web/0: ended end=stopped packets=1 ") {
+		t.Errorf("stderr lacks the stopped source:\n%s", stderr)
+	}
+	if res.Outcome != OutcomeLimitReached || !strings.HasSuffix(stderr, " out_of_order=0 limit=duration\n") {
+		t.Errorf("outcome %s; summary does not end with limit=duration:\n%s", res.Outcome, stderr)
+	}
+
+	// A user's stop names no limit.
+	stop := make(chan struct{})
+	close(stop)
+	e := startFakeAgent(t, &fakeAgent{Packets: 1})
+	_, stderr, err = runTestSession(t, []*fakeAgent{e}, stop)
+	if err != nil || strings.Contains(stderr, "limit=") {
+		t.Errorf("a stopped capture: %v\n%s", err, stderr)
+	}
+}
+
+var sourceLineRe = regexp.MustCompile(`(?m)^pcap: (web/\d+): (\S+) `)
+
+// TestSessionFinalStatsShareOneDeadline: at the end, the final stats of
+// every source are waited for side by side under one deadline, not one
+// wait per source after another; the lines still come in target order.
+func TestSessionFinalStatsShareOneDeadline(t *testing.T) {
+	const n = 20
+	run := func(delay time.Duration) (string, time.Duration) {
+		var agents []*fakeAgent
+		for range n {
+			agents = append(agents, startFakeAgent(t, &fakeAgent{Packets: 1, FinalDelay: delay}))
+		}
+		stop := make(chan struct{})
+		close(stop)
+		start := time.Now()
+		_, stderr, err := runTestSession(t, agents, stop)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return stderr, time.Since(start)
+	}
+	ends := func(stderr, state string) []string {
+		var names []string
+		for _, m := range sourceLineRe.FindAllStringSubmatch(stderr, -1) {
+			if m[2] == state {
+				names = append(names, m[1])
+			}
+		}
+		return names
+	}
+	var want []string
+	for i := range n {
+		want = append(want, "web/"+strconv.Itoa(i))
+	}
+
+	// Final stats that come after half the deadline arrive for every
+	// source (one after another, they would miss from the second on).
+	stderr, _ := run(finalStatsWait / 2)
+	if got := ends(stderr, "ended"); strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("ended %v, want %v:\n%s", got, want, stderr)
+	}
+
+	// Agents that never send them cost one deadline in all, not n.
+	stderr, took := run(time.Hour)
+	if got := ends(stderr, "lost"); strings.Join(got, " ") != strings.Join(want, " ") || !strings.Contains(stderr, "reason=\"agent sent no final statistics\"") {
+		t.Errorf("lost %v, want %v:\n%s", got, want, stderr)
+	}
+	if took < finalStatsWait || took > 4*finalStatsWait {
+		t.Errorf("the capture took %v to end; want one wait of %v (plus setup), far below %v", took, finalStatsWait, n*finalStatsWait)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -265,6 +266,35 @@ func (s *source) handOver(out chan<- *batch, abort <-chan struct{}) error {
 	var err error
 	s.cur, err = s.take(abort)
 	return err
+}
+
+// finalStatsWait bounds the wait for every source's final stats at the
+// end of a session: one deadline shared by all, so a hundred silent agents
+// cost one wait, not a hundred.
+const finalStatsWait = time.Second
+
+// sourceFinal is one source's final stats, and whether they are final.
+type sourceFinal struct {
+	st    tunnel.Stats
+	final bool
+}
+
+// finalStatsAll waits for every source's final stats side by side, under
+// one deadline of wait, and returns them in srcs' order.
+func finalStatsAll(srcs []*source, wait time.Duration) []sourceFinal {
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	res := make([]sourceFinal, len(srcs))
+	var wg sync.WaitGroup
+	for i, src := range srcs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			res[i].st, res[i].final = src.finalStats(ctx)
+		}()
+	}
+	wg.Wait()
+	return res
 }
 
 // finalStats waits (bounded by ctx) for the agent's final stats. Without

@@ -182,8 +182,8 @@ func TestAgentLimits(t *testing.T) {
 		if got := countPackets(t, file, "udp.dstport == 9000"); got != 10 {
 			t.Errorf("capture holds %d packets, want exactly the limit of 10", got)
 		}
-		if st.End != tunnel.EndLimitReached || st.Total().Packets != 10 {
-			t.Errorf("final stats %+v, want limit-reached after 10 packets", st)
+		if st.End != tunnel.EndLimitReached || st.Limit != tunnel.LimitPackets || st.Total().Packets != 10 {
+			t.Errorf("final stats %+v, want limit-reached (packets) after 10 packets", st)
 		}
 	})
 
@@ -201,8 +201,8 @@ func TestAgentLimits(t *testing.T) {
 		if got := countPackets(t, file, "frame.len == 142"); got != 7 || countPackets(t, file, "") != 7 {
 			t.Errorf("capture holds %d packets of 142 bytes, want 7", got)
 		}
-		if st.End != tunnel.EndLimitReached || st.Total().Packets != 7 || st.Total().Bytes != 7*142 {
-			t.Errorf("final stats %+v, want limit-reached after 7 packets, 994 bytes", st)
+		if st.End != tunnel.EndLimitReached || st.Limit != tunnel.LimitBytes || st.Total().Packets != 7 || st.Total().Bytes != 7*142 {
+			t.Errorf("final stats %+v, want limit-reached (bytes) after 7 packets, 994 bytes", st)
 		}
 	})
 
@@ -220,8 +220,8 @@ func TestAgentLimits(t *testing.T) {
 		if d < limit || d > limit+5*time.Second {
 			t.Errorf("capture with a %v limit ended after %v", limit, d)
 		}
-		if st.End != tunnel.EndLimitReached {
-			t.Errorf("final stats %+v, want limit-reached", st)
+		if st.End != tunnel.EndLimitReached || st.Limit != tunnel.LimitDuration {
+			t.Errorf("final stats %+v, want limit-reached (duration)", st)
 		}
 		capinfos(t, file)
 	})

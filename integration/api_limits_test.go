@@ -88,6 +88,7 @@ func TestAPILimits(t *testing.T) {
 		if outcome, sum := summary(t, cl); outcome != "limit-reached" || sum["sources"] != 2 {
 			t.Errorf("summary %s %v, want limit-reached with 2 sources", outcome, sum)
 		}
+		wantLine(t, cl, `^pcap: summary: limit-reached .* limit=duration$`)
 		if names, stats := statsBlocks(t, file); len(names) != 2 || len(stats) != 2 {
 			t.Errorf("interfaces %v with %d statistics blocks", names, len(stats))
 		}
@@ -102,11 +103,12 @@ func TestAPILimits(t *testing.T) {
 		if code := exitCode(t, cl, 20*time.Second); code != 0 {
 			t.Errorf("ssh exit status %d, want 0:\n%s", code, cl.Output())
 		}
-		wantLine(t, cl, `^pcap: lab/0: ended end=limit-reached packets=5 `)
-		wantLine(t, cl, `^pcap: lab/1: ended end=limit-reached packets=5 `)
+		wantLine(t, cl, `^pcap: lab/0: ended end=limit-reached limit=packets packets=5 `)
+		wantLine(t, cl, `^pcap: lab/1: ended end=limit-reached limit=packets packets=5 `)
 		if outcome, sum := summary(t, cl); outcome != "limit-reached" || sum["packets"] != 10 {
 			t.Errorf("summary %s %v, want limit-reached with 10 packets", outcome, sum)
 		}
+		wantLine(t, cl, `^pcap: summary: limit-reached .* limit=packets$`)
 		wantCounts(t, perInterface(t, file), map[string]int{"lab/0:eth0": 5, "lab/1:eth0": 5})
 	})
 }

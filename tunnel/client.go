@@ -31,6 +31,10 @@ type Client struct {
 	conn ssh.Conn
 	done chan struct{} // closed when the connection has ended
 	err  error         // why it ended; read after done
+
+	mu       sync.Mutex
+	captures int       // open or being opened
+	changed  time.Time // when captures last changed, or the connection was made
 }
 
 // Dial connects to addr and performs the SSH handshake within
@@ -84,7 +88,7 @@ func NewClient(ctx context.Context, c net.Conn, addr string, cfg ClientConfig) (
 			nc.Reject(ssh.Prohibited, "clients accept no channels")
 		}
 	}()
-	cl := &Client{conn: conn, done: make(chan struct{})}
+	cl := &Client{conn: conn, done: make(chan struct{}), changed: time.Now()}
 	go func() {
 		cl.err = conn.Wait()
 		close(cl.done)
@@ -155,6 +159,22 @@ func (c *Client) RemoteAddr() net.Addr { return c.conn.RemoteAddr() }
 // Close closes the connection and with it every capture on it.
 func (c *Client) Close() error { return c.conn.Close() }
 
+// Captures returns how many captures are open or being opened on c, and
+// since when that number has not changed (for idle connections: since
+// when they are idle). A capture counts until its channel has closed.
+func (c *Client) Captures() (int, time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.captures, c.changed
+}
+
+func (c *Client) countCapture(delta int) {
+	c.mu.Lock()
+	c.captures += delta
+	c.changed = time.Now()
+	c.mu.Unlock()
+}
+
 // OpenCapture asks the agent for a capture. A refusal is returned as a
 // [*RejectError] carrying the agent's reason. ctx bounds only the opening.
 func (c *Client) OpenCapture(ctx context.Context, req CaptureRequest) (*Capture, error) {
@@ -162,6 +182,7 @@ func (c *Client) OpenCapture(ctx context.Context, req CaptureRequest) (*Capture,
 	if err != nil {
 		return nil, err
 	}
+	c.countCapture(1)
 	type result struct {
 		ch   ssh.Channel
 		reqs <-chan *ssh.Request
@@ -175,15 +196,17 @@ func (c *Client) OpenCapture(ctx context.Context, req CaptureRequest) (*Capture,
 	select {
 	case r := <-res:
 		if r.err != nil {
+			c.countCapture(-1)
 			return nil, ParseRejection(r.err)
 		}
-		return newCapture(r.ch, r.reqs), nil
+		return newCapture(r.ch, r.reqs, func() { c.countCapture(-1) }), nil
 	case <-ctx.Done():
 		go func() {
 			// The open may still succeed; close what it opens.
 			if r := <-res; r.err == nil {
 				r.ch.Close()
 			}
+			c.countCapture(-1)
 		}()
 		return nil, fmt.Errorf("tunnel: open capture: %w", ctx.Err())
 	}
@@ -202,14 +225,17 @@ type Capture struct {
 	updates chan struct{}
 }
 
-func newCapture(ch ssh.Channel, reqs <-chan *ssh.Request) *Capture {
+// newCapture serves the channel's requests; ended runs when they end (the
+// channel has closed).
+func newCapture(ch ssh.Channel, reqs <-chan *ssh.Request, ended func()) *Capture {
 	c := &Capture{ch: ch, reqsDone: make(chan struct{}), final: make(chan struct{}), updates: make(chan struct{}, 1)}
-	go c.serviceRequests(reqs)
+	go c.serviceRequests(reqs, ended)
 	return c
 }
 
-func (c *Capture) serviceRequests(reqs <-chan *ssh.Request) {
+func (c *Capture) serviceRequests(reqs <-chan *ssh.Request, ended func()) {
 	defer close(c.reqsDone)
+	defer ended() // counted down before anyone sees the end
 	for r := range reqs {
 		ok := false
 		if r.Type == RequestStats {

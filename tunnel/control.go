@@ -19,6 +19,14 @@ const (
 	EndAgentStopped = "agent-stopped" // the agent shut down mid-capture
 )
 
+// Limits that end a capture, carried in the final [Stats] with
+// [EndLimitReached].
+const (
+	LimitDuration = "duration"
+	LimitPackets  = "packets"
+	LimitBytes    = "bytes"
+)
+
 // maxStatsSize bounds a stats payload from the peer.
 const maxStatsSize = 64 << 10
 
@@ -53,6 +61,7 @@ type Stats struct {
 	Final      bool             `json:"final,omitempty"`
 	End        string           `json:"end,omitempty"`   // with Final: one of the End* values
 	Error      string           `json:"error,omitempty"` // with EndError: what failed
+	Limit      string           `json:"limit,omitempty"` // with EndLimitReached: one of the Limit* values
 }
 
 // Total sums the per-interface counters (Name is left empty).

@@ -69,6 +69,7 @@ func FuzzDecodeStats(f *testing.F) {
 		`{"interfaces":[]}`,
 		`{"interfaces":[{"name":"eth0","link_type":1,"snaplen":65535,"received":3,"kernel_dropped":1,"if_dropped":0,"agent_dropped":2,"packets":1,"bytes":100}]}`,
 		`{"interfaces":[{"name":"any","link_type":276}],"final":true,"end":"limit-reached"}`,
+		`{"interfaces":[{"name":"any","link_type":276}],"final":true,"end":"limit-reached","limit":"packets"}`,
 		`{"interfaces":[],"final":true,"end":"error","error":"read from eth0: \u003cgone\u003e\u2028"}`,
 		`{"interfaces":[{"received":18446744073709551615}]}`,
 		`{"interfaces":[{"received":18446744073709551616}]}`,

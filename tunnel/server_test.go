@@ -747,3 +747,40 @@ func TestShutdownDoesNotWaitForHandshakes(t *testing.T) {
 		t.Errorf("Shutdown took %v with only a handshaking client", d)
 	}
 }
+
+// TestClientCountsCaptures: a capture counts from its open until its
+// channel has closed; a refused open does not count.
+func TestClientCountsCaptures(t *testing.T) {
+	refuse := ChannelHandlerFunc(func(_ context.Context, _ *ssh.ServerConn, nc ssh.NewChannel) {
+		nc.Reject(ssh.ResourceShortage, "limit-reached: only a test")
+	})
+	ts := newTestServer(t, map[string]ChannelHandler{ChannelCapture: refuse})
+	c := ts.dial(t)
+	if _, err := c.OpenCapture(context.Background(), hostRequest()); err == nil {
+		t.Fatal("the refusing handler accepted")
+	}
+	if n, _ := c.Captures(); n != 0 {
+		t.Errorf("%d captures after a refused open, want 0", n)
+	}
+
+	h := newAcceptingHandler(func(ctx context.Context, ch ssh.Channel) { <-ctx.Done() })
+	ts = newTestServer(t, map[string]ChannelHandler{ChannelCapture: h})
+	c = ts.dial(t)
+	_, before := c.Captures()
+	capt, err := c.OpenCapture(context.Background(), hostRequest())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := c.Captures(); n != 1 {
+		t.Errorf("%d captures while one is open, want 1", n)
+	}
+	capt.Close()
+	select {
+	case <-capt.reqsDone:
+	case <-time.After(10 * time.Second):
+		t.Fatal("channel not closed within 10s")
+	}
+	if n, since := c.Captures(); n != 0 || !since.After(before) {
+		t.Errorf("%d captures (changed %v) after the channel closed, want 0 changed after %v", n, since, before)
+	}
+}

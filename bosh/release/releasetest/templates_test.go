@@ -368,6 +368,7 @@ func TestAPITemplates(t *testing.T) {
 		props["agents"].(map[string]any)["host_key_fingerprints"] = []any{"SHA256:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU"}
 		props["agents"].(map[string]any)["port"] = 9696
 		props["agents"].(map[string]any)["dial_timeout"] = "3s"
+		props["agents"].(map[string]any)["idle_timeout"] = "90s"
 		r := mustRender(t, "pcap-api", props, apiSpec, nil, "")
 		if got := r.file(t, "config/certs/cf_ca.crt"); got != cfCA {
 			t.Errorf("cf_ca.crt %q", got)
@@ -377,7 +378,7 @@ func TestAPITemplates(t *testing.T) {
 			got.ReorderWindow != 0 || got.StopTimeout != 14500*time.Millisecond || got.DrainDelay != 500*time.Millisecond ||
 			got.Limits != (api.LimitsConfig{MaxCaptures: 5, MaxCapturesPerUser: 2, MaxTargets: 10, MaxDuration: 10 * time.Minute,
 				MaxSessionsPerConnection: api.DefaultMaxSessions, ExecTimeout: api.DefaultExecTimeout}) ||
-			got.Agents.Port != 9696 || got.Agents.DialTimeout != 3*time.Second || len(got.Agents.HostKeyFingerprints) != 1 {
+			got.Agents.Port != 9696 || got.Agents.DialTimeout != 3*time.Second || got.Agents.IdleTimeout != 90*time.Second || len(got.Agents.HostKeyFingerprints) != 1 {
 			t.Errorf("effective config %+v", got)
 		}
 		want := api.CFConfig{APIURL: "https://api.sys.example.com", UAAURL: "https://uaa.sys.example.com", UAAClientID: "pcap",

@@ -1,0 +1,46 @@
+package agent
+
+import (
+	"errors"
+	"io"
+	"testing"
+	"time"
+
+	"github.com/gopacket/gopacket/layers"
+
+	"code.cloudfoundry.org/pcap/tunnel"
+)
+
+// TestWriteBatchNamesTheLimit: the writer stops at exactly the limit and
+// its error says which limit fired, for the final stats' limit=.
+func TestWriteBatchNamesTheLimit(t *testing.T) {
+	b := &batch{}
+	for i := range 5 {
+		b.pkts = append(b.pkts, pktMeta{ts: time.Unix(int64(i), 0), off: len(b.buf), caplen: 100, length: 100})
+		b.buf = append(b.buf, make([]byte, 100)...)
+	}
+	tests := []struct {
+		name   string
+		limits tunnel.Limits
+		n      int
+		limit  string
+	}{
+		{"packets", tunnel.Limits{Packets: 3}, 3, tunnel.LimitPackets},
+		{"packets at the batch's end", tunnel.Limits{Packets: 5}, 5, tunnel.LimitPackets},
+		{"bytes", tunnel.Limits{Bytes: 250}, 2, tunnel.LimitBytes},
+		{"both, bytes first", tunnel.Limits{Packets: 4, Bytes: 350}, 3, tunnel.LimitBytes},
+		{"none", tunnel.Limits{Packets: 10, Bytes: 10000}, 5, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			w, err := newWriter(io.Discard, []*source{{name: "eth0", linkType: layers.LinkTypeEthernet}}, 65535, "", tt.limits)
+			if err != nil {
+				t.Fatal(err)
+			}
+			n, err := w.writeBatch(b)
+			if n != tt.n || limitOf(err) != tt.limit || (tt.limit != "") != errors.Is(err, errLimit) {
+				t.Errorf("writeBatch = %d, %v (limit %q); want %d, limit %q", n, err, limitOf(err), tt.n, tt.limit)
+			}
+		})
+	}
+}
