@@ -249,7 +249,7 @@ func FuzzSourceStream(f *testing.F) {
 
 	f.Fuzz(func(t *testing.T, stream []byte, windowMs uint8) { // odd: ordered
 		if len(stream) > maxFuzzStream {
-			t.Skip()
+			return // bounded input: larger streams add nothing but time
 		}
 		var outBuf bytes.Buffer
 		out, err := NewOutput(&outBuf, capturecmd.FormatPcapng, []OutputInterface{
