@@ -56,13 +56,25 @@ test: deps lint tools release-blobs plugin
 release-blobs:
 	@ls build/release-blobs/libpcap-*.tar.gz >/dev/null 2>&1 || bosh/release/scripts/libpcap-source-from-debian
 
-# fuzz runs every fuzz target for FUZZTIME each.
+# fuzz runs every fuzz target for FUZZTIME each. A target that fails
+# without saving a failing input (the fuzzing engine's own trouble, such as
+# a worker it thought hung on a loaded machine) is shown and run once more;
+# one that found an input fails at once.
 fuzz:
 	@set -e; for f in $$(grep -rl --include='*_test.go' '^func Fuzz' . | grep -v '^./integration/tools/'); do \
 	  dir=$$(dirname $$f); \
 	  for name in $$(grep -ho '^func Fuzz[A-Za-z0-9_]*' $$f | sed 's/^func //'); do \
 	    echo "fuzz $$dir $$name ($(FUZZTIME))"; \
-	    $(GO) test -run='^$$' -fuzz="^$$name\$$" -fuzztime=$(FUZZTIME) $$dir >/dev/null || { $(GO) test -run='^$$' -fuzz="^$$name\$$" -fuzztime=$(FUZZTIME) $$dir; exit 1; }; \
+	    out=$$(mktemp); \
+	    if ! $(GO) test -run='^$$' -fuzz="^$$name\$$" -fuzztime=$(FUZZTIME) $$dir >$$out 2>&1; then \
+	      cat $$out; rm -f $$out; \
+	      if ls $$dir/testdata/fuzz/$$name/* >/dev/null 2>&1 && [ -n "$$(git status --porcelain -- $$dir/testdata/fuzz/$$name)" ]; then \
+	        echo "$$name found a failing input (saved under $$dir/testdata/fuzz/$$name)"; exit 1; \
+	      fi; \
+	      echo "$$name failed without a failing input (the fuzzing engine itself); running it once more"; \
+	      $(GO) test -run='^$$' -fuzz="^$$name\$$" -fuzztime=$(FUZZTIME) $$dir || exit 1; \
+	    fi; \
+	    rm -f $$out; \
 	  done; \
 	done
 
