@@ -79,14 +79,14 @@ func TestCellLocatorRefuses(t *testing.T) {
 	// The real file for the "../" attempt: one directory up, under a
 	// name that is itself a valid GUID.
 	parent := filepath.Dir(dir)
-	if err := os.Symlink("/proc/self/ns/net", filepath.Join(parent, "6f1c2a3e-0000-4a5b-8c9d-00000000beef")); err != nil {
+	if err := os.Symlink("/proc/thread-self/ns/net", filepath.Join(parent, "6f1c2a3e-0000-4a5b-8c9d-00000000beef")); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.Remove(filepath.Join(parent, "6f1c2a3e-0000-4a5b-8c9d-00000000beef")) })
 
 	put("6f1c2a3e-0000-4a5b-8c9d-0001", func(p string) error { return os.WriteFile(p, nil, 0o444) })
-	put("6f1c2a3e-0000-4a5b-8c9d-0002", func(p string) error { return os.Symlink("/proc/self/ns/uts", p) })
-	put("6f1c2a3e-0000-4a5b-8c9d-0003", func(p string) error { return os.Symlink("/proc/self/ns/net", p) })
+	put("6f1c2a3e-0000-4a5b-8c9d-0002", func(p string) error { return os.Symlink("/proc/thread-self/ns/uts", p) })
+	put("6f1c2a3e-0000-4a5b-8c9d-0003", func(p string) error { return os.Symlink("/proc/thread-self/ns/net", p) })
 	put("6f1c2a3e-0000-4a5b-8c9d-0004", func(p string) error { return os.Mkdir(p, 0o755) })
 	put("6f1c2a3e-0000-4a5b-8c9d-0005", func(p string) error { return unix.Mkfifo(p, 0o600) })
 	put("6f1c2a3e-0000-4a5b-8c9d-0006", func(p string) error { return os.Symlink("/dev/null", p) })
@@ -201,7 +201,7 @@ func TestCellLocatorFindsAndEntersContainer(t *testing.T) {
 	defer func(p string) { hostNetnsPath = p }(hostNetnsPath)
 	hostNetnsPath = host.Path()
 	for _, swap := range []struct{ src, what string }{
-		{"/proc/self/ns/net", "the agent's own"},
+		{"/proc/thread-self/ns/net", "the agent's own"},
 		{host.Path(), "the host's"},
 	} {
 		if err := unix.Unmount(path, unix.MNT_DETACH); err != nil {

@@ -83,8 +83,8 @@ func TestSecurityAgentRefusesWhatIsNotAContainer(t *testing.T) {
 	s := agStart(t, agentOptions{})
 	dir := s.Agent.NetnsDir
 	hostGUID, utsGUID, fileGUID, missingGUID := agGUID(t), agGUID(t), agGUID(t), agGUID(t)
-	testenv.BindNetns(t, "/proc/self/ns/net", dir, hostGUID)
-	testenv.BindNetns(t, "/proc/self/ns/uts", dir, utsGUID)
+	testenv.BindNetns(t, "/proc/thread-self/ns/net", dir, hostGUID)
+	testenv.BindNetns(t, "/proc/thread-self/ns/uts", dir, utsGUID)
 	if err := os.WriteFile(filepath.Join(dir, fileGUID), nil, 0o444); err != nil {
 		t.Fatal(err)
 	}

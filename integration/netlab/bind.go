@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 
 	"golang.org/x/sys/unix"
 )
@@ -15,7 +16,15 @@ import (
 // an empty file there and bind-mounts src onto it. unbind unmounts it
 // (MNT_DETACH) and removes the file; call it before the namespace is
 // deleted. On error nothing is left behind.
+//
+// A src under /proc/thread-self names the calling thread's namespace,
+// which is the test process's own: the goroutine is locked to its thread
+// for the mount, and only threads locked elsewhere ever leave it.
+// (/proc/self names the main thread's, which a goroutine of a parallel
+// test may just have moved into a lab namespace.)
 func BindNetns(src, dir, name string) (unbind func() error, err error) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
 	dst := filepath.Join(dir, name)
 	f, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o444)
 	if err != nil {
