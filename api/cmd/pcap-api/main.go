@@ -92,6 +92,10 @@ func run(c *cli.Context) error {
 	svc.API.Version = version
 	defer svc.API.Pool.Close()
 
+	// Signals are caught before anything is served: a SIGTERM right after
+	// /health first said ok must drain, not kill the process unlogged.
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
 	l, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
@@ -111,8 +115,6 @@ func run(c *cli.Context) error {
 	svc.SetReady(true)
 	log.Info("api-listening", "address", l.Addr().String(), "http_address", httpAddr)
 
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
-	defer stop()
 	errc := make(chan error, 1)
 	go func() { errc <- svc.SSH.Serve(l) }()
 	select {
