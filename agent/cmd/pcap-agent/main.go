@@ -77,14 +77,16 @@ func run(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	// Signals are caught before the port opens: a SIGTERM right after
+	// "agent-listening" must stop gracefully, not kill the agent unlogged.
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
 	l, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
 	log.Info("agent-listening", "address", l.Addr().String())
 
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
-	defer stop()
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(l) }()
 	select {
