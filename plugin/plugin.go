@@ -149,6 +149,12 @@ func (p *Plugin) Run(conn cfplugin.CliConnection, args []string) {
 }
 
 func (p *Plugin) run(conn cfplugin.CliConnection, args []string, stdout, stderr io.Writer, getenv func(string) string) int {
+	if len(args) == 2 && (args[1] == "--version" || args[1] == "-v") {
+		// What `cf plugins` shows is the plugin's metadata version;
+		// this is the build's (git describe).
+		fmt.Fprintf(stdout, "cf pcap version %s\n", Version)
+		return 0
+	}
 	var o options
 	app := &cli.App{
 		Name:            "cf pcap",
