@@ -596,7 +596,6 @@ func TestUsageErrors(t *testing.T) {
 		want string
 	}{
 		{"no deployment", []string{"router", "-o", "x"}, "pcap-bosh: no deployment given: -d DEPLOYMENT, or set BOSH_DEPLOYMENT\n"},
-		{"no group", []string{"-d", "cf", "-o", "x"}, "pcap-bosh: name at least one instance group: GROUP, GROUP/INDEX or GROUP/ID\n"},
 		{"no output", []string{"-d", "cf", "router"}, "pcap-bosh: no output given: -o FILE, or -o - to write the capture to stdout\n"},
 		{"rotate to stdout", []string{"-d", "cf", "router", "-o", "-", "--rotate-size", "1MB"},
 			"pcap-bosh: rotation: rotating needs -o FILE (the files are named FILE_00001_TIMESTAMP.pcapng, …)\n"},
@@ -651,6 +650,11 @@ func TestConfirm(t *testing.T) {
 		{name: "-n", args: []string{"router", "--confirm-over", "2", "-n"}, contacted: true},
 		{name: "at the limit", args: []string{"router", "--confirm-over", "3"}, contacted: true},
 		{name: "default limit is 10", args: []string{"router"}, contacted: true},
+		{name: "whole deployment, not a terminal", args: []string{"--confirm-over", "2"},
+			status: 1, stderr: "pcap-bosh: capturing on 3 VMs needs confirmation; run with -n to capture on all of them:\n" + list},
+		{name: "whole deployment, terminal, yes", args: []string{"--confirm-over", "2"}, terminal: true, stdin: "y\n",
+			stderr: "Capture on these 3 VMs of cf?\n" + list + "Continue? [yN]: ", contacted: true},
+		{name: "whole deployment under the limit", args: nil, contacted: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			before, _, _ := w.api.seen()

@@ -79,7 +79,7 @@ func App(iot IO) *cli.App {
 	app := &cli.App{
 		Name:      "pcap-bosh",
 		Usage:     "capture packets on many VMs of a BOSH deployment into one pcapng file",
-		UsageText: "pcap-bosh -e ENV -d DEPLOYMENT GROUP[/ID]... [-i IFACE] [-f FILTER] -o FILE|- [flags]\n   pcap-bosh -e ENV ssh-code",
+		UsageText: "pcap-bosh -e ENV -d DEPLOYMENT [GROUP[/ID]...] [-i IFACE] [-f FILTER] -o FILE|- [flags]\n   pcap-bosh -e ENV ssh-code",
 		Flags:     flags,
 		Reader:    iot.Stdin, Writer: iot.Stderr, ErrWriter: iot.Stderr,
 		HideHelpCommand: true,
@@ -106,6 +106,7 @@ var Version = "dev"
 const examples = `
 EXAMPLES:
    pcap-bosh -e prod -d cf router -o router.pcapng
+   pcap-bosh -e prod -d cf -f 'port 53' -o cf.pcapng      (every VM of cf; asks over --confirm-over)
    pcap-bosh -e prod -d cf router diego-cell/3f2a -f 'port 443' -c 1000 -o edge.pcapng
    pcap-bosh -e prod -d cf router -o - | wireshark -k -i -
    pcap-bosh -e prod -d cf router --rotate-size 100MB --rotate-files 10 -o router.pcapng
@@ -254,9 +255,6 @@ func capture(c *cli.Context, iot IO) error {
 	dep := c.String("deployment")
 	if dep == "" {
 		return &ExitError{Status: 1, Err: errors.New("no deployment given: -d DEPLOYMENT, or set BOSH_DEPLOYMENT")}
-	}
-	if c.NArg() == 0 {
-		return &ExitError{Status: 1, Err: errors.New("name at least one instance group: GROUP, GROUP/INDEX or GROUP/ID")}
 	}
 	if c.String("output") == "" {
 		return &ExitError{Status: 1, Err: errors.New("no output given: -o FILE, or -o - to write the capture to stdout")}
