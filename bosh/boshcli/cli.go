@@ -16,6 +16,7 @@ import (
 	"github.com/urfave/cli/v2"
 	"golang.org/x/crypto/ssh"
 
+	"code.cloudfoundry.org/pcap/bosh/allproxy"
 	"code.cloudfoundry.org/pcap/bosh/director"
 	"code.cloudfoundry.org/pcap/tunnel"
 	"code.cloudfoundry.org/pcap/tunnel/capturecmd"
@@ -179,6 +180,7 @@ func common(c *cli.Context, name string) string {
 }
 
 type session struct {
+	proxy      *allproxy.Dialer
 	env        *Env
 	token      string
 	addr       string
@@ -189,19 +191,27 @@ type session struct {
 
 // connect resolves the environment and gets a token; with api set, also
 // pcap-api's address and how its host key is checked.
+// The caller closes the session.
 func connect(ctx context.Context, c *cli.Context, stderr io.Writer, api bool) (*session, error) {
+	// BOSH_ALL_PROXY is checked (its key file read) before anything is
+	// contacted.
+	proxy, err := allproxy.FromEnvironment()
+	if err != nil {
+		return nil, err
+	}
 	env, err := ResolveEnv(EnvOptions{
 		Environment: common(c, "environment"), ConfigPath: common(c, "config"), CACert: common(c, "ca-cert"),
 		Client: common(c, "client"), ClientSecret: common(c, "client-secret"),
+		DialContext: proxy.DialContext,
 	})
 	if err != nil {
 		return nil, err
 	}
-	token, err := env.Token(ctx)
-	if err != nil {
+	s := &session{proxy: proxy, env: env, codeClient: common(c, "code-client")}
+	if s.token, err = env.Token(ctx); err != nil {
+		s.Close()
 		return nil, fmt.Errorf("get a token for %s: %w", env.URL, err)
 	}
-	s := &session{env: env, token: token, codeClient: common(c, "code-client")}
 	if s.codeClient == "" {
 		s.codeClient = DefaultCodeClient
 	}
@@ -210,15 +220,24 @@ func connect(ctx context.Context, c *cli.Context, stderr io.Writer, api bool) (*
 	}
 	s.addr = common(c, "pcap-api")
 	if s.addr == "" {
+		s.Close()
 		return nil, errors.New("no pcap-api address: give --pcap-api HOST[:PORT] or set PCAP_API")
 	}
 	if _, _, err := net.SplitHostPort(s.addr); err != nil {
 		s.addr = net.JoinHostPort(s.addr, "2222")
 	}
 	if s.hostKeys, err = hostKeys(c, stderr); err != nil {
+		s.Close()
 		return nil, err
 	}
 	return s, nil
+}
+
+// Close ends the session's connections: idle ones to the director and
+// UAA, and the jumpbox's.
+func (s *session) Close() {
+	s.env.HTTP.CloseIdleConnections()
+	s.proxy.Close()
 }
 
 // explain replaces the ssh client's "unable to authenticate" (pcap-api
@@ -243,6 +262,7 @@ func sshCode(c *cli.Context, iot IO) error {
 	if err != nil {
 		return &ExitError{Status: 1, Err: err}
 	}
+	defer s.Close()
 	code, err := s.oneTimeCode(ctx)
 	if err != nil {
 		return &ExitError{Status: 1, Err: err}
@@ -279,13 +299,15 @@ func capture(c *cli.Context, iot IO) error {
 	if err != nil {
 		return &ExitError{Status: 1, Err: err}
 	}
+	defer s.Close()
 	if err := confirm(ctx, c, iot, s, dep); err != nil {
 		return &ExitError{Status: 1, Err: err}
 	}
 
 	status, err := frontdoor.Run(ctx, frontdoor.Options{
-		Addr:     s.addr,
-		Config:   tunnel.ClientConfig{User: "bosh", Auth: []ssh.AuthMethod{s.auth(ctx)}, HostKeyCallback: s.hostKeys.Callback()},
+		Addr: s.addr,
+		Config: tunnel.ClientConfig{User: "bosh", Auth: []ssh.AuthMethod{s.auth(ctx)}, HostKeyCallback: s.hostKeys.Callback(),
+			DialContext: s.proxy.DialContext},
 		HostKeys: s.hostKeys,
 		Request:  req,
 		Output:   c.String("output"), Force: c.Bool("force"), Rotate: rot,
