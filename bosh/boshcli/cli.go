@@ -113,7 +113,13 @@ EXAMPLES:
    pcap-bosh -e prod -d cf router --rotate-size 100MB --rotate-files 10 -o router.pcapng
    pcap-bosh -e prod ssh-code
 
+   BOSH_ALL_PROXY=ssh+socks5://jumpbox@34.1.2.3:22?private-key=jb.key pcap-bosh -e prod -d cf router -o r.pcapng
+
    -e and -d default to $BOSH_ENVIRONMENT and $BOSH_DEPLOYMENT, as in the bosh CLI.
+   With no GROUP, every VM of the deployment is captured (as bosh pcap -d does).
+   $BOSH_ALL_PROXY (socks5://HOST:PORT or ssh+socks5://USER@HOST:PORT?private-key=FILE,
+   as the bosh CLI takes it, e.g. from bbl print-env) carries every connection:
+   the director, its UAA and pcap-api.
    Stop with Ctrl-C: the file is completed with statistics blocks.
 `
 
