@@ -271,3 +271,39 @@ func TestJumpbox(t *testing.T) {
 		}
 	})
 }
+
+// TestSOCKS5NoProxy: with socks5://, NO_PROXY names what is dialled
+// directly, as in the bosh CLI; the rest goes to the proxy (here a closed
+// port, so it fails, saying through what).
+func TestSOCKS5NoProxy(t *testing.T) {
+	echo := echoServer(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := ln.Addr().String()
+	ln.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+
+	d, err := allproxy.Parse("socks5://"+closed, allproxy.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c, err := d.DialContext(ctx, "tcp", echo); err == nil {
+		c.Close()
+		t.Fatal("dialled without the proxy")
+	} else if !strings.HasPrefix(err.Error(), "through SOCKS5 proxy "+closed+": ") {
+		t.Errorf("err = %v", err)
+	}
+
+	d, err = allproxy.Parse("socks5://"+closed, allproxy.Options{NoProxy: "example.com,127.0.0.1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := d.DialContext(ctx, "tcp", echo)
+	if err != nil {
+		t.Fatalf("NO_PROXY host: %v", err)
+	}
+	c.Close()
+}
