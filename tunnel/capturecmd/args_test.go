@@ -30,6 +30,7 @@ func TestArgsRoundTrip(t *testing.T) {
 		{"defaults", defaults(), "capture"},
 		{"bosh", with(func(r *Request) { r.Deployment = "cf"; r.Targets = []string{"router", "diego-cell/3f2a"} }),
 			"capture --deployment cf -- router diego-cell/3f2a"},
+		{"bosh, whole deployment", with(func(r *Request) { r.Deployment = "cf" }), "capture --deployment cf"},
 		{"cf", with(func(r *Request) { r.App = "g-1"; r.Process = "worker"; r.Instances = []int{0, 2} }),
 			"capture --app g-1 --type worker --instance 0,2"},
 		{"empty process", with(func(r *Request) { r.App = "g"; r.Process = "" }), "capture --app g --type ''"},
