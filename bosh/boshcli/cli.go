@@ -111,6 +111,8 @@ EXAMPLES:
    pcap-bosh -e prod -d cf router --rotate-size 100MB --rotate-files 10 -o router.pcapng
    pcap-bosh -e prod ssh-code
 
+   A group named without an ID is followed: VMs added while the capture
+   runs join, deleted ones end as instance-gone (--no-follow: not).
    -e and -d default to $BOSH_ENVIRONMENT and $BOSH_DEPLOYMENT, as in the bosh CLI.
    Stop with Ctrl-C: the file is completed with statistics blocks.
 `
