@@ -77,6 +77,9 @@ type API struct {
 	ReorderWindow time.Duration
 	OpenTimeout   time.Duration
 	StopTimeout   time.Duration
+	// FollowInterval is how often a followed capture resolves its
+	// targets again (default DefaultFollowInterval).
+	FollowInterval time.Duration
 	// Version is pcap-api's, recorded in each capture's section header.
 	Version string
 
@@ -343,6 +346,14 @@ func (a *API) run(ctx context.Context, log *slog.Logger, id *Identity, line stri
 		Out: stdout, Status: status,
 		OpenTimeout: a.OpenTimeout, StopTimeout: a.StopTimeout, ReorderWindow: a.ReorderWindow,
 		Metrics: a.Metrics, Header: a.header(line),
+		MaxTargets: a.Limits.MaxTargets,
+	}
+	if f, ok := r.(Follower); ok && !req.NoFollow && f.Follows(req) {
+		s.Follow = func(ctx context.Context) ([]Target, error) {
+			t, _, err := r.Resolve(ctx, id, req)
+			return t, err
+		}
+		s.FollowInterval = a.FollowInterval
 	}
 	res, err := s.Run(ctx, stop)
 	if err != nil {

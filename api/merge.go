@@ -107,6 +107,14 @@ func newMerger(out *Output, ordered bool, srcs []*source, onLate func(*source, b
 	return &merger{out: out, ordered: ordered, srcs: srcs, onLate: onLate}
 }
 
+// join takes a source into the merge while it runs (a followed capture's
+// new instance), before its reader starts. Until its first watermark it
+// holds the merge back like any source, at most watermarkTimeout.
+func (m *merger) join(s *source) {
+	m.srcs = append(m.srcs, s)
+	s.maxBatches = min(max(mergeBudget/batchBytes/len(m.srcs), minBatches), maxBatches)
+}
+
 // add takes a batch from a source.
 func (m *merger) add(b *batch) error {
 	s := b.src

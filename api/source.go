@@ -58,6 +58,9 @@ type source struct {
 	held       int    // batches in the merger
 	tail       *batch // the last of them, which small batches join
 	cutOff     bool
+	// gone is set when a followed capture's resolver no longer lists the
+	// source's target: it ends as EndInstanceGone.
+	gone bool
 
 	// received and bytes count packets and bytes read, per interface; owned
 	// by the reader goroutine, read after done.

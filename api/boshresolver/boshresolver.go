@@ -285,6 +285,18 @@ func (r *Resolver) MintCode(id *api.Identity) (string, error) {
 	return c, nil
 }
 
+// Follows implements api.Follower: a capture that names an instance
+// group without an ID follows the group as VMs are added, deleted and
+// recreated.
+func (r *Resolver) Follows(req capturecmd.Request) bool {
+	for _, t := range req.Targets {
+		if !strings.Contains(t, "/") {
+			return true
+		}
+	}
+	return false
+}
+
 // Resolve implements api.Resolver.
 func (r *Resolver) Resolve(ctx context.Context, id *api.Identity, req capturecmd.Request) ([]api.Target, []api.Skipped, error) {
 	switch {
