@@ -207,3 +207,48 @@ func interfaceNames(t *testing.T, stream string) []string {
 }
 
 func sshInsecure() ssh.HostKeyCallback { return ssh.InsecureIgnoreHostKey() }
+
+// TestSessionFollowAgentEnds: a followed source whose agent ends it by
+// itself (its container went away) ends as instance-gone when the next
+// answer no longer lists it, and the capture goes on; one still listed is
+// lost, as without following.
+func TestSessionFollowAgentEnds(t *testing.T) {
+	for _, listed := range []bool{false, true} {
+		t.Run(map[bool]string{false: "gone", true: "still listed"}[listed], func(t *testing.T) {
+			steady := startFakeAgent(t, &fakeAgent{Packets: 1})
+			ends := startFakeAgent(t, &fakeAgent{Packets: 2, End: tunnel.EndError})
+			first := []Target{hostTarget("web/0", steady.Addr), hostTarget("web/1", ends.Addr)}
+			var answer atomic.Pointer[[]Target]
+			next := first[:1]
+			if listed {
+				next = first
+			}
+			answer.Store(&next)
+			stop := make(chan struct{})
+			status := &lineBuffer{}
+			done := make(chan Result, 1)
+			go func() {
+				res, _ := followSession(t, first, &answer, stop, status, nil)
+				done <- res
+			}()
+			if listed {
+				status.waitFor(t, "pcap: web/1: lost ")
+			} else {
+				status.waitFor(t, "pcap: web/1: gone ")
+			}
+			close(stop)
+			res := <-done
+			st := status.String()
+			wantOutcome, wantLine := OutcomeStopped, "pcap: web/1: ended end=instance-gone packets=2 "
+			if listed {
+				wantOutcome, wantLine = OutcomePartial, "pcap: web/1: lost "
+			}
+			if res.Outcome != wantOutcome {
+				t.Errorf("outcome %s, want %s\n%s", res.Outcome, wantOutcome, st)
+			}
+			if !strings.Contains(st, wantLine) || !strings.Contains(st, "pcap: web/0: ended end=stopped packets=1 ") {
+				t.Errorf("status lacks %q or web/0's end:\n%s", wantLine, st)
+			}
+		})
+	}
+}
