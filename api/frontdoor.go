@@ -349,8 +349,19 @@ func (a *API) run(ctx context.Context, log *slog.Logger, id *Identity, line stri
 		MaxTargets: a.Limits.MaxTargets,
 	}
 	if f, ok := r.(Follower); ok && !req.NoFollow && f.Follows(req) {
+		failing := false // the follower's goroutine alone calls it
 		s.Follow = func(ctx context.Context) ([]Target, error) {
 			t, _, err := r.Resolve(ctx, id, req)
+			switch {
+			case err != nil && tunnel.AsReject(err).Code != tunnel.CodeTargetNotFound:
+				if !failing {
+					log.Warn("capture-follow-failed", "reason", tunnel.AsReject(err).Message)
+				}
+				failing = true
+			case failing:
+				failing = false
+				log.Info("capture-follow-resumed")
+			}
 			return t, err
 		}
 		s.FollowInterval = a.FollowInterval
