@@ -123,13 +123,8 @@ func NewOutputHeader(w io.Writer, format string, ifaces []OutputInterface, hdr O
 			}
 		}
 		o.ng = ng
-		if nrb := encodeNRB(hdr.Names); nrb != nil {
-			if err := ng.Flush(); err != nil {
-				return nil, fmt.Errorf("api: flush: %w", err)
-			}
-			if _, err := o.bw.Write(nrb); err != nil {
-				return nil, fmt.Errorf("api: write name resolution: %w", err)
-			}
+		if err := o.WriteNames(hdr.Names); err != nil {
+			return nil, err
 		}
 	}
 	return o, o.Flush()
@@ -176,6 +171,23 @@ func (o *Output) AddInterface(i OutputInterface) (int, error) {
 	}
 	o.ifaces = append(o.ifaces, i)
 	return id, nil
+}
+
+// WriteNames writes a Name Resolution Block mapping addresses to names
+// (pcapng only; nothing when no name can be written). A section may hold
+// several: a source that joins later adds its own.
+func (o *Output) WriteNames(names []AddressName) error {
+	nrb := encodeNRB(names)
+	if o.ng == nil || nrb == nil {
+		return nil
+	}
+	if err := o.ng.Flush(); err != nil {
+		return fmt.Errorf("api: flush: %w", err)
+	}
+	if _, err := o.bw.Write(nrb); err != nil {
+		return fmt.Errorf("api: write name resolution: %w", err)
+	}
+	return nil
 }
 
 // WritePacket encodes and writes one packet of output interface

@@ -455,6 +455,13 @@ func (s *Session) stream(ctx context.Context, stop <-chan struct{}, srcsp *[]*so
 				return
 			}
 		}
+		if o.t.Address.IsValid() {
+			if err := out.WriteNames([]AddressName{{Addr: o.t.Address, Name: o.t.Name}}); err != nil {
+				o.c.Close()
+				outErr = err
+				return
+			}
+		}
 		src := newSource(o.t, o.agent, o.c, o.ifaces, first)
 		m.join(src)
 		srcs = append(srcs, src)
@@ -551,6 +558,9 @@ func (s *Session) stream(ctx context.Context, stop <-chan struct{}, srcsp *[]*so
 			}
 		case <-progressC:
 			for _, src := range srcs {
+				if src.gone {
+					continue
+				}
 				st := src.capture.Stats().Total()
 				s.Status.Line(src.t.Name, "progress", "packets", st.Packets, "bytes", st.Bytes,
 					"dropped", st.KernelDropped+st.IfDropped+st.AgentDropped)

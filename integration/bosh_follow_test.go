@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -81,5 +82,14 @@ func TestPcapBoshFollowsGroup(t *testing.T) {
 	want := map[string]int{boshRouterIface(0): 7, boshRouterIface(1): 5, boshRouterIface(2): 6}
 	if fmt.Sprint(per) != fmt.Sprint(want) {
 		t.Errorf("packets per interface = %v, want %v\n%s", per, want, p.Output())
+	}
+	// The joined VM's address is named in the file too (a second Name
+	// Resolution Block, written when it joined).
+	named := map[string]int{}
+	for _, l := range strings.Fields(tshark(t, "-r", out, "-N", "n", "-Y", "ip.src == "+e.Lab.vmAddr(2), "-T", "fields", "-e", "ip.src_host")) {
+		named[l]++
+	}
+	if want := map[string]int{"router/" + boshRouterID(2): 6}; fmt.Sprint(named) != fmt.Sprint(want) {
+		t.Errorf("the joined VM's packets are named %v, want %v", named, want)
 	}
 }
