@@ -144,9 +144,10 @@ func (s *Session) defaults() {
 }
 
 // Run captures until stop is closed, ctx ends, a limit is reached or every
-// source has ended, then stops every agent (bounded by StopTimeout), writes
-// the statistics blocks and returns the result. An error means nothing
-// could be captured; it lists every reason.
+// source has ended (followed, sources that left do not end it: new ones
+// may come), then stops every agent (bounded by StopTimeout), writes the
+// statistics blocks and returns the result. An error means nothing could
+// be captured; it lists every reason.
 func (s *Session) Run(ctx context.Context, stop <-chan struct{}) (Result, error) {
 	s.defaults()
 	res := Result{Dropped: map[string]uint64{}}
