@@ -137,6 +137,7 @@ func (m *merger) add(b *batch) error {
 	if !m.ordered || len(b.pkts) == 0 {
 		err := m.writeAll(b)
 		s.release(b)
+		s.dropIfDone()
 		return err
 	}
 	// One source's interfaces are read by separate readers: sort the
@@ -271,6 +272,7 @@ func (m *merger) writeHeld(now time.Time, flushAll bool) (time.Time, error) {
 			b.src.tail = nil
 		}
 		b.src.release(b)
+		b.src.dropIfDone()
 	}
 	return time.Time{}, nil
 }

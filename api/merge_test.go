@@ -494,6 +494,9 @@ func TestMergerSourcesJoinAndLeave(t *testing.T) {
 	r.add(r.batch("a", now, 50, 50))
 	r.emit(now, false)
 	r.wantWritten("a@10", "b@15", "c@12", "a@20", "c@25", "a@30", "c@32", "b@35", "a@40", "c@45", "a@50")
+	if n := len(r.srcs["b"].free); n != 0 {
+		t.Errorf("b has left but keeps %d batch buffers", n)
+	}
 	for name, want := range map[string]uint64{"a": 5, "b": 2, "c": 4} {
 		if d := r.srcs[name].delivered[0]; d != want {
 			t.Errorf("%s delivered %d, want %d", name, d, want)

@@ -97,6 +97,22 @@ func (s *source) release(b *batch) {
 	s.free <- b
 }
 
+// dropIfDone lets go of the batch buffers of a source whose last batch
+// came and was written: a followed capture may see many sources come and
+// go, and an ended one needs no buffers. Merger goroutine.
+func (s *source) dropIfDone() {
+	if !s.finished || s.held > 0 {
+		return
+	}
+	for {
+		select {
+		case <-s.free:
+		default:
+			return
+		}
+	}
+}
+
 // take returns a free batch, allocating one while the source owns fewer
 // than maxBatches, or waits for the merger to return one.
 func (s *source) take(abort <-chan struct{}) (*batch, error) {
