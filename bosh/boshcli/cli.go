@@ -115,6 +115,9 @@ EXAMPLES:
 
    BOSH_ALL_PROXY=ssh+socks5://jumpbox@34.1.2.3:22?private-key=jb.key pcap-bosh -e prod -d cf router -o r.pcapng
 
+   A group named without an ID, or a whole deployment, is followed: VMs
+   added while the capture runs join, deleted ones end as instance-gone
+   (--no-follow: not).
    -e and -d default to $BOSH_ENVIRONMENT and $BOSH_DEPLOYMENT, as in the bosh CLI.
    With no GROUP, every VM of the deployment is captured (as bosh pcap -d does).
    $BOSH_ALL_PROXY (socks5://HOST:PORT or ssh+socks5://USER@HOST:PORT?private-key=FILE,
