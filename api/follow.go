@@ -49,8 +49,9 @@ func targetKey(t Target) string {
 }
 
 // newFollower starts following when the session follows; srcs are the
-// sources the capture started with.
-func (s *Session) newFollower(ctx context.Context, srcs []*source) *follower {
+// sources the capture started with, opening the targets that will join
+// it as they open.
+func (s *Session) newFollower(ctx context.Context, srcs []*source, opening []Target) *follower {
 	f := &follower{s: s, known: map[string]*source{}, gens: map[string]int{},
 		opening: map[string]bool{}, failed: map[string]bool{}, skipped: map[string]bool{}}
 	if s.Follow == nil {
@@ -65,6 +66,12 @@ func (s *Session) newFollower(ctx context.Context, srcs []*source) *follower {
 		delete(f.failed, k)
 		f.known[k] = src
 		f.gens[src.t.Name] = 1
+	}
+	for _, t := range opening {
+		k := targetKey(t)
+		delete(f.failed, k)
+		f.opening[k] = true
+		f.gens[t.Name] = 1
 	}
 	f.ctx, f.cancel = context.WithCancel(ctx)
 	f.answers = make(chan followAnswer)

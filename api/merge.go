@@ -87,6 +87,8 @@ type merger struct {
 	ordered bool
 	srcs    []*source
 	onLate  func(src *source, late bool)
+	// expected is how many sources the batch allowance is shared by.
+	expected int
 
 	runs      runHeap   // batches with packets to write, by next timestamp
 	held      int       // batches in runs
@@ -97,7 +99,7 @@ type merger struct {
 // newMerger merges srcs into out, by timestamp when ordered. It sizes the
 // sources' batch allowance, so it must run before their readers start.
 func newMerger(out *Output, ordered bool, srcs []*source, onLate func(*source, bool)) *merger {
-	n := min(max(mergeBudget/batchBytes/max(len(srcs), 1), minBatches), maxBatches)
+	n := batchesEach(len(srcs))
 	for _, s := range srcs {
 		s.maxBatches = n
 	}
@@ -107,12 +109,28 @@ func newMerger(out *Output, ordered bool, srcs []*source, onLate func(*source, b
 	return &merger{out: out, ordered: ordered, srcs: srcs, onLate: onLate}
 }
 
-// join takes a source into the merge while it runs (a followed capture's
-// new instance), before its reader starts. Until its first watermark it
-// holds the merge back like any source, at most watermarkTimeout.
+// join takes a source into the merge while it runs (a target that opened
+// late, a followed capture's new instance), before its reader starts.
+// Until its first watermark it holds the merge back like any source, at
+// most watermarkTimeout.
 func (m *merger) join(s *source) {
 	m.srcs = append(m.srcs, s)
-	s.maxBatches = min(max(mergeBudget/batchBytes/len(m.srcs), minBatches), maxBatches)
+	s.maxBatches = batchesEach(max(len(m.srcs), m.expected))
+}
+
+// expect sizes the batch allowance of the sources, before their readers
+// start, for n sources in all: targets still opening get the same share
+// when they join, so together they stay within mergeBudget.
+func (m *merger) expect(n int) {
+	m.expected = n
+	for _, s := range m.srcs {
+		s.maxBatches = batchesEach(max(len(m.srcs), n))
+	}
+}
+
+// batchesEach is the batch allowance of each of n sources.
+func batchesEach(n int) int {
+	return min(max(mergeBudget/batchBytes/max(n, 1), minBatches), maxBatches)
 }
 
 // add takes a batch from a source.

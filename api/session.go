@@ -70,7 +70,8 @@ type Session struct {
 	MaxTargets int
 
 	// joins are the outcomes of joins that did not start (skipped,
-	// failed); owned by stream, read by finish.
+	// failed), targets that failed to open after streaming began
+	// included; owned by stream, read by Run.
 	joins []SourceResult
 }
 
@@ -156,21 +157,41 @@ func (s *Session) Run(ctx context.Context, stop <-chan struct{}) (Result, error)
 		res.Sources = append(res.Sources, SourceResult{Name: sk.Name, State: "skipped", Reason: sk.Reason})
 	}
 
-	all := s.openAll(ctx)
-	var ok []opened
-	var reasons []string
-	for _, o := range all {
-		if o.err != nil {
-			re := tunnel.AsReject(o.err)
-			s.Status.Line(o.t.Name, "failed", "code", re.Code, "reason", re.Message)
-			res.Sources = append(res.Sources, SourceResult{Name: o.t.Name, State: "failed", Reason: re.Message})
-			reasons = append(reasons, o.t.Name+": "+re.Message)
-			continue
+	op := s.startOpens(ctx)
+	defer op.cancel()
+	var ok, fails []openResult
+	take := func(r openResult) {
+		if r.err != nil {
+			fails = append(fails, r)
+			res.Sources = append(res.Sources, s.openFailed(r.opened))
+			return
 		}
-		ok = append(ok, o)
+		ok = append(ok, r)
 	}
+	// Streaming starts with the first capture that opens, and whatever
+	// else has opened by then; the others join as they open. A classic
+	// pcap file declares one link type in its header: it waits for all.
+	for op.n > 0 && (len(ok) == 0 || s.Req.Format == capturecmd.FormatPcap) {
+		take(op.next())
+	}
+	for more := true; more && op.n > 0; {
+		select {
+		case r := <-op.results:
+			op.took(r)
+			take(r)
+		default:
+			more = false
+		}
+	}
+	byIndex := func(a, b openResult) int { return a.i - b.i }
+	slices.SortFunc(ok, byIndex)
+	slices.SortFunc(fails, byIndex)
 	if len(ok) == 0 {
 		res.Outcome = OutcomeFailed
+		var reasons []string
+		for _, f := range fails {
+			reasons = append(reasons, f.t.Name+": "+tunnel.AsReject(f.err).Message)
+		}
 		for _, sk := range s.Skipped {
 			reasons = append(reasons, sk.Name+": "+sk.Reason)
 		}
@@ -180,16 +201,18 @@ func (s *Session) Run(ctx context.Context, stop <-chan struct{}) (Result, error)
 		return res, errors.New("no target could be captured: " + strings.Join(reasons, "; "))
 	}
 
-	// Declare every interface of every source up front.
+	// Declare every interface of the sources open so far up front.
 	var ifaces []OutputInterface
 	srcs := make([]*source, 0, len(ok))
 	hdr := s.Header
 	hdr.Names = nil
-	for _, o := range ok {
+	for _, r := range ok {
+		o := r.opened
 		if o.t.Address.IsValid() {
 			hdr.Names = append(hdr.Names, AddressName{Addr: o.t.Address, Name: o.t.Name})
 		}
 		src := newSource(o.t, o.agent, o.c, o.ifaces, len(ifaces))
+		src.rank = r.i
 		srcs = append(srcs, src)
 		ifaces = append(ifaces, s.outputInterfaces(o)...)
 	}
@@ -198,6 +221,7 @@ func (s *Session) Run(ctx context.Context, stop <-chan struct{}) (Result, error)
 		for _, src := range srcs {
 			src.capture.Close()
 		}
+		op.closeRest()
 		res.Outcome = OutcomeFailed
 		var mixed *ErrMixedLinkTypes
 		if errors.As(err, &mixed) {
@@ -209,11 +233,13 @@ func (s *Session) Run(ctx context.Context, stop <-chan struct{}) (Result, error)
 		s.Status.Line(src.t.Name, "started", "interfaces", src.ifaceNames(), "agent", src.t.Agent)
 	}
 
-	end, limit, clientErr := s.stream(ctx, stop, &srcs, out)
+	end, limit, clientErr := s.stream(ctx, stop, &srcs, out, op)
+	// Reported in target order, whenever they opened.
+	slices.SortStableFunc(srcs, func(a, b *source) int { return a.rank - b.rank })
 	// A target that could not join is missing from the capture, like one
 	// that could not start.
 	res.Sources = append(res.Sources, s.joins...)
-	failedBefore := len(reasons) > 0 || len(s.Skipped) > 0 || len(s.joins) > 0
+	failedBefore := len(fails) > 0 || len(s.Skipped) > 0 || len(s.joins) > 0
 	return s.finish(res, srcs, out, end, limit, clientErr, failedBefore), nil
 }
 
@@ -241,28 +267,82 @@ func (s *source) ifaceNames() string {
 	return strings.Join(names, ",")
 }
 
-// openAll contacts every target, MaxOpen at a time, and waits for each
-// capture's interface announcement.
-func (s *Session) openAll(ctx context.Context) []opened {
-	results := make([]opened, len(s.Targets))
+// openResult is the open of Session.Targets[i].
+type openResult struct {
+	i int
+	opened
+}
+
+// opens are the session's targets being opened. Their goroutines end
+// within OpenTimeout of starting, and never wait for a reader: results
+// holds every result. Whoever takes n to 0 has taken them all.
+type opens struct {
+	results chan openResult
+	n       int                // results not taken yet
+	pending map[int]Target     // not taken yet, by index
+	cancel  context.CancelFunc // gives up those not done
+}
+
+// startOpens contacts every target, MaxOpen at a time; each open waits
+// for its capture's interface announcement.
+func (s *Session) startOpens(ctx context.Context) *opens {
+	ctx, cancel := context.WithCancel(ctx)
+	op := &opens{results: make(chan openResult, len(s.Targets)), n: len(s.Targets),
+		pending: make(map[int]Target, len(s.Targets)), cancel: cancel}
 	sem := make(chan struct{}, s.MaxOpen)
-	var wg sync.WaitGroup
 	for i, t := range s.Targets {
-		wg.Add(1)
+		op.pending[i] = t
 		go func() {
-			defer wg.Done()
 			select {
 			case sem <- struct{}{}:
 			case <-ctx.Done():
-				results[i] = opened{t: t, err: ctx.Err()}
+				op.results <- openResult{i, opened{t: t, err: ctx.Err()}}
 				return
 			}
 			defer func() { <-sem }()
-			results[i] = s.open(ctx, t)
+			op.results <- openResult{i, s.open(ctx, t)}
 		}()
 	}
-	wg.Wait()
-	return results
+	return op
+}
+
+// next takes the next result.
+func (op *opens) next() openResult {
+	r := <-op.results
+	op.took(r)
+	return r
+}
+
+// took accounts for a result taken from results.
+func (op *opens) took(r openResult) {
+	op.n--
+	delete(op.pending, r.i)
+}
+
+// closeRest gives up the opens not taken yet and closes what they opened.
+func (op *opens) closeRest() {
+	op.cancel()
+	for op.n > 0 {
+		if r := op.next(); r.c != nil {
+			r.c.Close()
+		}
+	}
+}
+
+// targets are the targets still opening.
+func (op *opens) targets() []Target {
+	var ts []Target
+	for _, t := range op.pending {
+		ts = append(ts, t)
+	}
+	return ts
+}
+
+// openFailed reports a target whose capture could not open.
+func (s *Session) openFailed(o opened) SourceResult {
+	re := tunnel.AsReject(o.err)
+	s.Status.Line(o.t.Name, "failed", "code", re.Code, "reason", re.Message)
+	return SourceResult{Name: o.t.Name, State: "failed", Reason: re.Message}
 }
 
 func (s *Session) open(ctx context.Context, t Target) opened {
@@ -325,14 +405,15 @@ func unwrapAll(err error) string {
 // stream runs readers and the merger until the capture should end, then
 // stops the sources and drains them (bounded). It returns why it ended,
 // the limit that ended it when pcap-api's own duration did (tunnel.Limit*),
-// and the output error, if the client went away. Followed, sources join
-// and leave *srcs while it runs.
-func (s *Session) stream(ctx context.Context, stop <-chan struct{}, srcsp *[]*source, out *Output) (string, string, error) {
+// and the output error, if the client went away. The targets still in op
+// join *srcs as they open; followed, sources join and leave it while it
+// runs.
+func (s *Session) stream(ctx context.Context, stop <-chan struct{}, srcsp *[]*source, out *Output, op *opens) (string, string, error) {
 	srcs := *srcsp
 	defer func() { *srcsp = srcs }()
-	in := make(chan *batch, len(srcs))
+	in := make(chan *batch, len(srcs)+op.n)
 	abort := make(chan struct{})
-	ended := make(chan *source, len(srcs))
+	ended := make(chan *source, len(srcs)+op.n)
 	m := newMerger(out, s.ReorderWindow > 0, srcs, func(src *source, late bool) {
 		if late {
 			s.Status.Line(src.t.Name, "watermark-late", "after", watermarkTimeout, "effect", "merged without waiting for it")
@@ -340,6 +421,7 @@ func (s *Session) stream(ctx context.Context, stop <-chan struct{}, srcsp *[]*so
 			s.Status.Line(src.t.Name, "watermark-resumed")
 		}
 	})
+	m.expect(len(srcs) + op.n)
 	// readers and the follower's goroutines end before stream returns.
 	var readers sync.WaitGroup
 	defer readers.Wait()
@@ -366,8 +448,12 @@ func (s *Session) stream(ctx context.Context, stop <-chan struct{}, srcsp *[]*so
 			s.reportEarlyEnd(src)
 		}()
 	}
-	f := s.newFollower(ctx, srcs)
+	f := s.newFollower(ctx, srcs, op.targets())
 	defer f.close()
+	opening := op.results // nil once every target has opened or failed
+	if op.n == 0 {
+		opening = nil
+	}
 
 	var durationC <-chan time.Time
 	if s.Req.Limits.Duration > 0 {
@@ -431,13 +517,17 @@ func (s *Session) stream(ctx context.Context, stop <-chan struct{}, srcsp *[]*so
 		}
 	}
 	// join adds an opened target as a new source, its interfaces declared
-	// in the output before its first packet.
-	join := func(o opened) {
-		if stopping || outErr != nil {
+	// in the output before its first packet: one of the session's targets
+	// that opened after the stream began (started), or one the follower
+	// found (joined).
+	join := func(o opened, rank int, started bool) {
+		if outErr != nil || stopping && !started {
 			o.c.Close() // never started for the user: nothing to report
 			return
 		}
-		o.t.Name = f.name(o.t)
+		if !started {
+			o.t.Name = f.name(o.t)
+		}
 		ifaces := s.outputInterfaces(o)
 		if out.pc != nil {
 			for _, i := range ifaces {
@@ -464,12 +554,23 @@ func (s *Session) stream(ctx context.Context, stop <-chan struct{}, srcsp *[]*so
 			}
 		}
 		src := newSource(o.t, o.agent, o.c, o.ifaces, first)
+		src.rank = rank
 		m.join(src)
 		srcs = append(srcs, src)
 		f.joined(src)
 		running++
-		s.Status.Line(src.t.Name, "joined", "interfaces", src.ifaceNames(), "agent", src.t.Agent)
+		state := "joined"
+		if started {
+			state = "started"
+		}
+		s.Status.Line(src.t.Name, state, "interfaces", src.ifaceNames(), "agent", src.t.Agent)
 		startReader(src)
+		if stopping {
+			// It opened while the capture stopped: it stops at once, and
+			// has its own StopTimeout.
+			src.capture.Stop()
+			stopDeadline = time.After(s.StopTimeout)
+		}
 	}
 
 	// The loop ends only when every reader is done and no target is
@@ -477,7 +578,7 @@ func (s *Session) stream(ctx context.Context, stop <-chan struct{}, srcsp *[]*so
 	// when StopTimeout passes are cut off, so it ends in bounded time.
 	// Followed, a capture whose sources have all left waits for new ones.
 	for {
-		if running == 0 && f.idle() && (stopping || endedByItself || !f.on()) {
+		if running == 0 && op.n == 0 && f.idle() && (stopping || endedByItself || !f.on()) {
 			break
 		}
 		select {
@@ -519,17 +620,27 @@ func (s *Session) stream(ctx context.Context, stop <-chan struct{}, srcsp *[]*so
 					f.open(t)
 				}
 			}
+		case r := <-opening:
+			op.took(r)
+			if op.n == 0 {
+				opening = nil
+			}
+			f.opened(r.opened)
+			if r.err != nil {
+				// Reported whenever it fails, as if the stream had waited.
+				s.joins = append(s.joins, s.openFailed(r.opened))
+				continue
+			}
+			join(r.opened, r.i, true)
 		case o := <-f.opens:
 			f.opened(o)
 			if o.err != nil {
 				if !stopping {
-					re := tunnel.AsReject(o.err)
-					s.Status.Line(o.t.Name, "failed", "code", re.Code, "reason", re.Message)
-					s.joins = append(s.joins, SourceResult{Name: o.t.Name, State: "failed", Reason: re.Message})
+					s.joins = append(s.joins, s.openFailed(o))
 				}
 				continue
 			}
-			join(o)
+			join(o, len(s.Targets)+len(srcs), false)
 		case <-stop:
 			stop = nil
 			beginStop(OutcomeStopped)
@@ -571,6 +682,7 @@ func (s *Session) stream(ctx context.Context, stop <-chan struct{}, srcsp *[]*so
 			// The client is gone: nothing more can be written.
 			aborted = true
 			close(abort)
+			op.cancel()
 			stopping = false
 			beginStop(OutcomeClientGone)
 		}
@@ -643,7 +755,6 @@ func (s *Session) endState(src *source, cutOff bool, st tunnel.Stats, final, cli
 func (s *Session) finish(res Result, srcs []*source, out *Output, end, limit string, outErr error, failedBefore bool) Result {
 	partial := failedBefore
 	var srcLimits []string // the limits that ended sources, in order, once each
-	id := 0
 	finals := finalStatsAll(srcs, finalStatsWait)
 	for n, src := range srcs {
 		st, final := finals[n].st, finals[n].final
@@ -669,11 +780,10 @@ func (s *Session) finish(res Result, srcs []*source, out *Output, end, limit str
 			}
 			sr.Counts = append(sr.Counts, c)
 			if outErr == nil {
-				if err := out.WriteStats(id, c); err != nil {
+				if err := out.WriteStats(src.firstOut+i, c); err != nil {
 					outErr = err
 				}
 			}
-			id++
 			res.Packets += c.Delivered
 			res.Bytes += src.bytes[i]
 			res.Dropped["kernel"] += c.KernelDropped

@@ -4,14 +4,17 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"net"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/gopacket/gopacket/layers"
+	"github.com/gopacket/gopacket/pcapgo"
 	"golang.org/x/crypto/ssh"
 
 	"code.cloudfoundry.org/pcap/tunnel"
@@ -22,13 +25,19 @@ import (
 // then a pcapng stream of packets, then final stats ending with end; then
 // it closes the channel. With end "" it waits for the stop and ends
 // "stopped". Limit is sent with the final stats. FinalDelay makes it end
-// its data at the stop and hold the final stats back that long.
+// its data at the stop and hold the final stats back that long. Hold,
+// when set, makes it wait until Hold is closed before it announces its
+// interfaces (a slow open); Refuse makes it then refuse the capture
+// (no such interface) instead. Watermark makes it send a watermark at its last packet.
 type fakeAgent struct {
 	Addr       string
 	Packets    int
 	End        string
 	Limit      string
 	FinalDelay time.Duration
+	Hold       <-chan struct{}
+	Refuse     bool
+	Watermark  bool
 }
 
 func startFakeAgent(t *testing.T, fa *fakeAgent) *fakeAgent {
@@ -41,6 +50,17 @@ func startFakeAgent(t *testing.T, fa *fakeAgent) *fakeAgent {
 	conf.AddHostKey(signer)
 	iface := tunnel.InterfaceStats{Name: "eth0", LinkType: uint16(layers.LinkTypeEthernet), Snaplen: 65535}
 	h := tunnel.ChannelHandlerFunc(func(ctx context.Context, _ *ssh.ServerConn, nc ssh.NewChannel) {
+		if fa.Hold != nil {
+			select {
+			case <-fa.Hold:
+			case <-ctx.Done():
+				return
+			}
+		}
+		if fa.Refuse {
+			tunnel.RejectChannel(nc, tunnel.Reject(tunnel.CodeUnknownInterface, "no interface eth0"))
+			return
+		}
 		ch, reqs, err := nc.Accept()
 		if err != nil {
 			return
@@ -64,6 +84,9 @@ func startFakeAgent(t *testing.T, fa *fakeAgent) *fakeAgent {
 		s := newAgentStream(t, iface)
 		for i := range fa.Packets {
 			s.packet(0, time.Unix(1700000000, int64(i)), bytes.Repeat([]byte{byte(i)}, 60))
+		}
+		if fa.Watermark && fa.Packets > 0 {
+			s.buf.Write(tunnel.AppendWatermark(nil, time.Unix(1700000000, int64(fa.Packets-1)).UnixNano()))
 		}
 		if _, err := ch.Write(s.buf.Bytes()); err != nil {
 			return
@@ -302,5 +325,101 @@ func TestSessionFinalStatsShareOneDeadline(t *testing.T) {
 	}
 	if took < finalStatsWait || took > 4*finalStatsWait {
 		t.Errorf("the capture took %v to end; want one wait of %v (plus setup), far below %v", took, finalStatsWait, n*finalStatsWait)
+	}
+}
+
+// TestSessionStreamsBeforeEveryTargetOpened: the capture streams as soon
+// as one target's capture has opened. Targets that open later join with
+// "started" (their interfaces declared before their first packet, ids in
+// the order they joined), their packets older than what was written are
+// counted out of order, and one that fails to open late is reported
+// failed, as if the stream had waited for it.
+func TestSessionStreamsBeforeEveryTargetOpened(t *testing.T) {
+	hold := make(chan struct{})
+	agents := []*fakeAgent{
+		startFakeAgent(t, &fakeAgent{Packets: 5, Watermark: true}),
+		startFakeAgent(t, &fakeAgent{Packets: 3, Watermark: true, Hold: hold}),
+		startFakeAgent(t, &fakeAgent{Hold: hold, Refuse: true}),
+	}
+	pr, pw := io.Pipe()
+	t.Cleanup(func() { pr.Close() })
+	stop := make(chan struct{})
+	type pkt struct {
+		iface int
+		ts    time.Time
+	}
+	read := make(chan []pkt, 1)
+	names := make(chan []string, 1)
+	go func() {
+		defer io.Copy(io.Discard, pr)
+		var got []pkt
+		defer func() { read <- got }()
+		r, err := pcapgo.NewNgReader(pr, pcapgo.NgReaderOptions{WantMixedLinkType: true})
+		if err != nil {
+			t.Errorf("read the stream: %v", err)
+			return
+		}
+		defer func() {
+			var ns []string
+			for i := range r.NInterfaces() {
+				ifc, _ := r.Interface(i)
+				ns = append(ns, ifc.Name)
+			}
+			names <- ns
+		}()
+		for {
+			_, ci, err := r.ReadPacketData()
+			if err != nil {
+				return
+			}
+			got = append(got, pkt{ci.InterfaceIndex, ci.Timestamp})
+			switch len(got) {
+			case 1:
+				close(hold) // the first packet came before the others opened
+			case 5 + 3:
+				close(stop)
+			}
+		}
+	}()
+	var stderr bytes.Buffer
+	res, _, err := func() (Result, string, error) {
+		defer pw.Close()
+		return runTestSessionWith(t, agents, stop, func(s *Session) {
+			s.Out = pw
+			s.Status = capturecmd.NewStatus(&stderr)
+			s.ReorderWindow = time.Second
+		})
+	}()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := <-read
+	status := stderr.String()
+	if res.Outcome != OutcomePartial || res.ExitStatus() != ExitPartial {
+		t.Errorf("outcome %s (exit %d), want partial (web/2 failed):\n%s", res.Outcome, res.ExitStatus(), status)
+	}
+	for _, re := range []string{
+		`(?m)^pcap: web/0: started interfaces=eth0 agent=`,
+		`(?m)^pcap: web/1: started interfaces=eth0 agent=`,
+		`(?m)^pcap: web/2: failed code=unknown-interface reason="no interface eth0"$`,
+		`(?m)^pcap: web/[01]: ended end=stopped packets=[35] `,
+		`(?m)^pcap: summary: partial sources=3 packets=8 .* out_of_order=3$`,
+	} {
+		if !regexp.MustCompile(re).MatchString(status) {
+			t.Errorf("no line matches %q in:\n%s", re, status)
+		}
+	}
+	if ns := <-names; !slices.Equal(ns, []string{"web/0:eth0", "web/1:eth0"}) {
+		t.Errorf("interfaces %q, want web/0:eth0 then web/1:eth0", ns)
+	}
+	per := map[int]int{}
+	for _, p := range got {
+		per[p.iface]++
+	}
+	if len(got) != 8 || per[0] != 5 || per[1] != 3 || got[0].iface != 0 {
+		t.Errorf("packets by interface %v (%d in all, first on %d), want 5 on 0 first, 3 on 1", per, len(got), got[0].iface)
+	}
+	if res.Packets != 8 || res.OutOfOrder != 3 || len(res.Sources) != 3 {
+		t.Errorf("result: %d packets, %d out of order, %d sources; want 8, 3 (web/1's, older than web/0's), 3", res.Packets, res.OutOfOrder, len(res.Sources))
 	}
 }

@@ -29,6 +29,9 @@ type source struct {
 	ifaces   []tunnel.InterfaceStats // as the agent announced them
 	firstOut int                     // output id of ifaces[0]
 	started  time.Time
+	// rank orders the sources in the summary: its target's index in
+	// Session.Targets, or after them in the order followed targets joined.
+	rank int
 
 	// free holds batches the reader may fill; the merger returns them.
 	// The reader allocates up to maxBatches (set by the merger before the
