@@ -246,6 +246,5 @@ func (f *follower) name(t Target) string {
 
 // skipJoin reports a target that could not join.
 func (s *Session) skipJoin(name, reason string) {
-	s.Status.Line(name, "skipped", "reason", reason)
-	s.joins = append(s.joins, SourceResult{Name: name, State: "skipped", Reason: reason})
+	s.joins = append(s.joins, s.skip(name, reason))
 }

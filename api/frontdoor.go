@@ -377,21 +377,21 @@ func (a *API) run(ctx context.Context, log *slog.Logger, id *Identity, line stri
 	// is unreachable, refuses, or offers a host key that is not pinned.
 	for _, sr := range res.Sources {
 		switch sr.State {
-		case "failed", "lost", tunnel.EndAgentStopped, "not-stopped":
-			log.Warn("capture-source-"+sr.State, "source", sr.Name, "reason", sr.Reason)
+		case StateFailed, StateLost, StateAgentStopped, StateNotStopped:
+			log.Warn("capture-source-"+string(sr.State), "source", sr.Name, "reason", sr.Reason)
 		}
 	}
 	log.Info("capture-ended", "outcome", res.Outcome, "duration_ms", time.Since(start).Milliseconds(),
 		"targets", names, "filter", req.Filter, "packets", res.Packets, "bytes", res.Bytes,
-		"kernel_dropped", res.Dropped["kernel"], "if_dropped", res.Dropped["interface"],
-		"agent_dropped", res.Dropped["agent"], "api_dropped", res.Dropped["api"], "sources", summarize(res.Sources))
+		"kernel_dropped", res.Dropped.Kernel, "if_dropped", res.Dropped.Interface,
+		"agent_dropped", res.Dropped.Agent, "api_dropped", res.Dropped.API, "sources", summarize(res.Sources))
 	return res.ExitStatus()
 }
 
 func summarize(rs []SourceResult) []string {
 	out := make([]string, len(rs))
 	for i, r := range rs {
-		out[i] = r.Name + "=" + r.State
+		out[i] = r.Name + "=" + string(r.State)
 	}
 	return out
 }

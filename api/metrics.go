@@ -60,12 +60,18 @@ func (m *Metrics) agentError() {
 	}
 }
 
-func (m *Metrics) dropped(by map[string]uint64) {
+// dropped counts a source's drops by place (the label values are the
+// metric's API), and what its agent could not account for, if anything.
+func (m *Metrics) dropped(d Drops, unaccounted int64) {
 	if m == nil {
 		return
 	}
-	for place, n := range by {
-		m.Dropped.WithLabelValues(place).Add(float64(n))
+	m.Dropped.WithLabelValues("kernel").Add(float64(d.Kernel))
+	m.Dropped.WithLabelValues("interface").Add(float64(d.Interface))
+	m.Dropped.WithLabelValues("agent").Add(float64(d.Agent))
+	m.Dropped.WithLabelValues("api").Add(float64(d.API))
+	if unaccounted > 0 {
+		m.Dropped.WithLabelValues("unaccounted").Add(float64(unaccounted))
 	}
 }
 

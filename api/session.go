@@ -86,12 +86,42 @@ const (
 // deleted): it ends as it should, not lost.
 const EndInstanceGone = "instance-gone"
 
+// SourceState is how a target's capture went; its value is the event of
+// the source's status line and of the audit log.
+type SourceState string
+
+// Source states.
+const (
+	StateEnded        SourceState = "ended"                // ended as it should
+	StateFailed       SourceState = "failed"               // could not open
+	StateSkipped      SourceState = "skipped"              // not captured (not running, over a limit)
+	StateLost         SourceState = "lost"                 // its agent or connection failed
+	StateAgentStopped SourceState = tunnel.EndAgentStopped // its agent shut down mid-capture
+	StateNotStopped   SourceState = "not-stopped"          // cut off, its agent did not stop in time
+)
+
 // SourceResult is what happened to one target.
 type SourceResult struct {
 	Name   string
-	State  string // "ended", "failed", "lost", "agent-stopped", "not-stopped", "skipped"
+	State  SourceState
 	Reason string
 	Counts []InterfaceCounts
+}
+
+// Drops counts dropped packets by the place they were dropped.
+type Drops struct {
+	Kernel    uint64 // the kernel's ring
+	Interface uint64 // the interface (driver)
+	Agent     uint64 // the agent's queue
+	API       uint64 // pcap-api
+}
+
+// add adds an interface's drops.
+func (d *Drops) add(c InterfaceCounts) {
+	d.Kernel += c.KernelDropped
+	d.Interface += c.IfDropped
+	d.Agent += c.AgentDropped
+	d.API += c.APIDropped
 }
 
 // Result summarises a session.
@@ -100,7 +130,7 @@ type Result struct {
 	Sources []SourceResult
 	Packets uint64
 	Bytes   uint64
-	Dropped map[string]uint64 // by place: kernel, interface, agent, api
+	Dropped Drops
 	// Unaccounted sums what the agents could not account for (see
 	// tunnel.InterfaceStats); 0 unless something is wrong.
 	Unaccounted int64
@@ -151,10 +181,9 @@ func (s *Session) defaults() {
 // be captured; it lists every reason.
 func (s *Session) Run(ctx context.Context, stop <-chan struct{}) (Result, error) {
 	s.defaults()
-	res := Result{Dropped: map[string]uint64{}}
+	var res Result
 	for _, sk := range s.Skipped {
-		s.Status.Line(sk.Name, "skipped", "reason", sk.Reason)
-		res.Sources = append(res.Sources, SourceResult{Name: sk.Name, State: "skipped", Reason: sk.Reason})
+		res.Sources = append(res.Sources, s.skip(sk.Name, sk.Reason))
 	}
 
 	op := s.startOpens(ctx)
@@ -341,8 +370,14 @@ func (op *opens) targets() []Target {
 // openFailed reports a target whose capture could not open.
 func (s *Session) openFailed(o opened) SourceResult {
 	re := tunnel.AsReject(o.err)
-	s.Status.Line(o.t.Name, "failed", "code", re.Code, "reason", re.Message)
-	return SourceResult{Name: o.t.Name, State: "failed", Reason: re.Message}
+	s.Status.Line(o.t.Name, string(StateFailed), "code", re.Code, "reason", re.Message)
+	return SourceResult{Name: o.t.Name, State: StateFailed, Reason: re.Message}
+}
+
+// skip reports a target that is not captured.
+func (s *Session) skip(name, reason string) SourceResult {
+	s.Status.Line(name, string(StateSkipped), "reason", reason)
+	return SourceResult{Name: name, State: StateSkipped, Reason: reason}
 }
 
 func (s *Session) open(ctx context.Context, t Target) opened {
@@ -714,40 +749,40 @@ func (s *Session) reportEarlyEnd(src *source) {
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	st, final := src.finalStats(ctx)
 	cancel()
-	if state, reason := s.endState(src, false, st, final, false); state != "ended" {
-		s.Status.Line(src.t.Name, state, "reason", reason)
+	if state, reason := s.endState(src, false, st, final, false); state != StateEnded {
+		s.Status.Line(src.t.Name, string(state), "reason", reason)
 	}
 }
 
-// endState says how a source's capture ended: "ended", or "lost" or
-// "not-stopped" with the reason. src's reader must be done.
-func (s *Session) endState(src *source, cutOff bool, st tunnel.Stats, final, clientGone bool) (string, string) {
+// endState says how a source's capture ended: StateEnded, or another
+// state with the reason. src's reader must be done.
+func (s *Session) endState(src *source, cutOff bool, st tunnel.Stats, final, clientGone bool) (SourceState, string) {
 	switch {
 	case src.gone:
 		// Its instance went away (scaled down, restarted elsewhere): what
 		// it captured is all there was, however its agent ended it.
-		return "ended", ""
+		return StateEnded, ""
 	case cutOff:
-		return "not-stopped", fmt.Sprintf("agent did not stop within %v", s.StopTimeout)
+		return StateNotStopped, fmt.Sprintf("agent did not stop within %v", s.StopTimeout)
 	case src.readErr != nil && !errors.Is(src.readErr, errAborted):
-		return "lost", src.readErr.Error()
+		return StateLost, src.readErr.Error()
 	case !final && !clientGone:
 		if src.agent != nil {
 			select {
 			case <-src.agent.Done():
-				return "lost", fmt.Sprintf("connection to agent %s lost", src.t.Agent)
+				return StateLost, fmt.Sprintf("connection to agent %s lost", src.t.Agent)
 			default:
 			}
 		}
-		return "lost", "agent sent no final statistics"
+		return StateLost, "agent sent no final statistics"
 	case st.End == tunnel.EndError:
-		return "lost", st.Error
+		return StateLost, st.Error
 	case st.End == tunnel.EndAgentStopped:
 		// The agent finished its part cleanly, but what it would have
 		// captured after its shutdown is missing: partial.
-		return tunnel.EndAgentStopped, fmt.Sprintf("agent %s was shut down during the capture", src.t.Agent)
+		return StateAgentStopped, fmt.Sprintf("agent %s was shut down during the capture", src.t.Agent)
 	}
-	return "ended", ""
+	return StateEnded, ""
 }
 
 // finish collects final stats, writes the statistics blocks and the
@@ -762,7 +797,7 @@ func (s *Session) finish(res Result, srcs []*source, out *Output, end, limit str
 
 		sr := SourceResult{Name: src.t.Name}
 		sr.State, sr.Reason = s.endState(src, src.cutOff, st, final, outErr != nil)
-		if sr.State != "ended" {
+		if sr.State != StateEnded {
 			partial = true
 		}
 		for i := range src.ifaces {
@@ -786,10 +821,7 @@ func (s *Session) finish(res Result, srcs []*source, out *Output, end, limit str
 			}
 			res.Packets += c.Delivered
 			res.Bytes += src.bytes[i]
-			res.Dropped["kernel"] += c.KernelDropped
-			res.Dropped["interface"] += c.IfDropped
-			res.Dropped["agent"] += c.AgentDropped
-			res.Dropped["api"] += c.APIDropped
+			res.Dropped.add(c)
 			res.Unaccounted += c.Unaccounted
 			res.OutOfOrder += c.OutOfOrder
 		}
@@ -798,7 +830,7 @@ func (s *Session) finish(res Result, srcs []*source, out *Output, end, limit str
 			"if_dropped", t.IfDropped, "agent_dropped", t.AgentDropped, "api_dropped", t.APIDropped,
 			"unaccounted", t.Unaccounted}
 		switch sr.State {
-		case "ended":
+		case StateEnded:
 			head := []any{"end", st.End}
 			if src.gone {
 				head = []any{"end", EndInstanceGone}
@@ -808,14 +840,16 @@ func (s *Session) finish(res Result, srcs []*source, out *Output, end, limit str
 					srcLimits = append(srcLimits, st.Limit)
 				}
 			}
-			s.Status.Line(src.t.Name, "ended", append(head, kv...)...)
-		case tunnel.EndAgentStopped:
-			s.Status.Line(src.t.Name, sr.State, append([]any{"reason", sr.Reason, "end", st.End}, kv...)...)
+			s.Status.Line(src.t.Name, string(sr.State), append(head, kv...)...)
+		case StateAgentStopped:
+			s.Status.Line(src.t.Name, string(sr.State), append([]any{"reason", sr.Reason, "end", st.End}, kv...)...)
 		default:
-			s.Status.Line(src.t.Name, sr.State, append([]any{"reason", sr.Reason}, kv...)...)
+			s.Status.Line(src.t.Name, string(sr.State), append([]any{"reason", sr.Reason}, kv...)...)
 		}
 		res.Sources = append(res.Sources, sr)
-		s.Metrics.dropped(c2m(t))
+		var d Drops
+		d.add(t)
+		s.Metrics.dropped(d, t.Unaccounted)
 	}
 	if outErr == nil {
 		outErr = out.Flush()
@@ -833,8 +867,8 @@ func (s *Session) finish(res Result, srcs []*source, out *Output, end, limit str
 		s.Status.Line("warning", "no-packets", "reason", noPacketsHint(s.Req))
 	}
 	sum := []any{"sources", len(res.Sources), "packets", res.Packets, "bytes", res.Bytes,
-		"kernel_dropped", res.Dropped["kernel"], "if_dropped", res.Dropped["interface"],
-		"agent_dropped", res.Dropped["agent"], "api_dropped", res.Dropped["api"], "unaccounted", res.Unaccounted,
+		"kernel_dropped", res.Dropped.Kernel, "if_dropped", res.Dropped.Interface,
+		"agent_dropped", res.Dropped.Agent, "api_dropped", res.Dropped.API, "unaccounted", res.Unaccounted,
 		"out_of_order", res.OutOfOrder}
 	if res.Outcome == OutcomeLimitReached {
 		// pcap-api's own duration, or else what ended the sources.
@@ -870,12 +904,4 @@ func sumCounts(cs []InterfaceCounts) InterfaceCounts {
 		t.Delivered += c.Delivered
 	}
 	return t
-}
-
-func c2m(c InterfaceCounts) map[string]uint64 {
-	m := map[string]uint64{"kernel": c.KernelDropped, "interface": c.IfDropped, "agent": c.AgentDropped, "api": c.APIDropped}
-	if c.Unaccounted > 0 {
-		m["unaccounted"] = uint64(c.Unaccounted)
-	}
-	return m
 }
