@@ -111,8 +111,8 @@ func newMerger(out *Output, ordered bool, srcs []*source, onLate func(*source, b
 
 // join takes a source into the merge while it runs (a target that opened
 // late, a followed capture's new instance), before its reader starts.
-// Until its first watermark it holds the merge back like any source, at
-// most watermarkTimeout.
+// Until its first watermark it holds the merge back at the promise it
+// joined with (see opened.newSource), at most watermarkTimeout.
 func (m *merger) join(s *source) {
 	m.srcs = append(m.srcs, s)
 	s.maxBatches = batchesEach(max(len(m.srcs), m.expected))

@@ -503,3 +503,36 @@ func TestMergerSourcesJoinAndLeave(t *testing.T) {
 		}
 	}
 }
+
+// TestMergerOpenedSourceDoesNotStallTheMerge: a source that joins (a
+// target that opened late) promises, until its first watermark, nothing
+// older than openedSlack before it announced its interfaces: the packets
+// of the sources already running that are older go out at once, newer
+// ones wait for it, and the file stays in order.
+func TestMergerOpenedSourceDoesNotStallTheMerge(t *testing.T) {
+	r := newMergeRig(t, true, "a")
+	now := time.Now()
+	r.add(r.batch("a", now, 500, 10, 20, 500))
+
+	o := opened{t: Target{Name: "b"}, ifaces: []tunnel.InterfaceStats{{Name: "eth0", LinkType: 1, Snaplen: 65535}},
+		at: r.t0.Add(300 * time.Millisecond)}
+	id, err := r.m.out.AddInterface(OutputInterface{Name: "b:eth0", LinkType: layers.LinkTypeEthernet, Snaplen: 65535})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := o.newSource(id)
+	r.srcs["b"] = b
+	r.m.join(b)
+	r.emit(now, false)
+	if got, want := r.written(), []string{"a@10", "a@20"}; !reflect.DeepEqual(got, want) {
+		t.Fatalf("written %v before b's first watermark, want %v (older than 300 ms - openedSlack)", got, want)
+	}
+	r.add(r.batch("b", now, 600, 400))
+	r.emit(now, false)
+	if got, want := r.written(), []string{"a@10", "a@20", "b@400", "a@500"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("written %v, want %v", got, want)
+	}
+	if b.outOfOrder[0] != 0 || r.srcs["a"].outOfOrder[0] != 0 {
+		t.Errorf("out of order: a %d, b %d; want none", r.srcs["a"].outOfOrder[0], b.outOfOrder[0])
+	}
+}

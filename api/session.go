@@ -155,8 +155,27 @@ type opened struct {
 	agent  *tunnel.Client
 	c      *tunnel.Capture
 	ifaces []tunnel.InterfaceStats
+	at     time.Time // when its interfaces were announced
 	err    error
 }
+
+// newSource makes the source of an opened target, its interfaces
+// output from firstOut on. Until its first watermark it promises
+// nothing older than openedSlack before its interfaces were announced:
+// it captures only from then on, and a source that just opened does not
+// hold back the merge of those already running.
+func (o opened) newSource(firstOut int) *source {
+	src := newSource(o.t, o.agent, o.c, o.ifaces, firstOut)
+	src.wm = o.at.Add(-openedSlack).UnixNano()
+	return src
+}
+
+// openedSlack covers, in an opened source's first promise, how long the
+// agent took to announce its capture and the agent's and pcap-api's
+// clocks disagreeing: it is what the agent's first watermark promises
+// (two ring timeouts and 50 ms before its first queue swap). A packet it
+// still delivers older than what was written is counted out of order.
+const openedSlack = 150 * time.Millisecond
 
 func (s *Session) defaults() {
 	if s.OpenTimeout <= 0 {
@@ -240,7 +259,7 @@ func (s *Session) Run(ctx context.Context, stop <-chan struct{}) (Result, error)
 		if o.t.Address.IsValid() {
 			hdr.Names = append(hdr.Names, AddressName{Addr: o.t.Address, Name: o.t.Name})
 		}
-		src := newSource(o.t, o.agent, o.c, o.ifaces, len(ifaces))
+		src := o.newSource(len(ifaces))
 		src.rank = r.i
 		srcs = append(srcs, src)
 		ifaces = append(ifaces, s.outputInterfaces(o)...)
@@ -417,7 +436,7 @@ func (s *Session) open(ctx context.Context, t Target) opened {
 			o.err = tunnel.Reject(tunnel.CodeInternal, fmt.Sprintf("agent %s announced %d interfaces for %d asked", t.Agent, len(st.Interfaces), len(s.Req.Interfaces)))
 			return o
 		}
-		o.agent, o.c, o.ifaces = client, c, st.Interfaces
+		o.agent, o.c, o.ifaces, o.at = client, c, st.Interfaces, time.Now()
 	case <-ctx.Done():
 		c.Close()
 		o.err = tunnel.Reject(tunnel.CodeInternal, fmt.Sprintf("agent %s did not start the capture within %v", t.Agent, s.OpenTimeout))
@@ -588,7 +607,7 @@ func (s *Session) stream(ctx context.Context, stop <-chan struct{}, srcsp *[]*so
 				return
 			}
 		}
-		src := newSource(o.t, o.agent, o.c, o.ifaces, first)
+		src := o.newSource(first)
 		src.rank = rank
 		m.join(src)
 		srcs = append(srcs, src)
