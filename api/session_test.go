@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -28,7 +29,9 @@ import (
 // its data at the stop and hold the final stats back that long. Hold,
 // when set, makes it wait until Hold is closed before it announces its
 // interfaces (a slow open); Refuse makes it then refuse the capture
-// (no such interface) instead. Watermark makes it send a watermark at its last packet.
+// (no such interface) instead. Watermark makes it send a watermark at
+// its last packet. OnStop, when set, is called as a capture's stop
+// request comes.
 type fakeAgent struct {
 	Addr       string
 	Packets    int
@@ -38,6 +41,7 @@ type fakeAgent struct {
 	Hold       <-chan struct{}
 	Refuse     bool
 	Watermark  bool
+	OnStop     func()
 }
 
 func startFakeAgent(t *testing.T, fa *fakeAgent) *fakeAgent {
@@ -74,6 +78,9 @@ func startFakeAgent(t *testing.T, fa *fakeAgent) *fakeAgent {
 					r.Reply(r.Type == tunnel.RequestStop, nil)
 				}
 				if r.Type == tunnel.RequestStop {
+					if fa.OnStop != nil {
+						fa.OnStop()
+					}
 					return
 				}
 			}
@@ -421,5 +428,50 @@ func TestSessionStreamsBeforeEveryTargetOpened(t *testing.T) {
 	}
 	if res.Packets != 8 || res.OutOfOrder != 3 || len(res.Sources) != 3 {
 		t.Errorf("result: %d packets, %d out of order, %d sources; want 8, 3 (web/1's, older than web/0's), 3", res.Packets, res.OutOfOrder, len(res.Sources))
+	}
+}
+
+// TestSessionStopWhileATargetOpens: a stop that comes while a target is
+// still opening ends the capture as it did when the stream waited for
+// every open: the late target still starts, is stopped at once and ends
+// with its packets; the capture is stopped (exit 0), not partial.
+func TestSessionStopWhileATargetOpens(t *testing.T) {
+	hold := make(chan struct{})
+	stopSeen := make(chan struct{})
+	var once sync.Once
+	agents := []*fakeAgent{
+		startFakeAgent(t, &fakeAgent{Packets: 2, OnStop: func() { once.Do(func() { close(stopSeen) }) }}),
+		startFakeAgent(t, &fakeAgent{Packets: 3, Hold: hold}),
+	}
+	stop := make(chan struct{})
+	var status lineBuffer
+	done := make(chan Result, 1)
+	go func() {
+		res, _, err := runTestSessionWith(t, agents, stop, func(s *Session) {
+			s.Status = capturecmd.NewStatus(&status)
+		})
+		if err != nil {
+			t.Error(err)
+		}
+		done <- res
+	}()
+	status.waitFor(t, "pcap: web/0: started ")
+	close(stop)
+	<-stopSeen // the capture is stopping; web/1 has not opened yet
+	close(hold)
+	res := <-done
+	st := status.String()
+	if res.Outcome != OutcomeStopped || res.ExitStatus() != ExitOK || res.Packets != 5 {
+		t.Errorf("outcome %s (exit %d), %d packets; want stopped, 0, 5:\n%s", res.Outcome, res.ExitStatus(), res.Packets, st)
+	}
+	for _, want := range []string{
+		"pcap: web/1: started interfaces=eth0 ",
+		"pcap: web/0: ended end=stopped packets=2 ",
+		"pcap: web/1: ended end=stopped packets=3 ",
+		"pcap: summary: stopped sources=2 packets=5 ",
+	} {
+		if !strings.Contains(st, want) {
+			t.Errorf("status lacks %q:\n%s", want, st)
+		}
 	}
 }
