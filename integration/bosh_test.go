@@ -109,6 +109,26 @@ func TestPcapBoshRouterAndApp(t *testing.T) {
 		t.Error("pcap-api's log holds a token or the client secret")
 	}
 
+	t.Run("--probe checks the Cloud Controller client", func(t *testing.T) {
+		dir := t.TempDir()
+		cfgFile := filepath.Join(dir, "api.yml")
+		host, client := newKeyPair(t, dir, "host"), newKeyPair(t, dir, "client")
+		writeFile(t, cfgFile, fmt.Sprintf("host_key_file: %q\nagents:\n  client_key_file: %q\n  host_key_fingerprints: [\"SHA256:x\"]\n%s%s",
+			host.Private, client.Private, e.boshAPIConfig(), cfClient))
+		r := e.run(t, nil, filepath.Join(testenv.Binaries(t), "pcap-api"), "--config", cfgFile, "--check-config", "--probe")
+		if r.Code != 0 || !strings.Contains(r.Stdout, "ok   bosh.cf_client: client "+boshCFClient.ID+": gets a token and sees 1 apps") ||
+			!strings.Contains(r.Stdout, "ok   bosh.cf_client: UAA /token_keys") || strings.Contains(r.Stdout+r.Stderr, boshCFClient.Secret) {
+			t.Errorf("probe: exit %d\n%s%s", r.Code, r.Stdout, r.Stderr)
+		}
+		// A wrong secret is found before anyone logs in.
+		writeFile(t, cfgFile, fmt.Sprintf("host_key_file: %q\nagents:\n  client_key_file: %q\n  host_key_fingerprints: [\"SHA256:x\"]\n%s%s",
+			host.Private, client.Private, e.boshAPIConfig(), strings.ReplaceAll(cfClient, boshCFClient.Secret, "wrong-secret")))
+		r = e.run(t, nil, filepath.Join(testenv.Binaries(t), "pcap-api"), "--config", cfgFile, "--check-config", "--probe")
+		if r.Code == 0 || !strings.Contains(r.Stdout, "FAIL bosh.cf_client: client "+boshCFClient.ID+": uaa: token request refused (401") {
+			t.Errorf("probe with a wrong secret: exit %d\n%s%s", r.Code, r.Stdout, r.Stderr)
+		}
+	})
+
 	t.Run("a team admin is refused", func(t *testing.T) {
 		home := e.boshLogin(t, "team-cf")
 		out := filepath.Join(t.TempDir(), "refused.pcapng")

@@ -111,5 +111,28 @@ func (a *Apps) Targets(ctx context.Context, appGUID, ptype string, want []int) (
 	return a.cc.AppTargets(ctx, tok, appsWho, appGUID, ptype, want)
 }
 
-// CloseIdleConnections closes the client's idle connections.
-func (a *Apps) CloseIdleConnections() { a.cc.HTTP.CloseIdleConnections() }
+// HTTP is the client for the Cloud Controller and UAA.
+func (a *Apps) HTTP() *http.Client { return a.cc.HTTP }
+
+// Probe checks what a lookup needs, for pcap-api --probe: that the client
+// gets a token and that the Cloud Controller lets it list apps. It
+// returns how many apps the client sees.
+func (a *Apps) Probe(ctx context.Context) (int, error) {
+	u, err := a.cc.uaaClient(ctx)
+	if err != nil {
+		return 0, err
+	}
+	tok, err := u.ClientToken(ctx, a.clientID, a.clientSecret)
+	if err != nil {
+		return 0, err
+	}
+	var list struct {
+		Pagination struct {
+			TotalResults int `json:"total_results"`
+		} `json:"pagination"`
+	}
+	if err := a.cc.get(ctx, tok, "/v3/apps?per_page=1", &list); err != nil {
+		return 0, fmt.Errorf("cfresolver: list apps: %w", err)
+	}
+	return list.Pagination.TotalResults, nil
+}
