@@ -252,6 +252,11 @@ func TestPcapAPIOpsFiles(t *testing.T) {
 				t.Errorf("bosh %v", p["bosh"])
 			}
 		}},
+		{"bosh resolver with app captures", []string{"enable-bosh-resolver.yml", "enable-bosh-app-captures.yml"}, "", func(t *testing.T, m, p map[string]any) {
+			if dig(t, p, "bosh", "cf_client", "client_id") != "pcap_api_cc" || dig(t, p, "bosh", "cf_client", "client_secret") == "" {
+				t.Errorf("bosh.cf_client %v", dig(t, p, "bosh", "cf_client"))
+			}
+		}},
 		{"bosh only", []string{"disable-cf-resolver.yml", "enable-bosh-resolver.yml"}, "", func(t *testing.T, m, p map[string]any) {
 			if !reflect.DeepEqual(p["cf"], map[string]any{"enabled": false}) {
 				t.Errorf("cf %v", p["cf"])
@@ -314,7 +319,7 @@ func TestPcapAPIOpsFiles(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, e := range entries {
-		if strings.HasPrefix(e.Name(), "add-pcap-agent") || strings.HasPrefix(e.Name(), "director-") {
+		if strings.HasPrefix(e.Name(), "add-pcap-agent") || strings.HasPrefix(e.Name(), "director-") || strings.HasPrefix(e.Name(), "cf-") {
 			continue // cf-deployment and director ops files, tested on their own
 		}
 		if !covered[e.Name()] {
@@ -389,5 +394,41 @@ func TestDirectorUAAPcapClient(t *testing.T) {
 	b, _ := yamlMap(t, r.file(t, "config/api.yml"))["bosh"].(map[string]any)
 	if b["code_client_id"] != "pcap_ssh" || b["code_client_secret"] == "" || b["code_client_secret"] == nil {
 		t.Errorf("rendered bosh config %v: want the pcap_ssh client and its secret", b)
+	}
+}
+
+// cf's UAA gets pcap-api's own client for --app next to instance groups:
+// client_credentials, cloud_controller.admin_read_only, a generated secret;
+// enable-bosh-app-captures.yml's pcap-api names the same client, and its
+// rendered config passes the binary's check.
+func TestCFUAAPcapAPIClient(t *testing.T) {
+	store := filepath.Join(t.TempDir(), "vars-store.yml")
+	m := cfManifest(t, store, "-o", "manifests/ops-files/cf-uaa-pcap-api-client.yml")
+	clients := dig(t, m, "instance_groups", "name=uaa", "jobs", "name=uaa", "properties", "uaa", "clients").(map[string]any)
+	if _, ok := clients["ssh-proxy"]; !ok {
+		t.Errorf("ssh-proxy client lost: %v", clients)
+	}
+	c, ok := clients["pcap_api_cc"].(map[string]any)
+	if !ok {
+		t.Fatalf("no pcap_api_cc client: %v", clients)
+	}
+	for k, want := range map[string]any{
+		"authorized-grant-types": "client_credentials", "authorities": "cloud_controller.admin_read_only", "override": true,
+	} {
+		if c[k] != want {
+			t.Errorf("pcap_api_cc %s = %v, want %v", k, c[k], want)
+		}
+	}
+	if secret, _ := c["secret"].(string); len(secret) < 20 {
+		t.Errorf("pcap_api_cc secret %q: want a generated password", secret)
+	}
+
+	p := props(t, dig(t, apiManifest(t, filepath.Join(t.TempDir(), "api-store.yml"), "enable-bosh-resolver.yml", "enable-bosh-app-captures.yml"),
+		"instance_groups", "name=pcap-api", "jobs", "name=pcap-api"))
+	r := renderAndCheck(t, "pcap-api", p, apiSpec)
+	b, _ := yamlMap(t, r.file(t, "config/api.yml"))["bosh"].(map[string]any)
+	cc, _ := b["cf_client"].(map[string]any)
+	if cc["client_id"] != "pcap_api_cc" || cc["api_url"] != dig(t, p, "cf", "api_url") {
+		t.Errorf("rendered bosh.cf_client %v: want client pcap_api_cc at cf.api_url", cc)
 	}
 }
