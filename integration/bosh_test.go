@@ -129,6 +129,18 @@ func TestPcapBoshRouterAndApp(t *testing.T) {
 		}
 	})
 
+	t.Run("plain ssh to a pcap-api without a Cloud Controller client", func(t *testing.T) {
+		var stdout strings.Builder
+		cl := boshSSH{API: e.API, Password: e.sshCode(t, home), Out: &stdout}.start(t, "capture", "-d", "cf", "router", "--app", appGUID)
+		if c := boshExitCode(t, cl.Proc, 15*time.Second); c == 0 {
+			t.Errorf("ssh exited 0:\n%s", cl.Output())
+		}
+		cl.WaitLine(t, regexp.MustCompile(`^pcap: error: not-allowed reason="this pcap-api has no Cloud Controller client \(bosh\.cf_client\), so it cannot capture app instances"$`), time.Second)
+		if stdout.Len() != 0 {
+			t.Errorf("a refused capture wrote %d bytes", stdout.Len())
+		}
+	})
+
 	t.Run("a team admin is refused", func(t *testing.T) {
 		home := e.boshLogin(t, "team-cf")
 		out := filepath.Join(t.TempDir(), "refused.pcapng")
