@@ -100,15 +100,21 @@ func (a *Apps) Targets(ctx context.Context, appGUID, ptype string, want []int) (
 	if !guidRe.MatchString(appGUID) {
 		return nil, nil, tunnel.Reject(tunnel.CodeBadRequest, fmt.Sprintf("app guid %q is not valid", appGUID))
 	}
-	u, err := a.cc.uaaClient(ctx)
-	if err != nil {
-		return nil, nil, tunnel.Reject(tunnel.CodeInternal, fmt.Sprintf("%s: %v", appsWho, err))
-	}
-	tok, err := u.ClientToken(ctx, a.clientID, a.clientSecret)
+	tok, err := a.token(ctx)
 	if err != nil {
 		return nil, nil, tunnel.Reject(tunnel.CodeInternal, fmt.Sprintf("%s got no token: %v", appsWho, err))
 	}
 	return a.cc.AppTargets(ctx, tok, appsWho, appGUID, ptype, want)
+}
+
+// token is the client's token, from the UAA the Cloud Controller names
+// when none is configured.
+func (a *Apps) token(ctx context.Context) (string, error) {
+	u, err := a.cc.uaaClient(ctx)
+	if err != nil {
+		return "", err
+	}
+	return u.ClientToken(ctx, a.clientID, a.clientSecret)
 }
 
 // HTTP is the client for the Cloud Controller and UAA.
@@ -118,11 +124,7 @@ func (a *Apps) HTTP() *http.Client { return a.cc.HTTP }
 // gets a token and that the Cloud Controller lets it list apps. It
 // returns how many apps the client sees.
 func (a *Apps) Probe(ctx context.Context) (int, error) {
-	u, err := a.cc.uaaClient(ctx)
-	if err != nil {
-		return 0, err
-	}
-	tok, err := u.ClientToken(ctx, a.clientID, a.clientSecret)
+	tok, err := a.token(ctx)
 	if err != nil {
 		return 0, err
 	}
