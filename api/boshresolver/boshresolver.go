@@ -397,7 +397,7 @@ func (r *Resolver) addApp(ctx context.Context, id *api.Identity, req capturecmd.
 	for _, t := range targets {
 		names[t.Name] = true
 	}
-	var instances []string
+	instances := []string{}
 	for _, t := range apps {
 		if names[t.Name] {
 			return nil, nil, tunnel.Reject(tunnel.CodeBadRequest, fmt.Sprintf("app instance %s has the name of a VM of deployment %s; capture them apart", t.Name, req.Deployment))
