@@ -215,3 +215,28 @@ func withCFClient(cfg api.BOSHConfig, cc *api.CFClientConfig) api.BOSHConfig {
 	cfg.CFClient = cc
 	return cfg
 }
+
+// sameNameApps finds one instance named like a VM.
+type sameNameApps struct{}
+
+func (sameNameApps) Targets(context.Context, string, string, []int) ([]api.Target, []api.Skipped, error) {
+	return []api.Target{{Name: "router/r0", Agent: "10.0.16.5:9494"}}, nil, nil
+}
+
+// TestAppNamedLikeAVM: an app instance may not hide behind a VM's name
+// (interfaces and status lines are told apart by it); the capture is
+// refused, not merged.
+func TestAppNamedLikeAVM(t *testing.T) {
+	w := newWorld(t)
+	r := w.resolver(t, w.cfg)
+	r.Apps = sameNameApps{}
+	id, err := r.AuthPassword(context.Background(), w.mint(t, fakeuaa.Mint{Username: "admin"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	targets, _, audit, err := resolveAudited(r, id, capturecmd.Request{Deployment: "cf", Targets: []string{"router"}, App: appGUID, Process: "router"})
+	wantReject(t, err, tunnel.CodeBadRequest, "app instance router/r0 has the name of a VM of deployment cf; capture them apart")
+	if targets != nil || len(audit) != 0 {
+		t.Errorf("targets %v, audit %v", targetNames(targets), audit)
+	}
+}
