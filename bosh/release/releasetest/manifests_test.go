@@ -357,25 +357,10 @@ func TestDirectorUAAPcapClient(t *testing.T) {
 	m := interpolate(t, "bosh/release/releasetest/testdata/bosh-director.yml",
 		"-o", "manifests/ops-files/director-uaa-pcap-client.yml", "--vars-store", store, "--var-errs")
 	clients := dig(t, m, "instance_groups", "name=bosh", "jobs", "name=uaa", "properties", "uaa", "clients").(map[string]any)
-	if _, ok := clients["bosh_cli"]; !ok {
-		t.Errorf("bosh_cli client lost: %v", clients)
-	}
-	c, ok := clients["pcap_ssh"].(map[string]any)
-	if !ok {
-		t.Fatalf("no pcap_ssh client: %v", clients)
-	}
-	for k, want := range map[string]any{
+	secret := checkUAAClient(t, clients, "bosh_cli", "pcap_ssh", map[string]any{
 		"authorized-grant-types": "authorization_code", "autoapprove": true, "redirect-uri": "/login", "override": true,
-		"scope": clients["bosh_cli"].(map[string]any)["scope"],
-	} {
-		if c[k] != want {
-			t.Errorf("pcap_ssh %s = %v, want %v", k, c[k], want)
-		}
-	}
-	secret, _ := c["secret"].(string)
-	if len(secret) < 20 {
-		t.Errorf("pcap_ssh secret %q: want a generated password", secret)
-	}
+		"scope": dig(t, clients, "bosh_cli", "scope"),
+	})
 	stored, err := os.ReadFile(store)
 	if err != nil {
 		t.Fatal(err)
@@ -405,23 +390,9 @@ func TestCFUAAPcapAPIClient(t *testing.T) {
 	store := filepath.Join(t.TempDir(), "vars-store.yml")
 	m := cfManifest(t, store, "-o", "manifests/ops-files/cf-uaa-pcap-api-client.yml")
 	clients := dig(t, m, "instance_groups", "name=uaa", "jobs", "name=uaa", "properties", "uaa", "clients").(map[string]any)
-	if _, ok := clients["ssh-proxy"]; !ok {
-		t.Errorf("ssh-proxy client lost: %v", clients)
-	}
-	c, ok := clients["pcap_api_cc"].(map[string]any)
-	if !ok {
-		t.Fatalf("no pcap_api_cc client: %v", clients)
-	}
-	for k, want := range map[string]any{
+	checkUAAClient(t, clients, "ssh-proxy", "pcap_api_cc", map[string]any{
 		"authorized-grant-types": "client_credentials", "authorities": "cloud_controller.admin_read_only", "override": true,
-	} {
-		if c[k] != want {
-			t.Errorf("pcap_api_cc %s = %v, want %v", k, c[k], want)
-		}
-	}
-	if secret, _ := c["secret"].(string); len(secret) < 20 {
-		t.Errorf("pcap_api_cc secret %q: want a generated password", secret)
-	}
+	})
 
 	p := props(t, dig(t, apiManifest(t, filepath.Join(t.TempDir(), "api-store.yml"), "enable-bosh-resolver.yml", "enable-bosh-app-captures.yml"),
 		"instance_groups", "name=pcap-api", "jobs", "name=pcap-api"))
@@ -431,4 +402,28 @@ func TestCFUAAPcapAPIClient(t *testing.T) {
 	if cc["client_id"] != "pcap_api_cc" || cc["api_url"] != dig(t, p, "cf", "api_url") {
 		t.Errorf("rendered bosh.cf_client %v: want client pcap_api_cc at cf.api_url", cc)
 	}
+}
+
+// checkUAAClient checks that clients (a uaa job's uaa.clients) still hold
+// kept, and hold name with the fields of want and a generated secret,
+// which it returns.
+func checkUAAClient(t *testing.T, clients map[string]any, kept, name string, want map[string]any) string {
+	t.Helper()
+	if _, ok := clients[kept]; !ok {
+		t.Errorf("%s client lost: %v", kept, clients)
+	}
+	c, ok := clients[name].(map[string]any)
+	if !ok {
+		t.Fatalf("no %s client: %v", name, clients)
+	}
+	for k, w := range want {
+		if c[k] != w {
+			t.Errorf("%s %s = %v, want %v", name, k, c[k], w)
+		}
+	}
+	secret, _ := c["secret"].(string)
+	if len(secret) < 20 {
+		t.Errorf("%s secret %q: want a generated password", name, secret)
+	}
+	return secret
 }
