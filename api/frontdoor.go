@@ -324,7 +324,8 @@ func (a *API) run(ctx context.Context, log *slog.Logger, id *Identity, line stri
 	}
 	defer release()
 	r := a.Resolvers[id.Resolver]
-	targets, skipped, err := r.Resolve(ctx, id, req)
+	rctx, audited := CollectAudit(ctx)
+	targets, skipped, err := r.Resolve(rctx, id, req)
 	if err != nil {
 		re := tunnel.AsReject(err)
 		return fail(re.Code, re.Message)
@@ -332,6 +333,9 @@ func (a *API) run(ctx context.Context, log *slog.Logger, id *Identity, line stri
 	if err := a.checkLimits(&req, targets); err != nil {
 		re := tunnel.AsReject(err)
 		return fail(re.Code, re.Message)
+	}
+	for _, e := range audited() {
+		log.Info(e.Event, e.Attrs...)
 	}
 
 	names := make([]string, len(targets))

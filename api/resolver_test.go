@@ -80,6 +80,8 @@ func TestStaticResolverRefuses(t *testing.T) {
 			"--app, --instance and -d are not used by static groups; name groups as GROUP or GROUP/INDEX"},
 		{"bosh deployment", capturecmd.Request{Deployment: "cf", Targets: []string{"lb"}}, tunnel.CodeBadRequest,
 			"--app, --instance and -d are not used by static groups; name groups as GROUP or GROUP/INDEX"},
+		{"bosh deployment and a cf app", capturecmd.Request{Deployment: "cf", App: "g", Targets: []string{"lb"}}, tunnel.CodeBadRequest,
+			"--app, --instance and -d are not used by static groups; name groups as GROUP or GROUP/INDEX"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

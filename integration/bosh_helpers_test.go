@@ -3,6 +3,7 @@ package integration
 import (
 	"cmp"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -19,6 +20,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"code.cloudfoundry.org/pcap/integration/fakes/ca"
+	"code.cloudfoundry.org/pcap/integration/fakes/cc"
 	"code.cloudfoundry.org/pcap/integration/fakes/director"
 	"code.cloudfoundry.org/pcap/integration/fakes/uaa"
 	"code.cloudfoundry.org/pcap/integration/netlab"
@@ -33,6 +35,7 @@ type boshEnv struct {
 	UAA      *uaa.Server
 	Director *director.Server
 	CAFile   string
+	CA       *ca.Authority // signs every server's certificate
 	Agents   []*agentProc
 	API      *apiProc
 	APIKey   keyPair
@@ -52,12 +55,22 @@ func (e *boshEnv) boshAPIConfig() string {
 
 func startBOSHEnv(t *testing.T, vms int) *boshEnv {
 	t.Helper()
+	return startBOSHEnvCells(t, vms, nil)
+}
+
+// startBOSHEnvCells is startBOSHEnv where the agent of VM i finds
+// containers in netnsDirs[i] (when given), as on a Diego cell. Containers
+// must be published there before: an agent in a VM's namespace has its
+// own mount namespace, copied when it starts (`ip netns exec`).
+func startBOSHEnvCells(t *testing.T, vms int, netnsDirs []string) *boshEnv {
+	t.Helper()
 	dir := t.TempDir()
 	e := &boshEnv{Lab: newLab(t, vms, nil)}
 	authority, err := ca.New()
 	if err != nil {
 		t.Fatal(err)
 	}
+	e.CA = authority
 	e.CAFile = filepath.Join(dir, "ca.pem")
 	if err := os.WriteFile(e.CAFile, authority.CertPEM(), 0o644); err != nil {
 		t.Fatal(err)
@@ -120,7 +133,11 @@ func startBOSHEnv(t *testing.T, vms int) *boshEnv {
 	e.APIKey = newKeyPair(t, dir, "api_client")
 	var hostKeys []keyPair
 	for i, vm := range e.Lab.VMs {
-		a := startAgent(t, agentOptions{Netns: vm, Listen: e.Lab.vmAddr(i) + ":9494", ClientKeys: []keyPair{e.APIKey}})
+		o := agentOptions{Netns: vm, Listen: e.Lab.vmAddr(i) + ":9494", ClientKeys: []keyPair{e.APIKey}}
+		if i < len(netnsDirs) {
+			o.NetnsDir = netnsDirs[i]
+		}
+		a := startAgent(t, o)
 		e.Agents = append(e.Agents, a)
 		hostKeys = append(hostKeys, a.HostKey)
 	}
@@ -378,4 +395,52 @@ func (e *boshEnv) agentsStarted(t *testing.T, filter string) {
 // boshRouterIface is the interface name of router VM i.
 func boshRouterIface(i int) string {
 	return fmt.Sprintf("router/3f2a0000-0000-4000-8000-0000000000%02d:eth0", i)
+}
+
+// boshCFClient is pcap-api's own client of the foundation's UAA
+// (bosh.cf_client): its client_credentials tokens read every app.
+var boshCFClient = uaa.Client{ID: "pcap-api-cc", Secret: "pcap-api-cc-secret",
+	AuthorizedGrantTypes: []string{"client_credentials"}, Authorities: []string{"cloud_controller.admin_read_only"}}
+
+// startFoundation starts, in the LAN namespace, a CF foundation next to
+// the director: its own UAA (with boshCFClient) and a Cloud Controller
+// (HTTPS, the env's CA) where app appGUID's web process has these
+// instances. It returns the cf_client section of pcap-api's bosh config
+// (indented for the bosh section).
+func (e *boshEnv) startFoundation(t *testing.T, appGUID string, instances []cc.Instance) string {
+	t.Helper()
+	tlsConf := func() *tls.Config {
+		c, err := e.CA.ServerConfig("198.18.0.1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	u, err := uaa.New(uaa.Options{TLS: tlsConf(), Clients: append(uaa.DefaultClients(), boshCFClient)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := u.StartOn(testenv.ListenIn(t, e.Lab.LAN, "198.18.0.1:0")); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { u.Close() })
+	// The CC fake runs in this process: it reaches its UAA inside the LAN.
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: e.CA.ClientConfig(), DialContext: netlab.DialerIn(e.Lab.LAN)}}
+	t.Cleanup(client.CloseIdleConnections)
+	c, err := cc.New(cc.Options{TLS: tlsConf(), Verifier: u.Verifier(client), UAAURL: u.URL(), World: cc.World{
+		Organizations: []cc.Org{{GUID: "0a000000-0000-4000-8000-0000000000b1", Name: "org", Spaces: []cc.Space{
+			{GUID: "5a000000-0000-4000-8000-0000000000b1", Name: "prod", Apps: []cc.App{
+				{GUID: appGUID, Name: "web-app", Processes: []cc.Process{{Type: "web", Instances: instances}}},
+			}},
+		}}},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.StartOn(testenv.ListenIn(t, e.Lab.LAN, "198.18.0.1:0")); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return fmt.Sprintf("  cf_client:\n    api_url: %q\n    ca_cert_file: %q\n    client_id: %s\n    client_secret: %s\n",
+		c.URL(), e.CAFile, boshCFClient.ID, boshCFClient.Secret)
 }

@@ -280,20 +280,7 @@ func (r *Resolver) Resolve(ctx context.Context, id *api.Identity, req capturecmd
 	if ptype == "" {
 		ptype = "web"
 	}
-	fail := func(what string, err error) error {
-		var ce *ccError
-		if errors.As(err, &ce) {
-			switch ce.Status {
-			case http.StatusNotFound:
-				return tunnel.Reject(tunnel.CodeTargetNotFound, fmt.Sprintf("app %s not found, or not visible to you", req.App))
-			case http.StatusUnauthorized:
-				return tunnel.Reject(tunnel.CodeNotAllowed, "the Cloud Controller refused your token: "+ce.Error())
-			case http.StatusForbidden:
-				return tunnel.Reject(tunnel.CodeNotAllowed, "the Cloud Controller does not allow it: "+ce.Error())
-			}
-		}
-		return tunnel.Reject(tunnel.CodeInternal, fmt.Sprintf("%s: %v", what, err))
-	}
+	fail := failFor(req.App, "you", "your token")
 
 	if r.AdminsOnly && !slices.Contains(id.Scopes, uaa.ScopeCCAdmin) {
 		return nil, nil, tunnel.Reject(tunnel.CodeNotAllowed, "app captures are for admins only here (the operator set cf.admins_only): your token has no "+uaa.ScopeCCAdmin+" scope")
@@ -320,15 +307,7 @@ func (r *Resolver) resolveReadSensitive(ctx context.Context, id *api.Identity, r
 	if !perm.ReadSensitive {
 		return nil, nil, tunnel.Reject(tunnel.CodeNotAllowed, fmt.Sprintf("you may not capture app %s: it takes the space developer role in its space (or admin)", a.Name))
 	}
-	p, err := r.process(ctx, id, a, ptype, fail)
-	if err != nil {
-		return nil, nil, err
-	}
-	all, err := r.instances(ctx, id, p, fail)
-	if err != nil {
-		return nil, nil, err
-	}
-	return r.pick(a, ptype, all, req.Instances)
+	return r.appTargets(ctx, id, a, ptype, req.Instances, fail)
 }
 
 // process looks up the app's process of type ptype.

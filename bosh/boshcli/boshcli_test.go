@@ -579,6 +579,18 @@ func TestInterspersed(t *testing.T) {
 		t.Errorf("output %q, %v", b, err)
 	}
 
+	t.Run("an app next to the groups", func(t *testing.T) {
+		app := "aa000000-0000-4000-8000-0000000000f1"
+		r := run("", false, append([]string{"-e", "fake", "--config", cfg, "-d", "cf", "router", "--app", app, "--instance", "0,1", "-n", "-o", "-"}, w.api.flags()...)...)
+		if r.status != 0 {
+			t.Fatalf("status %d, stderr %q", r.status, r.stderr)
+		}
+		_, _, commands := w.api.seen()
+		if want := "capture --deployment cf --app " + app + " --instance 0,1 -- router"; commands[len(commands)-1] != want {
+			t.Errorf("command %q, want %q", commands[len(commands)-1], want)
+		}
+	})
+
 	t.Run("-- keeps what follows positional", func(t *testing.T) {
 		r := run("", false, append(append([]string{"-e", "fake", "--config", cfg, "-d", "cf", "-n", "-o", "-"}, w.api.flags()...), "--", "router/0")...)
 		if r.status != 0 || r.stdout != w.api.Capture {
@@ -596,6 +608,7 @@ func TestUsageErrors(t *testing.T) {
 		want string
 	}{
 		{"no deployment", []string{"router", "-o", "x"}, "pcap-bosh: no deployment given: -d DEPLOYMENT, or set BOSH_DEPLOYMENT\n"},
+		{"instance without app", []string{"-d", "cf", "router", "--instance", "0", "-o", "x"}, "pcap-bosh: --type and --instance pick the instances of --app GUID; name VMs as GROUP/INDEX or GROUP/ID\n"},
 		{"no output", []string{"-d", "cf", "router"}, "pcap-bosh: no output given: -o FILE, or -o - to write the capture to stdout\n"},
 		{"rotate to stdout", []string{"-d", "cf", "router", "-o", "-", "--rotate-size", "1MB"},
 			"pcap-bosh: rotation: rotating needs -o FILE (the files are named FILE_00001_TIMESTAMP.pcapng, …)\n"},

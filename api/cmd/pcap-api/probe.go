@@ -83,7 +83,7 @@ func probe(ctx context.Context, cfg api.Config, out io.Writer) error {
 		if err != nil {
 			return err
 		}
-		p.cf(ctx, cfg.CF, r.HTTP)
+		p.cf(ctx, "cf", cfg.CF.APIURL, cfg.CF.UAAURL, r.HTTP)
 	}
 	if cfg.BOSH != nil {
 		r, err := boshresolver.New(*cfg.BOSH, cfg.Agents.Port)
@@ -91,6 +91,16 @@ func probe(ctx context.Context, cfg api.Config, out io.Writer) error {
 			return err
 		}
 		p.bosh(ctx, cfg.BOSH, r.Director, r.HTTP)
+		if cc := cfg.BOSH.CFClient; cc != nil {
+			apps, err := cfresolver.NewApps(*cc, cfg.Agents.Port)
+			if err != nil {
+				return err
+			}
+			if p.cf(ctx, "bosh.cf_client", cc.APIURL, cc.UAAURL, apps.HTTP()) {
+				n, err := apps.Probe(ctx)
+				p.report("bosh.cf_client: client "+cc.ClientID, err, fmt.Sprintf("gets a token and sees %d apps", n))
+			}
+		}
 	}
 	if cfg.CF == nil && cfg.BOSH == nil {
 		fmt.Fprintln(out, "ok   nothing to probe: neither cf nor bosh is configured")
@@ -101,23 +111,28 @@ func probe(ctx context.Context, cfg api.Config, out io.Writer) error {
 	return nil
 }
 
-func (p *prober) cf(ctx context.Context, cf *api.CFConfig, hc *http.Client) {
+// cf checks the Cloud Controller at apiURL and its UAA (uaaURL when
+// configured) for the config section who; false when they cannot be
+// reached.
+func (p *prober) cf(ctx context.Context, who, apiURL, uaaURL string, hc *http.Client) bool {
 	var root struct {
 		Links map[string]struct {
 			Href string `json:"href"`
 		} `json:"links"`
 	}
-	err := getJSON(ctx, hc, cf.APIURL, "/", &root)
+	err := getJSON(ctx, hc, apiURL, "/", &root)
 	named := strings.TrimRight(root.Links["uaa"].Href, "/")
 	if err == nil && named == "" {
 		err = errors.New("the root document names no UAA (links.uaa)")
 	}
-	p.report("cf: Cloud Controller "+cf.APIURL+" /", err, "names UAA "+named)
+	p.report(who+": Cloud Controller "+apiURL+" /", err, "names UAA "+named)
 	if err != nil {
-		return
+		return false
 	}
-	p.report("cf: Cloud Controller /v3/info", getJSON(ctx, hc, cf.APIURL, "/v3/info", nil), "answers")
-	p.uaa(ctx, "cf", "the Cloud Controller", cf.UAAURL, named, hc)
+	p.report(who+": Cloud Controller /v3/info", getJSON(ctx, hc, apiURL, "/v3/info", nil), "answers")
+	before := p.failed
+	p.uaa(ctx, who, "the Cloud Controller", uaaURL, named, hc)
+	return p.failed == before
 }
 
 func (p *prober) bosh(ctx context.Context, b *api.BOSHConfig, d *director.Client, hc *http.Client) {
