@@ -28,6 +28,7 @@ var rules = []rule{
 	{"./tunnel/...", []string{module + "/api", module + "/agent", module + "/plugin", module + "/bosh"}},
 	{"./bosh/director", []string{module + "/api", module + "/agent", module + "/plugin", module + "/bosh/boshcli", module + "/tunnel"}},
 	{"./bosh/uaa", []string{module + "/api", module + "/agent", module + "/plugin", module + "/bosh/boshcli", module + "/tunnel"}},
+	{"./internal/...", []string{module + "/api", module + "/agent", module + "/plugin", module + "/bosh", module + "/tunnel"}},
 }
 
 // clientOSes are the platforms the client binaries ship for (make plugin):

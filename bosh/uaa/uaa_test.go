@@ -20,6 +20,7 @@ import (
 
 	"code.cloudfoundry.org/pcap/bosh/uaa"
 	fakeuaa "code.cloudfoundry.org/pcap/integration/fakes/uaa"
+	"code.cloudfoundry.org/pcap/internal/httpjson"
 )
 
 // clock is a settable clock shared by the fake UAA and the client.
@@ -456,5 +457,38 @@ func TestAuthorizationCode(t *testing.T) {
 	defer login.Close()
 	if _, err := (&uaa.Client{URL: login.URL}).AuthorizationCode(t.Context(), "ssh-proxy", tok); !errors.Is(err, uaa.ErrNoCode) {
 		t.Errorf("redirect without a code: %v, want ErrNoCode", err)
+	}
+}
+
+// TestVerifyTokenKeysRefused: UAA answering /token_keys with an error
+// status is ErrUnavailable carrying the helper's typed status error.
+func TestVerifyTokenKeysRefused(t *testing.T) {
+	u := startUAA(t)
+	tok := u.mint(t, fakeuaa.Mint{Username: "developer"})
+	down := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "maintenance", http.StatusServiceUnavailable)
+	}))
+	defer down.Close()
+	c := &uaa.Client{URL: down.URL, Now: u.clock.Now}
+	_, err := c.Verify(t.Context(), tok)
+	var se *httpjson.StatusError
+	if !errors.Is(err, uaa.ErrUnavailable) || !errors.As(err, &se) || se.Status != http.StatusServiceUnavailable {
+		t.Fatalf("error = %v, want ErrUnavailable with a 503 *httpjson.StatusError", err)
+	}
+	if want := "uaa: cannot check the token: fetch token keys: UAA: GET " + down.URL + "/token_keys: 503 Service Unavailable"; err.Error() != want {
+		t.Errorf("error = %q, want %q", err, want)
+	}
+}
+
+// TestGrantBodyBounded: a token response over the bound is refused, not
+// decoded cut short.
+func TestGrantBodyBounded(t *testing.T) {
+	big := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Write([]byte(`{"access_token":"` + strings.Repeat("a", 2<<20) + `"}`))
+	}))
+	defer big.Close()
+	_, err := (&uaa.Client{URL: big.URL}).ClientToken(t.Context(), "c", "s")
+	if !errors.Is(err, httpjson.ErrTooLarge) || !strings.HasPrefix(err.Error(), "uaa: token request: UAA: response to POST "+big.URL+"/oauth/token: response too large") {
+		t.Fatalf("error = %v, want ErrTooLarge", err)
 	}
 }
