@@ -18,6 +18,7 @@ import (
 	"golang.org/x/crypto/ssh"
 	"gopkg.in/yaml.v3"
 
+	"code.cloudfoundry.org/pcap/api"
 	"code.cloudfoundry.org/pcap/integration/fakes/ca"
 	"code.cloudfoundry.org/pcap/integration/fakes/director"
 	"code.cloudfoundry.org/pcap/integration/fakes/uaa"
@@ -45,9 +46,9 @@ const boshDirectorUUID = "d1rec70r-0000-4000-8000-000000000001"
 var boshCodeClient = uaa.Client{ID: "pcap_ssh", Secret: "pcap-ssh-secret", AuthorizedGrantTypes: []string{"authorization_code"}, RedirectURI: "/login"}
 
 // boshAPIConfig is the bosh section of pcap-api's config for the env.
-func (e *boshEnv) boshAPIConfig() string {
-	return fmt.Sprintf("bosh:\n  director_url: %q\n  ca_cert_file: %q\n  code_client_id: %s\n  code_client_secret: %s\n",
-		e.Director.URL(), e.CAFile, boshCodeClient.ID, boshCodeClient.Secret)
+func (e *boshEnv) boshAPIConfig() *api.BOSHConfig {
+	return &api.BOSHConfig{DirectorURL: e.Director.URL(), CACertFile: e.CAFile,
+		CodeClientID: boshCodeClient.ID, CodeClientSecret: boshCodeClient.Secret}
 }
 
 func startBOSHEnv(t *testing.T, vms int) *boshEnv {
@@ -126,7 +127,7 @@ func startBOSHEnv(t *testing.T, vms int) *boshEnv {
 	}
 	e.API = startAPI(t, apiOptions{
 		Netns: e.Lab.LAN, Listen: "198.18.0.1:2222", ClientKey: e.APIKey, AgentKeys: hostKeys,
-		Extra: e.boshAPIConfig(),
+		Config: func(c *api.Config) { c.BOSH = e.boshAPIConfig() },
 	})
 	return e
 }
@@ -258,8 +259,9 @@ func (e *boshEnv) mint(t *testing.T, m uaa.Mint) string {
 }
 
 // startSecondAPI starts another pcap-api in the LAN namespace, on listen, for
-// the same director and agents, with more YAML in its bosh section.
-func (e *boshEnv) startSecondAPI(t *testing.T, listen, boshExtra string) *apiProc {
+// the same director and agents; configure (when not nil) changes its
+// config after the bosh section is set.
+func (e *boshEnv) startSecondAPI(t *testing.T, listen string, configure func(*api.Config)) *apiProc {
 	t.Helper()
 	var hostKeys []keyPair
 	for _, a := range e.Agents {
@@ -267,7 +269,12 @@ func (e *boshEnv) startSecondAPI(t *testing.T, listen, boshExtra string) *apiPro
 	}
 	return startAPI(t, apiOptions{
 		Netns: e.Lab.LAN, Listen: listen, ClientKey: e.APIKey, AgentKeys: hostKeys,
-		Extra: e.boshAPIConfig() + boshExtra,
+		Config: func(c *api.Config) {
+			c.BOSH = e.boshAPIConfig()
+			if configure != nil {
+				configure(c)
+			}
+		},
 	})
 }
 

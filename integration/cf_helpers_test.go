@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"code.cloudfoundry.org/pcap/api"
 	"code.cloudfoundry.org/pcap/integration/fakes/cc"
 	"code.cloudfoundry.org/pcap/integration/fakes/uaa"
 	"code.cloudfoundry.org/pcap/integration/testenv"
@@ -191,18 +192,27 @@ func startCFEnv(t *testing.T) *cfEnv {
 	e.CC = c
 
 	e.apiKey, e.agentKeys = apiKey, agentKeys
-	e.API = e.startAPI(t, "")
+	e.API = e.startAPI(t, nil)
 	return e
 }
 
-// startAPI starts a pcap-api for the env with more YAML in its cf section
-// (each line indented by two spaces).
-func (e *cfEnv) startAPI(t *testing.T, cfExtra string) *apiProc {
+// cfAPIConfig is the cf section of pcap-api's config for the env.
+func (e *cfEnv) cfAPIConfig() *api.CFConfig {
+	return &api.CFConfig{APIURL: e.CC.URL(), AllowInsecureHTTP: true, UAAClientID: "ssh-proxy", UAAClientSecret: "ssh-proxy-secret"}
+}
+
+// startAPI starts a pcap-api for the env; configure (when not nil)
+// changes its cf section.
+func (e *cfEnv) startAPI(t *testing.T, configure func(*api.CFConfig)) *apiProc {
 	t.Helper()
 	return startAPI(t, apiOptions{
-		ClientKey: e.apiKey, AgentKeys: e.agentKeys,
-		Extra:     fmt.Sprintf("cf:\n  api_url: %q\n  allow_insecure_http: true\n  uaa_client_id: ssh-proxy\n  uaa_client_secret: ssh-proxy-secret\n", e.CC.URL()) + cfExtra,
-		AgentPort: e.AgentPort,
+		ClientKey: e.apiKey, AgentKeys: e.agentKeys, AgentPort: e.AgentPort,
+		Config: func(c *api.Config) {
+			c.CF = e.cfAPIConfig()
+			if configure != nil {
+				configure(c.CF)
+			}
+		},
 	})
 }
 
