@@ -123,14 +123,7 @@ func startCFEnv(t *testing.T) *cfEnv {
 	// too (scope uaa.none, audience not the Cloud Controller).
 	clients := append(uaa.DefaultClients(), uaa.Client{ID: "other", Secret: "other-secret",
 		AuthorizedGrantTypes: []string{"client_credentials"}, Authorities: []string{"uaa.none"}})
-	u, err := uaa.New(uaa.Options{Users: users, Clients: clients})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := u.Start("127.0.0.1:0"); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { u.Close() })
+	u := uaa.StartForTest(t, uaa.Options{Users: users, Clients: clients})
 
 	e := &cfEnv{UAA: u}
 	// Two cells on their own loopback addresses, one agent port for both.
@@ -160,7 +153,7 @@ func startCFEnv(t *testing.T) *cfEnv {
 	role := func(typ, user, org, space string) cc.Role {
 		return cc.Role{Type: typ, User: cfUsers[user], Organization: org, Space: space}
 	}
-	c, err := cc.New(cc.Options{
+	c := cc.StartForTest(t, cc.Options{
 		Verifier: u.Verifier(nil),
 		UAAURL:   u.URL(),
 		World: cc.World{
@@ -182,13 +175,6 @@ func startCFEnv(t *testing.T) *cfEnv {
 			},
 		},
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Start("127.0.0.1:0"); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
 	e.CC = c
 
 	e.apiKey, e.agentKeys = apiKey, agentKeys

@@ -27,17 +27,10 @@ func TestReliabilityCloudControllerDownOrSlow(t *testing.T) {
 	testenv.RequireRoot(t)
 	t.Parallel()
 	const bound = 5 * time.Second
-	u, err := uaa.New(uaa.Options{
+	u := uaa.StartForTest(t, uaa.Options{
 		Users:   []uaa.User{{Username: "developer", Password: "developer-pw", Scopes: []string{"openid", "cloud_controller.read"}}},
 		Clients: uaa.DefaultClients(),
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := u.Start("127.0.0.1:0"); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { u.Close() })
 	tok, err := u.MintToken("developer", time.Hour)
 	if err != nil {
 		t.Fatal(err)

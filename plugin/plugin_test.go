@@ -94,30 +94,16 @@ const (
 
 func startWorld(t *testing.T) *world {
 	t.Helper()
-	u, err := fakeuaa.New(fakeuaa.Options{Users: []fakeuaa.User{
+	u := fakeuaa.StartForTest(t, fakeuaa.Options{Users: []fakeuaa.User{
 		{Username: "developer", Password: "pw", ID: devID, Scopes: []string{"openid", "cloud_controller.read"}},
 	}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := u.Start("127.0.0.1:0"); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { u.Close() })
-	c, err := cc.New(cc.Options{Verifier: u.Verifier(nil), UAAURL: u.URL(), World: cc.World{
+	c := cc.StartForTest(t, cc.Options{Verifier: u.Verifier(nil), UAAURL: u.URL(), World: cc.World{
 		Users: []cc.User{{GUID: devID, Username: "developer"}},
 		Organizations: []cc.Org{{Name: "org", Spaces: []cc.Space{{GUID: spaceGUID, Name: "dev", Apps: []cc.App{
 			{GUID: appGUID, Name: "myapp", Processes: []cc.Process{{Type: "web", Instances: []cc.Instance{{Index: 0}}}}},
 		}}}}},
 		Roles: []cc.Role{{Type: cc.RoleSpaceDeveloper, User: devID, Space: spaceGUID}},
 	}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Start("127.0.0.1:0"); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
 	tok, err := u.MintToken("developer", 0)
 	if err != nil {
 		t.Fatal(err)

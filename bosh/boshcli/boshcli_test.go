@@ -50,7 +50,7 @@ func newWorld(t *testing.T) *world {
 		if err != nil {
 			t.Fatal(err)
 		}
-		u, err := fakeuaa.New(fakeuaa.Options{TLS: tlsConf,
+		u := fakeuaa.StartForTest(t, fakeuaa.Options{TLS: tlsConf,
 			Users: []fakeuaa.User{
 				{Username: "admin", Password: "admin-pw", Scopes: []string{"openid", "bosh.admin"}},
 				{Username: "reader", Password: "reader-pw", Scopes: []string{"openid", "bosh.read"}},
@@ -61,17 +61,10 @@ func newWorld(t *testing.T) *world {
 				ID: "pcap_ssh", Secret: "pcap-ssh-secret", AuthorizedGrantTypes: []string{"authorization_code"}, RedirectURI: "/login",
 			}),
 		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := u.Start("127.0.0.1:0"); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { u.Close() })
 		return u
 	}
 	w.uaa, w.otherUAA = startUAA(), startUAA()
-	d, err := fakedirector.New(fakedirector.Options{
+	d := fakedirector.StartForTest(t, fakedirector.Options{
 		Name: "test-bosh", UUID: directorUUID, UAAURL: w.uaa.URL(), Verifier: w.uaa.Verifier(w.http), CA: authority,
 		Deployments: []fakedirector.Deployment{{Name: "cf", Instances: []fakedirector.Instance{
 			{Job: "router", Index: 0, ID: "r0", IPs: []string{"10.0.0.10"}},
@@ -80,13 +73,6 @@ func newWorld(t *testing.T) *world {
 			{Job: "errand", Index: 0, ID: "e0", State: "detached"},
 		}}},
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := d.Start("127.0.0.1:0"); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { d.Close() })
 	w.dir = d
 	w.api = startFakeAPI(t)
 	return w

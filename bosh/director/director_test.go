@@ -103,20 +103,13 @@ func newWorld(t *testing.T) *world {
 	if err != nil {
 		t.Fatal(err)
 	}
-	u, err := fakeuaa.New(fakeuaa.Options{TLS: tlsConf, Users: []fakeuaa.User{
+	u := fakeuaa.StartForTest(t, fakeuaa.Options{TLS: tlsConf, Users: []fakeuaa.User{
 		{Username: "admin", Password: "admin-pw", Scopes: []string{"openid", "bosh.admin"}},
 		{Username: "team-other", Password: "x", Scopes: []string{"openid", "bosh.teams.other.admin"}},
 	}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := u.Start("127.0.0.1:0"); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { u.Close() })
 	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: authority.ClientConfig()}, Timeout: 10 * time.Second}
 	t.Cleanup(hc.CloseIdleConnections)
-	d, err := fakedirector.New(fakedirector.Options{
+	d := fakedirector.StartForTest(t, fakedirector.Options{
 		Name: "test-bosh", UUID: uuid, UAAURL: u.URL(), Verifier: u.Verifier(hc), CA: authority,
 		Deployments: []fakedirector.Deployment{
 			{Name: "cf", Teams: []string{"cf-team"}, Instances: []fakedirector.Instance{
@@ -126,13 +119,6 @@ func newWorld(t *testing.T) *world {
 			{Name: "other", Teams: []string{"other"}},
 		},
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := d.Start("127.0.0.1:0"); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { d.Close() })
 	return &world{uaa: u, dir: d, client: &director.Client{URL: d.URL() + "/", HTTP: hc}}
 }
 

@@ -48,7 +48,7 @@ func startBOSH(t *testing.T) *boshEnv {
 	})
 	client := &http.Client{Transport: &http.Transport{TLSClientConfig: authority.ClientConfig()}}
 	t.Cleanup(client.CloseIdleConnections)
-	d, err := director.New(director.Options{
+	d := director.StartForTest(t, director.Options{
 		Name:     "fake-bosh",
 		UAAURL:   u.URL(),
 		Verifier: u.Verifier(client),
@@ -64,17 +64,6 @@ func startBOSH(t *testing.T) *boshEnv {
 			{Name: "team-a-dep", Teams: []string{"a"}, Releases: []director.NameVersion{{Name: "x", Version: "1"}},
 				Instances: []director.Instance{{Job: "web", IPs: []string{"10.0.3.1"}}}},
 		},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := d.Start("127.0.0.1:0"); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := d.Close(); err != nil {
-			t.Error(err)
-		}
 	})
 	caFile := filepath.Join(t.TempDir(), "ca.pem")
 	if err := os.WriteFile(caFile, d.CACertPEM(), 0o600); err != nil {

@@ -38,7 +38,7 @@ func startCF(t *testing.T, tokenLifetime time.Duration) *cfEnv {
 		{Username: "developer", Password: "developer-pw", ID: developerID, Scopes: cfScopes},
 		{Username: "auditor", Password: "auditor-pw", ID: auditorID, Scopes: cfScopes},
 	}})
-	c, err := cc.New(cc.Options{
+	c := cc.StartForTest(t, cc.Options{
 		Verifier: u.Verifier(nil),
 		UAAURL:   u.URL(),
 		Now:      clk.Now,
@@ -55,17 +55,6 @@ func startCF(t *testing.T, tokenLifetime time.Duration) *cfEnv {
 				{Type: cc.RoleSpaceAuditor, User: auditorID, Space: cfSpaceGUID},
 			},
 		},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Start("127.0.0.1:0"); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := c.Close(); err != nil {
-			t.Error(err)
-		}
 	})
 	return &cfEnv{uaa: u, cc: c, clk: clk}
 }

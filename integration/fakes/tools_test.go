@@ -120,17 +120,6 @@ func (c *cli) must(args ...string) string {
 
 func startUAA(t *testing.T, opts uaa.Options) *uaa.Server {
 	t.Helper()
-	u, err := uaa.New(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := u.Start("127.0.0.1:0"); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := u.Close(); err != nil {
-			t.Error(err)
-		}
-	})
+	u := uaa.StartForTest(t, opts)
 	return u
 }

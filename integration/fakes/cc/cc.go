@@ -19,6 +19,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"testing"
 	"time"
 
 	"code.cloudfoundry.org/pcap/integration/fakes/internal/listen"
@@ -163,6 +164,14 @@ func (s *Server) index() *index {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	return s.ix
+}
+
+// StartForTest makes a server with opts, serves it on 127.0.0.1:0 and
+// closes it when the test ends; an error fails the test.
+func StartForTest(t testing.TB, opts Options) *Server {
+	t.Helper()
+	s, err := New(opts)
+	return listen.StartForTest(t, s, err)
 }
 
 // ServeHTTP implements http.Handler.

@@ -106,30 +106,8 @@ func setup(t *testing.T) *env {
 	for name, scopes := range people {
 		us = append(us, uaa.User{Username: name, Password: name + "-pw", ID: "u-" + name, Scopes: scopes})
 	}
-	u, err := uaa.New(uaa.Options{Users: us, Now: clk.Now})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := u.Start("127.0.0.1:0"); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := u.Close(); err != nil {
-			t.Error(err)
-		}
-	})
-	c, err := cc.New(cc.Options{World: world(), Verifier: u.Verifier(nil), UAAURL: u.URL(), Now: clk.Now})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Start("127.0.0.1:0"); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := c.Close(); err != nil {
-			t.Error(err)
-		}
-	})
+	u := uaa.StartForTest(t, uaa.Options{Users: us, Now: clk.Now})
+	c := cc.StartForTest(t, cc.Options{World: world(), Verifier: u.Verifier(nil), UAAURL: u.URL(), Now: clk.Now})
 	return &env{uaa: u, cc: c, clk: clk}
 }
 

@@ -20,6 +20,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"testing"
 	"time"
 
 	"code.cloudfoundry.org/pcap/integration/fakes/internal/listen"
@@ -223,6 +224,14 @@ func New(opts Options) (*Server, error) {
 	s.routes()
 	s.handler = s.log.Wrap(s.mux)
 	return s, nil
+}
+
+// StartForTest makes a server with opts, serves it on 127.0.0.1:0 and
+// closes it when the test ends; an error fails the test.
+func StartForTest(t testing.TB, opts Options) *Server {
+	t.Helper()
+	s, err := New(opts)
+	return listen.StartForTest(t, s, err)
 }
 
 // ServeHTTP implements http.Handler.

@@ -49,18 +49,7 @@ func start(t *testing.T, opts uaa.Options) *uaa.Server {
 	if opts.Users == nil {
 		opts.Users = users
 	}
-	s, err := uaa.New(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Start("127.0.0.1:0"); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := s.Close(); err != nil {
-			t.Error(err)
-		}
-	})
+	s := uaa.StartForTest(t, opts)
 	return s
 }
 

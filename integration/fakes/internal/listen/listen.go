@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"testing"
 	"time"
 )
 
@@ -132,4 +133,28 @@ func (h *Holder) URL() string {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return h.url
+}
+
+// Fake is what StartForTest needs of a fake: Start on an address, Close.
+type Fake interface {
+	Start(addr string) error
+	Close() error
+}
+
+// StartForTest takes a fake and New's error, starts the fake on
+// 127.0.0.1:0 and closes it when the test ends; any error fails the test.
+func StartForTest[F Fake](t testing.TB, f F, err error) F {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Start("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := f.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	return f
 }
