@@ -19,36 +19,17 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"code.cloudfoundry.org/pcap/bosh/uaa"
+	"code.cloudfoundry.org/pcap/integration/fakes/fakeclock"
 	fakeuaa "code.cloudfoundry.org/pcap/integration/fakes/uaa"
 	"code.cloudfoundry.org/pcap/internal/httpjson"
 )
-
-// clock is a settable clock shared by the fake UAA and the client.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newClock() *clock { return &clock{t: time.Now()} }
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
 
 // testUAA is a fake UAA behind a front server whose signing key can be
 // rotated: every generation is a fake UAA with the same URL (so the same
 // issuer) and a key of its own. The front counts /token_keys fetches.
 type testUAA struct {
 	URL       string
-	clock     *clock
+	clock     *fakeclock.Clock
 	cur       atomic.Pointer[fakeuaa.Server]
 	keyGets   atomic.Int32
 	keyHolder sync.Mutex
@@ -62,7 +43,7 @@ var users = []fakeuaa.User{
 
 func startUAA(t *testing.T) *testUAA {
 	t.Helper()
-	u := &testUAA{clock: newClock(), keys: map[string]*rsa.PrivateKey{}}
+	u := &testUAA{clock: fakeclock.New(time.Now()), keys: map[string]*rsa.PrivateKey{}}
 	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/token_keys" {
 			u.keyGets.Add(1)
@@ -266,7 +247,7 @@ func TestVerifyKeyRotation(t *testing.T) {
 	}
 
 	// Later, the unknown key id triggers one fetch, and the token verifies.
-	u.clock.Add(11 * time.Second)
+	u.clock.Advance(11 * time.Second)
 	claims, err := c.Verify(t.Context(), rotated)
 	if err != nil {
 		t.Fatalf("token signed with the rotated key: %v", err)
@@ -288,7 +269,7 @@ func TestVerifyKeyRotation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	u.clock.Add(11 * time.Second)
+	u.clock.Advance(11 * time.Second)
 	var wg sync.WaitGroup
 	for range 50 {
 		wg.Add(1)

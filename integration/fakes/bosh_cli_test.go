@@ -12,20 +12,21 @@ import (
 
 	"code.cloudfoundry.org/pcap/integration/fakes/ca"
 	"code.cloudfoundry.org/pcap/integration/fakes/director"
+	"code.cloudfoundry.org/pcap/integration/fakes/fakeclock"
 	"code.cloudfoundry.org/pcap/integration/fakes/uaa"
 )
 
 type boshEnv struct {
 	uaa    *uaa.Server
 	dir    *director.Server
-	clk    *clock
+	clk    *fakeclock.Clock
 	caFile string
 	client *http.Client
 }
 
 func startBOSH(t *testing.T) *boshEnv {
 	t.Helper()
-	clk := &clock{now: time.Now()}
+	clk := fakeclock.New(time.Now())
 	authority, err := ca.New()
 	if err != nil {
 		t.Fatal(err)

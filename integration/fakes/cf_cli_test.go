@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"code.cloudfoundry.org/pcap/integration/fakes/cc"
+	"code.cloudfoundry.org/pcap/integration/fakes/fakeclock"
 	"code.cloudfoundry.org/pcap/integration/fakes/uaa"
 )
 
@@ -25,14 +26,14 @@ const (
 type cfEnv struct {
 	uaa *uaa.Server
 	cc  *cc.Server
-	clk *clock
+	clk *fakeclock.Clock
 }
 
 // startCF starts a UAA issuing tokens with this lifetime (zero: UAA's
 // default) and a CC.
 func startCF(t *testing.T, tokenLifetime time.Duration) *cfEnv {
 	t.Helper()
-	clk := &clock{now: time.Now()}
+	clk := fakeclock.New(time.Now())
 	cfScopes := []string{"openid", "uaa.user", "cloud_controller.read", "cloud_controller.write"}
 	u := startUAA(t, uaa.Options{Now: clk.Now, AccessTokenLifetime: tokenLifetime, Users: []uaa.User{
 		{Username: "developer", Password: "developer-pw", ID: developerID, Scopes: cfScopes},
