@@ -29,6 +29,7 @@ var rules = []rule{
 	{"./bosh/director", []string{module + "/api", module + "/agent", module + "/plugin", module + "/bosh/boshcli", module + "/tunnel"}},
 	{"./bosh/uaa", []string{module + "/api", module + "/agent", module + "/plugin", module + "/bosh/boshcli", module + "/tunnel"}},
 	{"./internal/...", []string{module + "/api", module + "/agent", module + "/plugin", module + "/bosh", module + "/tunnel"}},
+	{"./bosh/allproxy", []string{module + "/api", module + "/agent", module + "/plugin", module + "/bosh/boshcli", "github.com/prometheus/", "github.com/gopacket/"}},
 }
 
 // clientOSes are the platforms the client binaries ship for (make plugin):

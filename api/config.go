@@ -33,6 +33,10 @@ type Config struct {
 	ReorderWindow time.Duration `yaml:"reorder_window"`
 	// StopTimeout bounds a capture's stop (default 2s).
 	StopTimeout time.Duration `yaml:"stop_timeout"`
+	// FollowInterval is how often a followed capture (a whole app process
+	// or instance group) resolves its targets again (default 3s, within
+	// 500ms..1m).
+	FollowInterval time.Duration `yaml:"follow_interval"`
 	// DrainDelay is how long, after SIGTERM, the API keeps serving new
 	// connections while /health answers 503, so that a load balancer's
 	// health check takes the instance out before its listener closes
@@ -195,6 +199,8 @@ func DefaultConfig() Config {
 		StopTimeout:   2 * time.Second,
 		LogLevel:      "info",
 
+		FollowInterval: DefaultFollowInterval,
+
 		KeepaliveInterval: 30 * time.Second,
 	}
 }
@@ -297,6 +303,9 @@ func (c Config) Validate() error {
 	}
 	if c.ReorderWindow < 0 || c.ReorderWindow > 10*time.Second {
 		errs = append(errs, errors.New("reorder_window must be within 0..10s"))
+	}
+	if c.FollowInterval < MinFollowInterval || c.FollowInterval > time.Minute {
+		errs = append(errs, fmt.Errorf("follow_interval must be within %v..1m", MinFollowInterval))
 	}
 	if c.StopTimeout <= 0 || c.StopTimeout > time.Minute {
 		errs = append(errs, errors.New("stop_timeout must be within 0..1m"))

@@ -33,7 +33,8 @@ func TestParseConfigDefaults(t *testing.T) {
 	if c.Listen != "0.0.0.0:2222" || c.HTTPListen != "0.0.0.0:8080" || c.Agents.Port != 9494 ||
 		c.Limits != (LimitsConfig{MaxCaptures: 20, MaxCapturesPerUser: 3, MaxTargets: 100, MaxDuration: time.Hour,
 			MaxSessionsPerConnection: 4, ExecTimeout: 10 * time.Second}) ||
-		c.ReorderWindow != 100*time.Millisecond || c.StopTimeout != 2*time.Second || c.DrainDelay != 0 {
+		c.ReorderWindow != 100*time.Millisecond || c.StopTimeout != 2*time.Second || c.DrainDelay != 0 ||
+		c.FollowInterval != 3*time.Second {
 		t.Errorf("defaults changed: %+v", c)
 	}
 }
@@ -91,6 +92,7 @@ limits:
   max_targets: 1001
   max_duration: 0s
 reorder_window: 11s
+follow_interval: 100ms
 stop_timeout: 0s
 drain_delay: -1s
 log_level: loud
@@ -115,6 +117,7 @@ static:
 		"limits.max_targets is at most 1000",
 		"limits.max_duration must be positive",
 		"reorder_window must be within 0..10s",
+		"follow_interval must be within 500ms..1m",
 		"stop_timeout must be within 0..1m",
 		"drain_delay must be within 0..1m",
 		"static.operator_keys_file is required",

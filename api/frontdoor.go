@@ -77,6 +77,9 @@ type API struct {
 	ReorderWindow time.Duration
 	OpenTimeout   time.Duration
 	StopTimeout   time.Duration
+	// FollowInterval is how often a followed capture resolves its
+	// targets again (default DefaultFollowInterval).
+	FollowInterval time.Duration
 	// Version is pcap-api's, recorded in each capture's section header.
 	Version string
 
@@ -343,6 +346,25 @@ func (a *API) run(ctx context.Context, log *slog.Logger, id *Identity, line stri
 		Out: stdout, Status: status,
 		OpenTimeout: a.OpenTimeout, StopTimeout: a.StopTimeout, ReorderWindow: a.ReorderWindow,
 		Metrics: a.Metrics, Header: a.header(line),
+		MaxTargets: a.Limits.MaxTargets,
+	}
+	if f, ok := r.(Follower); ok && !req.NoFollow && f.Follows(req) {
+		failing := false // the follower's goroutine alone calls it
+		s.Follow = func(ctx context.Context) ([]Target, error) {
+			t, _, err := r.Resolve(ctx, id, req)
+			switch {
+			case err != nil && tunnel.AsReject(err).Code != tunnel.CodeTargetNotFound:
+				if !failing {
+					log.Warn("capture-follow-failed", "reason", tunnel.AsReject(err).Message)
+				}
+				failing = true
+			case failing:
+				failing = false
+				log.Info("capture-follow-resumed")
+			}
+			return t, err
+		}
+		s.FollowInterval = a.FollowInterval
 	}
 	res, err := s.Run(ctx, stop)
 	if err != nil {

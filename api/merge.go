@@ -107,6 +107,14 @@ func newMerger(out *Output, ordered bool, srcs []*source, onLate func(*source, b
 	return &merger{out: out, ordered: ordered, srcs: srcs, onLate: onLate}
 }
 
+// join takes a source into the merge while it runs (a followed capture's
+// new instance), before its reader starts. Until its first watermark it
+// holds the merge back like any source, at most watermarkTimeout.
+func (m *merger) join(s *source) {
+	m.srcs = append(m.srcs, s)
+	s.maxBatches = min(max(mergeBudget/batchBytes/len(m.srcs), minBatches), maxBatches)
+}
+
 // add takes a batch from a source.
 func (m *merger) add(b *batch) error {
 	s := b.src
@@ -129,6 +137,7 @@ func (m *merger) add(b *batch) error {
 	if !m.ordered || len(b.pkts) == 0 {
 		err := m.writeAll(b)
 		s.release(b)
+		s.dropIfDone()
 		return err
 	}
 	// One source's interfaces are read by separate readers: sort the
@@ -263,6 +272,7 @@ func (m *merger) writeHeld(now time.Time, flushAll bool) (time.Time, error) {
 			b.src.tail = nil
 		}
 		b.src.release(b)
+		b.src.dropIfDone()
 	}
 	return time.Time{}, nil
 }

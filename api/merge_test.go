@@ -444,3 +444,62 @@ func BenchmarkDecodeEncode(b *testing.B) {
 		})
 	}
 }
+
+// join adds a source to the rig mid-stream, its interface declared in
+// the output after the packets written so far.
+func (r *mergeRig) join(name string) {
+	r.t.Helper()
+	id, err := r.m.out.AddInterface(OutputInterface{Name: name + ":eth0", LinkType: layers.LinkTypeEthernet, Snaplen: 65535})
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	s := newSource(Target{Name: name}, nil, nil, []tunnel.InterfaceStats{{Name: "eth0", LinkType: 1, Snaplen: 65535}}, id)
+	r.srcs[name] = s
+	r.m.join(s)
+}
+
+// TestMergerSourcesJoinAndLeave: a source joining mid-stream holds the
+// merge until it promises, then merges in strict order; its packets older
+// than what was written are counted out of order, not dropped; a source
+// that leaves (its last batch) no longer holds the merge.
+func TestMergerSourcesJoinAndLeave(t *testing.T) {
+	r := newMergeRig(t, true, "a", "b")
+	now := time.Now()
+	r.add(r.batch("a", now, 20, 10, 20))
+	r.add(r.batch("b", now, 15, 15))
+	r.emit(now, false)
+	r.wantWritten("a@10", "b@15")
+
+	r.join("c")
+	if s := r.srcs["c"]; s.maxBatches < minBatches || s.firstOut != 2 {
+		t.Errorf("joined source: %d batches, first interface %d", s.maxBatches, s.firstOut)
+	}
+	r.add(r.batch("a", now, 40, 30, 40))
+	r.add(r.batch("b", now, 40, 35))
+	r.emit(now, false)
+	r.wantWritten("a@10", "b@15") // c has promised nothing yet: a@20 waits
+
+	r.add(r.batch("c", now, 32, 12, 25, 32)) // c@12 is older than b@15
+	r.emit(now, false)
+	r.wantWritten("a@10", "b@15", "c@12", "a@20", "c@25", "a@30", "c@32")
+	if n := r.srcs["c"].outOfOrder[0]; n != 1 {
+		t.Errorf("c out of order = %d, want 1 (c@12)", n)
+	}
+
+	// b leaves: its last batch; a and c go on without it.
+	last := r.batch("b", now, -1)
+	last.last = true
+	r.add(last)
+	r.add(r.batch("c", now, 50, 45))
+	r.add(r.batch("a", now, 50, 50))
+	r.emit(now, false)
+	r.wantWritten("a@10", "b@15", "c@12", "a@20", "c@25", "a@30", "c@32", "b@35", "a@40", "c@45", "a@50")
+	if n := len(r.srcs["b"].free); n != 0 {
+		t.Errorf("b has left but keeps %d batch buffers", n)
+	}
+	for name, want := range map[string]uint64{"a": 5, "b": 2, "c": 4} {
+		if d := r.srcs[name].delivered[0]; d != want {
+			t.Errorf("%s delivered %d, want %d", name, d, want)
+		}
+	}
+}

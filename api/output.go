@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/netip"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 
@@ -41,8 +42,9 @@ type InterfaceCounts struct {
 }
 
 // Output writes the merged capture as pcapng (or classic pcap) to a
-// writer. All interfaces are declared up front. Not safe for concurrent
-// use; call Flush to push buffered packets out.
+// writer. Interfaces are declared up front, and more may join later with
+// AddInterface. Not safe for concurrent use; call Flush to push buffered
+// packets out.
 type Output struct {
 	format string
 	bw     *bufio.Writer
@@ -121,13 +123,8 @@ func NewOutputHeader(w io.Writer, format string, ifaces []OutputInterface, hdr O
 			}
 		}
 		o.ng = ng
-		if nrb := encodeNRB(hdr.Names); nrb != nil {
-			if err := ng.Flush(); err != nil {
-				return nil, fmt.Errorf("api: flush: %w", err)
-			}
-			if _, err := o.bw.Write(nrb); err != nil {
-				return nil, fmt.Errorf("api: write name resolution: %w", err)
-			}
+		if err := o.WriteNames(hdr.Names); err != nil {
+			return nil, err
 		}
 	}
 	return o, o.Flush()
@@ -142,6 +139,55 @@ func ngInterface(i OutputInterface) pcapgo.NgInterface {
 		SnapLength:          i.Snaplen,
 		TimestampResolution: 9,
 	}
+}
+
+// AddInterface declares one more interface after packets were written
+// (pcapng allows an Interface Description Block anywhere in its section)
+// and returns its id. Classic pcap has one link type for the whole file:
+// an interface of another link type is refused with *ErrMixedLinkTypes.
+func (o *Output) AddInterface(i OutputInterface) (int, error) {
+	id := len(o.ifaces)
+	if o.ng == nil {
+		if i.LinkType != o.ifaces[0].LinkType {
+			return 0, &ErrMixedLinkTypes{Interfaces: append(slices.Clone(o.ifaces), i)}
+		}
+		o.ifaces = append(o.ifaces, i)
+		return id, nil
+	}
+	// Packets are written around pcapgo's buffer: empty it first, so the
+	// IDB comes after them, and push the IDB out before the next packet.
+	if err := o.ng.Flush(); err != nil {
+		return 0, fmt.Errorf("api: flush: %w", err)
+	}
+	got, err := o.ng.AddInterface(ngInterface(i))
+	if err == nil {
+		err = o.ng.Flush()
+	}
+	if err != nil {
+		return 0, fmt.Errorf("api: write pcapng interface: %w", err)
+	}
+	if got != id {
+		return 0, fmt.Errorf("api: pcapng interface %d declared as %d", id, got)
+	}
+	o.ifaces = append(o.ifaces, i)
+	return id, nil
+}
+
+// WriteNames writes a Name Resolution Block mapping addresses to names
+// (pcapng only; nothing when no name can be written). A section may hold
+// several: a source that joins later adds its own.
+func (o *Output) WriteNames(names []AddressName) error {
+	nrb := encodeNRB(names)
+	if o.ng == nil || nrb == nil {
+		return nil
+	}
+	if err := o.ng.Flush(); err != nil {
+		return fmt.Errorf("api: flush: %w", err)
+	}
+	if _, err := o.bw.Write(nrb); err != nil {
+		return fmt.Errorf("api: write name resolution: %w", err)
+	}
+	return nil
 }
 
 // WritePacket encodes and writes one packet of output interface

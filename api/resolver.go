@@ -86,6 +86,14 @@ type Resolver interface {
 	Resolve(ctx context.Context, id *Identity, req capturecmd.Request) ([]Target, []Skipped, error)
 }
 
+// Follower is a resolver whose answer changes while a capture runs
+// (instances start, stop and move). Follows says whether a capture of req
+// follows it: whether pcap-api asks Resolve again every FollowInterval, to
+// take in new targets and let go of those no longer in the answer.
+type Follower interface {
+	Follows(req capturecmd.Request) bool
+}
+
 // ErrNoAuth is returned by resolvers for an authentication method they do
 // not offer.
 var ErrNoAuth = errors.New("api: authentication method not offered")

@@ -74,6 +74,8 @@ func NewService(cfg Config, log *slog.Logger, reg *prometheus.Registry) (*Servic
 		ReorderWindow: cfg.ReorderWindow,
 		OpenTimeout:   cfg.Agents.DialTimeout,
 		StopTimeout:   cfg.StopTimeout,
+
+		FollowInterval: cfg.FollowInterval,
 	}
 	if st := cfg.Static; st != nil {
 		keys, err := tunnel.LoadAuthorizedKeys(st.OperatorKeysFile)

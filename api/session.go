@@ -57,7 +57,33 @@ type Session struct {
 	// Header is the section comment and application; Run adds the names
 	// of the targets it captures.
 	Header OutputHeader
+
+	// Follow, when set, is asked for the targets again every
+	// FollowInterval while the capture runs: a target it adds joins the
+	// capture as new interfaces, a source it no longer lists ends as
+	// EndInstanceGone. A failure is reported once and asked again; an
+	// answer of tunnel.CodeTargetNotFound means no target.
+	Follow         func(ctx context.Context) ([]Target, error)
+	FollowInterval time.Duration // default DefaultFollowInterval
+	// MaxTargets bounds the sources running at once, joins included: a
+	// join over it is skipped with the reason (0: no bound).
+	MaxTargets int
+
+	// joins are the outcomes of joins that did not start (skipped,
+	// failed); owned by stream, read by finish.
+	joins []SourceResult
 }
+
+// Following: how often a followed capture resolves its targets again.
+const (
+	DefaultFollowInterval = 3 * time.Second
+	MinFollowInterval     = 500 * time.Millisecond
+)
+
+// EndInstanceGone is how a followed source ends when its instance is no
+// longer in the resolver's answer (scaled down, restarted elsewhere,
+// deleted): it ends as it should, not lost.
+const EndInstanceGone = "instance-gone"
 
 // SourceResult is what happened to one target.
 type SourceResult struct {
@@ -111,12 +137,17 @@ func (s *Session) defaults() {
 	if s.MaxOpen <= 0 {
 		s.MaxOpen = 32
 	}
+	if s.FollowInterval <= 0 {
+		s.FollowInterval = DefaultFollowInterval
+	}
+	s.FollowInterval = max(s.FollowInterval, MinFollowInterval)
 }
 
 // Run captures until stop is closed, ctx ends, a limit is reached or every
-// source has ended, then stops every agent (bounded by StopTimeout), writes
-// the statistics blocks and returns the result. An error means nothing
-// could be captured; it lists every reason.
+// source has ended (followed, sources that left do not end it: new ones
+// may come), then stops every agent (bounded by StopTimeout), writes the
+// statistics blocks and returns the result. An error means nothing could
+// be captured; it lists every reason.
 func (s *Session) Run(ctx context.Context, stop <-chan struct{}) (Result, error) {
 	s.defaults()
 	res := Result{Dropped: map[string]uint64{}}
@@ -160,15 +191,7 @@ func (s *Session) Run(ctx context.Context, stop <-chan struct{}) (Result, error)
 		}
 		src := newSource(o.t, o.agent, o.c, o.ifaces, len(ifaces))
 		srcs = append(srcs, src)
-		for _, i := range o.ifaces {
-			ifaces = append(ifaces, OutputInterface{
-				Name:        o.t.Name + ":" + i.Name,
-				Description: strings.TrimSpace(o.t.Description),
-				Filter:      s.Req.Filter,
-				LinkType:    layers.LinkType(i.LinkType),
-				Snaplen:     i.Snaplen,
-			})
-		}
+		ifaces = append(ifaces, s.outputInterfaces(o)...)
 	}
 	out, err := NewOutputHeader(s.Out, s.Req.Format, ifaces, hdr)
 	if err != nil {
@@ -183,16 +206,39 @@ func (s *Session) Run(ctx context.Context, stop <-chan struct{}) (Result, error)
 		return res, fmt.Errorf("write capture header: %w", err)
 	}
 	for _, src := range srcs {
-		names := make([]string, len(src.ifaces))
-		for i, ifc := range src.ifaces {
-			names[i] = ifc.Name
-		}
-		s.Status.Line(src.t.Name, "started", "interfaces", strings.Join(names, ","), "agent", src.t.Agent)
+		s.Status.Line(src.t.Name, "started", "interfaces", src.ifaceNames(), "agent", src.t.Agent)
 	}
 
-	end, limit, clientErr := s.stream(ctx, stop, srcs, out)
-	failedBefore := len(reasons) > 0 || len(s.Skipped) > 0
+	end, limit, clientErr := s.stream(ctx, stop, &srcs, out)
+	// A target that could not join is missing from the capture, like one
+	// that could not start.
+	res.Sources = append(res.Sources, s.joins...)
+	failedBefore := len(reasons) > 0 || len(s.Skipped) > 0 || len(s.joins) > 0
 	return s.finish(res, srcs, out, end, limit, clientErr, failedBefore), nil
+}
+
+// outputInterfaces are the output's interfaces of an opened target.
+func (s *Session) outputInterfaces(o opened) []OutputInterface {
+	var ifaces []OutputInterface
+	for _, i := range o.ifaces {
+		ifaces = append(ifaces, OutputInterface{
+			Name:        o.t.Name + ":" + i.Name,
+			Description: strings.TrimSpace(o.t.Description),
+			Filter:      s.Req.Filter,
+			LinkType:    layers.LinkType(i.LinkType),
+			Snaplen:     i.Snaplen,
+		})
+	}
+	return ifaces
+}
+
+// ifaceNames lists the source's interfaces for a status line.
+func (s *source) ifaceNames() string {
+	names := make([]string, len(s.ifaces))
+	for i, ifc := range s.ifaces {
+		names[i] = ifc.Name
+	}
+	return strings.Join(names, ",")
 }
 
 // openAll contacts every target, MaxOpen at a time, and waits for each
@@ -279,8 +325,11 @@ func unwrapAll(err error) string {
 // stream runs readers and the merger until the capture should end, then
 // stops the sources and drains them (bounded). It returns why it ended,
 // the limit that ended it when pcap-api's own duration did (tunnel.Limit*),
-// and the output error, if the client went away.
-func (s *Session) stream(ctx context.Context, stop <-chan struct{}, srcs []*source, out *Output) (string, string, error) {
+// and the output error, if the client went away. Followed, sources join
+// and leave *srcs while it runs.
+func (s *Session) stream(ctx context.Context, stop <-chan struct{}, srcsp *[]*source, out *Output) (string, string, error) {
+	srcs := *srcsp
+	defer func() { *srcsp = srcs }()
 	in := make(chan *batch, len(srcs))
 	abort := make(chan struct{})
 	ended := make(chan *source, len(srcs))
@@ -291,23 +340,34 @@ func (s *Session) stream(ctx context.Context, stop <-chan struct{}, srcs []*sour
 			s.Status.Line(src.t.Name, "watermark-resumed")
 		}
 	})
-	for _, src := range srcs {
+	// readers and the follower's goroutines end before stream returns.
+	var readers sync.WaitGroup
+	defer readers.Wait()
+	startReader := func(src *source) {
+		readers.Add(1)
 		go func() {
+			defer readers.Done()
 			src.read(in, abort)
 			ended <- src
 		}()
 	}
+	for _, src := range srcs {
+		startReader(src)
+	}
+	running := len(srcs)
 	// A source that ends while the capture runs is reported at once, not
 	// only in the summary; reporters wait (bounded) for its final stats.
 	var reporters sync.WaitGroup
 	defer reporters.Wait()
-	allDone := make(chan struct{})
-	go func() {
-		for _, src := range srcs {
-			<-src.done
-		}
-		close(allDone)
-	}()
+	report := func(src *source) {
+		reporters.Add(1)
+		go func() {
+			defer reporters.Done()
+			s.reportEarlyEnd(src)
+		}()
+	}
+	f := s.newFollower(ctx, srcs)
+	defer f.close()
 
 	var durationC <-chan time.Time
 	if s.Req.Limits.Duration > 0 {
@@ -329,11 +389,13 @@ func (s *Session) stream(ctx context.Context, stop <-chan struct{}, srcs []*sour
 	var stopDeadline <-chan time.Time
 	ctxDone := ctx.Done()
 	stopping, aborted := false, false
+	endedByItself := false // a source ended for another reason than leaving
 	beginStop := func(why string) {
 		if stopping {
 			return
 		}
 		stopping, end = true, why
+		f.stop()
 		for _, src := range srcs {
 			src.capture.Stop()
 		}
@@ -368,11 +430,56 @@ func (s *Session) stream(ctx context.Context, stop <-chan struct{}, srcs []*sour
 			dueC = due.C
 		}
 	}
+	// join adds an opened target as a new source, its interfaces declared
+	// in the output before its first packet.
+	join := func(o opened) {
+		if stopping || outErr != nil {
+			o.c.Close() // never started for the user: nothing to report
+			return
+		}
+		o.t.Name = f.name(o.t)
+		ifaces := s.outputInterfaces(o)
+		if out.pc != nil {
+			for _, i := range ifaces {
+				if i.LinkType != out.ifaces[0].LinkType {
+					o.c.Close()
+					s.skipJoin(o.t.Name, fmt.Sprintf("its link type %s cannot go into a pcap file of %s; use pcapng", i.LinkType, out.ifaces[0].LinkType))
+					return
+				}
+			}
+		}
+		first := len(out.ifaces)
+		for _, i := range ifaces {
+			if _, err := out.AddInterface(i); err != nil {
+				o.c.Close()
+				outErr = err
+				return
+			}
+		}
+		if o.t.Address.IsValid() {
+			if err := out.WriteNames([]AddressName{{Addr: o.t.Address, Name: o.t.Name}}); err != nil {
+				o.c.Close()
+				outErr = err
+				return
+			}
+		}
+		src := newSource(o.t, o.agent, o.c, o.ifaces, first)
+		m.join(src)
+		srcs = append(srcs, src)
+		f.joined(src)
+		running++
+		s.Status.Line(src.t.Name, "joined", "interfaces", src.ifaceNames(), "agent", src.t.Agent)
+		startReader(src)
+	}
 
-	// The loop ends only when every reader is done: a stop asks the agents
-	// to finish, and sources still running when StopTimeout passes are cut
-	// off, so it ends in bounded time.
-	for done := false; !done; {
+	// The loop ends only when every reader is done and no target is
+	// joining: a stop asks the agents to finish, and sources still running
+	// when StopTimeout passes are cut off, so it ends in bounded time.
+	// Followed, a capture whose sources have all left waits for new ones.
+	for {
+		if running == 0 && f.idle() && (stopping || endedByItself || !f.on()) {
+			break
+		}
 		select {
 		case b := <-in:
 			handle(b)
@@ -389,15 +496,40 @@ func (s *Session) stream(ctx context.Context, stop <-chan struct{}, srcs []*sour
 			dueC = nil
 			flush(now, false)
 		case src := <-ended:
-			if !stopping {
-				reporters.Add(1)
-				go func() {
-					defer reporters.Done()
-					s.reportEarlyEnd(src)
-				}()
+			running--
+			switch {
+			case stopping || src.gone:
+			case f.on():
+				// Gone from the resolver's answer, or lost? Ask now.
+				f.ended(src)
+			default:
+				endedByItself = true
+				report(src)
 			}
-		case <-allDone:
-			done = true
+		case a := <-f.answers:
+			for _, src := range f.settle(a) {
+				if src.gone {
+					continue
+				}
+				endedByItself = true
+				report(src)
+			}
+			if !stopping {
+				for _, t := range f.newTargets(a, running) {
+					f.open(t)
+				}
+			}
+		case o := <-f.opens:
+			f.opened(o)
+			if o.err != nil {
+				if !stopping {
+					re := tunnel.AsReject(o.err)
+					s.Status.Line(o.t.Name, "failed", "code", re.Code, "reason", re.Message)
+					s.joins = append(s.joins, SourceResult{Name: o.t.Name, State: "failed", Reason: re.Message})
+				}
+				continue
+			}
+			join(o)
 		case <-stop:
 			stop = nil
 			beginStop(OutcomeStopped)
@@ -427,6 +559,9 @@ func (s *Session) stream(ctx context.Context, stop <-chan struct{}, srcs []*sour
 			}
 		case <-progressC:
 			for _, src := range srcs {
+				if src.gone {
+					continue
+				}
 				st := src.capture.Stats().Total()
 				s.Status.Line(src.t.Name, "progress", "packets", st.Packets, "bytes", st.Bytes,
 					"dropped", st.KernelDropped+st.IfDropped+st.AgentDropped)
@@ -476,6 +611,10 @@ func (s *Session) reportEarlyEnd(src *source) {
 // "not-stopped" with the reason. src's reader must be done.
 func (s *Session) endState(src *source, cutOff bool, st tunnel.Stats, final, clientGone bool) (string, string) {
 	switch {
+	case src.gone:
+		// Its instance went away (scaled down, restarted elsewhere): what
+		// it captured is all there was, however its agent ended it.
+		return "ended", ""
 	case cutOff:
 		return "not-stopped", fmt.Sprintf("agent did not stop within %v", s.StopTimeout)
 	case src.readErr != nil && !errors.Is(src.readErr, errAborted):
@@ -551,7 +690,9 @@ func (s *Session) finish(res Result, srcs []*source, out *Output, end, limit str
 		switch sr.State {
 		case "ended":
 			head := []any{"end", st.End}
-			if st.End == tunnel.EndLimitReached && st.Limit != "" {
+			if src.gone {
+				head = []any{"end", EndInstanceGone}
+			} else if st.End == tunnel.EndLimitReached && st.Limit != "" {
 				head = append(head, "limit", st.Limit)
 				if !slices.Contains(srcLimits, st.Limit) {
 					srcLimits = append(srcLimits, st.Limit)

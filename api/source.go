@@ -58,6 +58,9 @@ type source struct {
 	held       int    // batches in the merger
 	tail       *batch // the last of them, which small batches join
 	cutOff     bool
+	// gone is set when a followed capture's resolver no longer lists the
+	// source's target: it ends as EndInstanceGone.
+	gone bool
 
 	// received and bytes count packets and bytes read, per interface; owned
 	// by the reader goroutine, read after done.
@@ -92,6 +95,22 @@ func newSource(t Target, agent *tunnel.Client, c *tunnel.Capture, ifaces []tunne
 func (s *source) release(b *batch) {
 	b.reset()
 	s.free <- b
+}
+
+// dropIfDone lets go of the batch buffers of a source whose last batch
+// came and was written: a followed capture may see many sources come and
+// go, and an ended one needs no buffers. Merger goroutine.
+func (s *source) dropIfDone() {
+	if !s.finished || s.held > 0 {
+		return
+	}
+	for {
+		select {
+		case <-s.free:
+		default:
+			return
+		}
+	}
 }
 
 // take returns a free batch, allocating one while the source owns fewer

@@ -170,9 +170,15 @@ type boshResult struct {
 // added and an empty pipe as stdin, and returns its output and exit code.
 func (e *boshEnv) run(t *testing.T, env []string, name string, args ...string) boshResult {
 	t.Helper()
+	return runInNetns(t, e.Lab.LAN, env, name, args...)
+}
+
+// runInNetns runs a command to completion inside ns, as boshEnv.run.
+func runInNetns(t *testing.T, ns *testenv.Netns, env []string, name string, args ...string) boshResult {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", e.Lab.LAN.Name, name}, args...)...)
+	cmd := exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", ns.Name, name}, args...)...)
 	cmd.Env = append(os.Environ(), env...)
 	cmd.Stdin = strings.NewReader("") // a pipe: not a terminal
 	var out, errb strings.Builder

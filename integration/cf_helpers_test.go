@@ -188,15 +188,15 @@ func (e *cfEnv) cfAPIConfig() *api.CFConfig {
 }
 
 // startAPI starts a pcap-api for the env; configure (when not nil)
-// changes its cf section.
-func (e *cfEnv) startAPI(t *testing.T, configure func(*api.CFConfig)) *apiProc {
+// changes its config after the cf section is set.
+func (e *cfEnv) startAPI(t *testing.T, configure func(*api.Config)) *apiProc {
 	t.Helper()
 	return startAPI(t, apiOptions{
 		ClientKey: e.apiKey, AgentKeys: e.agentKeys, AgentPort: e.AgentPort,
 		Config: func(c *api.Config) {
 			c.CF = e.cfAPIConfig()
 			if configure != nil {
-				configure(c.CF)
+				configure(c)
 			}
 		},
 	})

@@ -144,7 +144,7 @@ func TestCFSSHPolicy(t *testing.T) {
 	})
 
 	t.Run("admins only", func(t *testing.T) {
-		a := e.startAPI(t, func(cf *api.CFConfig) { cf.AdminsOnly = true })
+		a := e.startAPI(t, func(c *api.Config) { c.CF.AdminsOnly = true })
 		n := len(e.CC.AuditEvents())
 		for _, role := range []string{"developer", "adminro", "auditorg"} {
 			refused(t, exec(a, tokens[role]), relErrLine("not-allowed", "app captures are for admins only here (the operator set cf.admins_only): your token has no cloud_controller.admin scope"))
@@ -159,7 +159,7 @@ func TestCFSSHPolicy(t *testing.T) {
 	})
 
 	t.Run("read_sensitive_data policy", func(t *testing.T) {
-		a := e.startAPI(t, func(cf *api.CFConfig) { cf.Policy = api.CFPolicyReadSensitiveData })
+		a := e.startAPI(t, func(c *api.Config) { c.CF.Policy = api.CFPolicyReadSensitiveData })
 		cfSwitches(t, e, false, false, false)
 		defer cfSwitches(t, e, true, true, true)
 		n := len(e.CC.AuditEvents())

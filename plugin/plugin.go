@@ -87,6 +87,7 @@ func (p *Plugin) GetMetadata() cfplugin.PluginMetadata {
 		"-format":                        "pcapng (default) or pcap",
 		"o":                              "Output file, or - for stdout",
 		"-force":                         "Replace an existing regular output file (not a symbolic link) once the capture has started",
+		"-no-follow":                     "Capture only the instances running at the start; without -i the capture follows the app (new instances join, stopped ones end as instance-gone)",
 		"-pcap-api":                      "pcap-api address host[:port] (default: $PCAP_API, or derived from the cf API)",
 		"-pcap-api-host-key-fingerprint": "Pin pcap-api's SSH host key (SHA256:…; default: $PCAP_API_HOST_KEY_FINGERPRINT, else a key recorded by --trust-on-first-use)",
 		"-trust-on-first-use":            "Accept and record pcap-api's host key if none is pinned or recorded yet (prints its fingerprint)",
@@ -110,6 +111,9 @@ EXAMPLES:
    cf pcap myapp --interface lo -f 'tcp port 8080' -o plain.pcapng
    cf pcap myapp --rotate-every 10m --rotate-files 6 -o myapp.pcapng
 
+   Without -i the capture follows the app: instances that start while it
+   runs join as new interfaces (a restarted one as web/N#2), stopped
+   ones end as instance-gone; --no-follow keeps the starting set.
    With route integrity (envoy in the container), eth0 carries TLS and
    the app's plaintext is on lo: capture --interface lo.
    Stop with Ctrl-C: the file is completed with statistics blocks.
@@ -147,6 +151,12 @@ func (p *Plugin) Run(conn cfplugin.CliConnection, args []string) {
 }
 
 func (p *Plugin) run(conn cfplugin.CliConnection, args []string, stdout, stderr io.Writer, getenv func(string) string) int {
+	if len(args) == 2 && (args[1] == "--version" || args[1] == "-v") {
+		// What `cf plugins` shows is the plugin's metadata version;
+		// this is the build's (git describe).
+		fmt.Fprintf(stdout, "cf pcap version %s\n", Version)
+		return 0
+	}
 	var o options
 	app := &cli.App{
 		Name:            "cf pcap",
@@ -167,6 +177,7 @@ func (p *Plugin) run(conn cfplugin.CliConnection, args []string, stdout, stderr 
 			&cli.StringFlag{Name: "format", Value: capturecmd.FormatPcapng, Destination: &o.format},
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Destination: &o.output},
 			&cli.BoolFlag{Name: "force", Destination: &o.force},
+			&cli.BoolFlag{Name: "no-follow", Destination: &o.noFollow},
 			&cli.StringFlag{Name: "pcap-api", EnvVars: []string{"PCAP_API"}, Destination: &o.apiAddr},
 			&cli.StringFlag{Name: "pcap-api-host-key-fingerprint", EnvVars: []string{"PCAP_API_HOST_KEY_FINGERPRINT"}, Destination: &o.fingerprint},
 			&cli.BoolFlag{Name: "trust-on-first-use", Destination: &o.tofu},
@@ -219,7 +230,7 @@ type options struct {
 	snaplen                                       int
 	duration                                      time.Duration
 	count, maxBytes                               uint64
-	force, tofu                                   bool
+	force, tofu, noFollow                         bool
 	apiAddr, fingerprint                          string
 	rotate                                        frontdoor.Rotation
 }
@@ -304,6 +315,7 @@ func (o *options) request() (capturecmd.Request, error) {
 		Snaplen:    o.snaplen,
 		Limits:     tunnel.Limits{Duration: o.duration, Packets: o.count, Bytes: o.maxBytes},
 		Format:     o.format,
+		NoFollow:   o.noFollow,
 	}
 	if len(r.Interfaces) == 0 {
 		r.Interfaces = []string{tunnel.DefaultInterface}

@@ -154,6 +154,21 @@ func TestRunIgnoresOtherCommands(t *testing.T) {
 	}
 }
 
+// TestVersionInsideCF: `cf pcap --version` prints the build's version on
+// stdout without asking the cf CLI for anything.
+func TestVersionInsideCF(t *testing.T) {
+	for _, flag := range []string{"--version", "-v"} {
+		conn := &pluginfakes.FakeCliConnection{}
+		r := runPlugin(t, conn, nil, "pcap", flag)
+		if r.code != 0 || r.stdout != "cf pcap version "+Version+"\n" || r.stderr != "" {
+			t.Errorf("cf pcap %s: %+v", flag, r)
+		}
+		if conn.ApiEndpointCallCount() != 0 || conn.AccessTokenCallCount() != 0 {
+			t.Errorf("cf pcap %s asked the cf CLI for its target or token", flag)
+		}
+	}
+}
+
 // TestFlagsAfterAppName: flags parse wherever they are, and become the
 // capture command sent to pcap-api with the app's guid and the user's
 // own token.

@@ -18,6 +18,9 @@ type ClientConfig struct {
 	HostKeyCallback ssh.HostKeyCallback
 	// DialTimeout bounds TCP connect plus handshake (default 10 s).
 	DialTimeout time.Duration
+	// DialContext, when set, makes the TCP connection instead of a
+	// net.Dialer (through a proxy, say).
+	DialContext func(ctx context.Context, network, addr string) (net.Conn, error)
 	// KeepaliveInterval is how often a keepalive is sent (default 15 s,
 	// negative disables); KeepaliveTimeout how long a reply may take before
 	// the connection is closed (default 3 intervals).
@@ -46,8 +49,7 @@ func Dial(ctx context.Context, addr string, cfg ClientConfig) (*Client, error) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	var d net.Dialer
-	c, err := d.DialContext(ctx, "tcp", addr)
+	c, err := cfg.DialTCP(ctx, addr)
 	if err != nil {
 		return nil, fmt.Errorf("tunnel: dial %s: %w", addr, err)
 	}
@@ -57,6 +59,16 @@ func Dial(ctx context.Context, addr string, cfg ClientConfig) (*Client, error) {
 		return nil, err
 	}
 	return cl, nil
+}
+
+// DialTCP makes the TCP connection to addr with cfg.DialContext, or
+// directly when it is nil.
+func (cfg ClientConfig) DialTCP(ctx context.Context, addr string) (net.Conn, error) {
+	if cfg.DialContext != nil {
+		return cfg.DialContext(ctx, "tcp", addr)
+	}
+	var d net.Dialer
+	return d.DialContext(ctx, "tcp", addr)
 }
 
 // NewClient performs the SSH handshake on c, bounded by ctx, and returns

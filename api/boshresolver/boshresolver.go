@@ -285,6 +285,21 @@ func (r *Resolver) MintCode(id *api.Identity) (string, error) {
 	return c, nil
 }
 
+// Follows implements api.Follower: a capture of a whole deployment, or
+// one that names an instance group without an ID, follows it as VMs are
+// added, deleted and recreated.
+func (r *Resolver) Follows(req capturecmd.Request) bool {
+	if len(req.Targets) == 0 {
+		return true
+	}
+	for _, t := range req.Targets {
+		if !strings.Contains(t, "/") {
+			return true
+		}
+	}
+	return false
+}
+
 // Resolve implements api.Resolver.
 func (r *Resolver) Resolve(ctx context.Context, id *api.Identity, req capturecmd.Request) ([]api.Target, []api.Skipped, error) {
 	switch {

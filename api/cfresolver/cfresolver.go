@@ -236,6 +236,13 @@ type instance struct {
 	InternalIP   string `json:"instance_internal_ip"`
 }
 
+// Follows implements api.Follower: a capture of all of a process's
+// instances (no --instance) follows the process as it scales, restarts
+// and moves.
+func (r *Resolver) Follows(req capturecmd.Request) bool {
+	return req.App != "" && req.Instances == nil
+}
+
 // Resolve implements api.Resolver.
 func (r *Resolver) Resolve(ctx context.Context, id *api.Identity, req capturecmd.Request) ([]api.Target, []api.Skipped, error) {
 	switch {

@@ -481,7 +481,6 @@ func TestUsageErrors(t *testing.T) {
 		want string
 	}{
 		{"no deployment", []string{"router", "-o", "x"}, "pcap-bosh: no deployment given: -d DEPLOYMENT, or set BOSH_DEPLOYMENT\n"},
-		{"no group", []string{"-d", "cf", "-o", "x"}, "pcap-bosh: name at least one instance group: GROUP, GROUP/INDEX or GROUP/ID\n"},
 		{"no output", []string{"-d", "cf", "router"}, "pcap-bosh: no output given: -o FILE, or -o - to write the capture to stdout\n"},
 		{"rotate to stdout", []string{"-d", "cf", "router", "-o", "-", "--rotate-size", "1MB"},
 			"pcap-bosh: rotation: rotating needs -o FILE (the files are named FILE_00001_TIMESTAMP.pcapng, …)\n"},
@@ -536,6 +535,11 @@ func TestConfirm(t *testing.T) {
 		{name: "-n", args: []string{"router", "--confirm-over", "2", "-n"}, contacted: true},
 		{name: "at the limit", args: []string{"router", "--confirm-over", "3"}, contacted: true},
 		{name: "default limit is 10", args: []string{"router"}, contacted: true},
+		{name: "whole deployment, not a terminal", args: []string{"--confirm-over", "2"},
+			status: 1, stderr: "pcap-bosh: capturing on 3 VMs needs confirmation; run with -n to capture on all of them:\n" + list},
+		{name: "whole deployment, terminal, yes", args: []string{"--confirm-over", "2"}, terminal: true, stdin: "y\n",
+			stderr: "Capture on these 3 VMs of cf?\n" + list + "Continue? [yN]: ", contacted: true},
+		{name: "whole deployment under the limit", args: nil, contacted: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			before, _, _ := w.api.Seen()
@@ -661,6 +665,39 @@ func TestSSHCodeFlags(t *testing.T) {
 			}
 			for k := range tc.env {
 				os.Unsetenv(k)
+			}
+		})
+	}
+}
+
+// TestBadProxyContactsNothing: a BOSH_ALL_PROXY pcap-bosh cannot use is
+// one clear error, and neither the director, its UAA nor pcap-api is
+// contacted (directly, around the proxy).
+func TestBadProxyContactsNothing(t *testing.T) {
+	w := newWorld(t)
+	cfg := w.writeConfig(t, w.mint(t, w.uaa, fakeuaa.Mint{Username: "admin"}), "")
+	for value, want := range map[string]string{
+		"http://proxy:3128":                           `pcap-bosh: BOSH_ALL_PROXY: unsupported scheme "http"; use socks5:// or ssh+socks5://`,
+		"socks5://u:s3cret@proxy:x":                   "pcap-bosh: BOSH_ALL_PROXY: not a URL (socks5://…); use socks5://HOST:PORT or ssh+socks5://USER@HOST:PORT?private-key=FILE",
+		"ssh+socks5://jumpbox@10.0.0.5:22":            "pcap-bosh: BOSH_ALL_PROXY: ssh+socks5:// needs ?private-key=FILE (the jumpbox's private key)",
+		"ssh+socks5://jumpbox@10.0.0.5?private-key=k": "pcap-bosh: BOSH_ALL_PROXY: ssh+socks5:// needs the jumpbox's port: ssh+socks5://USER@10.0.0.5:22?private-key=FILE",
+	} {
+		t.Run(value, func(t *testing.T) {
+			t.Setenv("BOSH_ALL_PROXY", value)
+			dirBefore, uaaBefore := w.dir.Requests().Len(), w.uaa.Requests().Len()
+			apiBefore, _, _ := w.api.Seen()
+			for _, args := range [][]string{
+				append([]string{"-e", "fake", "--config", cfg, "-d", "cf", "router", "-o", filepath.Join(t.TempDir(), "x")}, w.api.Flags()...),
+				{"-e", "fake", "--config", cfg, "ssh-code"},
+			} {
+				r := run("", false, args...)
+				if r.status != 1 || r.stderr != want+"\n" {
+					t.Errorf("%v: status %d, stderr %q; want 1, %q", args, r.status, r.stderr, want)
+				}
+			}
+			apiAfter, _, _ := w.api.Seen()
+			if w.dir.Requests().Len() != dirBefore || w.uaa.Requests().Len() != uaaBefore || apiAfter != apiBefore {
+				t.Error("something was contacted")
 			}
 		})
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/urfave/cli/v2"
 	"golang.org/x/crypto/ssh"
 
+	"code.cloudfoundry.org/pcap/bosh/allproxy"
 	"code.cloudfoundry.org/pcap/bosh/director"
 	"code.cloudfoundry.org/pcap/tunnel"
 	"code.cloudfoundry.org/pcap/tunnel/capturecmd"
@@ -79,7 +80,7 @@ func App(iot IO) *cli.App {
 	app := &cli.App{
 		Name:      "pcap-bosh",
 		Usage:     "capture packets on many VMs of a BOSH deployment into one pcapng file",
-		UsageText: "pcap-bosh -e ENV -d DEPLOYMENT GROUP[/ID]... [-i IFACE] [-f FILTER] -o FILE|- [flags]\n   pcap-bosh -e ENV ssh-code",
+		UsageText: "pcap-bosh -e ENV -d DEPLOYMENT [GROUP[/ID]...] [-i IFACE] [-f FILTER] -o FILE|- [flags]\n   pcap-bosh -e ENV ssh-code",
 		Flags:     flags,
 		Reader:    iot.Stdin, Writer: iot.Stderr, ErrWriter: iot.Stderr,
 		HideHelpCommand: true,
@@ -106,12 +107,22 @@ var Version = "dev"
 const examples = `
 EXAMPLES:
    pcap-bosh -e prod -d cf router -o router.pcapng
+   pcap-bosh -e prod -d cf -f 'port 53' -o cf.pcapng      (every VM of cf; asks over --confirm-over)
    pcap-bosh -e prod -d cf router diego-cell/3f2a -f 'port 443' -c 1000 -o edge.pcapng
    pcap-bosh -e prod -d cf router -o - | wireshark -k -i -
    pcap-bosh -e prod -d cf router --rotate-size 100MB --rotate-files 10 -o router.pcapng
    pcap-bosh -e prod ssh-code
 
+   BOSH_ALL_PROXY=ssh+socks5://jumpbox@34.1.2.3:22?private-key=jb.key pcap-bosh -e prod -d cf router -o r.pcapng
+
+   A group named without an ID, or a whole deployment, is followed: VMs
+   added while the capture runs join, deleted ones end as instance-gone
+   (--no-follow: not).
    -e and -d default to $BOSH_ENVIRONMENT and $BOSH_DEPLOYMENT, as in the bosh CLI.
+   With no GROUP, every VM of the deployment is captured (as bosh pcap -d does).
+   $BOSH_ALL_PROXY (socks5://HOST:PORT or ssh+socks5://USER@HOST:PORT?private-key=FILE,
+   as the bosh CLI takes it, e.g. from bbl print-env) carries every connection:
+   the director, its UAA and pcap-api.
    Stop with Ctrl-C: the file is completed with statistics blocks.
 `
 
@@ -178,6 +189,7 @@ func common(c *cli.Context, name string) string {
 }
 
 type session struct {
+	proxy      *allproxy.Dialer
 	env        *Env
 	token      string
 	addr       string
@@ -188,19 +200,27 @@ type session struct {
 
 // connect resolves the environment and gets a token; with api set, also
 // pcap-api's address and how its host key is checked.
+// The caller closes the session.
 func connect(ctx context.Context, c *cli.Context, stderr io.Writer, api bool) (*session, error) {
+	// BOSH_ALL_PROXY is checked (its key file read) before anything is
+	// contacted.
+	proxy, err := allproxy.FromEnvironment()
+	if err != nil {
+		return nil, err
+	}
 	env, err := ResolveEnv(EnvOptions{
 		Environment: common(c, "environment"), ConfigPath: common(c, "config"), CACert: common(c, "ca-cert"),
 		Client: common(c, "client"), ClientSecret: common(c, "client-secret"),
+		DialContext: proxy.DialContext,
 	})
 	if err != nil {
 		return nil, err
 	}
-	token, err := env.Token(ctx)
-	if err != nil {
+	s := &session{proxy: proxy, env: env, codeClient: common(c, "code-client")}
+	if s.token, err = env.Token(ctx); err != nil {
+		s.Close()
 		return nil, fmt.Errorf("get a token for %s: %w", env.URL, err)
 	}
-	s := &session{env: env, token: token, codeClient: common(c, "code-client")}
 	if s.codeClient == "" {
 		s.codeClient = DefaultCodeClient
 	}
@@ -209,15 +229,24 @@ func connect(ctx context.Context, c *cli.Context, stderr io.Writer, api bool) (*
 	}
 	s.addr = common(c, "pcap-api")
 	if s.addr == "" {
+		s.Close()
 		return nil, errors.New("no pcap-api address: give --pcap-api HOST[:PORT] or set PCAP_API")
 	}
 	if _, _, err := net.SplitHostPort(s.addr); err != nil {
 		s.addr = net.JoinHostPort(s.addr, "2222")
 	}
 	if s.hostKeys, err = hostKeys(c, stderr); err != nil {
+		s.Close()
 		return nil, err
 	}
 	return s, nil
+}
+
+// Close ends the session's connections: idle ones to the director and
+// UAA, and the jumpbox's.
+func (s *session) Close() {
+	s.env.HTTP.CloseIdleConnections()
+	s.proxy.Close()
 }
 
 // explain replaces the ssh client's "unable to authenticate" (pcap-api
@@ -242,6 +271,7 @@ func sshCode(c *cli.Context, iot IO) error {
 	if err != nil {
 		return &ExitError{Status: 1, Err: err}
 	}
+	defer s.Close()
 	code, err := s.oneTimeCode(ctx)
 	if err != nil {
 		return &ExitError{Status: 1, Err: err}
@@ -254,9 +284,6 @@ func capture(c *cli.Context, iot IO) error {
 	dep := c.String("deployment")
 	if dep == "" {
 		return &ExitError{Status: 1, Err: errors.New("no deployment given: -d DEPLOYMENT, or set BOSH_DEPLOYMENT")}
-	}
-	if c.NArg() == 0 {
-		return &ExitError{Status: 1, Err: errors.New("name at least one instance group: GROUP, GROUP/INDEX or GROUP/ID")}
 	}
 	if c.String("output") == "" {
 		return &ExitError{Status: 1, Err: errors.New("no output given: -o FILE, or -o - to write the capture to stdout")}
@@ -281,13 +308,15 @@ func capture(c *cli.Context, iot IO) error {
 	if err != nil {
 		return &ExitError{Status: 1, Err: err}
 	}
+	defer s.Close()
 	if err := confirm(ctx, c, iot, s, dep); err != nil {
 		return &ExitError{Status: 1, Err: err}
 	}
 
 	status, err := frontdoor.Run(ctx, frontdoor.Options{
-		Addr:     s.addr,
-		Config:   tunnel.ClientConfig{User: "bosh", Auth: []ssh.AuthMethod{s.auth(ctx)}, HostKeyCallback: s.hostKeys.Callback()},
+		Addr: s.addr,
+		Config: tunnel.ClientConfig{User: "bosh", Auth: []ssh.AuthMethod{s.auth(ctx)}, HostKeyCallback: s.hostKeys.Callback(),
+			DialContext: s.proxy.DialContext},
 		HostKeys: s.hostKeys,
 		Request:  req,
 		Output:   c.String("output"), Force: c.Bool("force"), Rotate: rot,

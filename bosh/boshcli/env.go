@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -51,6 +52,9 @@ type EnvOptions struct {
 	Client       string // BOSH_CLIENT
 	ClientSecret string // BOSH_CLIENT_SECRET
 	Now          func() time.Time
+	// DialContext makes the connections to the director and its UAA
+	// (BOSH_ALL_PROXY); nil dials directly.
+	DialContext func(ctx context.Context, network, addr string) (net.Conn, error)
 }
 
 // ResolveEnv finds the environment and its credentials.
@@ -99,6 +103,9 @@ func ResolveEnv(o EnvOptions) (*Env, error) {
 		return nil, fmt.Errorf("not logged in to %s: run bosh log-in, or set BOSH_CLIENT and BOSH_CLIENT_SECRET", e.URL)
 	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
+	if o.DialContext != nil {
+		tr.DialContext = o.DialContext
+	}
 	if caCert != "" {
 		pem := []byte(caCert)
 		if !strings.Contains(caCert, "-----BEGIN") {

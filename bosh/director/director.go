@@ -122,9 +122,16 @@ var selectorRe = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,128}(/[A-Za-z0-9-]{1,64})
 // Select picks instances by selectors GROUP, GROUP/INDEX or GROUP/UUID
 // (several of each). Unknown groups or instances are one error naming
 // them all. Instances without a VM or an IP are returned as skipped.
+//
+// No selector is the whole deployment, as `bosh pcap -d DEP` and `bosh
+// ssh -d DEP` have it: every instance with a VM. Instances the director
+// does not expect to have one (errands between runs, detached instances:
+// expects_vm false) are left out without a word, as the director leaves
+// them out of a deployment-wide ssh; one that should have a VM and has
+// none is reported as skipped.
 func Select(all []Instance, selectors []string) ([]Instance, []Skipped, error) {
 	if len(selectors) == 0 {
-		return nil, nil, errors.New("name at least one instance group (GROUP, GROUP/INDEX or GROUP/ID)")
+		return selectAll(all)
 	}
 	groups := map[string][]Instance{}
 	for _, in := range all {
@@ -167,8 +174,26 @@ func Select(all []Instance, selectors []string) ([]Instance, []Skipped, error) {
 		sort.Strings(names)
 		return nil, nil, fmt.Errorf("no such instance group or instance: %s (groups: %s)", strings.Join(unknown, ", "), strings.Join(names, ", "))
 	}
-	var ok []Instance
-	var skipped []Skipped
+	ok, skipped := capturable(picked)
+	return ok, skipped, nil
+}
+
+// selectAll is the whole deployment (see Select).
+func selectAll(all []Instance) ([]Instance, []Skipped, error) {
+	var picked []Instance
+	for _, in := range all {
+		if in.CID == "" && !in.ExpectsVM {
+			continue
+		}
+		picked = append(picked, in)
+	}
+	ok, skipped := capturable(picked)
+	return ok, skipped, nil
+}
+
+// capturable splits instances into those with a VM and an IP and the
+// others, skipped with the reason.
+func capturable(picked []Instance) (ok []Instance, skipped []Skipped) {
 	for _, in := range picked {
 		switch {
 		case in.CID == "":
@@ -179,5 +204,5 @@ func Select(all []Instance, selectors []string) ([]Instance, []Skipped, error) {
 			ok = append(ok, in)
 		}
 	}
-	return ok, skipped, nil
+	return ok, skipped
 }

@@ -25,6 +25,8 @@ var instances = []director.Instance{
 	{Job: "cell", Index: 0, ID: "c0", CID: "vm-c0", IPs: []string{"10.0.1.10"}, ExpectsVM: true},
 	{Job: "cell", Index: 1, ID: "c1", CID: "vm-c1", ExpectsVM: true},
 	{Job: "errand", Index: 0, ID: "e0"},
+	{Job: "errand", Index: 1, ID: "e1", CID: "vm-e1", IPs: []string{"10.0.2.11"}}, // running now
+	{Job: "db", Index: 0, ID: "d0", ExpectsVM: true},                              // its VM is gone
 }
 
 func names(is []director.Instance) []string {
@@ -48,17 +50,19 @@ func TestSelect(t *testing.T) {
 		{name: "group/uuid", selectors: []string{"cell/c0"}, picked: []string{"cell/c0"}},
 		{name: "several", selectors: []string{"cell/0", "router/r1", "router/0"}, picked: []string{"cell/c0", "router/r1", "router/r0"}},
 		{name: "dedup", selectors: []string{"router/1", "router", "router/r1", "router/0"}, picked: []string{"router/r1", "router/r0"}},
-		{name: "no VM is skipped", selectors: []string{"errand"}, picked: []string{},
+		{name: "no VM is skipped", selectors: []string{"errand/0"}, picked: []string{},
 			skipped: []director.Skipped{{Name: "errand/e0", Reason: "instance has no VM"}}},
 		{name: "no IP is skipped", selectors: []string{"cell"}, picked: []string{"cell/c0"},
 			skipped: []director.Skipped{{Name: "cell/c1", Reason: "instance has no IP address"}}},
 		{name: "unknown group and instance named together", selectors: []string{"router/0", "nope", "router/7", "cell/zz"},
-			err: "no such instance group or instance: nope, router/7, cell/zz (groups: cell, errand, router)"},
+			err: "no such instance group or instance: nope, router/7, cell/zz (groups: cell, db, errand, router)"},
 		{name: "malformed selector", selectors: []string{"router/../x", "a b"},
-			err: "no such instance group or instance: router/../x, a b (groups: cell, errand, router)"},
+			err: "no such instance group or instance: router/../x, a b (groups: cell, db, errand, router)"},
 		{name: "index is not a prefix", selectors: []string{"router/01"},
-			err: "no such instance group or instance: router/01 (groups: cell, errand, router)"},
-		{name: "none", selectors: nil, err: "name at least one instance group (GROUP, GROUP/INDEX or GROUP/ID)"},
+			err: "no such instance group or instance: router/01 (groups: cell, db, errand, router)"},
+		{name: "whole deployment: every VM, errands without one left out", selectors: nil,
+			picked:  []string{"router/r0", "router/r1", "cell/c0", "errand/e1"},
+			skipped: []director.Skipped{{Name: "cell/c1", Reason: "instance has no IP address"}, {Name: "db/d0", Reason: "instance has no VM"}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			picked, skipped, err := director.Select(instances, tc.selectors)

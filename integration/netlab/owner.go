@@ -65,7 +65,12 @@ func (l *Lab) record() error {
 		live[l] = true
 		liveMu.Unlock()
 		l.OnClose(func() {
-			os.Remove(filepath.Join(RecordDir, l.prefix))
+			// Runs last. A namespace still there (its `ip netns del`
+			// killed with the whole process group, say) keeps the record,
+			// so that the next run's Reap removes it.
+			if !l.leftNamespaces() {
+				os.Remove(filepath.Join(RecordDir, l.prefix))
+			}
 			liveMu.Lock()
 			delete(live, l)
 			liveMu.Unlock()
@@ -156,6 +161,24 @@ func Reap() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// leftNamespaces reports whether any namespace of the lab is still there
+// (or whether that cannot be told).
+func (l *Lab) leftNamespaces() bool {
+	ents, err := os.ReadDir(netnsDir)
+	if errors.Is(err, os.ErrNotExist) {
+		return false
+	}
+	if err != nil {
+		return true
+	}
+	for _, e := range ents {
+		if ownedBy(e.Name(), l.prefix) {
+			return true
+		}
+	}
+	return false
 }
 
 // ownedBy reports whether namespace name was made by the lab with prefix:

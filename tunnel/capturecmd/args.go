@@ -60,6 +60,9 @@ func (r Request) Args() []string {
 	if r.Progress {
 		a = append(a, "--progress")
 	}
+	if r.NoFollow {
+		a = append(a, "--no-follow")
+	}
 	if len(r.Targets) > 0 {
 		a = append(append(a, "--"), r.Targets...)
 	}

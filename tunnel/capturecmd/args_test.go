@@ -30,6 +30,7 @@ func TestArgsRoundTrip(t *testing.T) {
 		{"defaults", defaults(), "capture"},
 		{"bosh", with(func(r *Request) { r.Deployment = "cf"; r.Targets = []string{"router", "diego-cell/3f2a"} }),
 			"capture --deployment cf -- router diego-cell/3f2a"},
+		{"bosh, whole deployment", with(func(r *Request) { r.Deployment = "cf" }), "capture --deployment cf"},
 		{"cf", with(func(r *Request) { r.App = "g-1"; r.Process = "worker"; r.Instances = []int{0, 2} }),
 			"capture --app g-1 --type worker --instance 0,2"},
 		{"empty process", with(func(r *Request) { r.App = "g"; r.Process = "" }), "capture --app g --type ''"},
@@ -40,7 +41,8 @@ func TestArgsRoundTrip(t *testing.T) {
 			r.Limits = tunnel.Limits{Duration: 90 * time.Second, Packets: 10, Bytes: 1 << 20}
 			r.Format = FormatPcap
 			r.Progress = true
-		}), `capture --interface eth1 --interface any --filter 'tcp port 8080 and host 10.0.0.1 or ether[0] = '\''x'\''' --snaplen 96 --duration 1m30s --count 10 --max-bytes 1048576 --format pcap --progress`},
+			r.NoFollow = true
+		}), `capture --interface eth1 --interface any --filter 'tcp port 8080 and host 10.0.0.1 or ether[0] = '\''x'\''' --snaplen 96 --duration 1m30s --count 10 --max-bytes 1048576 --format pcap --progress --no-follow`},
 		{"target like a flag", with(func(r *Request) { r.Targets = []string{"-x", "--help"} }), "capture -- -x --help"},
 		{"filter like a flag", with(func(r *Request) { r.Filter = "-h" }), "capture --filter -h"},
 	}
@@ -59,14 +61,14 @@ func TestArgsRoundTrip(t *testing.T) {
 // FuzzArgsRoundTrip checks Parse(Quote(r.Args())) == r for every request
 // that validates: the CLIs' command lines mean exactly what they say.
 func FuzzArgsRoundTrip(f *testing.F) {
-	f.Add("cf", "", "web", "0,2", "eth0", "tcp port 80", 65535, int64(0), uint64(0), uint64(0), true, false, "router diego-cell/1")
-	f.Add("", "g", "w'x", "", "eth0 any", `a "b" \c $(id)`, 1, int64(time.Second), uint64(5), uint64(9), false, true, "-x")
-	f.Fuzz(func(t *testing.T, dep, app, process, instances, ifaces, filter string, snaplen int, dur int64, pkts, bytes uint64, pcap, progress bool, targets string) {
+	f.Add("cf", "", "web", "0,2", "eth0", "tcp port 80", 65535, int64(0), uint64(0), uint64(0), true, false, false, "router diego-cell/1")
+	f.Add("", "g", "w'x", "", "eth0 any", `a "b" \c $(id)`, 1, int64(time.Second), uint64(5), uint64(9), false, true, true, "-x")
+	f.Fuzz(func(t *testing.T, dep, app, process, instances, ifaces, filter string, snaplen int, dur int64, pkts, bytes uint64, pcap, progress, noFollow bool, targets string) {
 		r := Request{
 			Deployment: dep, App: app, Process: process,
 			Interfaces: strings.Fields(ifaces), Filter: filter, Snaplen: snaplen,
 			Limits: tunnel.Limits{Duration: time.Duration(dur), Packets: pkts, Bytes: bytes},
-			Format: FormatPcapng, Progress: progress, Targets: strings.Fields(targets),
+			Format: FormatPcapng, Progress: progress, NoFollow: noFollow, Targets: strings.Fields(targets),
 		}
 		if len(r.Targets) == 0 {
 			r.Targets = nil

@@ -46,6 +46,10 @@ type Request struct {
 	Format     string
 	// Progress asks for periodic per-source progress lines on stderr.
 	Progress bool
+	// NoFollow turns off following: by default a capture of a whole app
+	// process or instance group takes in instances that start while it
+	// runs and lets go of those that stop.
+	NoFollow bool
 }
 
 // CaptureFlags are the flags of the capture command, shared by the API's
@@ -66,6 +70,7 @@ func CommonFlags() []cli.Flag {
 		&cli.Uint64Flag{Name: "max-bytes", Usage: "stop each source after `BYTES` of captured data", DefaultText: "0: unlimited"},
 		&cli.StringFlag{Name: "format", Value: FormatPcapng, Usage: "output `FORMAT`: pcapng, or pcap when all sources share one link type"},
 		&cli.BoolFlag{Name: "progress", Usage: "print per-source progress lines on stderr every second"},
+		&cli.BoolFlag{Name: "no-follow", Usage: "capture only the instances running at the start (by default a capture of all of an app's or group's instances follows them: new ones join, stopped ones end as instance-gone)"},
 	}
 }
 
@@ -103,6 +108,7 @@ func RequestFromContext(c *cli.Context) (Request, error) {
 		},
 		Format:   c.String("format"),
 		Progress: c.Bool("progress"),
+		NoFollow: c.Bool("no-follow"),
 	}
 	if len(r.Targets) == 0 {
 		r.Targets = nil // one spelling of "none", for comparisons

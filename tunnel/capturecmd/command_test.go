@@ -83,6 +83,8 @@ func TestParseCommandAccepts(t *testing.T) {
 			with(defaults(), func(r *Request) { r.App, r.Instances = "a", []int{100000} })},
 		{"bosh deployment", "capture -d cf router",
 			with(defaults("router"), func(r *Request) { r.Deployment = "cf" })},
+		{"bosh whole deployment", "capture -d cf",
+			with(defaults(), func(r *Request) { r.Deployment = "cf" })},
 		{"help as a target is a target", "capture help", defaults("help")},
 	}
 	for _, c := range cases {

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"time"
 
 	"golang.org/x/crypto/ssh"
@@ -51,8 +50,7 @@ func Exec(ctx context.Context, o ExecOptions) (int, error) {
 	}
 	dctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	var d net.Dialer
-	c, err := d.DialContext(dctx, "tcp", o.Addr)
+	c, err := o.Config.DialTCP(dctx, o.Addr)
 	if err != nil {
 		return -1, fmt.Errorf("tunnel: dial %s: %w", o.Addr, err)
 	}
@@ -60,7 +58,12 @@ func Exec(ctx context.Context, o ExecOptions) (int, error) {
 		c.Close()
 		return -1, errors.New("tunnel: a host key callback is required")
 	}
-	stopDial := context.AfterFunc(dctx, func() { c.SetDeadline(time.Unix(1, 0)) })
+	stopDial := context.AfterFunc(dctx, func() {
+		// A connection forwarded by an SSH jumpbox has no deadlines.
+		if c.SetDeadline(time.Unix(1, 0)) != nil {
+			c.Close()
+		}
+	})
 	sc, chans, reqs, err := ssh.NewClientConn(c, o.Addr, &ssh.ClientConfig{
 		User: o.Config.User, Auth: o.Config.Auth, HostKeyCallback: o.Config.HostKeyCallback,
 	})

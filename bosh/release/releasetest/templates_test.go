@@ -591,6 +591,7 @@ func TestAPITemplates(t *testing.T) {
 		{"max_targets 0", func(p map[string]any) { p["limits"] = map[string]any{"max_targets": 0} },
 			"limits.max_captures, max_captures_per_user and max_targets must be at least 1"},
 		{"reorder_window 11s", func(p map[string]any) { p["reorder_window"] = "11s" }, "reorder_window must be within 0..10s"},
+		{"follow_interval 100ms", func(p map[string]any) { p["follow_interval"] = "100ms" }, "follow_interval must be within 500ms..1m"},
 		{"bad log level", func(p map[string]any) { p["log_level"] = "loud" }, `log_level "loud" is not one of`},
 		{"bad client key", func(p map[string]any) {
 			p["agents"].(map[string]any)["client_key"] = map[string]any{"private_key": "not a key"}
