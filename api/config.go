@@ -179,7 +179,9 @@ type BOSHConfig struct {
 	// ["bosh_cli", "bosh"]: tokens UAA issued to the bosh CLI, or for the
 	// director's bosh.* scopes, as CI clients' are). ["bosh_cli"] admits
 	// only `bosh log-in` tokens; list client ids to admit their tokens.
-	TokenAudiences []string `yaml:"token_audiences"`
+	// omitempty: a marshalled config (tests write theirs so) leaves the
+	// key out when unset, and reads back with the default.
+	TokenAudiences []string `yaml:"token_audiences,omitempty"`
 	// AllowInsecureHTTP lets director_url and uaa_url be plain http: for
 	// tests and demos only, never with real tokens.
 	AllowInsecureHTTP bool `yaml:"allow_insecure_http"`

@@ -291,3 +291,31 @@ func TestConfigRedacted(t *testing.T) {
 		t.Error("Redacted changed the config it was called on")
 	}
 }
+
+// TestConfigMarshalRoundTrip: a Config marshalled as YAML (as the
+// integration tests write theirs) parses back to itself, the resolvers'
+// defaults included.
+func TestConfigMarshalRoundTrip(t *testing.T) {
+	c := DefaultConfig()
+	c.HostKeyFile, c.Agents.ClientKeyFile, c.Agents.HostKeysFile = "/k/host", "/k/client", "/k/agents"
+	c.Static = &StaticConfig{OperatorKeysFile: "/k/ops", Groups: map[string][]string{"lb": {"10.0.0.5:9494"}}}
+	c.CF = &CFConfig{APIURL: "https://api.example.com", UAAClientSecret: "s"}
+	c.BOSH = &BOSHConfig{DirectorURL: "https://10.0.0.6:25555", CACertFile: "/k/ca"}
+	b, err := yaml.Marshal(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := ParseConfig(b)
+	if err != nil {
+		t.Fatalf("ParseConfig(Marshal(c)): %v\n%s", err, b)
+	}
+	if !reflect.DeepEqual(got.BOSH.TokenAudiences, []string{"bosh_cli", "bosh"}) || got.CF.UAAClientID != "ssh-proxy" || got.CF.Timeout != 10*time.Second {
+		t.Errorf("resolver defaults lost: bosh %+v, cf %+v", got.BOSH, got.CF)
+	}
+	got.BOSH.TokenAudiences, got.BOSH.CodeClientID, got.BOSH.Timeout = nil, "", 0
+	got.CF.UAAClientID, got.CF.Timeout, got.CF.Policy = "", 0, ""
+	again, err := yaml.Marshal(got) // nil and empty lists read alike
+	if err != nil || string(again) != string(b) {
+		t.Errorf("round trip changed the config:\n%s\nwant\n%s", again, b)
+	}
+}

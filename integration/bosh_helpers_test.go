@@ -19,6 +19,7 @@ import (
 	"golang.org/x/crypto/ssh"
 	"gopkg.in/yaml.v3"
 
+	"code.cloudfoundry.org/pcap/api"
 	"code.cloudfoundry.org/pcap/integration/fakes/ca"
 	"code.cloudfoundry.org/pcap/integration/fakes/cc"
 	"code.cloudfoundry.org/pcap/integration/fakes/director"
@@ -48,9 +49,9 @@ const boshDirectorUUID = "d1rec70r-0000-4000-8000-000000000001"
 var boshCodeClient = uaa.Client{ID: "pcap_ssh", Secret: "pcap-ssh-secret", AuthorizedGrantTypes: []string{"authorization_code"}, RedirectURI: "/login"}
 
 // boshAPIConfig is the bosh section of pcap-api's config for the env.
-func (e *boshEnv) boshAPIConfig() string {
-	return fmt.Sprintf("bosh:\n  director_url: %q\n  ca_cert_file: %q\n  code_client_id: %s\n  code_client_secret: %s\n",
-		e.Director.URL(), e.CAFile, boshCodeClient.ID, boshCodeClient.Secret)
+func (e *boshEnv) boshAPIConfig() *api.BOSHConfig {
+	return &api.BOSHConfig{DirectorURL: e.Director.URL(), CACertFile: e.CAFile,
+		CodeClientID: boshCodeClient.ID, CodeClientSecret: boshCodeClient.Secret}
 }
 
 func startBOSHEnv(t *testing.T, vms int) *boshEnv {
@@ -143,7 +144,7 @@ func startBOSHEnvCells(t *testing.T, vms int, netnsDirs []string) *boshEnv {
 	}
 	e.API = startAPI(t, apiOptions{
 		Netns: e.Lab.LAN, Listen: "198.18.0.1:2222", ClientKey: e.APIKey, AgentKeys: hostKeys,
-		Extra: e.boshAPIConfig(),
+		Config: func(c *api.Config) { c.BOSH = e.boshAPIConfig() },
 	})
 	return e
 }
@@ -281,8 +282,9 @@ func (e *boshEnv) mint(t *testing.T, m uaa.Mint) string {
 }
 
 // startSecondAPI starts another pcap-api in the LAN namespace, on listen, for
-// the same director and agents, with more YAML in its bosh section.
-func (e *boshEnv) startSecondAPI(t *testing.T, listen, boshExtra string) *apiProc {
+// the same director and agents; configure (when not nil) changes its
+// config after the bosh section is set.
+func (e *boshEnv) startSecondAPI(t *testing.T, listen string, configure func(*api.Config)) *apiProc {
 	t.Helper()
 	var hostKeys []keyPair
 	for _, a := range e.Agents {
@@ -290,7 +292,12 @@ func (e *boshEnv) startSecondAPI(t *testing.T, listen, boshExtra string) *apiPro
 	}
 	return startAPI(t, apiOptions{
 		Netns: e.Lab.LAN, Listen: listen, ClientKey: e.APIKey, AgentKeys: hostKeys,
-		Extra: e.boshAPIConfig() + boshExtra,
+		Config: func(c *api.Config) {
+			c.BOSH = e.boshAPIConfig()
+			if configure != nil {
+				configure(c)
+			}
+		},
 	})
 }
 
@@ -405,9 +412,8 @@ var boshCFClient = uaa.Client{ID: "pcap-api-cc", Secret: "pcap-api-cc-secret",
 // startFoundation starts, in the LAN namespace, a CF foundation next to
 // the director: its own UAA (with boshCFClient) and a Cloud Controller
 // (HTTPS, the env's CA) where app appGUID's web process has these
-// instances. It returns the cf_client section of pcap-api's bosh config
-// (indented for the bosh section).
-func (e *boshEnv) startFoundation(t *testing.T, appGUID string, instances []cc.Instance) string {
+// instances. It returns the cf_client section of pcap-api's bosh config.
+func (e *boshEnv) startFoundation(t *testing.T, appGUID string, instances []cc.Instance) *api.CFClientConfig {
 	t.Helper()
 	tlsConf := func() *tls.Config {
 		c, err := e.CA.ServerConfig("198.18.0.1")
@@ -441,6 +447,5 @@ func (e *boshEnv) startFoundation(t *testing.T, appGUID string, instances []cc.I
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
-	return fmt.Sprintf("  cf_client:\n    api_url: %q\n    ca_cert_file: %q\n    client_id: %s\n    client_secret: %s\n",
-		c.URL(), e.CAFile, boshCFClient.ID, boshCFClient.Secret)
+	return &api.CFClientConfig{APIURL: c.URL(), CACertFile: e.CAFile, ClientID: boshCFClient.ID, ClientSecret: boshCFClient.Secret}
 }

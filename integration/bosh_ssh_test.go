@@ -128,7 +128,7 @@ func TestBoshPlainSSHClients(t *testing.T) {
 	// a code works at whichever instance receives it, and only once in all
 	// (UAA's promise). Expiry is UAA's too (TestOneTimeCodes/expires).
 	t.Run("any pcap-api instance takes a code, once", func(t *testing.T) {
-		second := e.startSecondAPI(t, "198.18.0.1:2223", "")
+		second := e.startSecondAPI(t, "198.18.0.1:2223", nil)
 		code := e.sshCode(t, home) // from UAA, no pcap-api involved
 		cl := boshSSH{API: second, Password: code}.start(t, "capture", "--help")
 		if c := boshExitCode(t, cl.Proc, 15*time.Second); c != 0 {

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"code.cloudfoundry.org/pcap/api"
 	"code.cloudfoundry.org/pcap/integration/fakes/cc"
 	"code.cloudfoundry.org/pcap/integration/testenv"
 )
@@ -44,7 +45,7 @@ func TestPcapBoshRouterAndApp(t *testing.T) {
 		{Index: 0, Host: e.Lab.vmAddr(0), InstanceGUID: instGUID, InternalIP: "198.18.0.2"},
 		{Index: 1, State: "CRASHED", Host: e.Lab.vmAddr(0), InstanceGUID: instGUID + "x"},
 	})
-	a := e.startSecondAPI(t, "198.18.0.1:0", cfClient)
+	a := e.startSecondAPI(t, "198.18.0.1:0", func(c *api.Config) { c.BOSH.CFClient = cfClient })
 
 	home := e.boshLogin(t, "admin")
 	out := filepath.Join(t.TempDir(), "both.pcapng")
@@ -86,16 +87,21 @@ func TestPcapBoshRouterAndApp(t *testing.T) {
 		dir := t.TempDir()
 		cfgFile := filepath.Join(dir, "api.yml")
 		host, client := newKeyPair(t, dir, "host"), newKeyPair(t, dir, "client")
-		writeFile(t, cfgFile, fmt.Sprintf("host_key_file: %q\nagents:\n  client_key_file: %q\n  host_key_fingerprints: [\"SHA256:x\"]\n%s%s",
-			host.Private, client.Private, e.boshAPIConfig(), cfClient))
+		cfg := api.Config{HostKeyFile: host.Private, BOSH: e.boshAPIConfig()}
+		cfg.Agents.ClientKeyFile = client.Private
+		cfg.Agents.HostKeyFingerprints = []string{"SHA256:x"}
+		cfg.BOSH.CFClient = cfClient
+		writeYAML(t, cfgFile, cfg)
 		r := e.run(t, nil, filepath.Join(testenv.Binaries(t), "pcap-api"), "--config", cfgFile, "--check-config", "--probe")
 		if r.Code != 0 || !strings.Contains(r.Stdout, "ok   bosh.cf_client: client "+boshCFClient.ID+": gets a token and sees 1 apps") ||
 			!strings.Contains(r.Stdout, "ok   bosh.cf_client: UAA /token_keys") || strings.Contains(r.Stdout+r.Stderr, boshCFClient.Secret) {
 			t.Errorf("probe: exit %d\n%s%s", r.Code, r.Stdout, r.Stderr)
 		}
 		// A wrong secret is found before anyone logs in.
-		writeFile(t, cfgFile, fmt.Sprintf("host_key_file: %q\nagents:\n  client_key_file: %q\n  host_key_fingerprints: [\"SHA256:x\"]\n%s%s",
-			host.Private, client.Private, e.boshAPIConfig(), strings.ReplaceAll(cfClient, boshCFClient.Secret, "wrong-secret")))
+		wrong := *cfClient
+		wrong.ClientSecret = "wrong-secret"
+		cfg.BOSH.CFClient = &wrong
+		writeYAML(t, cfgFile, cfg)
 		r = e.run(t, nil, filepath.Join(testenv.Binaries(t), "pcap-api"), "--config", cfgFile, "--check-config", "--probe")
 		if r.Code == 0 || !strings.Contains(r.Stdout, "FAIL bosh.cf_client: client "+boshCFClient.ID+": uaa: token request refused (401") {
 			t.Errorf("probe with a wrong secret: exit %d\n%s%s", r.Code, r.Stdout, r.Stderr)

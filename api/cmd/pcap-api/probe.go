@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"crypto/x509"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -15,6 +14,7 @@ import (
 	"code.cloudfoundry.org/pcap/api/boshresolver"
 	"code.cloudfoundry.org/pcap/api/cfresolver"
 	"code.cloudfoundry.org/pcap/bosh/director"
+	"code.cloudfoundry.org/pcap/internal/httpjson"
 )
 
 // prober contacts what the config names, the way a login would, and
@@ -46,32 +46,10 @@ func explain(err error) string {
 	return err.Error()
 }
 
-// getJSON fetches base+path into v (when not nil).
-func getJSON(ctx context.Context, hc *http.Client, base, path string, v any) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(base, "/")+path, nil)
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Accept", "application/json")
-	resp, err := hc.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil {
-		return err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET %s: %s", path, resp.Status)
-	}
-	if v == nil {
-		return nil
-	}
-	if err := json.Unmarshal(body, v); err != nil {
-		return fmt.Errorf("GET %s: %w", path, err)
-	}
-	return nil
+// getJSON fetches base+path from server into v (when not nil), reading
+// at most 1 MiB.
+func getJSON(ctx context.Context, hc *http.Client, server, base, path string, v any) error {
+	return httpjson.Client{Name: server, HTTP: hc, MaxBody: 1 << 20}.Get(ctx, strings.TrimRight(base, "/")+path, "", v)
 }
 
 // probe runs every check the config calls for and returns an error when
@@ -120,7 +98,7 @@ func (p *prober) cf(ctx context.Context, who, apiURL, uaaURL string, hc *http.Cl
 			Href string `json:"href"`
 		} `json:"links"`
 	}
-	err := getJSON(ctx, hc, apiURL, "/", &root)
+	err := getJSON(ctx, hc, "Cloud Controller", apiURL, "/", &root)
 	named := strings.TrimRight(root.Links["uaa"].Href, "/")
 	if err == nil && named == "" {
 		err = errors.New("the root document names no UAA (links.uaa)")
@@ -129,7 +107,7 @@ func (p *prober) cf(ctx context.Context, who, apiURL, uaaURL string, hc *http.Cl
 	if err != nil {
 		return false
 	}
-	p.report(who+": Cloud Controller /v3/info", getJSON(ctx, hc, apiURL, "/v3/info", nil), "answers")
+	p.report(who+": Cloud Controller /v3/info", getJSON(ctx, hc, "Cloud Controller", apiURL, "/v3/info", nil), "answers")
 	before := p.failed
 	p.uaa(ctx, who, "the Cloud Controller", uaaURL, named, hc)
 	return p.failed == before
@@ -164,14 +142,14 @@ func (p *prober) uaa(ctx context.Context, who, by, configured, named string, hc 
 		}
 		p.report(who+": UAA is "+by+"'s", err, "yes")
 	}
-	p.report(who+": UAA "+base+" /info", getJSON(ctx, hc, base, "/info", nil), "answers")
+	p.report(who+": UAA "+base+" /info", getJSON(ctx, hc, "UAA", base, "/info", nil), "answers")
 	var keys struct {
 		Keys []struct {
 			Kty string `json:"kty"`
 			Kid string `json:"kid"`
 		} `json:"keys"`
 	}
-	err := getJSON(ctx, hc, base, "/token_keys", &keys)
+	err := getJSON(ctx, hc, "UAA", base, "/token_keys", &keys)
 	var kids []string
 	for _, k := range keys.Keys {
 		if k.Kty == "RSA" {
