@@ -87,7 +87,8 @@ func TestPcapBoshRouterAndApp(t *testing.T) {
 		dir := t.TempDir()
 		cfgFile := filepath.Join(dir, "api.yml")
 		host, client := newKeyPair(t, dir, "host"), newKeyPair(t, dir, "client")
-		cfg := api.Config{HostKeyFile: host.Private, BOSH: e.boshAPIConfig()}
+		cfg := api.DefaultConfig()
+		cfg.HostKeyFile, cfg.BOSH = host.Private, e.boshAPIConfig()
 		cfg.Agents.ClientKeyFile = client.Private
 		cfg.Agents.HostKeyFingerprints = []string{"SHA256:x"}
 		cfg.BOSH.CFClient = cfClient
