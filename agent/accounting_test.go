@@ -14,7 +14,7 @@ import (
 )
 
 // udpIn opens a UDP socket inside ns bound to addr.
-func udpIn(t *testing.T, ns *testenv.Netns, addr string) *net.UDPConn {
+func udpIn(t testing.TB, ns *testenv.Netns, addr string) *net.UDPConn {
 	t.Helper()
 	var c *net.UDPConn
 	err := netlab.Do(ns, func() error {
