@@ -187,7 +187,7 @@ func (a *Agent) run(ctx context.Context, ch ssh.Channel, reqs <-chan *ssh.Reques
 	// Announce the interfaces before any packet.
 	ch.SendRequest(tunnel.RequestStats, false, collectStats(srcs, w, false, "", "").Marshal())
 
-	q := newQueue(a.QueueBytes, a.QueueBytes/16)
+	q := newQueue(a.QueueBytes)
 	var stop atomic.Bool
 	var readers sync.WaitGroup
 	readersDone := make(chan struct{})
@@ -210,6 +210,7 @@ func (a *Agent) run(ctx context.Context, ch ssh.Channel, reqs <-chan *ssh.Reques
 	go func() {
 		spare := &batch{}
 		wm := newWatermarker(len(srcs))
+		var flushed time.Time
 		var quietC <-chan time.Time
 		if req.Watermarks {
 			quiet := time.NewTicker(watermarkEvery)
@@ -235,15 +236,19 @@ func (a *Agent) run(ctx context.Context, ch ssh.Channel, reqs <-chan *ssh.Reques
 					srcs[p.iface].dropped.Add(1)
 				}
 			}
+			q.done(full)
 			spare = full
 			if err == nil && req.Watermarks {
 				err = wm.write(w, swapped)
 			}
-			// At a limit, what was written up to it still goes out.
-			if err == nil || errors.Is(err, errLimit) {
+			// Writes are coalesced while more packets wait, up to the
+			// buffer's size or flushEvery. At a limit, what was written
+			// up to it still goes out.
+			if (err == nil && (last || !q.pending() || swapped.Sub(flushed) >= flushEvery)) || errors.Is(err, errLimit) {
 				if ferr := w.flush(); ferr != nil {
 					err = ferr
 				}
+				flushed = swapped
 			}
 			if err != nil || last {
 				writerErr <- err
@@ -409,6 +414,11 @@ func collectStats(srcs []*source, w *writer, final bool, end, errMsg string) tun
 // source whose packets the full queue refuses is busy, not idle: its ring
 // may hold older packets still.
 const (
+	// flushEvery bounds how long written packets wait in the writer's
+	// buffer while more keep coming; with nothing waiting, it is flushed
+	// at once.
+	flushEvery = 10 * time.Millisecond
+
 	watermarkEvery = 25 * time.Millisecond
 	ringLatency    = 2*readTimeout + 50*time.Millisecond
 	reorderSlack   = time.Millisecond
@@ -440,7 +450,7 @@ func (m *watermarker) dropping(srcs []*source, swapped time.Time) {
 // observe notes the packets of a batch swapped out of the queue at swapped.
 func (m *watermarker) observe(b *batch, swapped time.Time) {
 	for _, p := range b.pkts {
-		m.newest[p.iface] = max(m.newest[p.iface], p.ts.UnixNano())
+		m.newest[p.iface] = max(m.newest[p.iface], p.ts)
 		m.seen[p.iface] = swapped
 	}
 }

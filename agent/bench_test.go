@@ -52,7 +52,7 @@ func benchReadPath(b *testing.B, from, to *testenv.Netns, size int) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	q := newQueue(64<<20, 64<<20/16)
+	q := newQueue(64 << 20)
 	spare := &batch{}
 	var stop atomic.Bool
 	done := make(chan struct{})
@@ -98,10 +98,13 @@ func benchReadPath(b *testing.B, from, to *testenv.Netns, size int) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			if err := w.flush(); err != nil {
-				b.Fatal(err)
+			if !q.pending() || written+n == k {
+				if err := w.flush(); err != nil {
+					b.Fatal(err)
+				}
 			}
 			written += n
+			q.done(full)
 			spare = full
 		}
 		stop.Store(true)
