@@ -29,11 +29,11 @@ type Agent struct {
 	// MaxCaptures bounds concurrent captures (default 4).
 	MaxCaptures int
 	// BufferSize is libpcap's kernel buffer per interface in bytes
-	// (default 8 MiB).
+	// (default [DefaultBufferSize]).
 	BufferSize int
 	// QueueBytes bounds the packets held between libpcap and the channel,
-	// per capture (default 4 MiB, held twice: one batch filling, one
-	// being written).
+	// per capture, in pcapng bytes: the batch filling and the batch being
+	// written together (default [DefaultQueueBytes]).
 	QueueBytes int
 	// StatsInterval is how often running stats are sent (default 1 s).
 	StatsInterval time.Duration
@@ -57,10 +57,10 @@ func (a *Agent) init() {
 			a.MaxCaptures = 4
 		}
 		if a.BufferSize <= 0 {
-			a.BufferSize = 8 << 20
+			a.BufferSize = DefaultBufferSize
 		}
 		if a.QueueBytes <= 0 {
-			a.QueueBytes = 4 << 20
+			a.QueueBytes = DefaultQueueBytes
 		}
 		if a.StatsInterval <= 0 {
 			a.StatsInterval = time.Second
