@@ -208,53 +208,13 @@ func (a *Agent) run(ctx context.Context, ch ssh.Channel, reqs <-chan *ssh.Reques
 	writerErr := make(chan error, 1)
 	finish := make(chan struct{})
 	go func() {
-		spare := &batch{}
-		wm := newWatermarker(len(srcs))
-		var flushed time.Time
-		var quietC <-chan time.Time
+		var quiet <-chan time.Time
 		if req.Watermarks {
-			quiet := time.NewTicker(watermarkEvery)
-			defer quiet.Stop()
-			quietC = quiet.C
+			t := time.NewTicker(watermarkEvery)
+			defer t.Stop()
+			quiet = t.C
 		}
-		for {
-			last := false
-			select {
-			case <-q.ready:
-			case <-quietC:
-			case <-finish:
-				last = true
-			}
-			swapped := time.Now()
-			wm.dropping(srcs, swapped)
-			full := q.swap(spare)
-			wm.observe(full, swapped)
-			n, err := w.writeBatch(full)
-			if err != nil && !errors.Is(err, errLimit) {
-				// The write failed: what it did not write is lost here.
-				for _, p := range full.pkts[n:] {
-					srcs[p.iface].dropped.Add(1)
-				}
-			}
-			q.done(full)
-			spare = full
-			if err == nil && req.Watermarks {
-				err = wm.write(w, swapped)
-			}
-			// Writes are coalesced while more packets wait, up to the
-			// buffer's size or flushEvery. At a limit, what was written
-			// up to it still goes out.
-			if (err == nil && (last || !q.pending() || swapped.Sub(flushed) >= flushEvery)) || errors.Is(err, errLimit) {
-				if ferr := w.flush(); ferr != nil {
-					err = ferr
-				}
-				flushed = swapped
-			}
-			if err != nil || last {
-				writerErr <- err
-				return
-			}
-		}
+		writerErr <- newPump(q, w, srcs, req.Watermarks).run(finish, quiet)
 	}()
 
 	var timer <-chan time.Time
@@ -346,6 +306,69 @@ loop:
 		st.Limit = limit
 	}
 	return st
+}
+
+// pump moves batches from the queue onto the writer, followed by a
+// watermark when asked for. Owned by one goroutine.
+type pump struct {
+	q          *queue
+	w          *writer
+	srcs       []*source
+	wm         *watermarker
+	watermarks bool
+	spare      *batch
+	flushed    time.Time
+}
+
+func newPump(q *queue, w *writer, srcs []*source, watermarks bool) *pump {
+	return &pump{q: q, w: w, srcs: srcs, wm: newWatermarker(len(srcs)), watermarks: watermarks, spare: &batch{}}
+}
+
+// run writes what the queue holds whenever it signals, and a watermark
+// at each tick of quiet, until finish is closed (then it writes what is
+// left) or a write fails or reaches a limit. It returns that error.
+func (p *pump) run(finish <-chan struct{}, quiet <-chan time.Time) error {
+	for {
+		last := false
+		select {
+		case <-p.q.ready:
+		case <-quiet:
+		case <-finish:
+			last = true
+		}
+		if err := p.step(last); err != nil || last {
+			return err
+		}
+	}
+}
+
+// step writes the queue's current batch. Writes are coalesced while more
+// packets wait, up to the writer's buffer or flushEvery; the last step,
+// and one that reaches a limit, flush what was written.
+func (p *pump) step(last bool) error {
+	swapped := time.Now()
+	p.wm.dropping(p.srcs, swapped)
+	full := p.q.swap(p.spare)
+	p.wm.observe(full, swapped)
+	n, err := p.w.writeBatch(full)
+	if err != nil && !errors.Is(err, errLimit) {
+		// The write failed: what it did not write is lost here.
+		for _, pk := range full.pkts[n:] {
+			p.srcs[pk.iface].dropped.Add(1)
+		}
+	}
+	p.q.done(full)
+	p.spare = full
+	if err == nil && p.watermarks {
+		err = p.wm.write(p.w, swapped)
+	}
+	if (err == nil && (last || !p.q.pending() || swapped.Sub(p.flushed) >= flushEvery)) || errors.Is(err, errLimit) {
+		if ferr := p.w.flush(); ferr != nil {
+			err = ferr
+		}
+		p.flushed = swapped
+	}
+	return err
 }
 
 // finalCounts returns the counters of source i at the end of a capture.

@@ -15,9 +15,9 @@ import (
 )
 
 // BenchmarkReadPath measures the agent's per-packet work between libpcap
-// and the SSH channel: reading the ring, queueing, and encoding pcapng
-// onto a writer (io.Discard stands in for the channel). One op is one
-// packet. Each round first fills the kernel ring of a real veth capture
+// and the SSH channel: the capture's own reader and pump (ring, queue,
+// pcapng writer with watermarks) onto io.Discard, which stands in for the
+// channel. One op is one packet. Each round first fills the kernel ring of a real veth capture
 // (in namespaces the benchmark makes) with the timer stopped, then times
 // reading and writing exactly those packets, so the sender's system calls
 // are not part of the figure. cpu-ns/pkt is the process's CPU time (user
@@ -53,7 +53,7 @@ func benchReadPath(b *testing.B, from, to *testenv.Netns, size int) {
 		b.Fatal(err)
 	}
 	q := newQueue(64 << 20)
-	spare := &batch{}
+	pm := newPump(q, w, srcs, true)
 	var stop atomic.Bool
 	done := make(chan struct{})
 	var cpu time.Duration
@@ -77,7 +77,7 @@ func benchReadPath(b *testing.B, from, to *testenv.Netns, size int) {
 		// makes the round slower).
 		time.Sleep(3 * readTimeout)
 
-		before := cpuTime()
+		before, cpuBefore := w.total.packets, cpuTime()
 		if !warm {
 			b.StartTimer()
 		}
@@ -93,25 +93,16 @@ func benchReadPath(b *testing.B, from, to *testenv.Netns, size int) {
 			case <-deadline:
 				b.Fatalf("wrote %d of %d packets", written, k)
 			}
-			full := q.swap(spare)
-			n, err := w.writeBatch(full)
-			if err != nil {
+			if err := pm.step(false); err != nil {
 				b.Fatal(err)
 			}
-			if !q.pending() || written+n == k {
-				if err := w.flush(); err != nil {
-					b.Fatal(err)
-				}
-			}
-			written += n
-			q.done(full)
-			spare = full
+			written = int(w.total.packets - before)
 		}
 		stop.Store(true)
 		<-done
 		if !warm {
 			b.StopTimer()
-			cpu += cpuTime() - before
+			cpu += cpuTime() - cpuBefore
 		}
 		stop.Store(false)
 	}
