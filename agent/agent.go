@@ -308,6 +308,10 @@ loop:
 	return st
 }
 
+// flushEvery bounds how long written packets wait in the writer's buffer
+// while more keep coming; with nothing waiting, it is flushed at once.
+const flushEvery = 10 * time.Millisecond
+
 // pump moves batches from the queue onto the writer, followed by a
 // watermark when asked for. Owned by one goroutine.
 type pump struct {
@@ -437,11 +441,6 @@ func collectStats(srcs []*source, w *writer, final bool, end, errMsg string) tun
 // source whose packets the full queue refuses is busy, not idle: its ring
 // may hold older packets still.
 const (
-	// flushEvery bounds how long written packets wait in the writer's
-	// buffer while more keep coming; with nothing waiting, it is flushed
-	// at once.
-	flushEvery = 10 * time.Millisecond
-
 	watermarkEvery = 25 * time.Millisecond
 	ringLatency    = 2*readTimeout + 50*time.Millisecond
 	reorderSlack   = time.Millisecond

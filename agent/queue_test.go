@@ -9,6 +9,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/gopacket/gopacket/layers"
 	"github.com/gopacket/gopacket/pcapgo"
@@ -221,5 +222,52 @@ func TestBatchIsPcapng(t *testing.T) {
 	}
 	if got := w.packets[1].Load(); got != 2 {
 		t.Errorf("source 1 written = %d, want 2", got)
+	}
+}
+
+// countingWriter counts the writes that reach it.
+type countingWriter struct {
+	writes int
+	bytes.Buffer
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	c.writes++
+	return c.Buffer.Write(p)
+}
+
+// TestPumpCoalescesWhileBusyAndFlushesWhenIdle: a batch written while more
+// packets wait stays in the writer's buffer; once nothing waits, what was
+// written reaches the channel at once.
+func TestPumpCoalescesWhileBusyAndFlushesWhenIdle(t *testing.T) {
+	srcs := []*source{{name: "eth0", linkType: layers.LinkTypeEthernet}}
+	out := &countingWriter{}
+	w, err := newWriter(out, srcs, 65535, "", tunnel.Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := newQueue(1 << 20)
+	p := newPump(q, w, srcs, false)
+	header := out.Len()
+
+	put(q, 0, 1, []byte("first"), 5)
+	<-q.ready // as run's select takes the signal
+	put(q, 0, 2, []byte("second"), 6)
+	p.flushed = time.Now().Add(time.Hour) // keep flushEvery out of this step
+	if err := p.step(false); err != nil {
+		t.Fatal(err)
+	}
+	if out.Len() != header {
+		t.Fatalf("with a packet waiting, the step flushed %d bytes", out.Len()-header)
+	}
+	<-q.ready
+	if err := p.step(false); err != nil {
+		t.Fatal(err)
+	}
+	if want := header + epbLen(5) + epbLen(6); out.Len() != want {
+		t.Fatalf("with nothing waiting, %d bytes reached the channel, want %d", out.Len(), want)
+	}
+	if got := w.packets[0].Load(); got != 2 {
+		t.Errorf("written = %d, want 2", got)
 	}
 }

@@ -113,7 +113,7 @@ type ringReader struct {
 
 // errHandleLayout reports a gopacket whose pcap.Handle no longer keeps
 // the libpcap pointer where this package reads it (see pcapPointer).
-var errHandleLayout = errors.New("agent: gopacket's pcap.Handle has no libpcap pointer field")
+var errHandleLayout = errors.New("gopacket's pcap.Handle has no libpcap pointer field")
 
 // pcapPointer returns the pcap_t of h. gopacket does not export it, and
 // reading a batch needs it; the field is looked up by name and type, so a
