@@ -131,7 +131,10 @@ func TestAPISlowClient(t *testing.T) {
 		slowChunk  = 4 << 10   // bytes read per tick while slow
 		slowPeriod = 5 * time.Millisecond
 	)
-	c := newCapLab(t, capLabOptions{VMs: 2, Operators: 2})
+	// VM 0's agent buffers much less than the burst's 34 MB, so it must
+	// drop: its defaults (32 MiB ring and queue) would hold the burst.
+	c := newCapLab(t, capLabOptions{VMs: 2, Operators: 2,
+		AgentExtra: map[int]string{0: "buffer_size: 8388608\nqueue_bytes: 4194304\n"}})
 	apiPID := c.API.Cmd.Process.Pid // ip netns exec execs: this is pcap-api
 
 	// The slow client reads its stdout through a pipe, a little per tick,
