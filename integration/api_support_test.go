@@ -17,6 +17,7 @@ import (
 
 	"github.com/gopacket/gopacket/pcapgo"
 
+	"code.cloudfoundry.org/pcap/agent"
 	"code.cloudfoundry.org/pcap/api"
 	"code.cloudfoundry.org/pcap/integration/netlab"
 )
@@ -46,6 +47,8 @@ type capLabOptions struct {
 	Groups map[string][]int
 	// APIConfig changes the API's config (see apiOptions.Config).
 	APIConfig func(*api.Config)
+	// AgentConfig changes the config of VM i's agent.
+	AgentConfig func(i int, c *agent.Config)
 }
 
 func newCapLab(t *testing.T, o capLabOptions) *capLab {
@@ -61,7 +64,11 @@ func newCapLab(t *testing.T, o capLabOptions) *capLab {
 			c.Agents = append(c.Agents, nil)
 			continue
 		}
-		a := startAgent(t, agentOptions{Netns: vm, Listen: addr, ClientKeys: []keyPair{apiKey}, MaxCaptures: 8})
+		ao := agentOptions{Netns: vm, Listen: addr, ClientKeys: []keyPair{apiKey}, MaxCaptures: 8}
+		if o.AgentConfig != nil {
+			ao.Config = func(c *agent.Config) { o.AgentConfig(i, c) }
+		}
+		a := startAgent(t, ao)
 		c.Agents = append(c.Agents, a)
 		hostKeys = append(hostKeys, a.HostKey)
 	}
