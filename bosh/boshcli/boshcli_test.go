@@ -466,11 +466,11 @@ func TestInterspersed(t *testing.T) {
 
 	t.Run("an app next to the groups", func(t *testing.T) {
 		app := "aa000000-0000-4000-8000-0000000000f1"
-		r := run("", false, append([]string{"-e", "fake", "--config", cfg, "-d", "cf", "router", "--app", app, "--instance", "0,1", "-n", "-o", "-"}, w.api.flags()...)...)
+		r := run("", false, append([]string{"-e", "fake", "--config", cfg, "-d", "cf", "router", "--app", app, "--instance", "0,1", "-n", "-o", "-"}, w.api.Flags()...)...)
 		if r.status != 0 {
 			t.Fatalf("status %d, stderr %q", r.status, r.stderr)
 		}
-		_, _, commands := w.api.seen()
+		_, _, commands := w.api.Seen()
 		if want := "capture --deployment cf --app " + app + " --instance 0,1 -- router"; commands[len(commands)-1] != want {
 			t.Errorf("command %q, want %q", commands[len(commands)-1], want)
 		}
