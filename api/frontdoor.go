@@ -223,7 +223,7 @@ func (a *API) HandleChannel(ctx context.Context, conn *ssh.ServerConn, nc ssh.Ne
 		nc.Reject(ssh.Prohibited, "not authenticated")
 		return
 	}
-	log := a.Logger.With("user", id.String(), "remote", conn.RemoteAddr().String())
+	log := a.Logger.With("user", id.String(), "method", string(id.Method), "remote", conn.RemoteAddr().String())
 	done, ok := a.openSession(conn, log)
 	if !ok {
 		nc.Reject(ssh.ResourceShortage, fmt.Sprintf("at most %d sessions per connection", a.maxSessions()))

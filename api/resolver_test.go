@@ -117,7 +117,7 @@ func TestStaticResolverAuth(t *testing.T) {
 	if err != nil {
 		t.Fatalf("operator key refused: %v", err)
 	}
-	want := &Identity{Name: "key:" + tunnel.Fingerprint(op.PublicKey()), Resolver: "static"}
+	want := &Identity{Name: "key:" + tunnel.Fingerprint(op.PublicKey()), Method: MethodKey, Resolver: "static"}
 	if !reflect.DeepEqual(id, want) {
 		t.Errorf("identity = %+v, want %+v", id, want)
 	}

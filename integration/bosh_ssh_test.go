@@ -63,8 +63,8 @@ func TestBoshPlainSSHClients(t *testing.T) {
 			t.Errorf("interfaces %v and %d statistics blocks, want 3 of each", per, countISBs(t, out))
 		}
 		// Audited as the user who minted the code.
-		if n := len(e.API.Lines(regexp.MustCompile(`"msg":"capture-started".*"user":"bosh:admin \(one-time code\)"`))); n != 1 {
-			t.Errorf("%d capture-started lines for bosh:admin (one-time code), want 1", n)
+		if n := len(e.API.Lines(regexp.MustCompile(`"msg":"capture-started".*"user":"bosh:admin","method":"one-time-code"`))); n != 1 {
+			t.Errorf("%d capture-started lines for bosh:admin by one-time code, want 1", n)
 		}
 		usedCode = code
 	})
@@ -154,7 +154,7 @@ func TestBoshPlainSSHClients(t *testing.T) {
 		if c := boshExitCode(t, cl.Proc, 15*time.Second); c != 1 {
 			t.Fatalf("a code of the first pcap-api at the second: ssh exited %d, want 1 (logged in, no such deployment):\n%s", c, cl.Output())
 		}
-		second.WaitLine(t, regexp.MustCompile(`"msg":"capture-refused".*"user":"bosh:admin \(one-time code\)"`), 5*time.Second)
+		second.WaitLine(t, regexp.MustCompile(`"msg":"capture-refused".*"user":"bosh:admin","method":"one-time-code"`), 5*time.Second)
 	})
 
 	t.Run("a token longer than 1023 bytes through OpenSSH", func(t *testing.T) {

@@ -73,7 +73,7 @@ func TestPcapBoshRouterAndApp(t *testing.T) {
 	}
 	audit := a.WaitLine(t, regexp.MustCompile(`"msg":"bosh-app-capture".*`), 5*time.Second)[0]
 	// pcap-bosh logs in with a one-time code of the director's UAA.
-	for _, want := range []string{`"user":"bosh:admin (one-time code)"`, `"operator":"admin (one-time code)"`, `"deployment":"cf"`, `"app":"` + appGUID + `"`,
+	for _, want := range []string{`"user":"bosh:admin","method":"one-time-code"`, `"operator":"admin"`, `"deployment":"cf"`, `"app":"` + appGUID + `"`,
 		`"process":"web"`, `"instances":["web/0"]`, `"vms":1`} {
 		if !strings.Contains(audit, want) {
 			t.Errorf("audit line lacks %s:\n%s", want, audit)
@@ -131,7 +131,7 @@ func TestPcapBoshRouterAndApp(t *testing.T) {
 		if _, err := os.Stat(out); !errors.Is(err, os.ErrNotExist) {
 			t.Errorf("refused capture left %s: %v", out, err)
 		}
-		a.WaitLine(t, regexp.MustCompile(`"msg":"capture-refused","user":"bosh:team-cf \(one-time code\)".*"code":"not-allowed"`), 5*time.Second)
+		a.WaitLine(t, regexp.MustCompile(`"msg":"capture-refused","user":"bosh:team-cf","method":"one-time-code".*"code":"not-allowed"`), 5*time.Second)
 		if n := strings.Count(a.Output(), `"msg":"bosh-app-capture"`); n != 1 {
 			t.Errorf("%d bosh-app-capture events, want 1 (the admin's)", n)
 		}

@@ -74,9 +74,6 @@ type AppFinder interface {
 	Targets(ctx context.Context, appGUID, ptype string, want []int) ([]api.Target, []api.Skipped, error)
 }
 
-// codeSuffix marks the name of a user who logged in with a one-time code.
-const codeSuffix = " (one-time code)"
-
 // Resolver implements api.Resolver for user name "bosh".
 type Resolver struct {
 	Director  *director.Client
@@ -228,13 +225,13 @@ func (r *Resolver) AuthPassword(ctx context.Context, password string) (*api.Iden
 	if !isAdmin(claims.Scope, uuid) {
 		return nil, banner(ErrNotAdmin, "")
 	}
-	name := claims.Who()
+	method := api.MethodToken
 	if isCode {
-		name += codeSuffix
+		method = api.MethodCode
 	}
 	// Subject is the same for the token and a code minted for it: one
 	// user, one quota.
-	return &api.Identity{Name: name, Resolver: r.Name(), Token: token, Scopes: claims.Scope, Subject: claims.StableID()}, nil
+	return &api.Identity{Name: claims.Who(), Method: method, Resolver: r.Name(), Token: token, Scopes: claims.Scope, Subject: claims.StableID()}, nil
 }
 
 // banner wraps a refusal so that the ssh client shows its reason (and a
@@ -284,7 +281,7 @@ func (r *Resolver) AuthKey(ctx context.Context, key ssh.PublicKey) (*api.Identit
 		return nil, fmt.Errorf("boshresolver: token for key user: %w", err)
 	}
 	fp := "key:" + tunnel.Fingerprint(key)
-	return &api.Identity{Name: fp, Resolver: r.Name(), Token: tok, Scopes: []string{"bosh.admin"}, Subject: fp}, nil
+	return &api.Identity{Name: fp, Method: api.MethodKey, Resolver: r.Name(), Token: tok, Scopes: []string{"bosh.admin"}, Subject: fp}, nil
 }
 
 // MintCode asks the director's UAA for a one-time code for the code
@@ -292,10 +289,10 @@ func (r *Resolver) AuthKey(ctx context.Context, key ssh.PublicKey) (*api.Identit
 // "ssh-code" command. The API keeps nothing: the code is UAA's, single use
 // and short lived, and any API instance exchanges it.
 func (r *Resolver) MintCode(id *api.Identity) (string, error) {
-	if id.Token == "" || strings.HasPrefix(id.Name, "key:") {
+	if id.Token == "" || id.Method == api.MethodKey {
 		return "", errors.New("one-time codes are for token users; log in with a token")
 	}
-	if strings.HasSuffix(id.Name, codeSuffix) {
+	if id.Method == api.MethodCode {
 		// A code is one session: it must not extend itself.
 		return "", errors.New("a one-time code cannot mint another; log in with a token")
 	}

@@ -440,8 +440,8 @@ func TestOneTimeCodes(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if id.Name != "admin (one-time code)" || id.Resolver != "bosh" || !reflect.DeepEqual(id.Scopes, admin.Scopes) || id.Token == "" || id.Token == admin.Token {
-			t.Errorf("identity = %+v; want admin (one-time code) with a token of its own and scopes %v", *id, admin.Scopes)
+		if id.Name != "admin" || id.Method != api.MethodCode || id.Resolver != "bosh" || !reflect.DeepEqual(id.Scopes, admin.Scopes) || id.Token == "" || id.Token == admin.Token {
+			t.Errorf("identity = %+v; want admin by one-time code with a token of its own and scopes %v", *id, admin.Scopes)
 		}
 		// One user, one quota: the code login counts as the token's.
 		if !strings.HasPrefix(admin.Subject, "user:") || id.Subject != admin.Subject || id.Key() != admin.Key() {
@@ -473,7 +473,7 @@ func TestOneTimeCodes(t *testing.T) {
 			t.Fatal(err)
 		}
 		other := w.resolver(t, w.cfg)
-		if id, err := other.AuthPassword(ctx, code); err != nil || id.Name != "admin (one-time code)" {
+		if id, err := other.AuthPassword(ctx, code); err != nil || id.Name != "admin" || id.Method != api.MethodCode {
 			t.Fatalf("second instance: %v, %v", id, err)
 		}
 		if _, err := w.r.AuthPassword(ctx, code); !errors.Is(err, boshresolver.ErrBadCode) {

@@ -113,8 +113,9 @@ func (r *Resolver) AuthPassword(ctx context.Context, password string) (*api.Iden
 	if err != nil {
 		return nil, err
 	}
-	token := password
+	token, method := password, api.MethodToken
 	if !uaa.LooksLikeToken(password) {
+		method = api.MethodCode
 		t, err := u.ExchangeCode(ctx, r.ClientID, r.ClientSecret, password)
 		if err != nil {
 			return nil, err
@@ -125,7 +126,12 @@ func (r *Resolver) AuthPassword(ctx context.Context, password string) (*api.Iden
 	if err != nil {
 		return nil, err
 	}
-	return r.identity(claims, token)
+	id, err := r.identity(claims, token)
+	if err != nil {
+		return nil, err
+	}
+	id.Method = method
+	return id, nil
 }
 
 // identity checks the claims of a verified token and builds the user's
