@@ -28,6 +28,7 @@ var rules = []rule{
 	{"./tunnel/...", []string{module + "/api", module + "/agent", module + "/plugin", module + "/bosh"}},
 	{"./bosh/director", []string{module + "/api", module + "/agent", module + "/plugin", module + "/bosh/boshcli", module + "/tunnel"}},
 	{"./bosh/uaa", []string{module + "/api", module + "/agent", module + "/plugin", module + "/bosh/boshcli", module + "/tunnel"}},
+	{"./internal/...", []string{module + "/api", module + "/agent", module + "/plugin", module + "/bosh", module + "/tunnel"}},
 	{"./bosh/allproxy", []string{module + "/api", module + "/agent", module + "/plugin", module + "/bosh/boshcli", "github.com/prometheus/", "github.com/gopacket/"}},
 }
 

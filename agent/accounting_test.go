@@ -14,7 +14,7 @@ import (
 )
 
 // udpIn opens a UDP socket inside ns bound to addr.
-func udpIn(t *testing.T, ns *testenv.Netns, addr string) *net.UDPConn {
+func udpIn(t testing.TB, ns *testenv.Netns, addr string) *net.UDPConn {
 	t.Helper()
 	var c *net.UDPConn
 	err := netlab.Do(ns, func() error {
@@ -60,7 +60,7 @@ func captureOnce(t *testing.T, ns *testenv.Netns, iface, dst string, noise, send
 	s := srcs[0]
 	defer s.h.Close()
 
-	q := newQueue(4<<20, 1<<16)
+	q := newQueue(4 << 20)
 	var stop atomic.Bool
 	done := make(chan struct{})
 	go func() {

@@ -29,11 +29,11 @@ type Agent struct {
 	// MaxCaptures bounds concurrent captures (default 4).
 	MaxCaptures int
 	// BufferSize is libpcap's kernel buffer per interface in bytes
-	// (default 8 MiB).
+	// (default [DefaultBufferSize]).
 	BufferSize int
 	// QueueBytes bounds the packets held between libpcap and the channel,
-	// per capture (default 4 MiB, held twice: one batch filling, one
-	// being written).
+	// per capture, in pcapng bytes: the batch filling and the batch being
+	// written together (default [DefaultQueueBytes]).
 	QueueBytes int
 	// StatsInterval is how often running stats are sent (default 1 s).
 	StatsInterval time.Duration
@@ -57,10 +57,10 @@ func (a *Agent) init() {
 			a.MaxCaptures = 4
 		}
 		if a.BufferSize <= 0 {
-			a.BufferSize = 8 << 20
+			a.BufferSize = DefaultBufferSize
 		}
 		if a.QueueBytes <= 0 {
-			a.QueueBytes = 4 << 20
+			a.QueueBytes = DefaultQueueBytes
 		}
 		if a.StatsInterval <= 0 {
 			a.StatsInterval = time.Second
@@ -187,7 +187,7 @@ func (a *Agent) run(ctx context.Context, ch ssh.Channel, reqs <-chan *ssh.Reques
 	// Announce the interfaces before any packet.
 	ch.SendRequest(tunnel.RequestStats, false, collectStats(srcs, w, false, "", "").Marshal())
 
-	q := newQueue(a.QueueBytes, a.QueueBytes/16)
+	q := newQueue(a.QueueBytes)
 	var stop atomic.Bool
 	var readers sync.WaitGroup
 	readersDone := make(chan struct{})
@@ -208,48 +208,13 @@ func (a *Agent) run(ctx context.Context, ch ssh.Channel, reqs <-chan *ssh.Reques
 	writerErr := make(chan error, 1)
 	finish := make(chan struct{})
 	go func() {
-		spare := &batch{}
-		wm := newWatermarker(len(srcs))
-		var quietC <-chan time.Time
+		var quiet <-chan time.Time
 		if req.Watermarks {
-			quiet := time.NewTicker(watermarkEvery)
-			defer quiet.Stop()
-			quietC = quiet.C
+			t := time.NewTicker(watermarkEvery)
+			defer t.Stop()
+			quiet = t.C
 		}
-		for {
-			last := false
-			select {
-			case <-q.ready:
-			case <-quietC:
-			case <-finish:
-				last = true
-			}
-			swapped := time.Now()
-			wm.dropping(srcs, swapped)
-			full := q.swap(spare)
-			wm.observe(full, swapped)
-			n, err := w.writeBatch(full)
-			if err != nil && !errors.Is(err, errLimit) {
-				// The write failed: what it did not write is lost here.
-				for _, p := range full.pkts[n:] {
-					srcs[p.iface].dropped.Add(1)
-				}
-			}
-			spare = full
-			if err == nil && req.Watermarks {
-				err = wm.write(w, swapped)
-			}
-			// At a limit, what was written up to it still goes out.
-			if err == nil || errors.Is(err, errLimit) {
-				if ferr := w.flush(); ferr != nil {
-					err = ferr
-				}
-			}
-			if err != nil || last {
-				writerErr <- err
-				return
-			}
-		}
+		writerErr <- newPump(q, w, srcs, req.Watermarks).run(finish, quiet)
 	}()
 
 	var timer <-chan time.Time
@@ -341,6 +306,73 @@ loop:
 		st.Limit = limit
 	}
 	return st
+}
+
+// flushEvery bounds how long written packets wait in the writer's buffer
+// while more keep coming; with nothing waiting, it is flushed at once.
+const flushEvery = 10 * time.Millisecond
+
+// pump moves batches from the queue onto the writer, followed by a
+// watermark when asked for. Owned by one goroutine.
+type pump struct {
+	q          *queue
+	w          *writer
+	srcs       []*source
+	wm         *watermarker
+	watermarks bool
+	spare      *batch
+	flushed    time.Time
+}
+
+func newPump(q *queue, w *writer, srcs []*source, watermarks bool) *pump {
+	return &pump{q: q, w: w, srcs: srcs, wm: newWatermarker(len(srcs)), watermarks: watermarks, spare: &batch{}}
+}
+
+// run writes what the queue holds whenever it signals, and a watermark
+// at each tick of quiet, until finish is closed (then it writes what is
+// left) or a write fails or reaches a limit. It returns that error.
+func (p *pump) run(finish <-chan struct{}, quiet <-chan time.Time) error {
+	for {
+		last := false
+		select {
+		case <-p.q.ready:
+		case <-quiet:
+		case <-finish:
+			last = true
+		}
+		if err := p.step(last); err != nil || last {
+			return err
+		}
+	}
+}
+
+// step writes the queue's current batch. Writes are coalesced while more
+// packets wait, up to the writer's buffer or flushEvery; the last step,
+// and one that reaches a limit, flush what was written.
+func (p *pump) step(last bool) error {
+	swapped := time.Now()
+	p.wm.dropping(p.srcs, swapped)
+	full := p.q.swap(p.spare)
+	p.wm.observe(full, swapped)
+	n, err := p.w.writeBatch(full)
+	if err != nil && !errors.Is(err, errLimit) {
+		// The write failed: what it did not write is lost here.
+		for _, pk := range full.pkts[n:] {
+			p.srcs[pk.iface].dropped.Add(1)
+		}
+	}
+	p.q.done(full)
+	p.spare = full
+	if err == nil && p.watermarks {
+		err = p.wm.write(p.w, swapped)
+	}
+	if (err == nil && (last || !p.q.pending() || swapped.Sub(p.flushed) >= flushEvery)) || errors.Is(err, errLimit) {
+		if ferr := p.w.flush(); ferr != nil {
+			err = ferr
+		}
+		p.flushed = swapped
+	}
+	return err
 }
 
 // finalCounts returns the counters of source i at the end of a capture.
@@ -440,7 +472,7 @@ func (m *watermarker) dropping(srcs []*source, swapped time.Time) {
 // observe notes the packets of a batch swapped out of the queue at swapped.
 func (m *watermarker) observe(b *batch, swapped time.Time) {
 	for _, p := range b.pkts {
-		m.newest[p.iface] = max(m.newest[p.iface], p.ts.UnixNano())
+		m.newest[p.iface] = max(m.newest[p.iface], p.ts)
 		m.seen[p.iface] = swapped
 	}
 }

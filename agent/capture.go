@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"runtime"
 	"strings"
@@ -12,7 +13,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
 	"github.com/gopacket/gopacket/pcap"
 	"github.com/gopacket/gopacket/pcapgo"
@@ -52,6 +52,8 @@ type source struct {
 	prePlaced uint64     // packets in the ring at the fence: base received − base dropped
 	pre       uint64     // packets read that the kernel counted before the fence
 	reads     uint64     // packets read from libpcap (queued or refused)
+	statsMark uint64     // reads when the counters were last considered
+	r         *ringReader
 
 	mu     sync.Mutex
 	counts kernelCounts // latest, refreshed by the reader; final once it returns
@@ -191,7 +193,12 @@ func openSource(idx int, name string, o openOptions) (*source, error) {
 		h.Close()
 		return nil, tunnel.Reject(tunnel.CodeBadFilter, fmt.Sprintf("filter does not compile on %s: %s", name, bpfMessage(err)))
 	}
-	s := &source{idx: idx, name: name, h: h, linkType: h.LinkType()}
+	r, err := newRingReader(h)
+	if err != nil {
+		h.Close()
+		return nil, tunnel.Reject(tunnel.CodeInternal, fmt.Sprintf("read capture on %s: %v", name, err))
+	}
+	s := &source{idx: idx, name: name, h: h, linkType: h.LinkType(), r: r}
 	if err := s.fence(kernelFilter(name, o.filter)); err != nil {
 		h.Close()
 		return nil, tunnel.Reject(tunnel.CodeInternal, fmt.Sprintf("start capture on %s: %v", name, err))
@@ -279,47 +286,47 @@ func combineFilters(user, exclude string) string {
 	}
 }
 
-// read copies packets from libpcap into q until stop is set, then reads
-// what the kernel had counted by then (bounded by drainTime), records the
-// final counters, and returns. It never blocks on q.
+// read copies packets from libpcap into q, a ring batch at a time, until
+// stop is set, then reads what the kernel had counted by then (bounded by
+// drainTime), records the final counters, and returns. It never blocks on
+// q.
 func (s *source) read(q *queue, stop *atomic.Bool) {
 	lastStats := time.Now()
-	n := 0
-	for {
-		data, ci, err := s.h.ZeroCopyReadPacketData()
-		if err == nil {
-			s.take(q, ci, data)
-		}
-		n++
-		// The stop flag is checked on every packet: under steady traffic
-		// reads never time out, and 1024 packets can take seconds.
-		if stop.Load() {
+	// The stop flag is checked on every batch: under steady traffic reads
+	// never time out.
+	for !stop.Load() {
+		n, err := s.r.read(0)
+		if err != nil {
+			s.readFailed(err)
 			break
 		}
-		if err != nil || n&1023 == 0 {
+		s.take(q)
+		if n == 0 || s.reads&^1023 != s.statsMark {
+			s.statsMark = s.reads &^ 1023
 			if now := time.Now(); now.Sub(lastStats) >= statsEvery {
 				s.refreshStats()
 				lastStats = now
 			}
 		}
-		if err == nil || errors.Is(err, pcap.NextErrorTimeoutExpired) {
-			continue
-		}
-		s.readFailed(err)
-		break
 	}
 	s.drain(q)
 }
 
-// take hands one packet to q, counting it.
-func (s *source) take(q *queue, ci gopacket.CaptureInfo, data []byte) {
-	s.reads++
-	if s.pre < s.prePlaced && ci.Timestamp.Before(s.fenceAt) {
-		s.pre++
+// take hands the ring batch just read to q, counting it.
+func (s *source) take(q *queue) {
+	s.reads += uint64(s.r.n)
+	if s.pre < s.prePlaced {
+		fence := s.fenceAt.UnixNano()
+		off := 0
+		for i := range s.r.n {
+			ts, data, _ := s.r.packet(i, off)
+			off += len(data)
+			if s.pre < s.prePlaced && ts < fence {
+				s.pre++
+			}
+		}
 	}
-	if !q.put(s.idx, ci, data) {
-		s.dropped.Add(1)
-	}
+	q.putRing(s.idx, s.r, &s.dropped)
 }
 
 func (s *source) readFailed(err error) {
@@ -327,14 +334,15 @@ func (s *source) readFailed(err error) {
 		return
 	}
 	s.mu.Lock()
-	s.err = fmt.Errorf("read from %s: %v (%v)", s.name, err, s.h.Error())
+	s.err = fmt.Errorf("read from %s: %v", s.name, err)
 	s.mu.Unlock()
 }
 
 // drain reads, after a stop, exactly the packets the kernel had put in the
 // ring by then: the ring is first in, first out, so once as many packets
-// were read as it counted, nothing counted is left. What drainTime does
-// not allow to be read is recorded as unread.
+// were read as it counted, nothing counted is left (a batch asks for no
+// more than are left). What drainTime does not allow to be read is
+// recorded as unread.
 func (s *source) drain(q *queue) {
 	st, err := s.h.Stats()
 	if err != nil {
@@ -344,15 +352,11 @@ func (s *source) drain(q *queue) {
 	target := func() uint64 { return s.pre + placed(*st) - s.prePlaced }
 	deadline := time.Now().Add(drainTime)
 	for s.reads < target() && time.Now().Before(deadline) {
-		data, ci, err := s.h.ZeroCopyReadPacketData()
-		if err == nil {
-			s.take(q, ci, data)
-			continue
-		}
-		if !errors.Is(err, pcap.NextErrorTimeoutExpired) {
+		if _, err := s.r.read(int(min(target()-s.reads, math.MaxInt32))); err != nil {
 			s.readFailed(err)
 			break
 		}
+		s.take(q)
 	}
 	c := s.since(*st)
 	if t := target(); s.reads < t {
@@ -393,6 +397,8 @@ type writer struct {
 	packets []atomic.Uint64 // per source: written
 	bytes   []atomic.Uint64
 	total   struct{ packets, bytes uint64 }
+
+	batchPkts, batchBytes []uint64 // per source: in the batch being written
 }
 
 func newWriter(w io.Writer, srcs []*source, snaplen int, filter string, limits tunnel.Limits) (*writer, error) {
@@ -412,7 +418,8 @@ func newWriter(w io.Writer, srcs []*source, snaplen int, filter string, limits t
 		}
 	}
 	wr := &writer{bw: bw, ng: ng, limits: limits,
-		packets: make([]atomic.Uint64, len(srcs)), bytes: make([]atomic.Uint64, len(srcs))}
+		packets: make([]atomic.Uint64, len(srcs)), bytes: make([]atomic.Uint64, len(srcs)),
+		batchPkts: make([]uint64, len(srcs)), batchBytes: make([]uint64, len(srcs))}
 	return wr, wr.flush()
 }
 
@@ -446,31 +453,45 @@ func limitOf(err error) string {
 	return ""
 }
 
-// writeBatch writes b's packets and returns how many it wrote. It returns
-// errLimit when a limit stops it.
+// writeBatch writes b's packets, already encoded, with one write, and
+// returns how many it wrote. It returns errLimit when a limit stops it;
+// after a failed write it reports none written.
 func (w *writer) writeBatch(b *batch) (int, error) {
+	n, end := len(b.pkts), len(b.buf)
+	var limit error
+	pkts, bytes := w.total.packets, w.total.bytes
 	for i, p := range b.pkts {
-		if w.limits.Packets > 0 && w.total.packets >= w.limits.Packets {
-			return i, errPacketLimit
+		if w.limits.Packets > 0 && pkts >= w.limits.Packets {
+			n, end, limit = i, int(p.off), errPacketLimit
+			break
 		}
-		if w.limits.Bytes > 0 && w.total.bytes+uint64(p.caplen) > w.limits.Bytes {
-			return i, errByteLimit
+		if w.limits.Bytes > 0 && bytes+uint64(p.caplen) > w.limits.Bytes {
+			n, end, limit = i, int(p.off), errByteLimit
+			break
 		}
-		ci := gopacket.CaptureInfo{Timestamp: p.ts, CaptureLength: p.caplen, Length: p.length, InterfaceIndex: p.iface}
-		if err := w.ng.WritePacket(ci, b.buf[p.off:p.off+p.caplen]); err != nil {
-			// pcapgo writes through a buffer: the packet may be in it,
-			// but the flush that would send it failed or will fail.
-			return i, fmt.Errorf("agent: write packet: %w", err)
-		}
-		w.total.packets++
-		w.total.bytes += uint64(p.caplen)
-		w.packets[p.iface].Add(1)
-		w.bytes[p.iface].Add(uint64(p.caplen))
+		pkts++
+		bytes += uint64(p.caplen)
+		w.batchPkts[p.iface]++
+		w.batchBytes[p.iface] += uint64(p.caplen)
 	}
-	if w.limits.Packets > 0 && w.total.packets >= w.limits.Packets {
-		return len(b.pkts), errPacketLimit
+	_, err := w.bw.Write(b.buf[:end])
+	for i := range w.batchPkts {
+		if err == nil && w.batchPkts[i] > 0 {
+			w.packets[i].Add(w.batchPkts[i])
+			w.bytes[i].Add(w.batchBytes[i])
+		}
+		w.batchPkts[i], w.batchBytes[i] = 0, 0
 	}
-	return len(b.pkts), nil
+	if err != nil {
+		// The packets may be partly in the buffer, but the write that
+		// would send them failed.
+		return 0, fmt.Errorf("agent: write packets: %w", err)
+	}
+	w.total.packets, w.total.bytes = pkts, bytes
+	if limit == nil && w.limits.Packets > 0 && pkts >= w.limits.Packets {
+		limit = errPacketLimit
+	}
+	return n, limit
 }
 
 func (w *writer) flush() error {

@@ -24,10 +24,11 @@ type Config struct {
 	AuthorizedKeysFile string `yaml:"authorized_keys_file"`
 	// MaxCaptures bounds concurrent captures (default 4).
 	MaxCaptures int `yaml:"max_captures"`
-	// BufferSize is libpcap's kernel buffer per interface, bytes (default 8 MiB).
+	// BufferSize is libpcap's kernel buffer per interface, bytes (default
+	// [DefaultBufferSize]).
 	BufferSize int `yaml:"buffer_size"`
-	// QueueBytes bounds packets held per capture between libpcap and the
-	// network, bytes (default 4 MiB).
+	// QueueBytes bounds the packets held per capture between libpcap and
+	// the network, as pcapng bytes (default [DefaultQueueBytes]).
 	QueueBytes int `yaml:"queue_bytes"`
 	// Containers says where app containers are found.
 	Containers ContainersConfig `yaml:"containers"`
@@ -47,13 +48,24 @@ type ContainersConfig struct {
 	NetnsDir string `yaml:"netns_dir"`
 }
 
+// Burst defaults. A capture must ride out a burst while the writer waits
+// on a slow hop (the API, a client): 32 MiB hold 200 ms of a 1 Gbit/s
+// interface at line rate (25 MB, plus the ring's or pcapng's per-packet
+// overhead), or 400 ms of 50k pps × 1500 bytes. The kernel buffer is per
+// interface; the queue is per capture, filled on demand, and exact: it
+// never holds more packet bytes than configured.
+const (
+	DefaultBufferSize = 32 << 20
+	DefaultQueueBytes = 32 << 20
+)
+
 // DefaultConfig returns a Config with every default filled in.
 func DefaultConfig() Config {
 	return Config{
 		Listen:      "0.0.0.0:9494",
 		MaxCaptures: 4,
-		BufferSize:  8 << 20,
-		QueueBytes:  4 << 20,
+		BufferSize:  DefaultBufferSize,
+		QueueBytes:  DefaultQueueBytes,
 		LogLevel:    "info",
 		Containers:  ContainersConfig{NetnsDir: DefaultNetnsDir},
 

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"io"
 	"testing"
-	"time"
 
 	"github.com/gopacket/gopacket/layers"
 
@@ -16,8 +15,8 @@ import (
 func TestWriteBatchNamesTheLimit(t *testing.T) {
 	b := &batch{}
 	for i := range 5 {
-		b.pkts = append(b.pkts, pktMeta{ts: time.Unix(int64(i), 0), off: len(b.buf), caplen: 100, length: 100})
-		b.buf = append(b.buf, make([]byte, 100)...)
+		b.pkts = append(b.pkts, pktMeta{ts: int64(i) * 1e9, off: int32(len(b.buf)), caplen: 100})
+		b.buf = appendEPB(b.buf, 0, int64(i)*1e9, make([]byte, 100), 100)
 	}
 	tests := []struct {
 		name   string

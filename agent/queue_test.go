@@ -2,94 +2,272 @@ package agent
 
 import (
 	"bytes"
+	"errors"
+	"io"
+	"math/rand/v2"
+	"runtime"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/gopacket/gopacket"
+	"github.com/gopacket/gopacket/layers"
+	"github.com/gopacket/gopacket/pcapgo"
+
+	"code.cloudfoundry.org/pcap/tunnel"
 )
 
-func TestQueueRefusesWhenFullByBytes(t *testing.T) {
-	q := newQueue(100, 1000)
-	ts := time.Unix(1700000000, 5)
+// put queues one packet, as putRing does for each packet of a batch.
+func put(q *queue, iface int, ts int64, data []byte, length int) bool {
+	q.mu.Lock()
+	ok := q.add(iface, ts, data, length)
+	q.mu.Unlock()
+	if ok {
+		q.signal()
+	}
+	return ok
+}
+
+func TestEPBLen(t *testing.T) {
+	for caplen, want := range map[int]int{0: 32, 1: 36, 3: 36, 4: 36, 5: 40, 1400: 1432, 1401: 1436} {
+		if got := epbLen(caplen); got != want {
+			t.Errorf("epbLen(%d) = %d, want %d", caplen, got, want)
+		}
+	}
+}
+
+// TestQueueBoundIsExact: the bytes the queue holds — the batch filling
+// and the one the writer has not finished with — never exceed its bound,
+// and a packet is refused as soon as it would.
+func TestQueueBoundIsExact(t *testing.T) {
+	q := newQueue(180)
 	pkt := func(b byte, n int) []byte { return bytes.Repeat([]byte{b}, n) }
 	for i, tt := range []struct {
 		n    int
 		want bool
 	}{
-		{40, true},
-		{40, true},
-		{21, false}, // 101 bytes
-		{20, true},  // exactly 100
-		{1, false},
-		{0, true}, // an empty packet still fits
+		{40, true},  // 72 bytes of pcapng
+		{40, true},  // 144
+		{21, false}, // 56 more would be 200
+		{0, true},   // 32: 176
+		{1, false},  // 36: 212
 	} {
-		if got := q.put(0, gopacket.CaptureInfo{Timestamp: ts, Length: tt.n + 10}, pkt(byte('a'+i), tt.n)); got != tt.want {
+		if got := put(q, 0, 5, pkt(byte('a'+i), tt.n), tt.n+10); got != tt.want {
 			t.Errorf("put #%d (%d bytes) = %v, want %v", i, tt.n, got, tt.want)
 		}
 	}
 	full := q.swap(&batch{})
-	if len(full.pkts) != 4 || len(full.buf) != 100 {
-		t.Fatalf("batch holds %d packets, %d bytes; want 4, 100", len(full.pkts), len(full.buf))
+	if len(full.pkts) != 3 || len(full.buf) != 176 {
+		t.Fatalf("batch holds %d packets, %d bytes; want 3, 176", len(full.pkts), len(full.buf))
 	}
-	// Each packet is where its metadata says, with its own bytes.
-	wantFill := []byte{'a', 'b', 'd', 'f'}
-	wantLen := []int{40, 40, 20, 0}
-	for i, p := range full.pkts {
-		data := full.buf[p.off : p.off+p.caplen]
-		if p.caplen != wantLen[i] || p.length != wantLen[i]+10 || !p.ts.Equal(ts) || !bytes.Equal(data, pkt(wantFill[i], wantLen[i])) {
-			t.Errorf("packet %d = %+v %q", i, p, data)
-		}
+	// The writer holds the batch: its bytes still count.
+	if put(q, 0, 5, nil, 0) {
+		t.Error("put of 32 bytes accepted while the writer holds 176 of 180")
 	}
-	// After the swap there is room again.
-	if !q.put(0, gopacket.CaptureInfo{}, pkt('z', 100)) {
-		t.Error("put after swap refused")
+	q.done(full)
+	if !put(q, 0, 5, pkt('z', 100), 100) {
+		t.Error("put refused after the writer was done")
 	}
 }
 
-func TestQueueRefusesWhenFullByCount(t *testing.T) {
-	q := newQueue(1<<20, 3)
-	for i := range 3 {
-		if !q.put(i%2, gopacket.CaptureInfo{}, []byte{byte(i)}) {
-			t.Fatalf("put #%d refused", i)
+// TestQueueNeverHoldsMoreThanItsBound runs readers and a slow writer
+// against a small queue and checks, at every put, that the filling batch
+// and the writer's batch together stay within the bound.
+func TestQueueNeverHoldsMoreThanItsBound(t *testing.T) {
+	const bound = 64 << 10
+	q := newQueue(bound)
+	var inflight atomic.Int64 // bytes of the batch the writer holds
+	var over, attempts atomic.Int64
+	var stop atomic.Bool
+	var wg sync.WaitGroup
+	for r := range 3 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(uint64(r), 1))
+			data := make([]byte, 1500)
+			for i := 0; i < 20000 && !stop.Load(); i++ {
+				n := rng.IntN(len(data) + 1)
+				attempts.Add(1)
+				q.mu.Lock()
+				q.add(r, int64(i), data[:n], n)
+				// The writer may not have stored inflight yet after a swap,
+				// or already cleared it before done: the sum can only be
+				// too small then, never too large.
+				if held := int64(len(q.cur.buf)) + inflight.Load(); held > bound {
+					over.Store(held)
+				}
+				q.mu.Unlock()
+				q.signal()
+			}
+		}()
+	}
+	done := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(done)
+	}()
+	spare, swaps := &batch{}, 0
+	for finished := false; !finished; {
+		select {
+		case <-q.ready:
+		case <-done:
+			finished = true
 		}
+		full := q.swap(spare)
+		inflight.Store(int64(len(full.buf)))
+		// A slow writer: it holds the batch while the readers make 500
+		// more puts, enough to fill the queue again.
+		for from := attempts.Load(); attempts.Load()-from < 500 && !stop.Load(); {
+			select {
+			case <-done:
+				stop.Store(true)
+			default:
+				runtime.Gosched()
+			}
+		}
+		inflight.Store(0)
+		q.done(full)
+		spare = full
+		swaps++
 	}
-	if q.put(0, gopacket.CaptureInfo{}, []byte{9}) {
-		t.Error("fourth put accepted with a limit of 3 packets")
+	if o := over.Load(); o != 0 {
+		t.Fatalf("the queue held %d bytes with a bound of %d", o, bound)
 	}
-	b := q.swap(&batch{})
-	if len(b.pkts) != 3 || b.pkts[1].iface != 1 || b.pkts[2].iface != 0 {
-		t.Errorf("batch = %+v", b.pkts)
+	if q.held != 0 {
+		t.Errorf("after the last done, %d bytes still counted", q.held)
 	}
+	t.Logf("%d swaps", swaps)
 }
 
 func TestQueueCopiesAndSignals(t *testing.T) {
-	q := newQueue(1<<10, 10)
+	q := newQueue(1 << 10)
 	select {
 	case <-q.ready:
 		t.Fatal("an empty queue signalled ready")
 	default:
 	}
 	data := []byte("original")
-	q.put(0, gopacket.CaptureInfo{}, data)
-	q.put(0, gopacket.CaptureInfo{}, data)
+	put(q, 0, 1, data, len(data))
+	put(q, 0, 2, data, len(data))
 	copy(data, "CHANGED!") // libpcap reuses its buffer
-	select {
-	case <-q.ready:
-	default:
+	if !q.pending() {
 		t.Fatal("put did not signal ready")
 	}
-	select {
-	case <-q.ready:
+	<-q.ready
+	if q.pending() {
 		t.Fatal("two puts signalled twice; signals should coalesce")
-	default:
 	}
 	spare := &batch{buf: []byte("stale"), pkts: []pktMeta{{caplen: 5}}}
 	b := q.swap(spare)
-	if string(b.buf) != "originaloriginal" {
-		t.Errorf("batch bytes = %q, want the data as it was put", b.buf)
+	for i, p := range b.pkts {
+		if got := string(b.buf[int(p.off)+epbHeaderLen : int(p.off)+epbHeaderLen+int(p.caplen)]); got != "original" {
+			t.Errorf("packet %d = %q, want the data as it was put", i, got)
+		}
 	}
 	// The spare was emptied before it became the current batch.
 	if again := q.swap(&batch{}); again != spare || len(again.pkts) != 0 || len(again.buf) != 0 {
 		t.Errorf("second swap = %+v, want the emptied spare", again)
+	}
+}
+
+// TestBatchIsPcapng: what the queue encodes and the writer sends is read
+// back by gopacket's pcapng reader, packet for packet.
+func TestBatchIsPcapng(t *testing.T) {
+	srcs := []*source{{name: "eth0", linkType: layers.LinkTypeEthernet}, {idx: 1, name: "lo", linkType: layers.LinkTypeEthernet}}
+	var out bytes.Buffer
+	w, err := newWriter(&out, srcs, 65535, "udp", tunnel.Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	type pkt struct {
+		iface  int
+		ts     int64
+		data   []byte
+		length int
+	}
+	want := []pkt{
+		{0, 1700000000123456789, []byte("abc"), 3},
+		{1, 1700000000223456789, []byte("four"), 1500},
+		{0, 1700000000323456789, nil, 60},
+		{1, 1700000000423456789, bytes.Repeat([]byte{7}, 1401), 1401},
+	}
+	q := newQueue(1 << 20)
+	for _, p := range want {
+		if !put(q, p.iface, p.ts, p.data, p.length) {
+			t.Fatal("put refused")
+		}
+	}
+	if n, err := w.writeBatch(q.swap(&batch{})); n != len(want) || err != nil {
+		t.Fatalf("writeBatch = %d, %v", n, err)
+	}
+	if err := w.flush(); err != nil {
+		t.Fatal(err)
+	}
+	r, err := pcapgo.NewNgReader(&out, pcapgo.DefaultNgReaderOptions)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, p := range want {
+		data, ci, err := r.ReadPacketData()
+		if err != nil {
+			t.Fatalf("packet %d: %v", i, err)
+		}
+		if ci.InterfaceIndex != p.iface || ci.Timestamp.UnixNano() != p.ts || ci.Length != p.length || !bytes.Equal(data, p.data) {
+			t.Errorf("packet %d = %+v %q, want %+v", i, ci, data, p)
+		}
+	}
+	if _, _, err := r.ReadPacketData(); !errors.Is(err, io.EOF) {
+		t.Errorf("after the last packet: %v, want EOF", err)
+	}
+	if got := w.packets[1].Load(); got != 2 {
+		t.Errorf("source 1 written = %d, want 2", got)
+	}
+}
+
+// countingWriter counts the writes that reach it.
+type countingWriter struct {
+	writes int
+	bytes.Buffer
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	c.writes++
+	return c.Buffer.Write(p)
+}
+
+// TestPumpCoalescesWhileBusyAndFlushesWhenIdle: a batch written while more
+// packets wait stays in the writer's buffer; once nothing waits, what was
+// written reaches the channel at once.
+func TestPumpCoalescesWhileBusyAndFlushesWhenIdle(t *testing.T) {
+	srcs := []*source{{name: "eth0", linkType: layers.LinkTypeEthernet}}
+	out := &countingWriter{}
+	w, err := newWriter(out, srcs, 65535, "", tunnel.Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := newQueue(1 << 20)
+	p := newPump(q, w, srcs, false)
+	header := out.Len()
+
+	put(q, 0, 1, []byte("first"), 5)
+	<-q.ready // as run's select takes the signal
+	put(q, 0, 2, []byte("second"), 6)
+	p.flushed = time.Now().Add(time.Hour) // keep flushEvery out of this step
+	if err := p.step(false); err != nil {
+		t.Fatal(err)
+	}
+	if out.Len() != header {
+		t.Fatalf("with a packet waiting, the step flushed %d bytes", out.Len()-header)
+	}
+	<-q.ready
+	if err := p.step(false); err != nil {
+		t.Fatal(err)
+	}
+	if want := header + epbLen(5) + epbLen(6); out.Len() != want {
+		t.Fatalf("with nothing waiting, %d bytes reached the channel, want %d", out.Len(), want)
+	}
+	if got := w.packets[0].Load(); got != 2 {
+		t.Errorf("written = %d, want 2", got)
 	}
 }

@@ -21,7 +21,7 @@ func TestWatermarker(t *testing.T) {
 	batchOf := func(iface int, ts ...time.Duration) *batch {
 		b := &batch{}
 		for _, d := range ts {
-			b.pkts = append(b.pkts, pktMeta{iface: iface, ts: at(d)})
+			b.pkts = append(b.pkts, pktMeta{iface: int32(iface), ts: at(d).UnixNano()})
 		}
 		return b
 	}

@@ -179,9 +179,38 @@ type BOSHConfig struct {
 	// ["bosh_cli", "bosh"]: tokens UAA issued to the bosh CLI, or for the
 	// director's bosh.* scopes, as CI clients' are). ["bosh_cli"] admits
 	// only `bosh log-in` tokens; list client ids to admit their tokens.
-	TokenAudiences []string `yaml:"token_audiences"`
+	// omitempty: a marshalled config (tests write theirs so) leaves the
+	// key out when unset, and reads back with the default.
+	TokenAudiences []string `yaml:"token_audiences,omitempty"`
 	// AllowInsecureHTTP lets director_url and uaa_url be plain http: for
 	// tests and demos only, never with real tokens.
+	AllowInsecureHTTP bool `yaml:"allow_insecure_http"`
+	// CFClient is pcap-api's own Cloud Controller client, with which the
+	// apps of `--app GUID` (next to instance groups, for bosh admins) are
+	// looked up; without it such captures are refused.
+	CFClient *CFClientConfig `yaml:"cf_client"`
+}
+
+// CFClientConfig is a Cloud Controller client of pcap-api's own: a UAA
+// client of the foundation's UAA whose client_credentials token carries
+// cloud_controller.admin_read_only (or cloud_controller.global_auditor),
+// enough to read any app's processes and their stats, and nothing more.
+type CFClientConfig struct {
+	// APIURL is the Cloud Controller (required), e.g. https://api.sys.example.com.
+	APIURL string `yaml:"api_url"`
+	// UAAURL is the foundation's UAA; empty means the one the Cloud
+	// Controller's root names.
+	UAAURL string `yaml:"uaa_url"`
+	// ClientID and ClientSecret are the UAA client (both required).
+	ClientID     string `yaml:"client_id"`
+	ClientSecret string `yaml:"client_secret"`
+	// CACertFile verifies the Cloud Controller's and UAA's TLS (default:
+	// system roots).
+	CACertFile string `yaml:"ca_cert_file"`
+	// Timeout bounds each request (default 10s).
+	Timeout time.Duration `yaml:"timeout"`
+	// AllowInsecureHTTP lets api_url and uaa_url be plain http: for tests
+	// and demos only.
 	AllowInsecureHTTP bool `yaml:"allow_insecure_http"`
 }
 
@@ -241,6 +270,9 @@ func ParseConfig(b []byte) (Config, error) {
 		}
 		if b.TokenAudiences == nil {
 			b.TokenAudiences = []string{"bosh_cli", "bosh"}
+		}
+		if b.CFClient != nil && b.CFClient.Timeout == 0 {
+			b.CFClient.Timeout = 10 * time.Second
 		}
 	}
 	if err := c.Validate(); err != nil {
@@ -355,6 +387,19 @@ func (c Config) Validate() error {
 		if len(b.TokenAudiences) == 0 {
 			errs = append(errs, errors.New("bosh.token_audiences is empty: no token would be accepted"))
 		}
+		if cc := b.CFClient; cc != nil {
+			if cc.APIURL == "" {
+				errs = append(errs, errors.New("bosh.cf_client.api_url is required"))
+			}
+			errs = append(errs, checkURL("bosh.cf_client.api_url", cc.APIURL, cc.AllowInsecureHTTP, "bosh.cf_client.allow_insecure_http"),
+				checkURL("bosh.cf_client.uaa_url", cc.UAAURL, cc.AllowInsecureHTTP, "bosh.cf_client.allow_insecure_http"))
+			if cc.ClientID == "" || cc.ClientSecret == "" {
+				errs = append(errs, errors.New("bosh.cf_client.client_id and client_secret are required"))
+			}
+			if cc.Timeout < 0 {
+				errs = append(errs, errors.New("bosh.cf_client.timeout is negative"))
+			}
+		}
 	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":
@@ -407,6 +452,13 @@ func (c Config) Redacted() Config {
 		}
 		if b.CodeClientSecret != "" {
 			b.CodeClientSecret = redacted
+		}
+		if b.CFClient != nil {
+			cc := *b.CFClient
+			if cc.ClientSecret != "" {
+				cc.ClientSecret = redacted
+			}
+			b.CFClient = &cc
 		}
 		c.BOSH = &b
 	}

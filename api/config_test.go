@@ -230,6 +230,13 @@ func TestParseConfigURLsMustBeHTTPS(t *testing.T) {
 		}},
 		{"plain http when allowed", "cf:\n  api_url: http://127.0.0.1:8000\n  uaa_client_secret: s\n  allow_insecure_http: true\n" +
 			"bosh:\n  director_url: http://127.0.0.1:25555\n  allow_insecure_http: true\n", nil},
+		{"bosh.cf_client: http refused, client required", "bosh:\n  director_url: https://10.0.0.6:25555\n  cf_client:\n    api_url: http://api.example.com\n    client_id: pcap-api\n", []string{
+			`bosh.cf_client.api_url "http://api.example.com" must be https`, "bosh.cf_client.client_id and client_secret are required",
+		}},
+		{"bosh.cf_client: api_url required", "bosh:\n  director_url: https://10.0.0.6:25555\n  cf_client:\n    client_id: pcap-api\n    client_secret: s\n", []string{
+			"bosh.cf_client.api_url is required",
+		}},
+		{"bosh.cf_client valid", "bosh:\n  director_url: https://10.0.0.6:25555\n  cf_client:\n    api_url: https://api.example.com\n    client_id: pcap-api\n    client_secret: s\n", nil},
 		{"other schemes and no host", "cf:\n  api_url: ftp://api.example.com\n  uaa_url: https://\n  uaa_client_secret: s\n  allow_insecure_http: true\n", []string{
 			`cf.api_url "ftp://api.example.com" must be an https URL`, `cf.uaa_url "https://" has no host`,
 		}},
@@ -257,7 +264,8 @@ func TestParseConfigURLsMustBeHTTPS(t *testing.T) {
 
 func TestConfigRedacted(t *testing.T) {
 	c, err := ParseConfig([]byte(minimalConfig + "cf:\n  api_url: https://api.example.com\n  uaa_client_secret: cf-s3cret\n" +
-		"bosh:\n  director_url: https://10.0.0.6:25555\n  operator_keys_file: /k/ops\n  uaa_client_id: pcap\n  uaa_client_secret: bosh-s3cret\n  code_client_secret: code-s3cret\n"))
+		"bosh:\n  director_url: https://10.0.0.6:25555\n  operator_keys_file: /k/ops\n  uaa_client_id: pcap\n  uaa_client_secret: bosh-s3cret\n  code_client_secret: code-s3cret\n" +
+		"  cf_client:\n    api_url: https://api.example.com\n    client_id: pcap-api\n    client_secret: cc-s3cret\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -266,7 +274,7 @@ func TestConfigRedacted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, secret := range []string{"cf-s3cret", "bosh-s3cret", "code-s3cret"} {
+	for _, secret := range []string{"cf-s3cret", "bosh-s3cret", "code-s3cret", "cc-s3cret"} {
 		if strings.Contains(string(out), secret) {
 			t.Errorf("redacted config holds %q:\n%s", secret, out)
 		}
@@ -275,7 +283,39 @@ func TestConfigRedacted(t *testing.T) {
 		t.Errorf("redacted: cf %+v, bosh %+v", r.CF, r.BOSH)
 	}
 	// The original keeps its secrets: the service still needs them.
-	if c.CF.UAAClientSecret != "cf-s3cret" || c.BOSH.UAAClientSecret != "bosh-s3cret" || c.BOSH.CodeClientSecret != "code-s3cret" {
+	if r.BOSH.CFClient.ClientID != "pcap-api" || r.BOSH.CFClient.Timeout != 10*time.Second {
+		t.Errorf("redacted cf_client: %+v", r.BOSH.CFClient)
+	}
+	if c.CF.UAAClientSecret != "cf-s3cret" || c.BOSH.UAAClientSecret != "bosh-s3cret" || c.BOSH.CodeClientSecret != "code-s3cret" ||
+		c.BOSH.CFClient.ClientSecret != "cc-s3cret" {
 		t.Error("Redacted changed the config it was called on")
+	}
+}
+
+// TestConfigMarshalRoundTrip: a Config marshalled as YAML (as the
+// integration tests write theirs) parses back to itself, the resolvers'
+// defaults included.
+func TestConfigMarshalRoundTrip(t *testing.T) {
+	c := DefaultConfig()
+	c.HostKeyFile, c.Agents.ClientKeyFile, c.Agents.HostKeysFile = "/k/host", "/k/client", "/k/agents"
+	c.Static = &StaticConfig{OperatorKeysFile: "/k/ops", Groups: map[string][]string{"lb": {"10.0.0.5:9494"}}}
+	c.CF = &CFConfig{APIURL: "https://api.example.com", UAAClientSecret: "s"}
+	c.BOSH = &BOSHConfig{DirectorURL: "https://10.0.0.6:25555", CACertFile: "/k/ca"}
+	b, err := yaml.Marshal(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := ParseConfig(b)
+	if err != nil {
+		t.Fatalf("ParseConfig(Marshal(c)): %v\n%s", err, b)
+	}
+	if !reflect.DeepEqual(got.BOSH.TokenAudiences, []string{"bosh_cli", "bosh"}) || got.CF.UAAClientID != "ssh-proxy" || got.CF.Timeout != 10*time.Second {
+		t.Errorf("resolver defaults lost: bosh %+v, cf %+v", got.BOSH, got.CF)
+	}
+	got.BOSH.TokenAudiences, got.BOSH.CodeClientID, got.BOSH.Timeout = nil, "", 0
+	got.CF.UAAClientID, got.CF.Timeout, got.CF.Policy = "", 0, ""
+	again, err := yaml.Marshal(got) // nil and empty lists read alike
+	if err != nil || string(again) != string(b) {
+		t.Errorf("round trip changed the config:\n%s\nwant\n%s", again, b)
 	}
 }

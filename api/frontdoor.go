@@ -223,7 +223,7 @@ func (a *API) HandleChannel(ctx context.Context, conn *ssh.ServerConn, nc ssh.Ne
 		nc.Reject(ssh.Prohibited, "not authenticated")
 		return
 	}
-	log := a.Logger.With("user", id.String(), "remote", conn.RemoteAddr().String())
+	log := a.Logger.With("user", id.String(), "method", string(id.Method), "remote", conn.RemoteAddr().String())
 	done, ok := a.openSession(conn, log)
 	if !ok {
 		nc.Reject(ssh.ResourceShortage, fmt.Sprintf("at most %d sessions per connection", a.maxSessions()))
@@ -324,7 +324,8 @@ func (a *API) run(ctx context.Context, log *slog.Logger, id *Identity, line stri
 	}
 	defer release()
 	r := a.Resolvers[id.Resolver]
-	targets, skipped, err := r.Resolve(ctx, id, req)
+	rctx, audited := CollectAudit(ctx)
+	targets, skipped, err := r.Resolve(rctx, id, req)
 	if err != nil {
 		re := tunnel.AsReject(err)
 		return fail(re.Code, re.Message)
@@ -332,6 +333,9 @@ func (a *API) run(ctx context.Context, log *slog.Logger, id *Identity, line stri
 	if err := a.checkLimits(&req, targets); err != nil {
 		re := tunnel.AsReject(err)
 		return fail(re.Code, re.Message)
+	}
+	for _, e := range audited() {
+		log.Info(e.Event, e.Attrs...)
 	}
 
 	names := make([]string, len(targets))

@@ -141,3 +141,37 @@ func TestHeaderRecordsCommand(t *testing.T) {
 		t.Errorf("long command: %d-byte comment, valid UTF-8 %v", len(h.Comment), utf8.ValidString(h.Comment))
 	}
 }
+
+// auditingResolver asks for an audit event at every Resolve.
+type auditingResolver struct{ *StaticResolver }
+
+func (r auditingResolver) Resolve(ctx context.Context, id *Identity, req capturecmd.Request) ([]Target, []Skipped, error) {
+	Audit(ctx, "test-audit", "who", id.Name)
+	return r.StaticResolver.Resolve(ctx, id, req)
+}
+
+// TestRunAuditsOnlyWhatPassesLimits: an audit event a resolver asks for is
+// not written when the capture is refused after Resolve (here: too many
+// targets), so the log never shows an audited capture that did not run.
+func TestRunAuditsOnlyWhatPassesLimits(t *testing.T) {
+	var logs bytes.Buffer
+	a := &API{Logger: slog.New(slog.NewJSONHandler(&logs, nil)), Resolvers: map[string]Resolver{
+		"static": auditingResolver{&StaticResolver{Groups: map[string][]string{"lab": {"127.0.0.1:1", "127.0.0.1:2"}}}},
+	}, Limits: LimitsConfig{MaxTargets: 1, MaxDuration: time.Minute, MaxCaptures: 1, MaxCapturesPerUser: 1}}
+	var stdout, stderr bytes.Buffer
+	id := &Identity{Name: "op", Resolver: "static"}
+	if status := a.run(context.Background(), a.Logger, id, "capture lab", &stdout, &stderr, make(chan struct{})); status != ExitFailed {
+		t.Errorf("exit status %d, want %d", status, ExitFailed)
+	}
+	if !strings.Contains(logs.String(), `"msg":"capture-refused"`) || strings.Contains(logs.String(), "test-audit") {
+		t.Errorf("log:\n%s", logs.String())
+	}
+	// The collector itself: what is asked is kept, in order.
+	ctx, audited := CollectAudit(context.Background())
+	Audit(ctx, "a", "k", 1)
+	Audit(ctx, "b")
+	Audit(context.Background(), "nowhere")
+	if got := audited(); len(got) != 2 || got[0].Event != "a" || got[0].Attrs[1] != 1 || got[1].Event != "b" {
+		t.Errorf("audited = %v", got)
+	}
+}

@@ -16,11 +16,27 @@ import (
 	"code.cloudfoundry.org/pcap/tunnel/capturecmd"
 )
 
+// AuthMethod is how a user proved who they are.
+type AuthMethod string
+
+// The ways into the front door. They appear as "method" in the audit log.
+const (
+	// MethodToken: a UAA access token as the SSH password.
+	MethodToken AuthMethod = "token"
+	// MethodCode: a one-time code (cf ssh-code, pcap-bosh ssh-code),
+	// exchanged for the user's token.
+	MethodCode AuthMethod = "one-time-code"
+	// MethodKey: an operator's SSH key.
+	MethodKey AuthMethod = "key"
+)
+
 // Identity is an authenticated user of the front door.
 type Identity struct {
-	// Name is who the user is, for limits and the audit log (a UAA user
-	// name, or "key:SHA256:…" for an operator key).
+	// Name is who the user is, for the audit log (a UAA user name, or
+	// "key:SHA256:…" for an operator key), whatever the method.
 	Name string
+	// Method is how the user logged in.
+	Method AuthMethod
 	// Resolver is the name of the resolver that authenticated the user.
 	Resolver string
 	// Token is the user's access token, when the user logged in with one.
@@ -123,7 +139,7 @@ func (s *StaticResolver) AuthKey(_ context.Context, key ssh.PublicKey) (*Identit
 	if err := s.Operators.Check(key); err != nil {
 		return nil, err
 	}
-	return &Identity{Name: "key:" + tunnel.Fingerprint(key), Resolver: s.Name()}, nil
+	return &Identity{Name: "key:" + tunnel.Fingerprint(key), Method: MethodKey, Resolver: s.Name()}, nil
 }
 
 // Resolve implements [Resolver]: each target is GROUP (all its agents),

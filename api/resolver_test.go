@@ -80,6 +80,8 @@ func TestStaticResolverRefuses(t *testing.T) {
 			"--app, --instance and -d are not used by static groups; name groups as GROUP or GROUP/INDEX"},
 		{"bosh deployment", capturecmd.Request{Deployment: "cf", Targets: []string{"lb"}}, tunnel.CodeBadRequest,
 			"--app, --instance and -d are not used by static groups; name groups as GROUP or GROUP/INDEX"},
+		{"bosh deployment and a cf app", capturecmd.Request{Deployment: "cf", App: "g", Targets: []string{"lb"}}, tunnel.CodeBadRequest,
+			"--app, --instance and -d are not used by static groups; name groups as GROUP or GROUP/INDEX"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -115,7 +117,7 @@ func TestStaticResolverAuth(t *testing.T) {
 	if err != nil {
 		t.Fatalf("operator key refused: %v", err)
 	}
-	want := &Identity{Name: "key:" + tunnel.Fingerprint(op.PublicKey()), Resolver: "static"}
+	want := &Identity{Name: "key:" + tunnel.Fingerprint(op.PublicKey()), Method: MethodKey, Resolver: "static"}
 	if !reflect.DeepEqual(id, want) {
 		t.Errorf("identity = %+v, want %+v", id, want)
 	}

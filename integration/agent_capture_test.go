@@ -9,6 +9,7 @@ import (
 
 	"github.com/gopacket/gopacket/layers"
 
+	"code.cloudfoundry.org/pcap/agent"
 	"code.cloudfoundry.org/pcap/integration/testenv"
 	"code.cloudfoundry.org/pcap/tunnel"
 )
@@ -233,7 +234,7 @@ func TestAgentLimits(t *testing.T) {
 func TestAgentSlowReaderDropsAreCounted(t *testing.T) {
 	testenv.RequireRoot(t)
 	t.Parallel()
-	s := agStart(t, agentOptions{Extra: "queue_bytes: 524288\n"})
+	s := agStart(t, agentOptions{Config: func(c *agent.Config) { c.QueueBytes = 524288 }})
 	ct := newContainer(t, s.Agent.NetnsDir, agGUID(t))
 	capt := agOpen(t, s.Client, agContainerReq(ct, "udp dst port 9000"))
 

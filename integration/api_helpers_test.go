@@ -2,6 +2,7 @@ package integration
 
 import (
 	"bytes"
+	"cmp"
 	"fmt"
 	"io"
 	"os"
@@ -12,7 +13,9 @@ import (
 	"time"
 
 	"golang.org/x/crypto/ssh"
+	"gopkg.in/yaml.v3"
 
+	"code.cloudfoundry.org/pcap/api"
 	"code.cloudfoundry.org/pcap/integration/testenv"
 )
 
@@ -26,22 +29,25 @@ type apiProc struct {
 }
 
 type apiOptions struct {
-	Netns      *testenv.Netns
-	Listen     string // default 127.0.0.1:0
-	ClientKey  keyPair
-	AgentKeys  []keyPair // agents' host keys to pin
-	Operators  []keyPair
-	Groups     map[string][]string
-	AgentPort  int    // agents.port (default 9494)
-	Extra      string // more YAML (top level)
-	ExtraFirst string // YAML placed before the generated keys (overrides)
+	Netns     *testenv.Netns
+	Listen    string // default 127.0.0.1:0
+	ClientKey keyPair
+	AgentKeys []keyPair // agents' host keys to pin
+	Operators []keyPair
+	Groups    map[string][]string
+	AgentPort int // agents.port (default 9494)
+	// Config changes the config before it is written: the resolvers'
+	// sections, limits, timeouts.
+	Config func(*api.Config)
 }
 
 var apiListeningRe = regexp.MustCompile(`"msg":"api-listening".*"address":"([^"]+)".*"http_address":"([^"]*)"`)
 
+// startAPI starts pcap-api with a config made from o: pcap-api's defaults,
+// a new host key, the static resolver with o's operators and groups, then
+// o.Config's changes, marshalled as YAML.
 func startAPI(t *testing.T, o apiOptions) *apiProc {
 	t.Helper()
-	bin := testenv.Binaries(t)
 	dir := t.TempDir()
 	host := newKeyPair(t, dir, "api_host_key")
 	write := func(name string, keys []keyPair) string {
@@ -55,50 +61,37 @@ func startAPI(t *testing.T, o apiOptions) *apiProc {
 		}
 		return p
 	}
-	listen := o.Listen
-	if listen == "" {
-		listen = "127.0.0.1:0"
+	cfg := api.DefaultConfig()
+	cfg.Listen = cmp.Or(o.Listen, "127.0.0.1:0")
+	cfg.HTTPListen = strings.Split(cfg.Listen, ":")[0] + ":0"
+	cfg.HostKeyFile = host.Private
+	cfg.LogLevel = "debug"
+	cfg.Agents.ClientKeyFile = o.ClientKey.Private
+	cfg.Agents.HostKeysFile = write("agent_host_keys", o.AgentKeys)
+	cfg.Agents.DialTimeout = 5 * time.Second
+	cfg.Agents.Port = cmp.Or(o.AgentPort, 9494)
+	cfg.Static = &api.StaticConfig{OperatorKeysFile: write("operators", o.Operators), Groups: o.Groups}
+	if o.Config != nil {
+		o.Config(&cfg)
 	}
-	httpListen := strings.Split(listen, ":")[0] + ":0"
-	agentPort := o.AgentPort
-	if agentPort == 0 {
-		agentPort = 9494
-	}
-	var groups strings.Builder
-	for g, agents := range o.Groups {
-		fmt.Fprintf(&groups, "    %s: [%s]\n", g, strings.Join(quoteAll(agents), ", "))
-	}
-	cfg := fmt.Sprintf(`%s
-listen: %q
-http_listen: %q
-host_key_file: %q
-log_level: debug
-agents:
-  client_key_file: %q
-  host_keys_file: %q
-  dial_timeout: 5s
-  port: %d
-static:
-  operator_keys_file: %q
-  groups:
-%s
-%s
-`, o.ExtraFirst, listen, httpListen, host.Private, o.ClientKey.Private, write("agent_host_keys", o.AgentKeys), agentPort, write("operators", o.Operators), groups.String(), o.Extra)
 	cfgFile := filepath.Join(dir, "api.yml")
-	if err := os.WriteFile(cfgFile, []byte(cfg), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	p := testenv.Start(t, testenv.StartOptions{Netns: o.Netns}, filepath.Join(bin, "pcap-api"), "--config", cfgFile)
+	writeYAML(t, cfgFile, cfg)
+	p := testenv.Start(t, testenv.StartOptions{Netns: o.Netns}, filepath.Join(testenv.Binaries(t), "pcap-api"), "--config", cfgFile)
 	m := p.WaitLine(t, apiListeningRe, 30*time.Second)
 	return &apiProc{Proc: p, Addr: m[1], HTTPAddr: m[2], HostKey: host, Netns: o.Netns}
 }
 
-func quoteAll(ss []string) []string {
-	out := make([]string, len(ss))
-	for i, s := range ss {
-		out[i] = fmt.Sprintf("%q", s)
+// writeYAML writes a config (api.Config, agent.Config) to path as YAML,
+// as an operator would.
+func writeYAML(t *testing.T, path string, cfg any) {
+	t.Helper()
+	b, err := yaml.Marshal(cfg)
+	if err != nil {
+		t.Fatal(err)
 	}
-	return out
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // sshClient runs the real OpenSSH client against the API.

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"code.cloudfoundry.org/pcap/api"
 	"code.cloudfoundry.org/pcap/integration/testenv"
 )
 
@@ -17,7 +18,9 @@ func TestAPILimits(t *testing.T) {
 		VMs:       3,
 		Operators: 6,
 		Groups:    map[string][]int{"lab": {0, 1}, "three": {0, 1, 2}},
-		APIExtra:  "limits:\n  max_captures_per_user: 1\n  max_targets: 2\n  max_duration: 4s\n",
+		APIConfig: func(c *api.Config) {
+			c.Limits.MaxCapturesPerUser, c.Limits.MaxTargets, c.Limits.MaxDuration = 1, 2, 4*time.Second
+		},
 	})
 	refused := func(t *testing.T, cl *sshClient, msg string) {
 		t.Helper()

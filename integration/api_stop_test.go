@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"code.cloudfoundry.org/pcap/agent"
 	"code.cloudfoundry.org/pcap/integration/testenv"
 )
 
@@ -131,7 +132,14 @@ func TestAPISlowClient(t *testing.T) {
 		slowChunk  = 4 << 10   // bytes read per tick while slow
 		slowPeriod = 5 * time.Millisecond
 	)
-	c := newCapLab(t, capLabOptions{VMs: 2, Operators: 2})
+	// VM 0's agent buffers much less than the burst's 34 MB, so it must
+	// drop: its defaults (32 MiB ring and queue) would hold the burst.
+	c := newCapLab(t, capLabOptions{VMs: 2, Operators: 2,
+		AgentConfig: func(i int, c *agent.Config) {
+			if i == 0 {
+				c.BufferSize, c.QueueBytes = 8<<20, 4<<20
+			}
+		}})
 	apiPID := c.API.Cmd.Process.Pid // ip netns exec execs: this is pcap-api
 
 	// The slow client reads its stdout through a pipe, a little per tick,

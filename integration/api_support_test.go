@@ -17,6 +17,8 @@ import (
 
 	"github.com/gopacket/gopacket/pcapgo"
 
+	"code.cloudfoundry.org/pcap/agent"
+	"code.cloudfoundry.org/pcap/api"
 	"code.cloudfoundry.org/pcap/integration/netlab"
 )
 
@@ -38,15 +40,15 @@ type capLabOptions struct {
 	// NoAgent lists VMs where no agent runs: their address refuses
 	// connections.
 	NoAgent map[int]bool
-	// AgentExtra is more agent YAML, per VM.
-	AgentExtra map[int]string
 	// Operators is how many operator keys the API trusts (default 1);
 	// each is a user of its own for the limits.
 	Operators int
 	// Groups maps group names to VM indexes (default "lab": every VM).
 	Groups map[string][]int
-	// APIExtra is more API YAML at the top level.
-	APIExtra string
+	// APIConfig changes the API's config (see apiOptions.Config).
+	APIConfig func(*api.Config)
+	// AgentConfig changes the config of VM i's agent.
+	AgentConfig func(i int, c *agent.Config)
 }
 
 func newCapLab(t *testing.T, o capLabOptions) *capLab {
@@ -62,7 +64,11 @@ func newCapLab(t *testing.T, o capLabOptions) *capLab {
 			c.Agents = append(c.Agents, nil)
 			continue
 		}
-		a := startAgent(t, agentOptions{Netns: vm, Listen: addr, ClientKeys: []keyPair{apiKey}, MaxCaptures: 8, Extra: o.AgentExtra[i]})
+		ao := agentOptions{Netns: vm, Listen: addr, ClientKeys: []keyPair{apiKey}, MaxCaptures: 8}
+		if o.AgentConfig != nil {
+			ao.Config = func(c *agent.Config) { o.AgentConfig(i, c) }
+		}
+		a := startAgent(t, ao)
 		c.Agents = append(c.Agents, a)
 		hostKeys = append(hostKeys, a.HostKey)
 	}
@@ -80,7 +86,7 @@ func newCapLab(t *testing.T, o capLabOptions) *capLab {
 	}
 	c.API = startAPI(t, apiOptions{
 		Netns: c.LAN, Listen: "198.18.0.1:2222", ClientKey: apiKey,
-		AgentKeys: hostKeys, Operators: c.Operators, Groups: groups, Extra: o.APIExtra,
+		AgentKeys: hostKeys, Operators: c.Operators, Groups: groups, Config: o.APIConfig,
 	})
 	return c
 }

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"code.cloudfoundry.org/pcap/api"
 	"code.cloudfoundry.org/pcap/integration/fakes/director"
 	"code.cloudfoundry.org/pcap/integration/testenv"
 )
@@ -48,7 +49,7 @@ func boshRouterID(i int) string { return fmt.Sprintf("3f2a0000-0000-4000-8000-00
 func TestPcapBoshFollowsGroup(t *testing.T) {
 	testenv.RequireRoot(t)
 	e := startBOSHEnv(t, 3)
-	api := e.startSecondAPI(t, "198.18.0.1:2223", "follow_interval: 500ms\n")
+	api := e.startSecondAPI(t, "198.18.0.1:2223", func(c *api.Config) { c.FollowInterval = 500 * time.Millisecond })
 	e.setRouters(t, 0, 1)
 	home := e.boshLogin(t, "admin")
 

@@ -3,6 +3,7 @@ package integration
 import (
 	"cmp"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -18,7 +19,9 @@ import (
 	"golang.org/x/crypto/ssh"
 	"gopkg.in/yaml.v3"
 
+	"code.cloudfoundry.org/pcap/api"
 	"code.cloudfoundry.org/pcap/integration/fakes/ca"
+	"code.cloudfoundry.org/pcap/integration/fakes/cc"
 	"code.cloudfoundry.org/pcap/integration/fakes/director"
 	"code.cloudfoundry.org/pcap/integration/fakes/uaa"
 	"code.cloudfoundry.org/pcap/integration/netlab"
@@ -33,6 +36,7 @@ type boshEnv struct {
 	UAA      *uaa.Server
 	Director *director.Server
 	CAFile   string
+	CA       *ca.Authority // signs every server's certificate
 	Agents   []*agentProc
 	API      *apiProc
 	APIKey   keyPair
@@ -45,12 +49,21 @@ const boshDirectorUUID = "d1rec70r-0000-4000-8000-000000000001"
 var boshCodeClient = uaa.Client{ID: "pcap_ssh", Secret: "pcap-ssh-secret", AuthorizedGrantTypes: []string{"authorization_code"}, RedirectURI: "/login"}
 
 // boshAPIConfig is the bosh section of pcap-api's config for the env.
-func (e *boshEnv) boshAPIConfig() string {
-	return fmt.Sprintf("bosh:\n  director_url: %q\n  ca_cert_file: %q\n  code_client_id: %s\n  code_client_secret: %s\n",
-		e.Director.URL(), e.CAFile, boshCodeClient.ID, boshCodeClient.Secret)
+func (e *boshEnv) boshAPIConfig() *api.BOSHConfig {
+	return &api.BOSHConfig{DirectorURL: e.Director.URL(), CACertFile: e.CAFile,
+		CodeClientID: boshCodeClient.ID, CodeClientSecret: boshCodeClient.Secret}
 }
 
 func startBOSHEnv(t *testing.T, vms int) *boshEnv {
+	t.Helper()
+	return startBOSHEnvCells(t, vms, nil)
+}
+
+// startBOSHEnvCells is startBOSHEnv where the agent of VM i finds
+// containers in netnsDirs[i] (when given), as on a Diego cell. Containers
+// must be published there before: an agent in a VM's namespace has its
+// own mount namespace, copied when it starts (`ip netns exec`).
+func startBOSHEnvCells(t *testing.T, vms int, netnsDirs []string) *boshEnv {
 	t.Helper()
 	dir := t.TempDir()
 	e := &boshEnv{Lab: newLab(t, vms, nil)}
@@ -58,6 +71,7 @@ func startBOSHEnv(t *testing.T, vms int) *boshEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
+	e.CA = authority
 	e.CAFile = filepath.Join(dir, "ca.pem")
 	if err := os.WriteFile(e.CAFile, authority.CertPEM(), 0o644); err != nil {
 		t.Fatal(err)
@@ -120,13 +134,17 @@ func startBOSHEnv(t *testing.T, vms int) *boshEnv {
 	e.APIKey = newKeyPair(t, dir, "api_client")
 	var hostKeys []keyPair
 	for i, vm := range e.Lab.VMs {
-		a := startAgent(t, agentOptions{Netns: vm, Listen: e.Lab.vmAddr(i) + ":9494", ClientKeys: []keyPair{e.APIKey}})
+		o := agentOptions{Netns: vm, Listen: e.Lab.vmAddr(i) + ":9494", ClientKeys: []keyPair{e.APIKey}}
+		if i < len(netnsDirs) {
+			o.NetnsDir = netnsDirs[i]
+		}
+		a := startAgent(t, o)
 		e.Agents = append(e.Agents, a)
 		hostKeys = append(hostKeys, a.HostKey)
 	}
 	e.API = startAPI(t, apiOptions{
 		Netns: e.Lab.LAN, Listen: "198.18.0.1:2222", ClientKey: e.APIKey, AgentKeys: hostKeys,
-		Extra: e.boshAPIConfig(),
+		Config: func(c *api.Config) { c.BOSH = e.boshAPIConfig() },
 	})
 	return e
 }
@@ -264,8 +282,9 @@ func (e *boshEnv) mint(t *testing.T, m uaa.Mint) string {
 }
 
 // startSecondAPI starts another pcap-api in the LAN namespace, on listen, for
-// the same director and agents, with more YAML in its bosh section.
-func (e *boshEnv) startSecondAPI(t *testing.T, listen, boshExtra string) *apiProc {
+// the same director and agents; configure (when not nil) changes its
+// config after the bosh section is set.
+func (e *boshEnv) startSecondAPI(t *testing.T, listen string, configure func(*api.Config)) *apiProc {
 	t.Helper()
 	var hostKeys []keyPair
 	for _, a := range e.Agents {
@@ -273,7 +292,12 @@ func (e *boshEnv) startSecondAPI(t *testing.T, listen, boshExtra string) *apiPro
 	}
 	return startAPI(t, apiOptions{
 		Netns: e.Lab.LAN, Listen: listen, ClientKey: e.APIKey, AgentKeys: hostKeys,
-		Extra: e.boshAPIConfig() + boshExtra,
+		Config: func(c *api.Config) {
+			c.BOSH = e.boshAPIConfig()
+			if configure != nil {
+				configure(c)
+			}
+		},
 	})
 }
 
@@ -378,4 +402,50 @@ func (e *boshEnv) agentsStarted(t *testing.T, filter string) {
 // boshRouterIface is the interface name of router VM i.
 func boshRouterIface(i int) string {
 	return fmt.Sprintf("router/3f2a0000-0000-4000-8000-0000000000%02d:eth0", i)
+}
+
+// boshCFClient is pcap-api's own client of the foundation's UAA
+// (bosh.cf_client): its client_credentials tokens read every app.
+var boshCFClient = uaa.Client{ID: "pcap-api-cc", Secret: "pcap-api-cc-secret",
+	AuthorizedGrantTypes: []string{"client_credentials"}, Authorities: []string{"cloud_controller.admin_read_only"}}
+
+// startFoundation starts, in the LAN namespace, a CF foundation next to
+// the director: its own UAA (with boshCFClient) and a Cloud Controller
+// (HTTPS, the env's CA) where app appGUID's web process has these
+// instances. It returns the cf_client section of pcap-api's bosh config.
+func (e *boshEnv) startFoundation(t *testing.T, appGUID string, instances []cc.Instance) *api.CFClientConfig {
+	t.Helper()
+	tlsConf := func() *tls.Config {
+		c, err := e.CA.ServerConfig("198.18.0.1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	u, err := uaa.New(uaa.Options{TLS: tlsConf(), Clients: append(uaa.DefaultClients(), boshCFClient)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := u.StartOn(testenv.ListenIn(t, e.Lab.LAN, "198.18.0.1:0")); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { u.Close() })
+	// The CC fake runs in this process: it reaches its UAA inside the LAN.
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: e.CA.ClientConfig(), DialContext: netlab.DialerIn(e.Lab.LAN)}}
+	t.Cleanup(client.CloseIdleConnections)
+	c, err := cc.New(cc.Options{TLS: tlsConf(), Verifier: u.Verifier(client), UAAURL: u.URL(), World: cc.World{
+		Organizations: []cc.Org{{GUID: "0a000000-0000-4000-8000-0000000000b1", Name: "org", Spaces: []cc.Space{
+			{GUID: "5a000000-0000-4000-8000-0000000000b1", Name: "prod", Apps: []cc.App{
+				{GUID: appGUID, Name: "web-app", Processes: []cc.Process{{Type: "web", Instances: instances}}},
+			}},
+		}}},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.StartOn(testenv.ListenIn(t, e.Lab.LAN, "198.18.0.1:0")); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return &api.CFClientConfig{APIURL: c.URL(), CACertFile: e.CAFile, ClientID: boshCFClient.ID, ClientSecret: boshCFClient.Secret}
 }

@@ -63,8 +63,8 @@ func TestBoshPlainSSHClients(t *testing.T) {
 			t.Errorf("interfaces %v and %d statistics blocks, want 3 of each", per, countISBs(t, out))
 		}
 		// Audited as the user who minted the code.
-		if n := len(e.API.Lines(regexp.MustCompile(`"msg":"capture-started".*"user":"bosh:admin \(one-time code\)"`))); n != 1 {
-			t.Errorf("%d capture-started lines for bosh:admin (one-time code), want 1", n)
+		if n := len(e.API.Lines(regexp.MustCompile(`"msg":"capture-started".*"user":"bosh:admin","method":"one-time-code"`))); n != 1 {
+			t.Errorf("%d capture-started lines for bosh:admin by one-time code, want 1", n)
 		}
 		usedCode = code
 	})
@@ -128,7 +128,7 @@ func TestBoshPlainSSHClients(t *testing.T) {
 	// a code works at whichever instance receives it, and only once in all
 	// (UAA's promise). Expiry is UAA's too (TestOneTimeCodes/expires).
 	t.Run("any pcap-api instance takes a code, once", func(t *testing.T) {
-		second := e.startSecondAPI(t, "198.18.0.1:2223", "")
+		second := e.startSecondAPI(t, "198.18.0.1:2223", nil)
 		code := e.sshCode(t, home) // from UAA, no pcap-api involved
 		cl := boshSSH{API: second, Password: code}.start(t, "capture", "--help")
 		if c := boshExitCode(t, cl.Proc, 15*time.Second); c != 0 {
@@ -154,7 +154,7 @@ func TestBoshPlainSSHClients(t *testing.T) {
 		if c := boshExitCode(t, cl.Proc, 15*time.Second); c != 1 {
 			t.Fatalf("a code of the first pcap-api at the second: ssh exited %d, want 1 (logged in, no such deployment):\n%s", c, cl.Output())
 		}
-		second.WaitLine(t, regexp.MustCompile(`"msg":"capture-refused".*"user":"bosh:admin \(one-time code\)"`), 5*time.Second)
+		second.WaitLine(t, regexp.MustCompile(`"msg":"capture-refused".*"user":"bosh:admin","method":"one-time-code"`), 5*time.Second)
 	})
 
 	t.Run("a token longer than 1023 bytes through OpenSSH", func(t *testing.T) {

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"code.cloudfoundry.org/pcap/api"
 	"code.cloudfoundry.org/pcap/integration/fakes/cc"
 	"code.cloudfoundry.org/pcap/integration/testenv"
 )
@@ -54,7 +55,7 @@ func (e *cfEnv) running(c *cfContainer) cc.Instance {
 func TestCFFollowScaleAndRestart(t *testing.T) {
 	testenv.RequireRoot(t)
 	e := startCFEnv(t)
-	e.API = e.startAPI(t, "follow_interval: 500ms\n")
+	e.API = e.startAPI(t, func(c *api.Config) { c.FollowInterval = 500 * time.Millisecond })
 	c0, c1, c2 := e.Containers[0], e.Containers[1], e.Containers[2]
 	e.setWebInstances(t, []cc.Instance{e.running(c0), e.running(c1)})
 

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"code.cloudfoundry.org/pcap/api"
 	"code.cloudfoundry.org/pcap/integration/fakes/cc"
 	"code.cloudfoundry.org/pcap/integration/fakes/uaa"
 	"code.cloudfoundry.org/pcap/integration/testenv"
@@ -122,14 +123,7 @@ func startCFEnv(t *testing.T) *cfEnv {
 	// too (scope uaa.none, audience not the Cloud Controller).
 	clients := append(uaa.DefaultClients(), uaa.Client{ID: "other", Secret: "other-secret",
 		AuthorizedGrantTypes: []string{"client_credentials"}, Authorities: []string{"uaa.none"}})
-	u, err := uaa.New(uaa.Options{Users: users, Clients: clients})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := u.Start("127.0.0.1:0"); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { u.Close() })
+	u := uaa.StartForTest(t, uaa.Options{Users: users, Clients: clients})
 
 	e := &cfEnv{UAA: u}
 	// Two cells on their own loopback addresses, one agent port for both.
@@ -159,7 +153,7 @@ func startCFEnv(t *testing.T) *cfEnv {
 	role := func(typ, user, org, space string) cc.Role {
 		return cc.Role{Type: typ, User: cfUsers[user], Organization: org, Space: space}
 	}
-	c, err := cc.New(cc.Options{
+	c := cc.StartForTest(t, cc.Options{
 		Verifier: u.Verifier(nil),
 		UAAURL:   u.URL(),
 		World: cc.World{
@@ -181,28 +175,30 @@ func startCFEnv(t *testing.T) *cfEnv {
 			},
 		},
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Start("127.0.0.1:0"); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
 	e.CC = c
 
 	e.apiKey, e.agentKeys = apiKey, agentKeys
-	e.API = e.startAPI(t, "")
+	e.API = e.startAPI(t, nil)
 	return e
 }
 
-// startAPI starts a pcap-api for the env with more YAML in its cf section
-// (each line indented by two spaces).
-func (e *cfEnv) startAPI(t *testing.T, cfExtra string) *apiProc {
+// cfAPIConfig is the cf section of pcap-api's config for the env.
+func (e *cfEnv) cfAPIConfig() *api.CFConfig {
+	return &api.CFConfig{APIURL: e.CC.URL(), AllowInsecureHTTP: true, UAAClientID: "ssh-proxy", UAAClientSecret: "ssh-proxy-secret"}
+}
+
+// startAPI starts a pcap-api for the env; configure (when not nil)
+// changes its config after the cf section is set.
+func (e *cfEnv) startAPI(t *testing.T, configure func(*api.Config)) *apiProc {
 	t.Helper()
 	return startAPI(t, apiOptions{
-		ClientKey: e.apiKey, AgentKeys: e.agentKeys,
-		Extra:     fmt.Sprintf("cf:\n  api_url: %q\n  allow_insecure_http: true\n  uaa_client_id: ssh-proxy\n  uaa_client_secret: ssh-proxy-secret\n", e.CC.URL()) + cfExtra,
-		AgentPort: e.AgentPort,
+		ClientKey: e.apiKey, AgentKeys: e.agentKeys, AgentPort: e.AgentPort,
+		Config: func(c *api.Config) {
+			c.CF = e.cfAPIConfig()
+			if configure != nil {
+				configure(c)
+			}
+		},
 	})
 }
 

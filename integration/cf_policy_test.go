@@ -10,6 +10,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"code.cloudfoundry.org/pcap/api"
 	"code.cloudfoundry.org/pcap/integration/fakes/cc"
 	"code.cloudfoundry.org/pcap/integration/testenv"
 )
@@ -143,7 +144,7 @@ func TestCFSSHPolicy(t *testing.T) {
 	})
 
 	t.Run("admins only", func(t *testing.T) {
-		a := e.startAPI(t, "  admins_only: true\n")
+		a := e.startAPI(t, func(c *api.Config) { c.CF.AdminsOnly = true })
 		n := len(e.CC.AuditEvents())
 		for _, role := range []string{"developer", "adminro", "auditorg"} {
 			refused(t, exec(a, tokens[role]), relErrLine("not-allowed", "app captures are for admins only here (the operator set cf.admins_only): your token has no cloud_controller.admin scope"))
@@ -158,7 +159,7 @@ func TestCFSSHPolicy(t *testing.T) {
 	})
 
 	t.Run("read_sensitive_data policy", func(t *testing.T) {
-		a := e.startAPI(t, "  policy: read_sensitive_data\n")
+		a := e.startAPI(t, func(c *api.Config) { c.CF.Policy = api.CFPolicyReadSensitiveData })
 		cfSwitches(t, e, false, false, false)
 		defer cfSwitches(t, e, true, true, true)
 		n := len(e.CC.AuditEvents())

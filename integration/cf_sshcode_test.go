@@ -53,8 +53,8 @@ func TestCFFrontDoorAuth(t *testing.T) {
 	if per := interfaceCounts(t, out); per["web/1:eth0"] != 6 || len(per) != 1 {
 		t.Errorf("packets per interface = %v, want web/1:eth0=6 only", per)
 	}
-	if !regexpLine(e.API, `"msg":"capture-started".*"user":"cf:developer"`) {
-		t.Errorf("the API did not log a capture by cf:developer:\n%s", e.API.Output())
+	if !regexpLine(e.API, `"msg":"capture-started".*"user":"cf:developer","method":"one-time-code"`) {
+		t.Errorf("the API did not log a capture by cf:developer with a one-time code:\n%s", e.API.Output())
 	}
 
 	// The same code a second time is refused at authentication.

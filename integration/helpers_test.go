@@ -2,8 +2,8 @@ package integration
 
 import (
 	"bytes"
+	"cmp"
 	"context"
-	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -16,6 +16,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"code.cloudfoundry.org/pcap/agent"
 	"code.cloudfoundry.org/pcap/integration/testenv"
 	"code.cloudfoundry.org/pcap/tunnel"
 )
@@ -59,7 +60,8 @@ type agentOptions struct {
 	ClientKeys  []keyPair
 	MaxCaptures int
 	NetnsDir    string // containers.netns_dir; default: a new directory
-	Extra       string // more YAML
+	// Config changes the config before it is written.
+	Config func(*agent.Config)
 }
 
 var listeningRe = regexp.MustCompile(`"msg":"agent-listening".*"address":"([^"]+)"`)
@@ -77,14 +79,6 @@ func startAgent(t *testing.T, o agentOptions) *agentProc {
 	if err := os.WriteFile(authFile, auth.Bytes(), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	listen := o.Listen
-	if listen == "" {
-		listen = "127.0.0.1:0"
-	}
-	maxc := o.MaxCaptures
-	if maxc == 0 {
-		maxc = 4
-	}
 	netnsDir := o.NetnsDir
 	if netnsDir == "" {
 		netnsDir = filepath.Join(dir, "container-netns")
@@ -92,12 +86,17 @@ func startAgent(t *testing.T, o agentOptions) *agentProc {
 			t.Fatal(err)
 		}
 	}
-	cfg := fmt.Sprintf("listen: %q\nhost_key_file: %q\nauthorized_keys_file: %q\nmax_captures: %d\nlog_level: debug\ncontainers:\n  netns_dir: %q\n%s",
-		listen, host.Private, authFile, maxc, netnsDir, o.Extra)
-	cfgFile := filepath.Join(dir, "agent.yml")
-	if err := os.WriteFile(cfgFile, []byte(cfg), 0o644); err != nil {
-		t.Fatal(err)
+	cfg := agent.DefaultConfig()
+	cfg.Listen = cmp.Or(o.Listen, "127.0.0.1:0")
+	cfg.HostKeyFile, cfg.AuthorizedKeysFile = host.Private, authFile
+	cfg.MaxCaptures = cmp.Or(o.MaxCaptures, 4)
+	cfg.LogLevel = "debug"
+	cfg.Containers.NetnsDir = netnsDir
+	if o.Config != nil {
+		o.Config(&cfg)
 	}
+	cfgFile := filepath.Join(dir, "agent.yml")
+	writeYAML(t, cfgFile, cfg)
 	p := testenv.Start(t, testenv.StartOptions{Netns: o.Netns}, filepath.Join(bin, "pcap-agent"), "--config", cfgFile)
 	m := p.WaitLine(t, listeningRe, 30*time.Second)
 	return &agentProc{Proc: p, Addr: m[1], HostKey: host, NetnsDir: netnsDir}

@@ -21,6 +21,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"code.cloudfoundry.org/pcap/api"
 	"code.cloudfoundry.org/pcap/bosh/director"
 	"code.cloudfoundry.org/pcap/integration/fakes/uaa"
 	"code.cloudfoundry.org/pcap/integration/netlab"
@@ -207,15 +208,18 @@ func relDirectorDown(t *testing.T, e *boshEnv) {
 	for _, a := range e.Agents {
 		hostKeys = append(hostKeys, a.HostKey)
 	}
-	api := relStartAPI(t, apiOptions{
+	opts := apiOptions{
 		Netns: e.Lab.LAN, Listen: "198.18.0.1:0", ClientKey: e.APIKey, AgentKeys: hostKeys,
-		Extra: fmt.Sprintf("bosh:\n  director_url: \"https://%s\"\n  ca_cert_file: %q\n  timeout: 1s\n", proxy.Addr(), e.CAFile),
-	}, "")
+		Config: func(c *api.Config) {
+			c.BOSH = &api.BOSHConfig{DirectorURL: "https://" + proxy.Addr(), CACertFile: e.CAFile, Timeout: time.Second}
+		},
+	}
+	a := startAPI(t, opts)
 	tok := e.mint(t, uaa.Mint{Username: "admin", ClientID: "bosh_cli"})
 	run := func(command string) relResult {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		return relExec(ctx, api, "bosh", ssh.Password(tok), command)
+		return relExec(ctx, a, "bosh", ssh.Password(tok), command)
 	}
 
 	// The director answers: the API learns its UUID and UAA.
@@ -245,16 +249,13 @@ func relDirectorDown(t *testing.T, e *boshEnv) {
 		t.Errorf("director down: the refusal took %v, want within %v", r.Took, bound)
 	}
 	for _, re := range []string{`"msg":"capture-refused".*"code":"internal".*Client.Timeout exceeded`, `"msg":"capture-refused".*"code":"internal".*connection refused`} {
-		api.WaitLine(t, regexp.MustCompile(re), 5*time.Second)
+		a.WaitLine(t, regexp.MustCompile(re), 5*time.Second)
 	}
 
 	// An API that has never reached the director cannot check a token
 	// (it learns the director's UAA and UUID from it): the login fails
 	// within the bound, and the API logs why.
-	fresh := relStartAPI(t, apiOptions{
-		Netns: e.Lab.LAN, Listen: "198.18.0.1:0", ClientKey: e.APIKey, AgentKeys: hostKeys,
-		Extra: fmt.Sprintf("bosh:\n  director_url: \"https://%s\"\n  ca_cert_file: %q\n  timeout: 1s\n", proxy.Addr(), e.CAFile),
-	}, "")
+	fresh := startAPI(t, opts)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	r = relExec(ctx, fresh, "bosh", ssh.Password(tok), "capture -d cf router/0 --duration 5s")

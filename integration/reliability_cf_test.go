@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"code.cloudfoundry.org/pcap/api"
 	"code.cloudfoundry.org/pcap/integration/fakes/uaa"
 	"code.cloudfoundry.org/pcap/integration/testenv"
 )
@@ -26,17 +27,10 @@ func TestReliabilityCloudControllerDownOrSlow(t *testing.T) {
 	testenv.RequireRoot(t)
 	t.Parallel()
 	const bound = 5 * time.Second
-	u, err := uaa.New(uaa.Options{
+	u := uaa.StartForTest(t, uaa.Options{
 		Users:   []uaa.User{{Username: "developer", Password: "developer-pw", Scopes: []string{"openid", "cloud_controller.read"}}},
 		Clients: uaa.DefaultClients(),
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := u.Start("127.0.0.1:0"); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { u.Close() })
 	tok, err := u.MintToken("developer", time.Hour)
 	if err != nil {
 		t.Fatal(err)
@@ -64,12 +58,10 @@ func TestReliabilityCloudControllerDownOrSlow(t *testing.T) {
 
 	dir := t.TempDir()
 	apiKey := newKeyPair(t, dir, "api_client")
-	startAPI := func(ccURL, uaaURL string) *apiProc {
-		extra := fmt.Sprintf("cf:\n  api_url: %q\n  allow_insecure_http: true\n  uaa_client_secret: ssh-proxy-secret\n  timeout: 1s\n", ccURL)
-		if uaaURL != "" {
-			extra += fmt.Sprintf("  uaa_url: %q\n", uaaURL)
-		}
-		return relStartAPI(t, apiOptions{ClientKey: apiKey, Extra: extra}, "")
+	startCFAPI := func(ccURL, uaaURL string) *apiProc {
+		return startAPI(t, apiOptions{ClientKey: apiKey, Config: func(c *api.Config) {
+			c.CF = &api.CFConfig{APIURL: ccURL, UAAURL: uaaURL, AllowInsecureHTTP: true, UAAClientSecret: "ssh-proxy-secret", Timeout: time.Second}
+		}})
 	}
 	command := "capture --app " + cfApp + " --duration 5s"
 
@@ -80,10 +72,10 @@ func TestReliabilityCloudControllerDownOrSlow(t *testing.T) {
 		{"slow", slow.URL, "check SSH access: Cloud Controller unreachable: context deadline exceeded (Client.Timeout exceeded while awaiting headers)"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			api := startAPI(tc.cc, u.URL())
+			a := startCFAPI(tc.cc, u.URL())
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
-			r := relExec(ctx, api, "cf", ssh.Password(tok), command)
+			r := relExec(ctx, a, "cf", ssh.Password(tok), command)
 			t.Logf("Cloud Controller %s: %v, %q", tc.name, r.Took, r.Stderr)
 			want := fmt.Sprintf("pcap: error: internal reason=%q\n", tc.reason)
 			if r.Status != 1 || r.Err != nil || r.Stderr != want || len(r.Stdout) != 0 {
@@ -92,18 +84,18 @@ func TestReliabilityCloudControllerDownOrSlow(t *testing.T) {
 			if r.Took > bound {
 				t.Errorf("the refusal took %v, want within %v", r.Took, bound)
 			}
-			api.WaitLine(t, regexp.MustCompile(`"msg":"capture-refused","user":"cf:developer".*"code":"internal","reason":"`+regexp.QuoteMeta(tc.reason)+`"`), 5*time.Second)
-			if n := relCount(api, `"msg":"capture-started"`); n != 0 {
+			a.WaitLine(t, regexp.MustCompile(`"msg":"capture-refused","user":"cf:developer".*"code":"internal","reason":"`+regexp.QuoteMeta(tc.reason)+`"`), 5*time.Second)
+			if n := relCount(a, `"msg":"capture-started"`); n != 0 {
 				t.Errorf("the API started %d captures", n)
 			}
 		})
 	}
 
 	t.Run("UAA found through a Cloud Controller that does not answer", func(t *testing.T) {
-		api := startAPI("http://"+slowAddr, "")
+		a := startCFAPI("http://"+slowAddr, "")
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		r := relExec(ctx, api, "cf", ssh.Password(tok), command)
+		r := relExec(ctx, a, "cf", ssh.Password(tok), command)
 		t.Logf("login: %v, %v", r.Took, r.Err)
 		if r.Err == nil || !strings.Contains(r.Err.Error(), "unable to authenticate") {
 			t.Errorf("login with the Cloud Controller silent: status %d, err %v; want it refused", r.Status, r.Err)
@@ -111,6 +103,6 @@ func TestReliabilityCloudControllerDownOrSlow(t *testing.T) {
 		if r.Took > bound {
 			t.Errorf("the refused login took %v, want within %v", r.Took, bound)
 		}
-		api.WaitLine(t, regexp.MustCompile(`"msg":"auth-refused","user":"cf".*"error":"cfresolver: find UAA from the Cloud Controller: Cloud Controller unreachable: context deadline exceeded \(Client.Timeout exceeded while awaiting headers\)"`), 5*time.Second)
+		a.WaitLine(t, regexp.MustCompile(`"msg":"auth-refused","user":"cf".*"error":"cfresolver: find UAA from the Cloud Controller: Cloud Controller unreachable: context deadline exceeded \(Client.Timeout exceeded while awaiting headers\)"`), 5*time.Second)
 	})
 }

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"code.cloudfoundry.org/pcap/api"
 	"code.cloudfoundry.org/pcap/integration/testenv"
 )
 
@@ -22,7 +23,7 @@ func TestReliabilityClientKilled(t *testing.T) {
 	testenv.RequireRoot(t)
 	t.Parallel()
 	const bound = 5 * time.Second
-	c := newRelLab(t, relLabOptions{VMs: 2, APIExtra: "limits:\n  max_captures_per_user: 1\n"})
+	c := newRelLab(t, relLabOptions{VMs: 2, APIConfig: func(c *api.Config) { c.Limits.MaxCapturesPerUser = 1 }})
 	cl, _ := c.captureFile(t, 0, "-f", "'udp dst port 7000'", "lab")
 	waitStarted(t, cl, "lab/0", "lab/1")
 	relSendUDP(t, c.VMs[0], "198.18.0.1:7000", 10, 100)

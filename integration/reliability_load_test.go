@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"code.cloudfoundry.org/pcap/api"
 	"code.cloudfoundry.org/pcap/integration/testenv"
 )
 
@@ -32,7 +33,7 @@ func TestReliabilityLoad(t *testing.T) {
 	c := newRelLab(t, relLabOptions{
 		VMs:       vms,
 		Operators: captures + 1,
-		APIExtra:  fmt.Sprintf("limits:\n  max_captures: %d\n  max_captures_per_user: 1\n", captures),
+		APIConfig: func(c *api.Config) { c.Limits.MaxCaptures, c.Limits.MaxCapturesPerUser = captures, 1 },
 	})
 	t.Logf("lab of %d VMs up in %v", vms, time.Since(start))
 

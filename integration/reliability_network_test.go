@@ -11,6 +11,8 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"code.cloudfoundry.org/pcap/agent"
+	"code.cloudfoundry.org/pcap/api"
 	"code.cloudfoundry.org/pcap/integration/testenv"
 )
 
@@ -29,9 +31,9 @@ func TestReliabilityNetworkCut(t *testing.T) {
 	// at most 4 s after the cut, plus slack for a loaded machine.
 	const bound = 8 * time.Second
 	c := newRelLab(t, relLabOptions{
-		VMs:        3,
-		AgentExtra: "keepalive_interval: 1s\n",
-		APIAgents:  "keepalive_interval: 1s",
+		VMs:         3,
+		AgentConfig: func(c *agent.Config) { c.KeepaliveInterval = time.Second },
+		APIConfig:   func(c *api.Config) { c.Agents.KeepaliveInterval = time.Second },
 	})
 	cl, file := c.captureFile(t, 0, "-f", "'udp dst port 7000'", "lab")
 	waitStarted(t, cl, "lab/0", "lab/1", "lab/2")

@@ -16,6 +16,8 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"code.cloudfoundry.org/pcap/agent"
+	"code.cloudfoundry.org/pcap/api"
 	"code.cloudfoundry.org/pcap/integration/netlab"
 	"code.cloudfoundry.org/pcap/integration/testenv"
 	"code.cloudfoundry.org/pcap/tunnel"
@@ -32,15 +34,12 @@ func relSoak() bool { return os.Getenv("PCAP_SOAK") == "1" }
 // relLabOptions configure newRelLab.
 type relLabOptions struct {
 	VMs int
-	// AgentExtra is more agent YAML (top level), for every agent.
-	AgentExtra string
+	// AgentConfig changes every agent's config (see agentOptions.Config).
+	AgentConfig func(*agent.Config)
 	// AgentMaxCaptures is each agent's max_captures (default 8).
 	AgentMaxCaptures int
-	// APIAgents is more YAML inside the API's "agents:" section, one
-	// "key: value" per line, not indented.
-	APIAgents string
-	// APIExtra is more API YAML at the top level.
-	APIExtra string
+	// APIConfig changes the API's config (see apiOptions.Config).
+	APIConfig func(*api.Config)
 	// Operators is how many operator keys the API trusts (default 1).
 	Operators int
 	// PinStranger lists VMs whose agent the API pins with another host
@@ -72,7 +71,7 @@ func newRelLab(t *testing.T, o relLabOptions) *relLab {
 	for i, vm := range c.VMs {
 		addr := c.vmAddr(i) + ":9494"
 		addrs = append(addrs, addr)
-		a := startAgent(t, agentOptions{Netns: vm, Listen: addr, ClientKeys: []keyPair{apiKey}, MaxCaptures: maxCaptures, Extra: o.AgentExtra})
+		a := startAgent(t, agentOptions{Netns: vm, Listen: addr, ClientKeys: []keyPair{apiKey}, MaxCaptures: maxCaptures, Config: o.AgentConfig})
 		c.Agents = append(c.Agents, a)
 		pin := a.HostKey
 		if o.PinStranger[i] {
@@ -83,72 +82,11 @@ func newRelLab(t *testing.T, o relLabOptions) *relLab {
 	for i := range max(o.Operators, 1) {
 		c.Operators = append(c.Operators, newKeyPair(t, c.Dir, fmt.Sprintf("operator%d", i)))
 	}
-	c.API = relStartAPI(t, apiOptions{
+	c.API = startAPI(t, apiOptions{
 		Netns: c.LAN, Listen: "198.18.0.1:2222", ClientKey: apiKey, AgentKeys: pins,
-		Operators: c.Operators, Groups: map[string][]string{"lab": addrs}, Extra: o.APIExtra,
-	}, o.APIAgents)
+		Operators: c.Operators, Groups: map[string][]string{"lab": addrs}, Config: o.APIConfig,
+	})
 	return c
-}
-
-// relStartAPI is startAPI with more YAML inside the "agents:" section
-// (startAPI's Extra is top level, where a second "agents:" key would be a
-// duplicate).
-func relStartAPI(t *testing.T, o apiOptions, agentsYAML string) *apiProc {
-	t.Helper()
-	dir := t.TempDir()
-	host := newKeyPair(t, dir, "api_host_key")
-	write := func(name string, keys []keyPair) string {
-		var b bytes.Buffer
-		for _, k := range keys {
-			b.Write(ssh.MarshalAuthorizedKey(k.Signer.PublicKey()))
-		}
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, b.Bytes(), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
-	listen := o.Listen
-	if listen == "" {
-		listen = "127.0.0.1:0"
-	}
-	agentPort := o.AgentPort
-	if agentPort == 0 {
-		agentPort = 9494
-	}
-	var groups strings.Builder
-	for g, agents := range o.Groups {
-		fmt.Fprintf(&groups, "    %s: [%s]\n", g, strings.Join(quoteAll(agents), ", "))
-	}
-	var agentsExtra strings.Builder
-	for _, l := range strings.Split(strings.TrimSpace(agentsYAML), "\n") {
-		if l != "" {
-			agentsExtra.WriteString("  " + l + "\n")
-		}
-	}
-	cfg := fmt.Sprintf(`listen: %q
-http_listen: %q
-host_key_file: %q
-log_level: debug
-agents:
-  client_key_file: %q
-  host_keys_file: %q
-  dial_timeout: 5s
-  port: %d
-%sstatic:
-  operator_keys_file: %q
-  groups:
-%s
-%s
-`, listen, strings.Split(listen, ":")[0]+":0", host.Private, o.ClientKey.Private, write("agent_host_keys", o.AgentKeys), agentPort,
-		agentsExtra.String(), write("operators", o.Operators), groups.String(), o.Extra)
-	cfgFile := filepath.Join(dir, "api.yml")
-	if err := os.WriteFile(cfgFile, []byte(cfg), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	p := testenv.Start(t, testenv.StartOptions{Netns: o.Netns}, filepath.Join(testenv.Binaries(t), "pcap-api"), "--config", cfgFile)
-	m := p.WaitLine(t, apiListeningRe, 30*time.Second)
-	return &apiProc{Proc: p, Addr: m[1], HTTPAddr: m[2], HostKey: host, Netns: o.Netns}
 }
 
 // relResult is how one command at the front door ended.

@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"code.cloudfoundry.org/pcap/agent"
+	"code.cloudfoundry.org/pcap/api"
 	"code.cloudfoundry.org/pcap/integration/testenv"
 	"code.cloudfoundry.org/pcap/tunnel/frontdoor"
 )
@@ -118,8 +120,8 @@ func TestScaleoutHAProxy(t *testing.T) {
 	start := time.Now()
 	c := newRelLab(t, relLabOptions{
 		VMs: vms, Operators: operators,
-		AgentExtra: "keepalive_interval: 1s\n",
-		APIExtra:   "drain_delay: 1s\nstop_timeout: 2s\n",
+		AgentConfig: func(c *agent.Config) { c.KeepaliveInterval = time.Second },
+		APIConfig:   func(c *api.Config) { c.DrainDelay, c.StopTimeout = time.Second, 2*time.Second },
 	})
 	f := newAPIFarm(t, c.API, instances)
 	t.Logf("lab and %d instances behind HAProxy up in %v", instances, time.Since(start))
@@ -508,7 +510,7 @@ func TestAPIDrainAfterSIGTERM(t *testing.T) {
 	testenv.RequireRoot(t)
 	t.Parallel()
 	const drain = 5 * time.Second
-	c := newRelLab(t, relLabOptions{VMs: 1, APIExtra: fmt.Sprintf("drain_delay: %v\n", drain)})
+	c := newRelLab(t, relLabOptions{VMs: 1, APIConfig: func(c *api.Config) { c.DrainDelay = drain }})
 	if code, body := c.httpGet(t, "/health"); code != 200 || body != "ok\n" {
 		t.Fatalf("/health = %d %q before SIGTERM, want 200 ok", code, body)
 	}

@@ -70,7 +70,8 @@ func TestSecurityBOSH(t *testing.T) {
 			{"deployment URL-encoded", "capture -d %2e%2e router", relErrLine("target-not-found", `deployment "%2e%2e" not found`)},
 			{"instance ../../x", "capture -d cf router/../../x", relErrLine("target-not-found", "no such instance group or instance: router/../../x (groups: errand, router)")},
 			{"no deployment", "capture router", relErrLine("bad-request", "-d DEPLOYMENT is required")},
-			{"an app", "capture -d cf --app " + cfApp + " router", relErrLine("bad-request", "bosh captures take -d DEPLOYMENT and GROUP[/ID] targets, not --app or --instance")},
+			{"an app, without a Cloud Controller client", "capture -d cf --app " + cfApp + " router", relErrLine("not-allowed", "this pcap-api has no Cloud Controller client (bosh.cf_client), so it cannot capture app instances")},
+			{"an instance without an app", "capture -d cf --instance 0 router", relErrLine("bad-request", "--instance picks instances of the app of --app GUID; name VMs as GROUP/ID")},
 		} {
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			r := relExec(ctx, e.API, "bosh", ssh.Password(tok), tc.cmd)

@@ -287,7 +287,7 @@ func TestSecurityClientsBOSH(t *testing.T) {
 		if n := e.UAA.Requests().Count("/oauth/token") - tokens; n != 1 {
 			t.Errorf("%d token requests, want 1 (pcap-api's code exchange)", n)
 		}
-		e.API.WaitLine(t, regexp.MustCompile(`"msg":"capture-started".*"user":"bosh:admin \(one-time code\)"`), 5*time.Second)
+		e.API.WaitLine(t, regexp.MustCompile(`"msg":"capture-started".*"user":"bosh:admin","method":"one-time-code"`), 5*time.Second)
 	})
 
 	t.Run("output file", func(t *testing.T) {

@@ -24,6 +24,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"code.cloudfoundry.org/pcap/api"
 	"code.cloudfoundry.org/pcap/integration/fakes/uaa"
 	"code.cloudfoundry.org/pcap/integration/netlab"
 	"code.cloudfoundry.org/pcap/integration/testenv"
@@ -129,7 +130,9 @@ func TestSecurityPreauthKeyQueries(t *testing.T) {
 	e := startBOSHEnv(t, 1)
 	dir := t.TempDir()
 	op := newRSAKeyPair(t, dir, "operator")
-	a := e.startSecondAPI(t, "198.18.0.1:2223", fmt.Sprintf("  operator_keys_file: %q\n  uaa_client_id: ops\n  uaa_client_secret: ops-secret\n", op.Public))
+	a := e.startSecondAPI(t, "198.18.0.1:2223", func(c *api.Config) {
+		c.BOSH.OperatorKeysFile, c.BOSH.UAAClientID, c.BOSH.UAAClientSecret = op.Public, "ops", "ops-secret"
+	})
 
 	dial := func(auth ssh.AuthMethod) error {
 		c, err := dialAPI(a, ssh.ClientConfig{User: "bosh", Auth: []ssh.AuthMethod{auth}})
@@ -206,7 +209,9 @@ func TestSecurityPreauthKeyQueries(t *testing.T) {
 func TestSecurityPreauthSessionsPerConnection(t *testing.T) {
 	testenv.RequireRoot(t)
 	t.Parallel()
-	c := newCapLab(t, capLabOptions{VMs: 1, APIExtra: "limits:\n  max_sessions_per_connection: 4\n  exec_timeout: 20s\n"})
+	c := newCapLab(t, capLabOptions{VMs: 1, APIConfig: func(c *api.Config) {
+		c.Limits.MaxSessionsPerConnection, c.Limits.ExecTimeout = 4, 20*time.Second
+	}})
 	cl, err := dialAPI(c.API, ssh.ClientConfig{User: "static", Auth: []ssh.AuthMethod{ssh.PublicKeys(c.Operators[0].Signer)}})
 	if err != nil {
 		t.Fatal(err)
@@ -286,8 +291,10 @@ func TestSecurityPreauthUserLimitBeforeLookups(t *testing.T) {
 	}
 	a := startAPI(t, apiOptions{
 		ClientKey: newKeyPair(t, t.TempDir(), "api_client"), AgentKeys: agentKeys, AgentPort: e.AgentPort,
-		Extra: fmt.Sprintf("cf:\n  api_url: %q\n  allow_insecure_http: true\n  uaa_client_secret: ssh-proxy-secret\n"+
-			"limits:\n  max_captures_per_user: 1\n", e.CC.URL()),
+		Config: func(c *api.Config) {
+			c.CF = &api.CFConfig{APIURL: e.CC.URL(), AllowInsecureHTTP: true, UAAClientSecret: "ssh-proxy-secret"}
+			c.Limits.MaxCapturesPerUser = 1
+		},
 	})
 	tok, err := e.UAA.MintToken("developer", 0)
 	if err != nil {
@@ -354,7 +361,7 @@ func TestSecurityPreauthQuotaSharedByCodeAndToken(t *testing.T) {
 	testenv.RequireRoot(t)
 	t.Parallel()
 	e := startBOSHEnv(t, 1)
-	a := e.startSecondAPI(t, "198.18.0.1:2224", "limits:\n  max_captures_per_user: 1\n")
+	a := e.startSecondAPI(t, "198.18.0.1:2224", func(c *api.Config) { c.Limits.MaxCapturesPerUser = 1 })
 	tok := e.mint(t, uaa.Mint{Username: "admin", ClientID: "bosh_cli"})
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -556,10 +563,12 @@ func TestSecurityPreauthProbeCF(t *testing.T) {
 	e := startCFEnv(t)
 	dir := t.TempDir()
 	host, client := newKeyPair(t, dir, "host"), newKeyPair(t, dir, "client")
-	probe := func(cfExtra string) (string, error) {
+	probe := func(uaaURL string) (string, error) {
 		p := filepath.Join(dir, "api.yml")
-		writeFile(t, p, fmt.Sprintf("host_key_file: %q\nagents:\n  client_key_file: %q\n  host_key_fingerprints: [\"SHA256:x\"]\n"+
-			"cf:\n  api_url: %q\n  allow_insecure_http: true\n  uaa_client_secret: ssh-proxy-s3cret\n%s", host.Private, client.Private, e.CC.URL(), cfExtra))
+		cfg := api.DefaultConfig()
+		cfg.HostKeyFile, cfg.Agents.ClientKeyFile, cfg.Agents.HostKeyFingerprints = host.Private, client.Private, []string{"SHA256:x"}
+		cfg.CF = &api.CFConfig{APIURL: e.CC.URL(), UAAURL: uaaURL, AllowInsecureHTTP: true, UAAClientSecret: "ssh-proxy-s3cret"}
+		writeYAML(t, p, cfg)
 		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 		defer cancel()
 		out, err := exec.CommandContext(ctx, filepath.Join(testenv.Binaries(t), "pcap-api"), "--config", p, "--check-config", "--probe").CombinedOutput()
@@ -578,7 +587,7 @@ func TestSecurityPreauthProbeCF(t *testing.T) {
 	if strings.Contains(out, "ssh-proxy-s3cret") {
 		t.Errorf("--check-config printed the secret:\n%s", out)
 	}
-	out, err = probe("  uaa_url: http://127.0.0.1:1\n")
+	out, err = probe("http://127.0.0.1:1")
 	if err == nil || !strings.Contains(out, "FAIL cf: UAA is the Cloud Controller's: cf.uaa_url is http://127.0.0.1:1, but the Cloud Controller trusts "+e.UAA.URL()) ||
 		!strings.Contains(out, "FAIL cf: UAA http://127.0.0.1:1 /info") {
 		t.Errorf("probe with another UAA: err %v, output:\n%s", err, out)

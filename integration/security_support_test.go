@@ -157,7 +157,7 @@ func (s relSecrets) addConfigKeys(t *testing.T, what string, args []string) {
 			case map[string]any:
 				walk(prefix+k+".", v)
 			case string:
-				if strings.HasSuffix(k, "_file") {
+				if strings.HasSuffix(k, "_file") && v != "" { // unset: marshalled empty
 					s.addKeyFile(t, what+" "+prefix+k, v)
 				}
 			}

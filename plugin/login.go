@@ -3,7 +3,6 @@ package plugin
 import (
 	"context"
 	"crypto/tls"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -16,6 +15,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"code.cloudfoundry.org/pcap/bosh/uaa"
+	"code.cloudfoundry.org/pcap/internal/httpjson"
 	"code.cloudfoundry.org/pcap/tunnel"
 	"code.cloudfoundry.org/pcap/tunnel/frontdoor"
 )
@@ -35,32 +35,24 @@ func httpClient(insecure bool) *http.Client {
 	return hc
 }
 
+// cloudController is the JSON client for the Cloud Controller, reading at
+// most maxBody bytes of a response.
+func cloudController(hc *http.Client, maxBody int64) httpjson.Client {
+	return httpjson.Client{Name: "Cloud Controller", HTTP: hc, MaxBody: maxBody}
+}
+
 // sshCodeSource reads where `cf ssh-code` gets its codes from the Cloud
 // Controller's root document: the authorization endpoint (links.login,
 // else links.uaa) and the OAuth client of app SSH
 // (links.app_ssh.meta.oauth_client).
 func sshCodeSource(ctx context.Context, hc *http.Client, endpoint string) (authURL, client string, err error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(endpoint, "/")+"/", nil)
-	if err != nil {
-		return "", "", err
-	}
-	req.Header.Set("Accept", "application/json")
-	resp, err := hc.Do(req)
-	if err != nil {
-		return "", "", fmt.Errorf("read the Cloud Controller's root: %w", err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if resp.StatusCode != http.StatusOK {
-		return "", "", fmt.Errorf("read the Cloud Controller's root: %s", resp.Status)
-	}
 	var root struct {
 		Links map[string]struct {
 			Href string         `json:"href"`
 			Meta map[string]any `json:"meta"`
 		} `json:"links"`
 	}
-	if err := json.Unmarshal(body, &root); err != nil {
+	if err := cloudController(hc, 1<<20).Get(ctx, strings.TrimRight(endpoint, "/")+"/", "", &root); err != nil {
 		return "", "", fmt.Errorf("read the Cloud Controller's root: %w", err)
 	}
 	authURL = root.Links["login"].Href

@@ -5,12 +5,10 @@ package plugin
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"net/url"
 	"os"
 	"strings"
@@ -355,27 +353,13 @@ func deriveAPIAddr(endpoint string) (string, error) {
 // installations no longer serve).
 func findApp(ctx context.Context, endpoint, token, spaceGUID, name string, insecure bool) (string, error) {
 	q := url.Values{"names": {name}, "space_guids": {spaceGUID}}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(endpoint, "/")+"/v3/apps?"+q.Encode(), nil)
-	if err != nil {
-		return "", err
-	}
-	req.Header.Set("Authorization", "bearer "+token)
-	req.Header.Set("Accept", "application/json")
-	resp, err := httpClient(insecure).Do(req)
-	if err != nil {
-		return "", fmt.Errorf("look up app %s: %w", name, err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
-	if resp.StatusCode != http.StatusOK {
-		return "", fmt.Errorf("look up app %s: Cloud Controller answered %s", name, resp.Status)
-	}
 	var list struct {
 		Resources []struct {
 			GUID string `json:"guid"`
 		} `json:"resources"`
 	}
-	if err := json.Unmarshal(body, &list); err != nil {
+	// One app's page is small; 4 MiB bounds a Cloud Controller gone wrong.
+	if err := cloudController(httpClient(insecure), 4<<20).Get(ctx, strings.TrimRight(endpoint, "/")+"/v3/apps?"+q.Encode(), token, &list); err != nil {
 		return "", fmt.Errorf("look up app %s: %w", name, err)
 	}
 	if len(list.Resources) == 0 {

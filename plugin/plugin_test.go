@@ -5,13 +5,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"net"
 	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
-	"sync"
 	"testing"
 
 	cfplugin "code.cloudfoundry.org/cli/v8/plugin"
@@ -22,7 +19,7 @@ import (
 	"code.cloudfoundry.org/pcap/bosh/uaa"
 	"code.cloudfoundry.org/pcap/integration/fakes/cc"
 	fakeuaa "code.cloudfoundry.org/pcap/integration/fakes/uaa"
-	"code.cloudfoundry.org/pcap/tunnel"
+	"code.cloudfoundry.org/pcap/tunnel/frontdoor/frontdoortest"
 )
 
 func TestDeriveAPIAddr(t *testing.T) {
@@ -97,30 +94,16 @@ const (
 
 func startWorld(t *testing.T) *world {
 	t.Helper()
-	u, err := fakeuaa.New(fakeuaa.Options{Users: []fakeuaa.User{
+	u := fakeuaa.StartForTest(t, fakeuaa.Options{Users: []fakeuaa.User{
 		{Username: "developer", Password: "pw", ID: devID, Scopes: []string{"openid", "cloud_controller.read"}},
 	}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := u.Start("127.0.0.1:0"); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { u.Close() })
-	c, err := cc.New(cc.Options{Verifier: u.Verifier(nil), UAAURL: u.URL(), World: cc.World{
+	c := cc.StartForTest(t, cc.Options{Verifier: u.Verifier(nil), UAAURL: u.URL(), World: cc.World{
 		Users: []cc.User{{GUID: devID, Username: "developer"}},
 		Organizations: []cc.Org{{Name: "org", Spaces: []cc.Space{{GUID: spaceGUID, Name: "dev", Apps: []cc.App{
 			{GUID: appGUID, Name: "myapp", Processes: []cc.Process{{Type: "web", Instances: []cc.Instance{{Index: 0}}}}},
 		}}}}},
 		Roles: []cc.Role{{Type: cc.RoleSpaceDeveloper, User: devID, Space: spaceGUID}},
 	}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Start("127.0.0.1:0"); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
 	tok, err := u.MintToken("developer", 0)
 	if err != nil {
 		t.Fatal(err)
@@ -133,98 +116,14 @@ func startWorld(t *testing.T) *world {
 	return &world{UAA: u, CC: c, Token: tok, Conn: conn}
 }
 
-// frontDoor stands in for pcap-api: it records the password and command
-// of each session, writes Stdout and Stderr and exits with Exit.
-type frontDoor struct {
-	Addr   string
-	Signer ssh.Signer
-	Stdout string
-	Stderr string
-	Exit   uint32
-	// Refuse refuses every login (after recording the password).
-	Refuse bool
+// frontDoor is the fake front door the clients' tests share.
+type frontDoor = frontdoortest.Server
 
-	mu        sync.Mutex
-	passwords []string
-	commands  []string
-}
-
+// startFrontDoor starts fd for user "cf" (the plugin's login).
 func startFrontDoor(t *testing.T, fd *frontDoor) *frontDoor {
 	t.Helper()
-	signer, _, err := tunnel.GenerateKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	conf := &ssh.ServerConfig{PasswordCallback: func(meta ssh.ConnMetadata, pw []byte) (*ssh.Permissions, error) {
-		fd.mu.Lock()
-		fd.passwords = append(fd.passwords, string(pw))
-		fd.mu.Unlock()
-		if meta.User() != "cf" || fd.Refuse {
-			return nil, errors.New("unknown user")
-		}
-		return &ssh.Permissions{}, nil
-	}}
-	conf.AddHostKey(signer)
-	srv := &tunnel.Server{Config: conf, Handlers: map[string]tunnel.ChannelHandler{"session": tunnel.ChannelHandlerFunc(fd.handle)}}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		srv.Serve(l)
-	}()
-	t.Cleanup(func() {
-		srv.Close()
-		<-done
-	})
-	fd.Addr, fd.Signer = l.Addr().String(), signer
-	return fd
-}
-
-func (fd *frontDoor) handle(ctx context.Context, _ *ssh.ServerConn, nc ssh.NewChannel) {
-	ch, reqs, err := nc.Accept()
-	if err != nil {
-		return
-	}
-	defer ch.Close()
-	cmd := make(chan string, 1)
-	go func() {
-		for r := range reqs {
-			var m struct{ Command string }
-			ok := r.Type == "exec" && ssh.Unmarshal(r.Payload, &m) == nil
-			if r.WantReply { // before the command runs, as pcap-api does
-				r.Reply(ok, nil)
-			}
-			if ok {
-				select {
-				case cmd <- m.Command:
-				default:
-				}
-			}
-		}
-	}()
-	select {
-	case line := <-cmd:
-		fd.mu.Lock()
-		fd.commands = append(fd.commands, line)
-		fd.mu.Unlock()
-	case <-ctx.Done():
-		return
-	}
-	io.WriteString(ch.Stderr(), fd.Stderr)
-	io.WriteString(ch, fd.Stdout)
-	ch.SendRequest("exit-status", false, ssh.Marshal(struct{ Status uint32 }{fd.Exit}))
-	ch.CloseWrite()
-}
-
-func (fd *frontDoor) fingerprint() string { return tunnel.Fingerprint(fd.Signer.PublicKey()) }
-
-func (fd *frontDoor) seen() (passwords, commands []string) {
-	fd.mu.Lock()
-	defer fd.mu.Unlock()
-	return append([]string(nil), fd.passwords...), append([]string(nil), fd.commands...)
+	fd.User = "cf"
+	return frontdoortest.Start(t, fd)
 }
 
 // result is what one plugin run did.
@@ -281,7 +180,7 @@ func TestFlagsAfterAppName(t *testing.T) {
 	want := "capture --app " + appGUID + " --type worker --instance 0,2 --interface eth1 --interface any --filter 'tcp port 8080' --snaplen 128 --duration 30s --count 5"
 	flags := []string{"-i", "0,2", "-f", "tcp port 8080", "--interface", "eth1", "--interface", "any", "-s", "128",
 		"--duration", "30s", "-c", "5", "-t", "worker"}
-	api := []string{"--pcap-api", fd.Addr, "--pcap-api-host-key-fingerprint", fd.fingerprint()}
+	api := []string{"--pcap-api", fd.Addr, "--pcap-api-host-key-fingerprint", fd.Fingerprint}
 	for i, args := range [][]string{
 		append(append(append([]string{"pcap", "myapp"}, flags...), "-o", "after.pcapng"), api...),
 		append(append(append([]string{"pcap"}, flags...), "-o", "before.pcapng", "myapp"), api...),
@@ -307,7 +206,7 @@ func TestFlagsAfterAppName(t *testing.T) {
 			t.Errorf("stderr = %q", r.stderr)
 		}
 	}
-	passwords, commands := fd.seen()
+	_, passwords, commands := fd.Seen()
 	if !reflect.DeepEqual(commands, []string{want, want, want}) {
 		t.Errorf("commands =\n%q\nwant 3 times\n%q", commands, want)
 	}
@@ -359,13 +258,13 @@ func TestEnvoyHint(t *testing.T) {
 		{[]string{"--interface", "eth0"}, "pcap: summary: stopped sources=1\n"},
 		{[]string{"--interface", "lo", "-f", "tcp port 8080"}, "pcap: summary: stopped sources=1\n"},
 	} {
-		args := append([]string{"pcap", "myapp", "-o", "-", "--pcap-api", fd.Addr, "--pcap-api-host-key-fingerprint", fd.fingerprint()}, tc.flags...)
+		args := append([]string{"pcap", "myapp", "-o", "-", "--pcap-api", fd.Addr, "--pcap-api-host-key-fingerprint", fd.Fingerprint}, tc.flags...)
 		r := runPlugin(t, w.Conn, map[string]string{"CF_HOME": t.TempDir()}, args...)
 		if r.code != 0 || r.stderr != tc.stderr {
 			t.Errorf("cf %s: exit %d, stderr\n%q\nwant\n%q", strings.Join(args, " "), r.code, r.stderr, tc.stderr)
 		}
 	}
-	_, commands := fd.seen()
+	_, _, commands := fd.Seen()
 	// eth0 named or not is the same capture; lo is asked for.
 	if len(commands) != 3 || commands[0] != commands[1] || !strings.HasSuffix(commands[2], " --interface lo --filter 'tcp port 8080'") {
 		t.Errorf("commands = %q", commands)
@@ -377,7 +276,7 @@ func TestOutputToStdout(t *testing.T) {
 	fd := startFrontDoor(t, &frontDoor{Stdout: "PCAPNG"})
 	t.Chdir(t.TempDir())
 	r := runPlugin(t, w.Conn, map[string]string{"CF_HOME": t.TempDir()},
-		"pcap", "myapp", "-o", "-", "--pcap-api", fd.Addr, "--pcap-api-host-key-fingerprint", fd.fingerprint())
+		"pcap", "myapp", "-o", "-", "--pcap-api", fd.Addr, "--pcap-api-host-key-fingerprint", fd.Fingerprint)
 	if r.code != 0 || r.stdout != "PCAPNG" {
 		t.Errorf("exit %d, stdout %q; want 0 and the capture\n%s", r.code, r.stdout, r.stderr)
 	}
@@ -394,7 +293,7 @@ func TestExitStatus(t *testing.T) {
 		fd := startFrontDoor(t, &frontDoor{Exit: status, Stderr: fmt.Sprintf("pcap: summary: status %d\n", status)})
 		out := filepath.Join(t.TempDir(), "out.pcapng")
 		r := runPlugin(t, w.Conn, map[string]string{"CF_HOME": t.TempDir()},
-			"pcap", "myapp", "-o", out, "--pcap-api", fd.Addr, "--pcap-api-host-key-fingerprint", fd.fingerprint())
+			"pcap", "myapp", "-o", out, "--pcap-api", fd.Addr, "--pcap-api-host-key-fingerprint", fd.Fingerprint)
 		if r.code != int(status) || strings.Contains(r.stderr, "FAILED") {
 			t.Errorf("API exit %d: plugin exit %d, stderr %q", status, r.code, r.stderr)
 		}
@@ -409,7 +308,7 @@ func TestRunErrors(t *testing.T) {
 	if err := os.WriteFile(existing, []byte("keep"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	api := []string{"--pcap-api", fd.Addr, "--pcap-api-host-key-fingerprint", fd.fingerprint()}
+	api := []string{"--pcap-api", fd.Addr, "--pcap-api-host-key-fingerprint", fd.Fingerprint}
 	noAPI := &pluginfakes.FakeCliConnection{}
 	noSpace := &pluginfakes.FakeCliConnection{}
 	noSpace.ApiEndpointReturns(w.CC.URL(), nil)
@@ -483,7 +382,7 @@ func TestRunErrors(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, "n.pcapng")); err == nil {
 		t.Error("an output file was created for an app that does not exist")
 	}
-	if _, commands := fd.seen(); len(commands) != 0 {
+	if _, _, commands := fd.Seen(); len(commands) != 0 {
 		t.Errorf("the API was asked %q", commands)
 	}
 }
@@ -503,7 +402,7 @@ func TestHostKey(t *testing.T) {
 	known := filepath.Join(home, ".cf", "pcap_known_hosts")
 	noPasswords := func(t *testing.T, what string) {
 		t.Helper()
-		if pw, _ := fd.seen(); len(pw) != 0 {
+		if _, pw, _ := fd.Seen(); len(pw) != 0 {
 			t.Errorf("%s: pcap-api got %d passwords, want none", what, len(pw))
 		}
 		if n := w.UAA.Requests().Count("/oauth/authorize"); n != 0 {
@@ -511,8 +410,8 @@ func TestHostKey(t *testing.T) {
 		}
 	}
 
-	r := runPlugin(t, w.Conn, env, "pcap", "myapp", "-o", out, "--pcap-api", fd.Addr, "--pcap-api-host-key-fingerprint", other.fingerprint())
-	if r.code != 1 || !strings.Contains(r.stderr, "offered host key "+fd.fingerprint()+", not the pinned "+other.fingerprint()+": host key does not match the pinned key; nothing was sent to it") {
+	r := runPlugin(t, w.Conn, env, "pcap", "myapp", "-o", out, "--pcap-api", fd.Addr, "--pcap-api-host-key-fingerprint", other.Fingerprint)
+	if r.code != 1 || !strings.Contains(r.stderr, "offered host key "+fd.Fingerprint+", not the pinned "+other.Fingerprint+": host key does not match the pinned key; nothing was sent to it") {
 		t.Errorf("wrong pinned fingerprint: exit %d\n%s", r.code, r.stderr)
 	}
 	if _, err := os.Stat(out); err == nil {
@@ -523,7 +422,7 @@ func TestHostKey(t *testing.T) {
 	// Neither pinned nor recorded, no --trust-on-first-use: refused, with
 	// how to pin.
 	r = runPlugin(t, w.Conn, env, "pcap", "myapp", "-o", out, "--pcap-api", fd.Addr)
-	if r.code != 1 || !strings.Contains(r.stderr, "offered host key "+fd.fingerprint()+": pcap-api's host key is not pinned, so nothing was sent to it") ||
+	if r.code != 1 || !strings.Contains(r.stderr, "offered host key "+fd.Fingerprint+": pcap-api's host key is not pinned, so nothing was sent to it") ||
 		!strings.Contains(r.stderr, "--pcap-api-host-key-fingerprint SHA256:… (or PCAP_API_HOST_KEY_FINGERPRINT)") || !strings.Contains(r.stderr, "--trust-on-first-use") {
 		t.Errorf("no pin: exit %d\n%s", r.code, r.stderr)
 	}
@@ -534,9 +433,9 @@ func TestHostKey(t *testing.T) {
 
 	// Trust on first use, asked for: a host that refuses the login is not
 	// recorded.
-	refusing := startFrontDoor(t, &frontDoor{Refuse: true})
+	refusing := startFrontDoor(t, &frontDoor{Accept: func(string) bool { return false }})
 	r = runPlugin(t, w.Conn, env, "pcap", "myapp", "-o", out, "--pcap-api", refusing.Addr, "--trust-on-first-use")
-	if r.code != 1 || !strings.Contains(r.stderr, "pcap: trusting pcap-api "+refusing.Addr+" on first use: host key "+refusing.fingerprint()+"\n") {
+	if r.code != 1 || !strings.Contains(r.stderr, "pcap: trusting pcap-api "+refusing.Addr+" on first use: host key "+refusing.Fingerprint+"\n") {
 		t.Errorf("first use, refused: exit %d\n%s", r.code, r.stderr)
 	}
 	if b, err := os.ReadFile(known); err == nil && len(b) != 0 {
@@ -544,7 +443,7 @@ func TestHostKey(t *testing.T) {
 	}
 
 	r = runPlugin(t, w.Conn, env, "pcap", "myapp", "-o", out, "--pcap-api", fd.Addr, "--trust-on-first-use")
-	if r.code != 0 || !strings.Contains(r.stderr, "pcap: trusting pcap-api "+fd.Addr+" on first use: host key "+fd.fingerprint()+"\n") {
+	if r.code != 0 || !strings.Contains(r.stderr, "pcap: trusting pcap-api "+fd.Addr+" on first use: host key "+fd.Fingerprint+"\n") {
 		t.Fatalf("first use: exit %d\n%s", r.code, r.stderr)
 	}
 	b, err := os.ReadFile(known)
@@ -566,10 +465,10 @@ func TestHostKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	r = runPlugin(t, w.Conn, env, "pcap", "myapp", "-o", out, "--force", "--pcap-api", fd.Addr, "--trust-on-first-use")
-	if r.code != 1 || !strings.Contains(r.stderr, "offered host key "+fd.fingerprint()+", but "+known+" has another key for it: host key does not match the pinned key") {
+	if r.code != 1 || !strings.Contains(r.stderr, "offered host key "+fd.Fingerprint+", but "+known+" has another key for it: host key does not match the pinned key") {
 		t.Errorf("changed key: exit %d\n%s", r.code, r.stderr)
 	}
-	if pw, commands := fd.seen(); len(commands) != 2 || len(pw) != 2 {
+	if _, pw, commands := fd.Seen(); len(commands) != 2 || len(pw) != 2 {
 		t.Errorf("the API got %d passwords and ran %d commands, want 2 and 2 (the refused connections none)", len(pw), len(commands))
 	}
 }
@@ -580,13 +479,13 @@ func TestPcapAPIFromEnvironment(t *testing.T) {
 	w := startWorld(t)
 	fd := startFrontDoor(t, &frontDoor{Stdout: "PCAPNG"})
 	t.Setenv("PCAP_API", fd.Addr)
-	t.Setenv("PCAP_API_HOST_KEY_FINGERPRINT", fd.fingerprint())
+	t.Setenv("PCAP_API_HOST_KEY_FINGERPRINT", fd.Fingerprint)
 	out := filepath.Join(t.TempDir(), "out.pcapng")
 	r := runPlugin(t, w.Conn, map[string]string{"CF_HOME": t.TempDir()}, "pcap", "myapp", "-o", out)
 	if r.code != 0 {
 		t.Fatalf("exit %d\n%s", r.code, r.stderr)
 	}
-	if _, commands := fd.seen(); len(commands) != 1 {
+	if _, _, commands := fd.Seen(); len(commands) != 1 {
 		t.Errorf("commands = %q", commands)
 	}
 }

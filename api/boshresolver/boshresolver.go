@@ -8,6 +8,13 @@
 // UAA keeps a code single use, whichever API instance receives it. The
 // director is asked with the user's own token which instances the
 // deployment has.
+//
+// Foundation admins (bosh.admin, bosh.<director-uuid>.admin, operator
+// keys) may add the instances of one CF app to a capture (--app GUID next
+// to instance groups), to see both sides of a request in one file. The
+// app is looked up with pcap-api's own Cloud Controller client
+// (bosh.cf_client), never with the user's bosh token, and each such
+// capture is audited ("bosh-app-capture").
 package boshresolver
 
 import (
@@ -19,6 +26,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -27,6 +35,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"code.cloudfoundry.org/pcap/api"
+	"code.cloudfoundry.org/pcap/api/cfresolver"
 	"code.cloudfoundry.org/pcap/bosh/director"
 	"code.cloudfoundry.org/pcap/bosh/uaa"
 	"code.cloudfoundry.org/pcap/tunnel"
@@ -53,8 +62,17 @@ var ErrTruncatedToken = errors.New("boshresolver: the password is a UAA token cu
 // longer ones (most UAA tokens) are cut short.
 const OpenSSHMaxPassword = 1023
 
-// codeSuffix marks the name of a user who logged in with a one-time code.
-const codeSuffix = " (one-time code)"
+// ErrNoCFClient is the refusal of --app by a pcap-api without a Cloud
+// Controller client.
+var ErrNoCFClient = errors.New("boshresolver: this pcap-api has no Cloud Controller client (bosh.cf_client), so it cannot capture app instances")
+
+// AppFinder finds the instances of a CF app as capture targets (named
+// TYPE/INDEX, as cf captures name them); *cfresolver.Apps is one. want
+// picks indexes (nil: all); ptype "" is web. Refusals are
+// *tunnel.RejectErrors.
+type AppFinder interface {
+	Targets(ctx context.Context, appGUID, ptype string, want []int) ([]api.Target, []api.Skipped, error)
+}
 
 // Resolver implements api.Resolver for user name "bosh".
 type Resolver struct {
@@ -72,6 +90,9 @@ type Resolver struct {
 	// TokenAudiences are the audiences a token must carry one of
 	// (["bosh_cli", "bosh"] when empty).
 	TokenAudiences []string
+	// Apps looks up the app of --app with pcap-api's own Cloud Controller
+	// client; nil refuses --app.
+	Apps AppFinder
 
 	setupMu sync.Mutex // held while learning the director's UAA (HTTP)
 	mu      sync.Mutex // guards the fields below; never held across HTTP
@@ -107,6 +128,13 @@ func New(cfg api.BOSHConfig, agentPort int) (*Resolver, error) {
 			return nil, fmt.Errorf("boshresolver: operator keys: %w", err)
 		}
 		r.Operators = tunnel.NewKeySet(keys...)
+	}
+	if cfg.CFClient != nil {
+		apps, err := cfresolver.NewApps(*cfg.CFClient, agentPort)
+		if err != nil {
+			return nil, fmt.Errorf("boshresolver: cf_client: %w", err)
+		}
+		r.Apps = apps
 	}
 	return r, nil
 }
@@ -197,13 +225,13 @@ func (r *Resolver) AuthPassword(ctx context.Context, password string) (*api.Iden
 	if !isAdmin(claims.Scope, uuid) {
 		return nil, banner(ErrNotAdmin, "")
 	}
-	name := claims.Who()
+	method := api.MethodToken
 	if isCode {
-		name += codeSuffix
+		method = api.MethodCode
 	}
 	// Subject is the same for the token and a code minted for it: one
 	// user, one quota.
-	return &api.Identity{Name: name, Resolver: r.Name(), Token: token, Scopes: claims.Scope, Subject: claims.StableID()}, nil
+	return &api.Identity{Name: claims.Who(), Method: method, Resolver: r.Name(), Token: token, Scopes: claims.Scope, Subject: claims.StableID()}, nil
 }
 
 // banner wraps a refusal so that the ssh client shows its reason (and a
@@ -253,7 +281,7 @@ func (r *Resolver) AuthKey(ctx context.Context, key ssh.PublicKey) (*api.Identit
 		return nil, fmt.Errorf("boshresolver: token for key user: %w", err)
 	}
 	fp := "key:" + tunnel.Fingerprint(key)
-	return &api.Identity{Name: fp, Resolver: r.Name(), Token: tok, Scopes: []string{"bosh.admin"}, Subject: fp}, nil
+	return &api.Identity{Name: fp, Method: api.MethodKey, Resolver: r.Name(), Token: tok, Scopes: []string{"bosh.admin"}, Subject: fp}, nil
 }
 
 // MintCode asks the director's UAA for a one-time code for the code
@@ -261,10 +289,10 @@ func (r *Resolver) AuthKey(ctx context.Context, key ssh.PublicKey) (*api.Identit
 // "ssh-code" command. The API keeps nothing: the code is UAA's, single use
 // and short lived, and any API instance exchanges it.
 func (r *Resolver) MintCode(id *api.Identity) (string, error) {
-	if id.Token == "" || strings.HasPrefix(id.Name, "key:") {
+	if id.Token == "" || id.Method == api.MethodKey {
 		return "", errors.New("one-time codes are for token users; log in with a token")
 	}
-	if strings.HasSuffix(id.Name, codeSuffix) {
+	if id.Method == api.MethodCode {
 		// A code is one session: it must not extend itself.
 		return "", errors.New("a one-time code cannot mint another; log in with a token")
 	}
@@ -303,14 +331,21 @@ func (r *Resolver) Follows(req capturecmd.Request) bool {
 // Resolve implements api.Resolver.
 func (r *Resolver) Resolve(ctx context.Context, id *api.Identity, req capturecmd.Request) ([]api.Target, []api.Skipped, error) {
 	switch {
-	case req.App != "" || req.Instances != nil:
-		return nil, nil, tunnel.Reject(tunnel.CodeBadRequest, "bosh captures take -d DEPLOYMENT and GROUP[/ID] targets, not --app or --instance")
+	case req.App == "" && req.Instances != nil:
+		return nil, nil, tunnel.Reject(tunnel.CodeBadRequest, "--instance picks instances of the app of --app GUID; name VMs as GROUP/ID")
 	case req.Deployment == "":
 		return nil, nil, tunnel.Reject(tunnel.CodeBadRequest, "-d DEPLOYMENT is required")
 	}
 	_, uuid, err := r.setup(ctx)
 	if err != nil {
 		return nil, nil, tunnel.Reject(tunnel.CodeInternal, err.Error())
+	}
+	if req.App != "" {
+		// Before anything else is asked: a refused --app costs the
+		// director and the Cloud Controller nothing.
+		if err := r.mayCaptureApps(id, uuid); err != nil {
+			return nil, nil, err
+		}
 	}
 	if err := r.authorize(ctx, id, uuid, req.Deployment); err != nil {
 		return nil, nil, err
@@ -342,7 +377,48 @@ func (r *Resolver) Resolve(ctx context.Context, id *api.Identity, req capturecmd
 	for _, s := range skippedVMs {
 		skipped = append(skipped, api.Skipped{Name: s.Name, Reason: s.Reason})
 	}
+	if req.App != "" {
+		return r.addApp(ctx, id, req, targets, skipped)
+	}
 	return targets, skipped, nil
+}
+
+// mayCaptureApps checks that id administers the whole director: app
+// instances are the foundation's tenants, which a team admin (who
+// administers some deployments) does not administer, and pcap-api's own
+// Cloud Controller client sees every app. Break-glass key users act as
+// bosh.admin.
+func (r *Resolver) mayCaptureApps(id *api.Identity, uuid string) error {
+	if !slices.ContainsFunc(id.Scopes, func(s string) bool { return s == "bosh.admin" || s == "bosh."+uuid+".admin" }) {
+		return tunnel.Reject(tunnel.CodeNotAllowed, "--app is for admins of the whole director (bosh.admin or bosh."+uuid+".admin); a team admin may capture only the VMs of the team's deployments")
+	}
+	if r.Apps == nil {
+		return tunnel.Reject(tunnel.CodeNotAllowed, strings.TrimPrefix(ErrNoCFClient.Error(), "boshresolver: "))
+	}
+	return nil
+}
+
+// addApp adds the instances of the app of req to the VMs' targets, and
+// asks the front door to audit it.
+func (r *Resolver) addApp(ctx context.Context, id *api.Identity, req capturecmd.Request, targets []api.Target, skipped []api.Skipped) ([]api.Target, []api.Skipped, error) {
+	apps, appSkipped, err := r.Apps.Targets(ctx, req.App, req.Process, req.Instances)
+	if err != nil {
+		return nil, nil, err
+	}
+	names := map[string]bool{}
+	for _, t := range targets {
+		names[t.Name] = true
+	}
+	instances := []string{}
+	for _, t := range apps {
+		if names[t.Name] {
+			return nil, nil, tunnel.Reject(tunnel.CodeBadRequest, fmt.Sprintf("app instance %s has the name of a VM of deployment %s; capture them apart", t.Name, req.Deployment))
+		}
+		instances = append(instances, t.Name)
+	}
+	api.Audit(ctx, "bosh-app-capture", "operator", id.Name, "subject", id.Subject, "deployment", req.Deployment,
+		"app", req.App, "process", req.Process, "instances", instances, "vms", len(targets))
+	return append(targets, apps...), append(skipped, appSkipped...), nil
 }
 
 // authorize checks the token may administer the deployment: bosh.admin,

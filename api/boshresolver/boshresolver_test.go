@@ -383,8 +383,10 @@ func TestResolve(t *testing.T) {
 			code: tunnel.CodeNotAllowed, msg: `you are not an admin of deployment "other" (needs bosh.admin or admin of a team owning it)`},
 		{name: "no deployment", id: admin, req: capturecmd.Request{Targets: []string{"router"}},
 			code: tunnel.CodeBadRequest, msg: "-d DEPLOYMENT is required"},
-		{name: "app", id: admin, req: capturecmd.Request{Deployment: "cf", App: "x", Targets: []string{"router"}},
-			code: tunnel.CodeBadRequest, msg: "bosh captures take -d DEPLOYMENT and GROUP[/ID] targets, not --app or --instance"},
+		{name: "app without a Cloud Controller client", id: admin, req: capturecmd.Request{Deployment: "cf", App: "x", Targets: []string{"router"}},
+			code: tunnel.CodeNotAllowed, msg: "this pcap-api has no Cloud Controller client (bosh.cf_client), so it cannot capture app instances"},
+		{name: "instance without app", id: admin, req: capturecmd.Request{Deployment: "cf", Instances: []int{0}, Targets: []string{"router"}},
+			code: tunnel.CodeBadRequest, msg: "--instance picks instances of the app of --app GUID; name VMs as GROUP/ID"},
 		{name: "by index and uuid", id: teamCF, req: capturecmd.Request{Deployment: "cf", Targets: []string{"router/1", "router/r0", "router/r1"}},
 			targets: []string{"router/r1", "router/r0"}},
 		{name: "without IP or VM", id: admin, req: capturecmd.Request{Deployment: "cf", Targets: []string{"worker", "router/0", "errand"}},
@@ -438,8 +440,8 @@ func TestOneTimeCodes(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if id.Name != "admin (one-time code)" || id.Resolver != "bosh" || !reflect.DeepEqual(id.Scopes, admin.Scopes) || id.Token == "" || id.Token == admin.Token {
-			t.Errorf("identity = %+v; want admin (one-time code) with a token of its own and scopes %v", *id, admin.Scopes)
+		if id.Name != "admin" || id.Method != api.MethodCode || id.Resolver != "bosh" || !reflect.DeepEqual(id.Scopes, admin.Scopes) || id.Token == "" || id.Token == admin.Token {
+			t.Errorf("identity = %+v; want admin by one-time code with a token of its own and scopes %v", *id, admin.Scopes)
 		}
 		// One user, one quota: the code login counts as the token's.
 		if !strings.HasPrefix(admin.Subject, "user:") || id.Subject != admin.Subject || id.Key() != admin.Key() {
@@ -471,7 +473,7 @@ func TestOneTimeCodes(t *testing.T) {
 			t.Fatal(err)
 		}
 		other := w.resolver(t, w.cfg)
-		if id, err := other.AuthPassword(ctx, code); err != nil || id.Name != "admin (one-time code)" {
+		if id, err := other.AuthPassword(ctx, code); err != nil || id.Name != "admin" || id.Method != api.MethodCode {
 			t.Fatalf("second instance: %v, %v", id, err)
 		}
 		if _, err := w.r.AuthPassword(ctx, code); !errors.Is(err, boshresolver.ErrBadCode) {

@@ -14,7 +14,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -31,6 +30,7 @@ import (
 
 	"code.cloudfoundry.org/pcap/api"
 	"code.cloudfoundry.org/pcap/bosh/uaa"
+	"code.cloudfoundry.org/pcap/internal/httpjson"
 	"code.cloudfoundry.org/pcap/tunnel"
 	"code.cloudfoundry.org/pcap/tunnel/capturecmd"
 )
@@ -113,8 +113,9 @@ func (r *Resolver) AuthPassword(ctx context.Context, password string) (*api.Iden
 	if err != nil {
 		return nil, err
 	}
-	token := password
+	token, method := password, api.MethodToken
 	if !uaa.LooksLikeToken(password) {
+		method = api.MethodCode
 		t, err := u.ExchangeCode(ctx, r.ClientID, r.ClientSecret, password)
 		if err != nil {
 			return nil, err
@@ -125,7 +126,12 @@ func (r *Resolver) AuthPassword(ctx context.Context, password string) (*api.Iden
 	if err != nil {
 		return nil, err
 	}
-	return r.identity(claims, token)
+	id, err := r.identity(claims, token)
+	if err != nil {
+		return nil, err
+	}
+	id.Method = method
+	return id, nil
 }
 
 // identity checks the claims of a verified token and builds the user's
@@ -167,7 +173,8 @@ func (r *Resolver) uaaClient(ctx context.Context) (*uaa.Client, error) {
 // ccError is a Cloud Controller error response: v3's errors list, or the
 // v2-style body of its /internal endpoints.
 type ccError struct {
-	Status int
+	Status int                   `json:"-"`
+	resp   *httpjson.StatusError // the response it came in
 	Errors []struct {
 		Code   int    `json:"code"`
 		Title  string `json:"title"`
@@ -185,8 +192,13 @@ func (e *ccError) Error() string {
 	case e.ErrorCode != "":
 		return fmt.Sprintf("%s (%d %s)", e.Description, e.Status, e.ErrorCode)
 	}
+	if e.resp != nil {
+		return e.resp.Error() // which request, and the status line
+	}
 	return fmt.Sprintf("Cloud Controller answered %d", e.Status)
 }
+
+func (e *ccError) Unwrap() error { return e.resp }
 
 // title is the CF error name, e.g. "CF-NotAuthorized".
 func (e *ccError) title() string {
@@ -198,40 +210,15 @@ func (e *ccError) title() string {
 
 // get fetches path with the user's token ("" for none) into v.
 func (r *Resolver) get(ctx context.Context, token, path string, v any) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, r.CCURL+path, nil)
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Accept", "application/json")
-	if token != "" {
-		req.Header.Set("Authorization", "bearer "+token)
-	}
-	hc := r.HTTP
-	if hc == nil {
-		hc = http.DefaultClient
-	}
-	resp, err := hc.Do(req)
-	if err != nil {
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			err = ue.Err // the URL is ours and known; keep the cause
-		}
-		return fmt.Errorf("Cloud Controller unreachable: %w", err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))
-	if err != nil {
-		return fmt.Errorf("read Cloud Controller response: %w", err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		e := &ccError{Status: resp.StatusCode}
-		json.Unmarshal(body, e)
+	hj := httpjson.Client{Name: "Cloud Controller", HTTP: r.HTTP, MaxBody: maxBody}
+	err := hj.Get(ctx, r.CCURL+path, token, v)
+	var se *httpjson.StatusError
+	if errors.As(err, &se) {
+		e := &ccError{Status: se.Status, resp: se}
+		json.Unmarshal(se.Body, e)
 		return e
 	}
-	if err := json.Unmarshal(body, v); err != nil {
-		return fmt.Errorf("Cloud Controller response to %s: %w", path, err)
-	}
-	return nil
+	return err
 }
 
 var guidRe = regexp.MustCompile(`^[0-9a-fA-F-]{1,64}$`)
@@ -280,20 +267,7 @@ func (r *Resolver) Resolve(ctx context.Context, id *api.Identity, req capturecmd
 	if ptype == "" {
 		ptype = "web"
 	}
-	fail := func(what string, err error) error {
-		var ce *ccError
-		if errors.As(err, &ce) {
-			switch ce.Status {
-			case http.StatusNotFound:
-				return tunnel.Reject(tunnel.CodeTargetNotFound, fmt.Sprintf("app %s not found, or not visible to you", req.App))
-			case http.StatusUnauthorized:
-				return tunnel.Reject(tunnel.CodeNotAllowed, "the Cloud Controller refused your token: "+ce.Error())
-			case http.StatusForbidden:
-				return tunnel.Reject(tunnel.CodeNotAllowed, "the Cloud Controller does not allow it: "+ce.Error())
-			}
-		}
-		return tunnel.Reject(tunnel.CodeInternal, fmt.Sprintf("%s: %v", what, err))
-	}
+	fail := failFor(req.App, "you", "your token")
 
 	if r.AdminsOnly && !slices.Contains(id.Scopes, uaa.ScopeCCAdmin) {
 		return nil, nil, tunnel.Reject(tunnel.CodeNotAllowed, "app captures are for admins only here (the operator set cf.admins_only): your token has no "+uaa.ScopeCCAdmin+" scope")
@@ -320,15 +294,7 @@ func (r *Resolver) resolveReadSensitive(ctx context.Context, id *api.Identity, r
 	if !perm.ReadSensitive {
 		return nil, nil, tunnel.Reject(tunnel.CodeNotAllowed, fmt.Sprintf("you may not capture app %s: it takes the space developer role in its space (or admin)", a.Name))
 	}
-	p, err := r.process(ctx, id, a, ptype, fail)
-	if err != nil {
-		return nil, nil, err
-	}
-	all, err := r.instances(ctx, id, p, fail)
-	if err != nil {
-		return nil, nil, err
-	}
-	return r.pick(a, ptype, all, req.Instances)
+	return r.appTargets(ctx, id, a, ptype, req.Instances, fail)
 }
 
 // process looks up the app's process of type ptype.

@@ -3,6 +3,7 @@ package cfresolver_test
 import (
 	"errors"
 	"net/http"
+	"net/http/httptest"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -507,5 +508,27 @@ func TestResolverZeroHTTP(t *testing.T) {
 	targets, _, err := r.Resolve(t.Context(), id, capturecmd.Request{App: appGUID, Instances: []int{2}})
 	if err != nil || len(targets) != 1 || targets[0].Name != "web/2" {
 		t.Errorf("Resolve = %v, %v", targets, err)
+	}
+}
+
+// TestResolveCloudControllerError: a status with no CF error document (a
+// router's HTML page) names the request that failed and its status line,
+// and neither the token nor the page.
+func TestResolveCloudControllerError(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusBadGateway)
+		w.Write([]byte("<html>502 Bad Gateway: registered endpoint failed to handle the request</html>"))
+	}))
+	defer srv.Close()
+	r := &cfresolver.Resolver{CCURL: srv.URL, AgentPort: agentPort}
+	id := &api.Identity{Name: "developer", Resolver: "cf", Token: "the-users-token"}
+	_, _, err := r.Resolve(t.Context(), id, capturecmd.Request{App: appGUID})
+	re := tunnel.AsReject(err)
+	want := "check SSH access: Cloud Controller: GET " + srv.URL + "/internal/apps/" + appGUID + "/ssh_access/0: 502 Bad Gateway"
+	if re.Code != tunnel.CodeInternal || re.Message != want {
+		t.Errorf("refusal = %s: %q, want %s: %q", re.Code, re.Message, tunnel.CodeInternal, want)
+	}
+	if strings.Contains(re.Message, id.Token) || strings.Contains(re.Message, "html") {
+		t.Error("the refusal contains the token or the page")
 	}
 }

@@ -4,18 +4,14 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"golang.org/x/crypto/ssh"
 	"gopkg.in/yaml.v3"
 
 	"code.cloudfoundry.org/pcap/bosh/boshcli"
@@ -23,7 +19,7 @@ import (
 	"code.cloudfoundry.org/pcap/integration/fakes/ca"
 	fakedirector "code.cloudfoundry.org/pcap/integration/fakes/director"
 	fakeuaa "code.cloudfoundry.org/pcap/integration/fakes/uaa"
-	"code.cloudfoundry.org/pcap/tunnel"
+	"code.cloudfoundry.org/pcap/tunnel/frontdoor/frontdoortest"
 )
 
 const directorUUID = "d1rec70r-0000-4000-8000-0000000000cc"
@@ -36,7 +32,7 @@ type world struct {
 	otherUAA  *fakeuaa.Server
 	dir       *fakedirector.Server
 	http      *http.Client
-	api       *fakeAPI
+	api       *frontdoortest.Server
 }
 
 func newWorld(t *testing.T) *world {
@@ -54,7 +50,7 @@ func newWorld(t *testing.T) *world {
 		if err != nil {
 			t.Fatal(err)
 		}
-		u, err := fakeuaa.New(fakeuaa.Options{TLS: tlsConf,
+		u := fakeuaa.StartForTest(t, fakeuaa.Options{TLS: tlsConf,
 			Users: []fakeuaa.User{
 				{Username: "admin", Password: "admin-pw", Scopes: []string{"openid", "bosh.admin"}},
 				{Username: "reader", Password: "reader-pw", Scopes: []string{"openid", "bosh.read"}},
@@ -65,17 +61,10 @@ func newWorld(t *testing.T) *world {
 				ID: "pcap_ssh", Secret: "pcap-ssh-secret", AuthorizedGrantTypes: []string{"authorization_code"}, RedirectURI: "/login",
 			}),
 		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := u.Start("127.0.0.1:0"); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { u.Close() })
 		return u
 	}
 	w.uaa, w.otherUAA = startUAA(), startUAA()
-	d, err := fakedirector.New(fakedirector.Options{
+	d := fakedirector.StartForTest(t, fakedirector.Options{
 		Name: "test-bosh", UUID: directorUUID, UAAURL: w.uaa.URL(), Verifier: w.uaa.Verifier(w.http), CA: authority,
 		Deployments: []fakedirector.Deployment{{Name: "cf", Instances: []fakedirector.Instance{
 			{Job: "router", Index: 0, ID: "r0", IPs: []string{"10.0.0.10"}},
@@ -84,13 +73,6 @@ func newWorld(t *testing.T) *world {
 			{Job: "errand", Index: 0, ID: "e0", State: "detached"},
 		}}},
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := d.Start("127.0.0.1:0"); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { d.Close() })
 	w.dir = d
 	w.api = startFakeAPI(t)
 	return w
@@ -155,104 +137,11 @@ func (w *world) writeConfig(t *testing.T, access, refresh string) string {
 	return p
 }
 
-// fakeAPI is a stand-in for pcap-api's front door: it records passwords
-// and commands, accepts passwords for which Accept is true, and answers
-// captures with Capture on stdout.
-type fakeAPI struct {
-	Addr, Fingerprint string
-	Capture           string
-
-	mu        sync.Mutex
-	accept    func(password string) bool
-	conns     int
-	passwords []string
-	commands  []string
-}
-
-func startFakeAPI(t *testing.T) *fakeAPI {
+// startFakeAPI starts the fake front door the clients' tests share, for
+// user "bosh", answering captures with a few bytes on stdout.
+func startFakeAPI(t *testing.T) *frontdoortest.Server {
 	t.Helper()
-	host, _, err := tunnel.GenerateKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	f := &fakeAPI{Fingerprint: tunnel.Fingerprint(host.PublicKey()), Capture: "pcapng bytes\n",
-		accept: func(string) bool { return true }}
-	conf := &ssh.ServerConfig{PasswordCallback: func(meta ssh.ConnMetadata, pw []byte) (*ssh.Permissions, error) {
-		f.mu.Lock()
-		defer f.mu.Unlock()
-		f.passwords = append(f.passwords, string(pw))
-		if meta.User() != "bosh" || !f.accept(string(pw)) {
-			return nil, fmt.Errorf("refused")
-		}
-		return nil, nil
-	}}
-	conf.AddHostKey(host)
-	srv := &tunnel.Server{Config: conf, Handlers: map[string]tunnel.ChannelHandler{"session": tunnel.ChannelHandlerFunc(f.session)}}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.Addr = l.Addr().String()
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		srv.Serve(&countingListener{Listener: l, f: f})
-	}()
-	t.Cleanup(func() {
-		srv.Close()
-		<-done
-	})
-	return f
-}
-
-type countingListener struct {
-	net.Listener
-	f *fakeAPI
-}
-
-func (l *countingListener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err == nil {
-		l.f.mu.Lock()
-		l.f.conns++
-		l.f.mu.Unlock()
-	}
-	return c, err
-}
-
-func (f *fakeAPI) session(ctx context.Context, conn *ssh.ServerConn, nc ssh.NewChannel) {
-	ch, reqs, err := nc.Accept()
-	if err != nil {
-		return
-	}
-	defer ch.Close()
-	for r := range reqs {
-		if r.Type != "exec" {
-			if r.WantReply {
-				r.Reply(false, nil)
-			}
-			continue
-		}
-		var m struct{ Command string }
-		if err := ssh.Unmarshal(r.Payload, &m); err != nil {
-			r.Reply(false, nil)
-			return
-		}
-		r.Reply(true, nil)
-		go ssh.DiscardRequests(reqs)
-		f.mu.Lock()
-		f.commands = append(f.commands, m.Command)
-		f.mu.Unlock()
-		ch.Write([]byte(f.Capture))
-		ch.SendRequest("exit-status", false, ssh.Marshal(struct{ Status uint32 }{0}))
-		return
-	}
-}
-
-func (f *fakeAPI) seen() (conns int, passwords, commands []string) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.conns, append([]string(nil), f.passwords...), append([]string(nil), f.commands...)
+	return frontdoortest.Start(t, &frontdoortest.Server{User: "bosh", Stdout: "pcapng bytes\n"})
 }
 
 // exchange trades a one-time code for a token as pcap-api does (client
@@ -269,10 +158,6 @@ func (w *world) exchange(t *testing.T, code string) *uaa.Claims {
 		t.Fatalf("the code's token does not verify: %v", err)
 	}
 	return claims
-}
-
-func (f *fakeAPI) flags() []string {
-	return []string{"--pcap-api", f.Addr, "--pcap-api-host-key-fingerprint", f.Fingerprint}
 }
 
 type result struct {
@@ -423,11 +308,11 @@ func TestTokenRefresh(t *testing.T) {
 
 	authorize := w.uaa.Requests().Count("/oauth/authorize")
 	out := filepath.Join(t.TempDir(), "out.pcapng")
-	r := run("", false, append([]string{"-e", "fake", "--config", cfg, "-d", "cf", "router", "-n", "-o", out}, w.api.flags()...)...)
+	r := run("", false, append([]string{"-e", "fake", "--config", cfg, "-d", "cf", "router", "-n", "-o", out}, w.api.Flags()...)...)
 	if r.status != 0 {
 		t.Fatalf("capture: status %d, stdout %q, stderr %q", r.status, r.stdout, r.stderr)
 	}
-	_, passwords, commands := w.api.seen()
+	_, passwords, commands := w.api.Seen()
 	if len(passwords) != 1 || len(commands) != 1 {
 		t.Fatalf("pcap-api saw passwords %d, commands %q", len(passwords), commands)
 	}
@@ -486,13 +371,13 @@ func TestTokenRefresh(t *testing.T) {
 
 	t.Run("expired without refresh token", func(t *testing.T) {
 		cfg := w.writeConfig(t, expired, "")
-		conns, _, _ := w.api.seen()
-		r := run("", false, append([]string{"-e", "fake", "--config", cfg, "-d", "cf", "router", "-o", filepath.Join(t.TempDir(), "x.pcapng")}, w.api.flags()...)...)
+		conns, _, _ := w.api.Seen()
+		r := run("", false, append([]string{"-e", "fake", "--config", cfg, "-d", "cf", "router", "-o", filepath.Join(t.TempDir(), "x.pcapng")}, w.api.Flags()...)...)
 		want := "pcap-bosh: get a token for " + w.dir.URL() + ": the access token has expired and there is no refresh token: run bosh log-in\n"
 		if r.status != 1 || r.stderr != want {
 			t.Errorf("status %d, stderr %q; want 1, %q", r.status, r.stderr, want)
 		}
-		if now, _, _ := w.api.seen(); now != conns {
+		if now, _, _ := w.api.Seen(); now != conns {
 			t.Error("pcap-api was contacted")
 		}
 	})
@@ -515,7 +400,7 @@ func TestClientCredentials(t *testing.T) {
 	if r.status != 0 {
 		t.Fatalf("status %d, stderr %q", r.status, r.stderr)
 	}
-	_, passwords, commands := w.api.seen()
+	_, passwords, commands := w.api.Seen()
 	if len(passwords) != 1 {
 		t.Fatalf("passwords: %d", len(passwords))
 	}
@@ -529,7 +414,7 @@ func TestClientCredentials(t *testing.T) {
 	if want := "capture --deployment cf -- router/1"; len(commands) != 1 || commands[0] != want {
 		t.Errorf("commands %q, want %q", commands, want)
 	}
-	if b, err := os.ReadFile(out); err != nil || string(b) != w.api.Capture {
+	if b, err := os.ReadFile(out); err != nil || string(b) != w.api.Stdout {
 		t.Errorf("output %q, %v", b, err)
 	}
 	if ents, _ := os.ReadDir(home); len(ents) != 0 {
@@ -538,12 +423,12 @@ func TestClientCredentials(t *testing.T) {
 
 	// Its token goes only to a host whose key is pinned or recorded.
 	t.Setenv("PCAP_API_HOST_KEY_FINGERPRINT", "")
-	_, before, _ := w.api.seen()
+	_, before, _ := w.api.Seen()
 	r = run("", false, "-d", "cf", "router/1", "-o", out+"-tofu", "--trust-on-first-use")
 	if want := "the token of client ops is not sent to a pcap-api trusted on first use"; r.status != 1 || !strings.Contains(r.stderr, want) {
 		t.Errorf("client credentials, first use: status %d, stderr %q; want 1, %q", r.status, r.stderr, want)
 	}
-	if _, after, _ := w.api.seen(); len(after) != len(before) {
+	if _, after, _ := w.api.Seen(); len(after) != len(before) {
 		t.Error("the client token was sent to a host trusted on first use")
 	}
 	if _, err := os.Stat(filepath.Join(home, ".bosh", "pcap_known_hosts")); !errors.Is(err, os.ErrNotExist) {
@@ -565,23 +450,35 @@ func TestInterspersed(t *testing.T) {
 	cfg := w.writeConfig(t, w.mint(t, w.uaa, fakeuaa.Mint{Username: "admin"}), "")
 	out := filepath.Join(t.TempDir(), "edge.pcapng")
 	args := append([]string{"-e", "fake", "--config", cfg, "-d", "cf", "router", "-f", "udp port 7000",
-		"router/r1", "-i", "eth1", "--duration", "5s", "-c", "10", "-n", "-s", "128", "-o", out}, w.api.flags()...)
+		"router/r1", "-i", "eth1", "--duration", "5s", "-c", "10", "-n", "-s", "128", "-o", out}, w.api.Flags()...)
 	r := run("", false, args...)
 	if r.status != 0 {
 		t.Fatalf("status %d, stderr %q", r.status, r.stderr)
 	}
-	_, _, commands := w.api.seen()
+	_, _, commands := w.api.Seen()
 	want := "capture --deployment cf --interface eth1 --filter 'udp port 7000' --snaplen 128 --duration 5s --count 10 -- router router/r1"
 	if len(commands) != 1 || commands[0] != want {
 		t.Errorf("commands %q, want %q", commands, want)
 	}
-	if b, err := os.ReadFile(out); err != nil || string(b) != w.api.Capture {
+	if b, err := os.ReadFile(out); err != nil || string(b) != w.api.Stdout {
 		t.Errorf("output %q, %v", b, err)
 	}
 
+	t.Run("an app next to the groups", func(t *testing.T) {
+		app := "aa000000-0000-4000-8000-0000000000f1"
+		r := run("", false, append([]string{"-e", "fake", "--config", cfg, "-d", "cf", "router", "--app", app, "--instance", "0,1", "-n", "-o", "-"}, w.api.Flags()...)...)
+		if r.status != 0 {
+			t.Fatalf("status %d, stderr %q", r.status, r.stderr)
+		}
+		_, _, commands := w.api.Seen()
+		if want := "capture --deployment cf --app " + app + " --instance 0,1 -- router"; commands[len(commands)-1] != want {
+			t.Errorf("command %q, want %q", commands[len(commands)-1], want)
+		}
+	})
+
 	t.Run("-- keeps what follows positional", func(t *testing.T) {
-		r := run("", false, append(append([]string{"-e", "fake", "--config", cfg, "-d", "cf", "-n", "-o", "-"}, w.api.flags()...), "--", "router/0")...)
-		if r.status != 0 || r.stdout != w.api.Capture {
+		r := run("", false, append(append([]string{"-e", "fake", "--config", cfg, "-d", "cf", "-n", "-o", "-"}, w.api.Flags()...), "--", "router/0")...)
+		if r.status != 0 || r.stdout != w.api.Stdout {
 			t.Fatalf("status %d, stdout %q, stderr %q", r.status, r.stdout, r.stderr)
 		}
 	})
@@ -596,6 +493,7 @@ func TestUsageErrors(t *testing.T) {
 		want string
 	}{
 		{"no deployment", []string{"router", "-o", "x"}, "pcap-bosh: no deployment given: -d DEPLOYMENT, or set BOSH_DEPLOYMENT\n"},
+		{"instance without app", []string{"-d", "cf", "router", "--instance", "0", "-o", "x"}, "pcap-bosh: --type and --instance pick the instances of --app GUID; name VMs as GROUP/INDEX or GROUP/ID\n"},
 		{"no output", []string{"-d", "cf", "router"}, "pcap-bosh: no output given: -o FILE, or -o - to write the capture to stdout\n"},
 		{"rotate to stdout", []string{"-d", "cf", "router", "-o", "-", "--rotate-size", "1MB"},
 			"pcap-bosh: rotation: rotating needs -o FILE (the files are named FILE_00001_TIMESTAMP.pcapng, …)\n"},
@@ -607,9 +505,9 @@ func TestUsageErrors(t *testing.T) {
 			"pcap-bosh: --rotate-size: rotation: a size of 0 never rotates; leave the flag out\n"},
 		{"no pcap-api", []string{"-e", "fake", "--config", cfg, "-d", "cf", "router", "-o", "x"},
 			"pcap-bosh: no pcap-api address: give --pcap-api HOST[:PORT] or set PCAP_API\n"},
-		{"unknown instance", append([]string{"-e", "fake", "--config", cfg, "-d", "cf", "router/7", "nope", "-o", "x"}, w.api.flags()...),
+		{"unknown instance", append([]string{"-e", "fake", "--config", cfg, "-d", "cf", "router/7", "nope", "-o", "x"}, w.api.Flags()...),
 			"pcap-bosh: no such instance group or instance: router/7, nope (groups: errand, router)\n"},
-		{"unknown deployment", append([]string{"-e", "fake", "--config", cfg, "-d", "nope", "router", "-o", "x"}, w.api.flags()...),
+		{"unknown deployment", append([]string{"-e", "fake", "--config", cfg, "-d", "nope", "router", "-o", "x"}, w.api.Flags()...),
 			"pcap-bosh: list instances of nope: director: /deployments/nope/instances: not found\n"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -619,7 +517,7 @@ func TestUsageErrors(t *testing.T) {
 			}
 		})
 	}
-	if conns, _, _ := w.api.seen(); conns != 0 {
+	if conns, _, _ := w.api.Seen(); conns != 0 {
 		t.Errorf("pcap-api was contacted %d times", conns)
 	}
 }
@@ -657,14 +555,14 @@ func TestConfirm(t *testing.T) {
 		{name: "whole deployment under the limit", args: nil, contacted: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			before, _, _ := w.api.seen()
+			before, _, _ := w.api.Seen()
 			out := filepath.Join(t.TempDir(), "out.pcapng")
-			args := append(append([]string{"-e", "fake", "--config", cfg, "-d", "cf", "-o", out}, tc.args...), w.api.flags()...)
+			args := append(append([]string{"-e", "fake", "--config", cfg, "-d", "cf", "-o", out}, tc.args...), w.api.Flags()...)
 			r := run(tc.stdin, tc.terminal, args...)
 			if r.status != tc.status || r.stderr != tc.stderr {
 				t.Errorf("status %d, stderr %q; want %d, %q", r.status, r.stderr, tc.status, tc.stderr)
 			}
-			after, _, _ := w.api.seen()
+			after, _, _ := w.api.Seen()
 			if contacted := after > before; contacted != tc.contacted {
 				t.Errorf("pcap-api contacted: %v, want %v", contacted, tc.contacted)
 			}
@@ -679,9 +577,7 @@ func TestConfirm(t *testing.T) {
 // why from the token's claims and the director.
 func TestRefusalExplained(t *testing.T) {
 	w := newWorld(t)
-	w.api.mu.Lock()
-	w.api.accept = func(string) bool { return false }
-	w.api.mu.Unlock()
+	w.api.SetAccept(func(string) bool { return false })
 	prefix := "pcap-bosh: pcap-api at " + w.api.Addr + " refused the login: "
 	noCode := "pcap-bosh: the director's UAA issued no one-time code: "
 	for _, tc := range []struct {
@@ -705,7 +601,7 @@ func TestRefusalExplained(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := w.writeConfig(t, tc.token, "")
 			out := filepath.Join(t.TempDir(), "x.pcapng")
-			_, before, _ := w.api.seen()
+			_, before, _ := w.api.Seen()
 			r := run("", false, "-e", "fake", "--config", cfg, "ssh-code")
 			if tc.sshCode == "" {
 				if r.status != 0 || strings.TrimSpace(r.stdout) == "" || r.stderr != "" {
@@ -718,14 +614,14 @@ func TestRefusalExplained(t *testing.T) {
 			if capture == "" {
 				capture = tc.sshCode
 			}
-			r = run("", false, append([]string{"-e", "fake", "--config", cfg, "-d", "cf", "router", "-n", "-o", out}, w.api.flags()...)...)
+			r = run("", false, append([]string{"-e", "fake", "--config", cfg, "-d", "cf", "router", "-n", "-o", out}, w.api.Flags()...)...)
 			if r.status != 1 || r.stderr != capture+"\n" {
 				t.Errorf("capture: status %d, stderr %q; want 1, %q", r.status, r.stderr, capture+"\n")
 			}
 			if strings.Contains(r.stderr, tc.token[len(tc.token)-16:]) {
 				t.Error("the message holds the token")
 			}
-			_, after, _ := w.api.seen()
+			_, after, _ := w.api.Seen()
 			for _, p := range after[len(before):] {
 				if uaa.LooksLikeToken(p) {
 					t.Error("pcap-api was sent a token")
@@ -747,7 +643,7 @@ func TestRefusalExplained(t *testing.T) {
 func TestSSHCodeFlags(t *testing.T) {
 	w := newWorld(t)
 	cfg := w.writeConfig(t, w.mint(t, w.uaa, fakeuaa.Mint{Username: "admin"}), "")
-	api := w.api.flags()
+	api := w.api.Flags()
 	for _, tc := range []struct {
 		name string
 		env  map[string]string
@@ -767,7 +663,7 @@ func TestSSHCodeFlags(t *testing.T) {
 			for k, v := range tc.env {
 				t.Setenv(k, v)
 			}
-			conns, _, _ := w.api.seen()
+			conns, _, _ := w.api.Seen()
 			r := run("", false, tc.args...)
 			if r.status != 0 || r.stderr != "" {
 				t.Fatalf("status %d, stdout %q, stderr %q", r.status, r.stdout, r.stderr)
@@ -777,7 +673,7 @@ func TestSSHCodeFlags(t *testing.T) {
 			if claims := w.exchange(t, strings.TrimSuffix(r.stdout, "\n")); claims.UserName != "admin" {
 				t.Errorf("the code is %s's", claims.UserName)
 			}
-			if now, _, _ := w.api.seen(); now != conns {
+			if now, _, _ := w.api.Seen(); now != conns {
 				t.Error("ssh-code contacted pcap-api")
 			}
 			for k := range tc.env {
@@ -802,9 +698,9 @@ func TestBadProxyContactsNothing(t *testing.T) {
 		t.Run(value, func(t *testing.T) {
 			t.Setenv("BOSH_ALL_PROXY", value)
 			dirBefore, uaaBefore := w.dir.Requests().Len(), w.uaa.Requests().Len()
-			apiBefore, _, _ := w.api.seen()
+			apiBefore, _, _ := w.api.Seen()
 			for _, args := range [][]string{
-				append([]string{"-e", "fake", "--config", cfg, "-d", "cf", "router", "-o", filepath.Join(t.TempDir(), "x")}, w.api.flags()...),
+				append([]string{"-e", "fake", "--config", cfg, "-d", "cf", "router", "-o", filepath.Join(t.TempDir(), "x")}, w.api.Flags()...),
 				{"-e", "fake", "--config", cfg, "ssh-code"},
 			} {
 				r := run("", false, args...)
@@ -812,7 +708,7 @@ func TestBadProxyContactsNothing(t *testing.T) {
 					t.Errorf("%v: status %d, stderr %q; want 1, %q", args, r.status, r.stderr, want)
 				}
 			}
-			apiAfter, _, _ := w.api.seen()
+			apiAfter, _, _ := w.api.Seen()
 			if w.dir.Requests().Len() != dirBefore || w.uaa.Requests().Len() != uaaBefore || apiAfter != apiBefore {
 				t.Error("something was contacted")
 			}

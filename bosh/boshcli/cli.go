@@ -59,7 +59,7 @@ func App(iot IO) *cli.App {
 	}
 	common = append(common, loginFlags()...)
 	flags := append([]cli.Flag{}, common...)
-	for _, f := range append(capturecmd.CommonFlags(), capturecmd.BOSHFlags()...) {
+	for _, f := range append(append(capturecmd.CommonFlags(), capturecmd.BOSHFlags()...), capturecmd.CFFlags()...) {
 		switch f.Names()[0] {
 		case "progress":
 			continue // set by the client itself
@@ -67,6 +67,13 @@ func App(iot IO) *cli.App {
 			f.(*cli.StringFlag).EnvVars = []string{"BOSH_DEPLOYMENT"}
 		case "interface":
 			f.(*cli.StringSliceFlag).Usage += "; -i is the interface, as in tcpdump (in cf pcap, -i is the instance)"
+		case "app":
+			f.(*cli.StringFlag).Usage = "also capture the instances of CF app `GUID` (one app; 'cf app NAME --guid' prints it), " +
+				"named like cf pcap names them (web/0); pcap-api looks it up with its own Cloud Controller client; for admins of the whole director only"
+		case "type":
+			f.(*cli.StringFlag).Usage = "with --app: the app's process `TYPE`"
+		case "instance":
+			f.(*cli.StringFlag).Usage = "with --app: the app's instance `INDEXES`, comma separated (default all)"
 		}
 		flags = append(flags, f)
 	}
@@ -80,7 +87,7 @@ func App(iot IO) *cli.App {
 	app := &cli.App{
 		Name:      "pcap-bosh",
 		Usage:     "capture packets on many VMs of a BOSH deployment into one pcapng file",
-		UsageText: "pcap-bosh -e ENV -d DEPLOYMENT [GROUP[/ID]...] [-i IFACE] [-f FILTER] -o FILE|- [flags]\n   pcap-bosh -e ENV ssh-code",
+		UsageText: "pcap-bosh -e ENV -d DEPLOYMENT [GROUP[/ID]...] [--app GUID] [-i IFACE] [-f FILTER] -o FILE|- [flags]\n   pcap-bosh -e ENV ssh-code",
 		Flags:     flags,
 		Reader:    iot.Stdin, Writer: iot.Stderr, ErrWriter: iot.Stderr,
 		HideHelpCommand: true,
@@ -111,6 +118,7 @@ EXAMPLES:
    pcap-bosh -e prod -d cf router diego-cell/3f2a -f 'port 443' -c 1000 -o edge.pcapng
    pcap-bosh -e prod -d cf router -o - | wireshark -k -i -
    pcap-bosh -e prod -d cf router --rotate-size 100MB --rotate-files 10 -o router.pcapng
+   pcap-bosh -e prod -d cf router --app "$(cf app myapp --guid)" -o both-sides.pcapng
    pcap-bosh -e prod ssh-code
 
    BOSH_ALL_PROXY=ssh+socks5://jumpbox@34.1.2.3:22?private-key=jb.key pcap-bosh -e prod -d cf router -o r.pcapng
@@ -287,6 +295,9 @@ func capture(c *cli.Context, iot IO) error {
 	}
 	if c.String("output") == "" {
 		return &ExitError{Status: 1, Err: errors.New("no output given: -o FILE, or -o - to write the capture to stdout")}
+	}
+	if c.String("app") == "" && (c.IsSet("type") || c.IsSet("instance")) {
+		return &ExitError{Status: 1, Err: errors.New("--type and --instance pick the instances of --app GUID; name VMs as GROUP/INDEX or GROUP/ID")}
 	}
 	// Everything that needs no network is checked first.
 	req, err := capturecmd.RequestFromContext(c)

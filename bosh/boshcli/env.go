@@ -4,8 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -16,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/golang-jwt/jwt/v5"
 	"gopkg.in/yaml.v3"
 
 	"code.cloudfoundry.org/pcap/bosh/director"
@@ -161,39 +160,27 @@ func (e *Env) Token(ctx context.Context) (string, error) {
 	return e.access, nil
 }
 
-// claims are the claims of a token pcap-bosh reads, unverified (the API
-// verifies).
-type claims struct {
-	Exp      int64    `json:"exp"`
-	Issuer   string   `json:"iss"`
-	UserName string   `json:"user_name"`
-	ClientID string   `json:"client_id"`
-	Scope    []string `json:"scope"`
-}
-
-func readClaims(token string) (*claims, bool) {
-	parts := strings.Split(token, ".")
-	if len(parts) != 3 {
-		return nil, false
-	}
-	b, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(parts[1], "="))
-	if err != nil {
-		return nil, false
-	}
-	var c claims
-	if json.Unmarshal(b, &c) != nil {
+// readClaims reads the claims of pcap-bosh's own token WITHOUT verifying
+// its signature: pcap-bosh only looks at the token it holds (from the bosh
+// CLI's config or UAA's answer) to see when it expires and, after pcap-api
+// refused it, to explain why. Nothing is granted on these claims: pcap-api
+// verifies every token it is given.
+func readClaims(token string) (*uaa.Claims, bool) {
+	var c uaa.Claims
+	if _, _, err := jwt.NewParser().ParseUnverified(token, &c); err != nil {
 		return nil, false
 	}
 	return &c, true
 }
 
-// expiresSoon reads a JWT's exp without verifying it (the API verifies).
+// expiresSoon reads a token's expiry without verifying it (see readClaims)
+// and reports whether it ends within a minute, or has no expiry.
 func expiresSoon(token string, now time.Time) bool {
 	c, ok := readClaims(token)
-	if !ok || c.Exp == 0 {
+	if !ok || c.ExpiresAt == nil {
 		return true
 	}
-	return time.Unix(c.Exp, 0).Before(now.Add(time.Minute))
+	return c.ExpiresAt.Before(now.Add(time.Minute))
 }
 
 // Diagnose says why pcap-api would refuse token, from its claims and the
@@ -208,8 +195,8 @@ func (e *Env) Diagnose(ctx context.Context, token string) string {
 	if who == "" {
 		who = "client " + c.ClientID
 	}
-	if c.Exp != 0 && time.Unix(c.Exp, 0).Before(e.now()) {
-		return fmt.Sprintf("the token of %s expired at %s: run bosh log-in", who, time.Unix(c.Exp, 0).UTC().Format(time.RFC3339))
+	if c.ExpiresAt != nil && c.ExpiresAt.Before(e.now()) {
+		return fmt.Sprintf("the token of %s expired at %s: run bosh log-in", who, c.ExpiresAt.UTC().Format(time.RFC3339))
 	}
 	info, err := e.Director.Info(ctx)
 	if err != nil {

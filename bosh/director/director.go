@@ -6,16 +6,16 @@ package director
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"regexp"
 	"sort"
 	"strconv"
 	"strings"
+
+	"code.cloudfoundry.org/pcap/internal/httpjson"
 )
 
 // maxBody bounds a director response.
@@ -96,44 +96,19 @@ func (c *Client) Instances(ctx context.Context, token, deployment string) ([]Ins
 }
 
 func (c *Client) get(ctx context.Context, token, path string, v any) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(c.URL, "/")+path, nil)
-	if err != nil {
-		return fmt.Errorf("director: %w", err)
+	hj := httpjson.Client{Name: "director", HTTP: c.HTTP, MaxBody: maxBody}
+	err := hj.Get(ctx, strings.TrimRight(c.URL, "/")+path, token, v)
+	var se *httpjson.StatusError
+	if !errors.As(err, &se) {
+		return err
 	}
-	req.Header.Set("Accept", "application/json")
-	if token != "" {
-		req.Header.Set("Authorization", "bearer "+token)
-	}
-	hc := c.HTTP
-	if hc == nil {
-		hc = http.DefaultClient
-	}
-	resp, err := hc.Do(req)
-	if err != nil {
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			err = ue.Err
-		}
-		return fmt.Errorf("director unreachable: %w", err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))
-	if err != nil {
-		return fmt.Errorf("director: read response: %w", err)
-	}
-	switch resp.StatusCode {
-	case http.StatusOK:
+	switch se.Status {
 	case http.StatusNotFound:
 		return fmt.Errorf("director: %s: %w", path, ErrNotFound)
 	case http.StatusUnauthorized, http.StatusForbidden:
-		return fmt.Errorf("director refused the token for %s (%s): %w", path, resp.Status, ErrUnauthorized)
-	default:
-		return fmt.Errorf("director: GET %s: %s", path, resp.Status)
+		return fmt.Errorf("director refused the token for %s (%s): %w", path, se.StatusText, ErrUnauthorized)
 	}
-	if err := json.Unmarshal(body, v); err != nil {
-		return fmt.Errorf("director: decode %s: %w", path, err)
-	}
-	return nil
+	return err
 }
 
 // Skipped is a selected instance that cannot be captured.

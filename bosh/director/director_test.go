@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"net/http/httptest"
 	"reflect"
 	"strings"
 	"testing"
@@ -13,6 +14,7 @@ import (
 	"code.cloudfoundry.org/pcap/integration/fakes/ca"
 	fakedirector "code.cloudfoundry.org/pcap/integration/fakes/director"
 	fakeuaa "code.cloudfoundry.org/pcap/integration/fakes/uaa"
+	"code.cloudfoundry.org/pcap/internal/httpjson"
 )
 
 // instances is a deployment as the director lists it: two routers, two
@@ -105,20 +107,13 @@ func newWorld(t *testing.T) *world {
 	if err != nil {
 		t.Fatal(err)
 	}
-	u, err := fakeuaa.New(fakeuaa.Options{TLS: tlsConf, Users: []fakeuaa.User{
+	u := fakeuaa.StartForTest(t, fakeuaa.Options{TLS: tlsConf, Users: []fakeuaa.User{
 		{Username: "admin", Password: "admin-pw", Scopes: []string{"openid", "bosh.admin"}},
 		{Username: "team-other", Password: "x", Scopes: []string{"openid", "bosh.teams.other.admin"}},
 	}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := u.Start("127.0.0.1:0"); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { u.Close() })
 	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: authority.ClientConfig()}, Timeout: 10 * time.Second}
 	t.Cleanup(hc.CloseIdleConnections)
-	d, err := fakedirector.New(fakedirector.Options{
+	d := fakedirector.StartForTest(t, fakedirector.Options{
 		Name: "test-bosh", UUID: uuid, UAAURL: u.URL(), Verifier: u.Verifier(hc), CA: authority,
 		Deployments: []fakedirector.Deployment{
 			{Name: "cf", Teams: []string{"cf-team"}, Instances: []fakedirector.Instance{
@@ -128,13 +123,6 @@ func newWorld(t *testing.T) *world {
 			{Name: "other", Teams: []string{"other"}},
 		},
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := d.Start("127.0.0.1:0"); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { d.Close() })
 	return &world{uaa: u, dir: d, client: &director.Client{URL: d.URL() + "/", HTTP: hc}}
 }
 
@@ -247,4 +235,24 @@ func TestClient(t *testing.T) {
 			t.Errorf("err = %v, want director unreachable: tls: failed to verify certificate…", err)
 		}
 	})
+}
+
+// A status other than 401, 403 and 404 is the helper's typed error, which
+// callers test with errors.As rather than by its text.
+func TestOtherStatusIsStatusError(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, `{"code":100,"description":"busy"}`, http.StatusServiceUnavailable)
+	}))
+	defer srv.Close()
+	_, err := (&director.Client{URL: srv.URL}).Deployments(context.Background(), "tok")
+	var se *httpjson.StatusError
+	if !errors.As(err, &se) || se.Status != http.StatusServiceUnavailable || !strings.Contains(string(se.Body), "busy") {
+		t.Fatalf("err = %v (%T), want a *httpjson.StatusError 503 with the body", err, err)
+	}
+	if want := "director: GET " + srv.URL + "/deployments: 503 Service Unavailable"; err.Error() != want {
+		t.Errorf("err = %q, want %q", err, want)
+	}
+	if errors.Is(err, director.ErrNotFound) || errors.Is(err, director.ErrUnauthorized) {
+		t.Errorf("err = %v wraps a sentinel it should not", err)
+	}
 }

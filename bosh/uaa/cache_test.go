@@ -10,20 +10,9 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"code.cloudfoundry.org/pcap/integration/fakes/fakeclock"
 )
-
-// clock is a settable clock for the cache tests.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
 
 func TestClientTokenCachedUntilShortlyBeforeExpiry(t *testing.T) {
 	var grants atomic.Int32
@@ -32,7 +21,7 @@ func TestClientTokenCachedUntilShortlyBeforeExpiry(t *testing.T) {
 		fmt.Fprintf(w, `{"access_token":"tok-%d","token_type":"bearer","expires_in":600}`, n)
 	}))
 	defer srv.Close()
-	clk := &clock{now: time.Unix(1_800_000_000, 0)}
+	clk := fakeclock.New(time.Unix(1_800_000_000, 0))
 	c := &Client{URL: srv.URL, Now: clk.Now}
 	var wg sync.WaitGroup
 	for range 50 {
@@ -48,11 +37,11 @@ func TestClientTokenCachedUntilShortlyBeforeExpiry(t *testing.T) {
 	if n := grants.Load(); n != 1 {
 		t.Fatalf("%d grants for 50 concurrent callers, want 1", n)
 	}
-	clk.Add(539 * time.Second) // refreshed a minute before its 600 s are up
+	clk.Advance(539 * time.Second) // refreshed a minute before its 600 s are up
 	if tok, _ := c.ClientToken(context.Background(), "ops", "s"); tok != "tok-1" || grants.Load() != 1 {
 		t.Errorf("at 539s: %q after %d grants, want the cached tok-1", tok, grants.Load())
 	}
-	clk.Add(2 * time.Second)
+	clk.Advance(2 * time.Second)
 	if tok, _ := c.ClientToken(context.Background(), "ops", "s"); tok != "tok-2" || grants.Load() != 2 {
 		t.Errorf("at 541s: %q after %d grants, want a new tok-2", tok, grants.Load())
 	}
@@ -65,7 +54,7 @@ func TestKeyFetchThrottledAfterFailure(t *testing.T) {
 		http.Error(w, "down", http.StatusServiceUnavailable)
 	}))
 	defer srv.Close()
-	clk := &clock{now: time.Unix(1_800_000_000, 0)}
+	clk := fakeclock.New(time.Unix(1_800_000_000, 0))
 	c := &Client{URL: srv.URL, Now: clk.Now}
 	for i := range 20 {
 		if _, err := c.key(context.Background(), "k"); err == nil {
@@ -77,7 +66,7 @@ func TestKeyFetchThrottledAfterFailure(t *testing.T) {
 	if n := fetches.Load(); n != 1 {
 		t.Fatalf("%d fetches for 20 calls within %v of a failure, want 1", n, retryAfter)
 	}
-	clk.Add(retryAfter)
+	clk.Advance(retryAfter)
 	c.key(context.Background(), "k")
 	if n := fetches.Load(); n != 2 {
 		t.Errorf("%d fetches after %v, want 2", n, retryAfter)

@@ -21,6 +21,8 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"code.cloudfoundry.org/pcap/internal/httpjson"
 )
 
 // Errors callers branch on.
@@ -282,24 +284,32 @@ func (c *Client) httpClient() *http.Client {
 }
 
 func (c *Client) getJSON(ctx context.Context, path string, v any) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(c.URL, "/")+path, nil)
-	if err != nil {
-		return err
+	return c.httpJSON().Get(ctx, strings.TrimRight(c.URL, "/")+path, "", v)
+}
+
+// httpJSON is the JSON-over-HTTP client for this UAA.
+func (c *Client) httpJSON() httpjson.Client {
+	return httpjson.Client{Name: "UAA", HTTP: c.HTTP, MaxBody: maxBody}
+}
+
+// oauthError is UAA's (OAuth 2's) error document; reason gives its two
+// fields, or "no reason given".
+type oauthError struct {
+	Error       string `json:"error"`
+	Description string `json:"error_description"`
+}
+
+func parseOAuthError(body []byte) oauthError {
+	var e oauthError
+	json.Unmarshal(body, &e)
+	return e
+}
+
+func (e oauthError) reason() string {
+	if r := strings.TrimSpace(e.Error + " " + e.Description); r != "" {
+		return r
 	}
-	req.Header.Set("Accept", "application/json")
-	resp, err := c.httpClient().Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))
-	if err != nil {
-		return err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET %s: %s", path, resp.Status)
-	}
-	return json.Unmarshal(body, v)
+	return "no reason given"
 }
 
 // Token is a token endpoint response.
@@ -320,25 +330,16 @@ func (c *Client) Grant(ctx context.Context, clientID, clientSecret string, form 
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.Header.Set("Accept", "application/json")
 	req.SetBasicAuth(url.QueryEscape(clientID), url.QueryEscape(clientSecret))
-	resp, err := c.httpClient().Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("uaa: token request: %w", err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))
-	if err != nil {
-		return nil, fmt.Errorf("uaa: token response: %w", err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		var e struct {
-			Error       string `json:"error"`
-			Description string `json:"error_description"`
-		}
-		json.Unmarshal(body, &e)
-		return nil, fmt.Errorf("uaa: token request refused (%s): %s %s", resp.Status, e.Error, e.Description)
-	}
 	var t Token
-	if err := json.Unmarshal(body, &t); err != nil || t.AccessToken == "" {
+	err = c.httpJSON().Do(req, &t)
+	var se *httpjson.StatusError
+	switch {
+	case errors.As(err, &se):
+		e := parseOAuthError(se.Body)
+		return nil, fmt.Errorf("uaa: token request refused (%s): %s %s", se.StatusText, e.Error, e.Description)
+	case err != nil:
+		return nil, fmt.Errorf("uaa: token request: %w", err)
+	case t.AccessToken == "":
 		return nil, errors.New("uaa: token response has no access token")
 	}
 	return &t, nil
@@ -370,15 +371,8 @@ func (c *Client) AuthorizationCode(ctx context.Context, clientID, token string) 
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 	if resp.StatusCode != http.StatusFound && resp.StatusCode != http.StatusSeeOther {
-		var e struct {
-			Error       string `json:"error"`
-			Description string `json:"error_description"`
-		}
-		json.Unmarshal(body, &e)
-		reason := strings.TrimSpace(e.Error + " " + e.Description)
-		if reason == "" {
-			reason = "no reason given"
-		}
+		e := parseOAuthError(body)
+		reason := e.reason()
 		if resp.StatusCode == http.StatusUnauthorized && e.Error == "invalid_token" {
 			return "", fmt.Errorf("uaa: one-time code for client %s from %s: %s: %s: %w: %w", clientID, base, resp.Status, reason, ErrNoCode, ErrInvalidToken)
 		}

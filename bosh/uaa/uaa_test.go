@@ -19,35 +19,17 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"code.cloudfoundry.org/pcap/bosh/uaa"
+	"code.cloudfoundry.org/pcap/integration/fakes/fakeclock"
 	fakeuaa "code.cloudfoundry.org/pcap/integration/fakes/uaa"
+	"code.cloudfoundry.org/pcap/internal/httpjson"
 )
-
-// clock is a settable clock shared by the fake UAA and the client.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newClock() *clock { return &clock{t: time.Now()} }
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
 
 // testUAA is a fake UAA behind a front server whose signing key can be
 // rotated: every generation is a fake UAA with the same URL (so the same
 // issuer) and a key of its own. The front counts /token_keys fetches.
 type testUAA struct {
 	URL       string
-	clock     *clock
+	clock     *fakeclock.Clock
 	cur       atomic.Pointer[fakeuaa.Server]
 	keyGets   atomic.Int32
 	keyHolder sync.Mutex
@@ -61,7 +43,7 @@ var users = []fakeuaa.User{
 
 func startUAA(t *testing.T) *testUAA {
 	t.Helper()
-	u := &testUAA{clock: newClock(), keys: map[string]*rsa.PrivateKey{}}
+	u := &testUAA{clock: fakeclock.New(time.Now()), keys: map[string]*rsa.PrivateKey{}}
 	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/token_keys" {
 			u.keyGets.Add(1)
@@ -265,7 +247,7 @@ func TestVerifyKeyRotation(t *testing.T) {
 	}
 
 	// Later, the unknown key id triggers one fetch, and the token verifies.
-	u.clock.Add(11 * time.Second)
+	u.clock.Advance(11 * time.Second)
 	claims, err := c.Verify(t.Context(), rotated)
 	if err != nil {
 		t.Fatalf("token signed with the rotated key: %v", err)
@@ -287,7 +269,7 @@ func TestVerifyKeyRotation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	u.clock.Add(11 * time.Second)
+	u.clock.Advance(11 * time.Second)
 	var wg sync.WaitGroup
 	for range 50 {
 		wg.Add(1)
@@ -456,5 +438,38 @@ func TestAuthorizationCode(t *testing.T) {
 	defer login.Close()
 	if _, err := (&uaa.Client{URL: login.URL}).AuthorizationCode(t.Context(), "ssh-proxy", tok); !errors.Is(err, uaa.ErrNoCode) {
 		t.Errorf("redirect without a code: %v, want ErrNoCode", err)
+	}
+}
+
+// TestVerifyTokenKeysRefused: UAA answering /token_keys with an error
+// status is ErrUnavailable carrying the helper's typed status error.
+func TestVerifyTokenKeysRefused(t *testing.T) {
+	u := startUAA(t)
+	tok := u.mint(t, fakeuaa.Mint{Username: "developer"})
+	down := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "maintenance", http.StatusServiceUnavailable)
+	}))
+	defer down.Close()
+	c := &uaa.Client{URL: down.URL, Now: u.clock.Now}
+	_, err := c.Verify(t.Context(), tok)
+	var se *httpjson.StatusError
+	if !errors.Is(err, uaa.ErrUnavailable) || !errors.As(err, &se) || se.Status != http.StatusServiceUnavailable {
+		t.Fatalf("error = %v, want ErrUnavailable with a 503 *httpjson.StatusError", err)
+	}
+	if want := "uaa: cannot check the token: fetch token keys: UAA: GET " + down.URL + "/token_keys: 503 Service Unavailable"; err.Error() != want {
+		t.Errorf("error = %q, want %q", err, want)
+	}
+}
+
+// TestGrantBodyBounded: a token response over the bound is refused, not
+// decoded cut short.
+func TestGrantBodyBounded(t *testing.T) {
+	big := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Write([]byte(`{"access_token":"` + strings.Repeat("a", 2<<20) + `"}`))
+	}))
+	defer big.Close()
+	_, err := (&uaa.Client{URL: big.URL}).ClientToken(t.Context(), "c", "s")
+	if !errors.Is(err, httpjson.ErrTooLarge) || !strings.HasPrefix(err.Error(), "uaa: token request: UAA: response to POST "+big.URL+"/oauth/token: response too large") {
+		t.Fatalf("error = %v, want ErrTooLarge", err)
 	}
 }

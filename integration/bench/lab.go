@@ -30,7 +30,7 @@ const (
 	filter = "udp dst port 7000"
 	// bufferKiB is the kernel capture buffer of every tool: pcap-agent's
 	// default buffer_size, and tcpdump -B.
-	bufferKiB = 8192
+	bufferKiB = 32768
 )
 
 func vmAddr(i int) string { return fmt.Sprintf("198.18.0.%d", 10+i) }

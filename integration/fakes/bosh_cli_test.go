@@ -12,20 +12,21 @@ import (
 
 	"code.cloudfoundry.org/pcap/integration/fakes/ca"
 	"code.cloudfoundry.org/pcap/integration/fakes/director"
+	"code.cloudfoundry.org/pcap/integration/fakes/fakeclock"
 	"code.cloudfoundry.org/pcap/integration/fakes/uaa"
 )
 
 type boshEnv struct {
 	uaa    *uaa.Server
 	dir    *director.Server
-	clk    *clock
+	clk    *fakeclock.Clock
 	caFile string
 	client *http.Client
 }
 
 func startBOSH(t *testing.T) *boshEnv {
 	t.Helper()
-	clk := &clock{now: time.Now()}
+	clk := fakeclock.New(time.Now())
 	authority, err := ca.New()
 	if err != nil {
 		t.Fatal(err)
@@ -48,7 +49,7 @@ func startBOSH(t *testing.T) *boshEnv {
 	})
 	client := &http.Client{Transport: &http.Transport{TLSClientConfig: authority.ClientConfig()}}
 	t.Cleanup(client.CloseIdleConnections)
-	d, err := director.New(director.Options{
+	d := director.StartForTest(t, director.Options{
 		Name:     "fake-bosh",
 		UAAURL:   u.URL(),
 		Verifier: u.Verifier(client),
@@ -64,17 +65,6 @@ func startBOSH(t *testing.T) *boshEnv {
 			{Name: "team-a-dep", Teams: []string{"a"}, Releases: []director.NameVersion{{Name: "x", Version: "1"}},
 				Instances: []director.Instance{{Job: "web", IPs: []string{"10.0.3.1"}}}},
 		},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := d.Start("127.0.0.1:0"); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := d.Close(); err != nil {
-			t.Error(err)
-		}
 	})
 	caFile := filepath.Join(t.TempDir(), "ca.pem")
 	if err := os.WriteFile(caFile, d.CACertPEM(), 0o600); err != nil {

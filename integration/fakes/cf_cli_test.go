@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"code.cloudfoundry.org/pcap/integration/fakes/cc"
+	"code.cloudfoundry.org/pcap/integration/fakes/fakeclock"
 	"code.cloudfoundry.org/pcap/integration/fakes/uaa"
 )
 
@@ -25,20 +26,20 @@ const (
 type cfEnv struct {
 	uaa *uaa.Server
 	cc  *cc.Server
-	clk *clock
+	clk *fakeclock.Clock
 }
 
 // startCF starts a UAA issuing tokens with this lifetime (zero: UAA's
 // default) and a CC.
 func startCF(t *testing.T, tokenLifetime time.Duration) *cfEnv {
 	t.Helper()
-	clk := &clock{now: time.Now()}
+	clk := fakeclock.New(time.Now())
 	cfScopes := []string{"openid", "uaa.user", "cloud_controller.read", "cloud_controller.write"}
 	u := startUAA(t, uaa.Options{Now: clk.Now, AccessTokenLifetime: tokenLifetime, Users: []uaa.User{
 		{Username: "developer", Password: "developer-pw", ID: developerID, Scopes: cfScopes},
 		{Username: "auditor", Password: "auditor-pw", ID: auditorID, Scopes: cfScopes},
 	}})
-	c, err := cc.New(cc.Options{
+	c := cc.StartForTest(t, cc.Options{
 		Verifier: u.Verifier(nil),
 		UAAURL:   u.URL(),
 		Now:      clk.Now,
@@ -55,17 +56,6 @@ func startCF(t *testing.T, tokenLifetime time.Duration) *cfEnv {
 				{Type: cc.RoleSpaceAuditor, User: auditorID, Space: cfSpaceGUID},
 			},
 		},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Start("127.0.0.1:0"); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := c.Close(); err != nil {
-			t.Error(err)
-		}
 	})
 	return &cfEnv{uaa: u, cc: c, clk: clk}
 }

@@ -10,30 +10,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"code.cloudfoundry.org/pcap/integration/fakes/uaa"
 )
-
-// clock is a settable time source shared by the fakes of one test.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
 
 // tool returns the path of build/bin/<name>, skipping the test when it is
 // missing, unless PCAP_REQUIRE_TOOLS is set, which makes it fail.
@@ -120,17 +101,6 @@ func (c *cli) must(args ...string) string {
 
 func startUAA(t *testing.T, opts uaa.Options) *uaa.Server {
 	t.Helper()
-	u, err := uaa.New(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := u.Start("127.0.0.1:0"); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := u.Close(); err != nil {
-			t.Error(err)
-		}
-	})
+	u := uaa.StartForTest(t, opts)
 	return u
 }

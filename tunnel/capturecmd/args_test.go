@@ -33,6 +33,12 @@ func TestArgsRoundTrip(t *testing.T) {
 		{"bosh, whole deployment", with(func(r *Request) { r.Deployment = "cf" }), "capture --deployment cf"},
 		{"cf", with(func(r *Request) { r.App = "g-1"; r.Process = "worker"; r.Instances = []int{0, 2} }),
 			"capture --app g-1 --type worker --instance 0,2"},
+		{"bosh groups and a cf app", with(func(r *Request) {
+			r.Deployment = "cf"
+			r.Targets = []string{"router"}
+			r.App = "aa000000-0000-4000-8000-0000000000f1"
+			r.Instances = []int{1}
+		}), "capture --deployment cf --app aa000000-0000-4000-8000-0000000000f1 --instance 1 -- router"},
 		{"empty process", with(func(r *Request) { r.App = "g"; r.Process = "" }), "capture --app g --type ''"},
 		{"every flag", with(func(r *Request) {
 			r.Interfaces = []string{"eth1", "any"}
@@ -62,6 +68,7 @@ func TestArgsRoundTrip(t *testing.T) {
 // that validates: the CLIs' command lines mean exactly what they say.
 func FuzzArgsRoundTrip(f *testing.F) {
 	f.Add("cf", "", "web", "0,2", "eth0", "tcp port 80", 65535, int64(0), uint64(0), uint64(0), true, false, false, "router diego-cell/1")
+	f.Add("cf", "aa000000-0000-4000-8000-0000000000f1", "web", "1", "eth0", "", 65535, int64(0), uint64(0), uint64(0), false, false, false, "router")
 	f.Add("", "g", "w'x", "", "eth0 any", `a "b" \c $(id)`, 1, int64(time.Second), uint64(5), uint64(9), false, true, true, "-x")
 	f.Fuzz(func(t *testing.T, dep, app, process, instances, ifaces, filter string, snaplen int, dur int64, pkts, bytes uint64, pcap, progress, noFollow bool, targets string) {
 		r := Request{

@@ -77,7 +77,7 @@ func CommonFlags() []cli.Flag {
 // CFFlags select Cloud Foundry app instances.
 func CFFlags() []cli.Flag {
 	return []cli.Flag{
-		&cli.StringFlag{Name: "app", Usage: "CF app `GUID` (cf)"},
+		&cli.StringFlag{Name: "app", Usage: "CF app `GUID` (cf; bosh: its instances next to the VMs, for director admins)"},
 		&cli.StringFlag{Name: "type", Aliases: []string{"t", "process"}, Value: DefaultProcess, Usage: "CF process `TYPE` (cf)"},
 		&cli.StringFlag{Name: "instance", Usage: "CF instance `INDEXES`, comma separated (cf; default all)"},
 	}

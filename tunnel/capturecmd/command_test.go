@@ -85,6 +85,8 @@ func TestParseCommandAccepts(t *testing.T) {
 			with(defaults("router"), func(r *Request) { r.Deployment = "cf" })},
 		{"bosh whole deployment", "capture -d cf",
 			with(defaults(), func(r *Request) { r.Deployment = "cf" })},
+		{"bosh groups and a cf app", "capture -d cf router --app aa000000-0000-4000-8000-0000000000f1",
+			with(defaults("router"), func(r *Request) { r.Deployment, r.App = "cf", "aa000000-0000-4000-8000-0000000000f1" })},
 		{"help as a target is a target", "capture help", defaults("help")},
 	}
 	for _, c := range cases {
@@ -310,6 +312,7 @@ func FuzzParseCommand(f *testing.F) {
 		`capture -f 'udp port 53' -i eth0 -i lo -s 96 --duration 5s -c 10 --max-bytes 99 --format pcap lab/0 lab/10.0.0.1:9494`,
 		`capture --app g --instance 0,1 -t worker`,
 		`capture -d cf router -f "tcp and \"x\""`,
+		`capture -d cf router --app aa000000-0000-4000-8000-0000000000f1 --instance 0`,
 		"capture lab; id", "capture `id`", "capture $(id)", "capture --help", "capture -- -x",
 		"capture 'a", "capture lab -c", "capture -i", "capture \x00",
 	} {

@@ -19,146 +19,21 @@ import (
 	"code.cloudfoundry.org/pcap/integration/testreq"
 	"code.cloudfoundry.org/pcap/tunnel"
 	"code.cloudfoundry.org/pcap/tunnel/capturecmd"
+	"code.cloudfoundry.org/pcap/tunnel/frontdoor/frontdoortest"
 )
 
-// frontDoor is an in-process stand-in for pcap-api's front door: a
-// tunnel.Server whose "session" handler records the exec command, writes
-// Stderr, then streams Chunk until it has sent Limit bytes (0: no limit)
-// or it is stopped (a "signal" request, as pcap-api takes it), and exits
-// with Exit. Stdin EOF is not a stop, as in pcap-api.
-type frontDoor struct {
-	Addr    string
-	HostKey ssh.PublicKey
+// frontDoor is the fake front door the clients' tests share.
+type frontDoor = frontdoortest.Server
 
-	Chunk  []byte
-	Limit  int
-	Stderr string
-	Exit   uint32
-
-	mu       sync.Mutex
-	commands []string
-	sent     int
-	stopped  chan struct{} // closed when a session was sent a stop
-	stopOnce sync.Once
-}
-
+// startFrontDoor starts fd for user "cf" with password "token", the login
+// options gives.
 func startFrontDoor(t *testing.T, fd *frontDoor) *frontDoor {
 	t.Helper()
-	signer, _, err := tunnel.GenerateKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	conf := &ssh.ServerConfig{PasswordCallback: func(meta ssh.ConnMetadata, pw []byte) (*ssh.Permissions, error) {
-		if meta.User() == "cf" && string(pw) == "token" {
-			return &ssh.Permissions{}, nil
-		}
-		return nil, errors.New("bad password")
-	}}
-	conf.AddHostKey(signer)
-	srv := &tunnel.Server{Config: conf, Handlers: map[string]tunnel.ChannelHandler{"session": tunnel.ChannelHandlerFunc(fd.handle)}}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		if err := srv.Serve(l); !errors.Is(err, tunnel.ErrServerClosed) {
-			t.Errorf("Serve: %v", err)
-		}
-	}()
-	t.Cleanup(func() {
-		srv.Close()
-		<-done
-	})
-	fd.Addr, fd.HostKey, fd.stopped = l.Addr().String(), signer.PublicKey(), make(chan struct{})
-	return fd
+	fd.User, fd.Accept = "cf", func(pw string) bool { return pw == "token" }
+	return frontdoortest.Start(t, fd)
 }
 
-func (fd *frontDoor) handle(ctx context.Context, _ *ssh.ServerConn, nc ssh.NewChannel) {
-	ch, reqs, err := nc.Accept()
-	if err != nil {
-		return
-	}
-	defer ch.Close()
-	cmd := make(chan string, 1)
-	stop := make(chan struct{})
-	go func() {
-		stopped := false
-		for r := range reqs {
-			if r.Type == "signal" && !stopped {
-				stopped = true
-				close(stop)
-				fd.stopOnce.Do(func() { close(fd.stopped) })
-			}
-			var m struct{ Command string }
-			ok := r.Type == "exec" && ssh.Unmarshal(r.Payload, &m) == nil
-			if r.WantReply { // before the command runs, as pcap-api does
-				r.Reply(ok, nil)
-			}
-			if ok {
-				select {
-				case cmd <- m.Command:
-				default:
-				}
-			}
-		}
-	}()
-	var line string
-	select {
-	case line = <-cmd:
-	case <-ctx.Done():
-		return
-	}
-	fd.mu.Lock()
-	fd.commands = append(fd.commands, line)
-	fd.mu.Unlock()
-
-	go io.Copy(io.Discard, ch) // stdin: EOF is not a stop
-	io.WriteString(ch.Stderr(), fd.Stderr)
-	for sent := 0; fd.Limit == 0 || sent < fd.Limit; {
-		select {
-		case <-stop:
-			fd.exit(ch)
-			return
-		case <-ctx.Done():
-			return
-		default:
-		}
-		chunk := fd.Chunk
-		if fd.Limit > 0 && len(chunk) > fd.Limit-sent {
-			chunk = chunk[:fd.Limit-sent]
-		}
-		n, err := ch.Write(chunk)
-		sent += n
-		fd.mu.Lock()
-		fd.sent += n
-		fd.mu.Unlock()
-		if err != nil {
-			return
-		}
-	}
-	fd.exit(ch)
-}
-
-func (fd *frontDoor) exit(ch ssh.Channel) {
-	ch.SendRequest("exit-status", false, ssh.Marshal(struct{ Status uint32 }{fd.Exit}))
-	ch.CloseWrite()
-}
-
-func (fd *frontDoor) Commands() []string {
-	fd.mu.Lock()
-	defer fd.mu.Unlock()
-	return append([]string(nil), fd.commands...)
-}
-
-func (fd *frontDoor) Sent() int {
-	fd.mu.Lock()
-	defer fd.mu.Unlock()
-	return fd.sent
-}
-
-func (fd *frontDoor) options(output string, stdout, stderr io.Writer) Options {
+func options(fd *frontDoor, output string, stdout, stderr io.Writer) Options {
 	return Options{
 		Addr: fd.Addr,
 		Config: tunnel.ClientConfig{
@@ -201,7 +76,7 @@ func TestRunWritesFile(t *testing.T) {
 	fd := startFrontDoor(t, &frontDoor{Chunk: []byte("0123456789"), Limit: 1000, Stderr: "pcap: summary: limit-reached sources=1\n"})
 	out := filepath.Join(t.TempDir(), "out.pcapng")
 	var stdout, stderr bytes.Buffer
-	status, err := run(t, fd.options(out, &stdout, &stderr))
+	status, err := run(t, options(fd, out, &stdout, &stderr))
 	if status != 0 || err != nil {
 		t.Fatalf("Run = %d, %v", status, err)
 	}
@@ -230,7 +105,7 @@ func TestRunRefusesExistingOutput(t *testing.T) {
 	if err := os.WriteFile(out, []byte("keep me"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	_, err := run(t, fd.options(out, io.Discard, io.Discard))
+	_, err := run(t, options(fd, out, io.Discard, io.Discard))
 	if !errors.Is(err, ErrExists) {
 		t.Fatalf("Run = %v, want ErrExists", err)
 	}
@@ -245,7 +120,7 @@ func TestRunRefusesExistingOutput(t *testing.T) {
 	}
 
 	// --force overwrites it.
-	o := fd.options(out, io.Discard, io.Discard)
+	o := options(fd, out, io.Discard, io.Discard)
 	o.Force = true
 	if status, err := run(t, o); status != 0 || err != nil {
 		t.Fatalf("Run with Force = %d, %v", status, err)
@@ -260,7 +135,7 @@ func TestRunToStdout(t *testing.T) {
 	dir := t.TempDir()
 	t.Chdir(dir)
 	var stdout bytes.Buffer
-	o := fd.options("-", &stdout, io.Discard)
+	o := options(fd, "-", &stdout, io.Discard)
 	o.Terminal = true
 	status, err := run(t, o)
 	if status != 0 || err != nil {
@@ -280,7 +155,7 @@ func TestRunToStdout(t *testing.T) {
 
 func TestRunNoOutput(t *testing.T) {
 	fd := startFrontDoor(t, &frontDoor{Chunk: []byte("x"), Limit: 1})
-	_, err := run(t, fd.options("", io.Discard, io.Discard))
+	_, err := run(t, options(fd, "", io.Discard, io.Discard))
 	if err == nil || err.Error() != "no output given: -o FILE, or -o - for stdout" {
 		t.Errorf("Run = %v", err)
 	}
@@ -297,7 +172,7 @@ func TestRunRefusedLeavesNoFile(t *testing.T) {
 	fd := startFrontDoor(t, &frontDoor{Limit: -1, Stderr: refusal, Exit: 1})
 	out := filepath.Join(t.TempDir(), "out.pcapng")
 	var stderr bytes.Buffer
-	status, err := run(t, fd.options(out, io.Discard, &stderr))
+	status, err := run(t, options(fd, out, io.Discard, &stderr))
 	if status != 1 || err != nil {
 		t.Errorf("Run = %d, %v; want 1, nil", status, err)
 	}
@@ -313,7 +188,7 @@ func TestRunRefusedLeavesNoFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	o := fd.options(out, io.Discard, io.Discard)
+	o := options(fd, out, io.Discard, io.Discard)
 	o.Addr = l.Addr().String()
 	l.Close()
 	status, err = run(t, o)
@@ -328,7 +203,7 @@ func TestRunRefusedLeavesNoFile(t *testing.T) {
 	if err := os.WriteFile(out, []byte("old"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	o = fd.options(out, io.Discard, io.Discard)
+	o = options(fd, out, io.Discard, io.Discard)
 	o.Force = true
 	if status, err := run(t, o); status != 1 || err != nil {
 		t.Errorf("Run = %d, %v", status, err)
@@ -365,7 +240,7 @@ func (w *fullWriter) Write(p []byte) (int, error) {
 func TestRunWriteFailureStopsCapture(t *testing.T) {
 	fd := startFrontDoor(t, &frontDoor{Chunk: bytes.Repeat([]byte("p"), 512)}) // streams until stopped
 	w := &fullWriter{limit: 4000}
-	status, err := run(t, fd.options("-", w, io.Discard))
+	status, err := run(t, options(fd, "-", w, io.Discard))
 	if status != -1 || !errors.Is(err, syscall.ENOSPC) {
 		t.Fatalf("Run = %d, %v; want -1 and ENOSPC", status, err)
 	}
@@ -373,7 +248,7 @@ func TestRunWriteFailureStopsCapture(t *testing.T) {
 		t.Errorf("error = %q", err)
 	}
 	select {
-	case <-fd.stopped:
+	case <-fd.Stopped():
 	default:
 		t.Error("the server never got the stop")
 	}
@@ -389,7 +264,7 @@ func TestRunWriteFailureStopsCapture(t *testing.T) {
 	// The same with a real full device.
 	testreq.Tool(t, "/dev/full", "a Linux device that fails every write with ENOSPC")
 	fd2 := startFrontDoor(t, &frontDoor{Chunk: bytes.Repeat([]byte("p"), 512)})
-	o := fd2.options("/dev/full", io.Discard, io.Discard)
+	o := options(fd2, "/dev/full", io.Discard, io.Discard)
 	o.Force = true
 	status, err = run(t, o)
 	if status != -1 || !errors.Is(err, syscall.ENOSPC) ||
@@ -397,7 +272,7 @@ func TestRunWriteFailureStopsCapture(t *testing.T) {
 		t.Errorf("Run to /dev/full = %d, %v", status, err)
 	}
 	select {
-	case <-fd2.stopped:
+	case <-fd2.Stopped():
 	default:
 		t.Error("the server never got the stop")
 	}
@@ -415,7 +290,7 @@ func TestRunStopsOnContextEnd(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		_, err := Run(ctx, fd.options("-", &out, &stderr))
+		_, err := Run(ctx, options(fd, "-", &out, &stderr))
 		done <- err
 	}()
 	deadline := time.After(10 * time.Second)
@@ -436,7 +311,7 @@ func TestRunStopsOnContextEnd(t *testing.T) {
 		t.Fatal("Run did not return within 15s of the context ending")
 	}
 	select {
-	case <-fd.stopped:
+	case <-fd.Stopped():
 	default:
 		t.Error("the server never got the stop")
 	}

@@ -114,7 +114,7 @@ func TestForceKeepsFileWhenCaptureNeverStarts(t *testing.T) {
 	if err := os.WriteFile(out, []byte("keep me"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	o := refused.options(out, io.Discard, io.Discard)
+	o := options(refused, out, io.Discard, io.Discard)
 	o.Force = true
 	if status, err := run(t, o); status != 1 || err != nil {
 		t.Errorf("refused request: %d, %v", status, err)

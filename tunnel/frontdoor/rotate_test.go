@@ -409,7 +409,7 @@ func TestRunRotates(t *testing.T) {
 	stream(t, &s, 40, 100, func(int) {})
 	fd := startFrontDoor(t, &frontDoor{Chunk: s.Bytes(), Limit: s.Len()})
 	dir := t.TempDir()
-	o := fd.options(filepath.Join(dir, "cap.pcapng"), io.Discard, io.Discard)
+	o := options(fd, filepath.Join(dir, "cap.pcapng"), io.Discard, io.Discard)
 	o.Rotate = Rotation{Size: 1000}
 	if status, err := run(t, o); status != 0 || err != nil {
 		t.Fatalf("Run = %d, %v", status, err)
@@ -429,7 +429,7 @@ func TestRunRotates(t *testing.T) {
 
 	refused := startFrontDoor(t, &frontDoor{Limit: -1, Stderr: "pcap: error: not-allowed\n", Exit: 1})
 	dir = t.TempDir()
-	o = refused.options(filepath.Join(dir, "cap.pcapng"), io.Discard, io.Discard)
+	o = options(refused, filepath.Join(dir, "cap.pcapng"), io.Discard, io.Discard)
 	o.Rotate = Rotation{Every: time.Minute, Files: 2}
 	if status, err := run(t, o); status != 1 || err != nil {
 		t.Errorf("Run refused = %d, %v; want 1, nil", status, err)
@@ -440,7 +440,7 @@ func TestRunRotates(t *testing.T) {
 
 	garbage := startFrontDoor(t, &frontDoor{Chunk: []byte("not a pcapng stream at all"), Limit: 26})
 	dir = t.TempDir()
-	o = garbage.options(filepath.Join(dir, "cap.pcapng"), io.Discard, io.Discard)
+	o = options(garbage, filepath.Join(dir, "cap.pcapng"), io.Discard, io.Discard)
 	o.Rotate = Rotation{Size: 1000}
 	if _, err := run(t, o); !errors.Is(err, errNotPcapng) || !strings.Contains(err.Error(), "cap_00001_") {
 		t.Errorf("Run on garbage: %v, want errNotPcapng naming the file", err)

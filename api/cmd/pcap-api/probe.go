@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"crypto/x509"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -15,6 +14,7 @@ import (
 	"code.cloudfoundry.org/pcap/api/boshresolver"
 	"code.cloudfoundry.org/pcap/api/cfresolver"
 	"code.cloudfoundry.org/pcap/bosh/director"
+	"code.cloudfoundry.org/pcap/internal/httpjson"
 )
 
 // prober contacts what the config names, the way a login would, and
@@ -46,32 +46,10 @@ func explain(err error) string {
 	return err.Error()
 }
 
-// getJSON fetches base+path into v (when not nil).
-func getJSON(ctx context.Context, hc *http.Client, base, path string, v any) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(base, "/")+path, nil)
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Accept", "application/json")
-	resp, err := hc.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil {
-		return err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET %s: %s", path, resp.Status)
-	}
-	if v == nil {
-		return nil
-	}
-	if err := json.Unmarshal(body, v); err != nil {
-		return fmt.Errorf("GET %s: %w", path, err)
-	}
-	return nil
+// getJSON fetches base+path from server into v (when not nil), reading
+// at most 1 MiB.
+func getJSON(ctx context.Context, hc *http.Client, server, base, path string, v any) error {
+	return httpjson.Client{Name: server, HTTP: hc, MaxBody: 1 << 20}.Get(ctx, strings.TrimRight(base, "/")+path, "", v)
 }
 
 // probe runs every check the config calls for and returns an error when
@@ -83,7 +61,7 @@ func probe(ctx context.Context, cfg api.Config, out io.Writer) error {
 		if err != nil {
 			return err
 		}
-		p.cf(ctx, cfg.CF, r.HTTP)
+		p.cf(ctx, "cf", cfg.CF.APIURL, cfg.CF.UAAURL, r.HTTP)
 	}
 	if cfg.BOSH != nil {
 		r, err := boshresolver.New(*cfg.BOSH, cfg.Agents.Port)
@@ -91,6 +69,16 @@ func probe(ctx context.Context, cfg api.Config, out io.Writer) error {
 			return err
 		}
 		p.bosh(ctx, cfg.BOSH, r.Director, r.HTTP)
+		if cc := cfg.BOSH.CFClient; cc != nil {
+			apps, err := cfresolver.NewApps(*cc, cfg.Agents.Port)
+			if err != nil {
+				return err
+			}
+			if p.cf(ctx, "bosh.cf_client", cc.APIURL, cc.UAAURL, apps.HTTP()) {
+				n, err := apps.Probe(ctx)
+				p.report("bosh.cf_client: client "+cc.ClientID, err, fmt.Sprintf("gets a token and sees %d apps", n))
+			}
+		}
 	}
 	if cfg.CF == nil && cfg.BOSH == nil {
 		fmt.Fprintln(out, "ok   nothing to probe: neither cf nor bosh is configured")
@@ -101,23 +89,28 @@ func probe(ctx context.Context, cfg api.Config, out io.Writer) error {
 	return nil
 }
 
-func (p *prober) cf(ctx context.Context, cf *api.CFConfig, hc *http.Client) {
+// cf checks the Cloud Controller at apiURL and its UAA (uaaURL when
+// configured) for the config section who; false when they cannot be
+// reached.
+func (p *prober) cf(ctx context.Context, who, apiURL, uaaURL string, hc *http.Client) bool {
 	var root struct {
 		Links map[string]struct {
 			Href string `json:"href"`
 		} `json:"links"`
 	}
-	err := getJSON(ctx, hc, cf.APIURL, "/", &root)
+	err := getJSON(ctx, hc, "Cloud Controller", apiURL, "/", &root)
 	named := strings.TrimRight(root.Links["uaa"].Href, "/")
 	if err == nil && named == "" {
 		err = errors.New("the root document names no UAA (links.uaa)")
 	}
-	p.report("cf: Cloud Controller "+cf.APIURL+" /", err, "names UAA "+named)
+	p.report(who+": Cloud Controller "+apiURL+" /", err, "names UAA "+named)
 	if err != nil {
-		return
+		return false
 	}
-	p.report("cf: Cloud Controller /v3/info", getJSON(ctx, hc, cf.APIURL, "/v3/info", nil), "answers")
-	p.uaa(ctx, "cf", "the Cloud Controller", cf.UAAURL, named, hc)
+	p.report(who+": Cloud Controller /v3/info", getJSON(ctx, hc, "Cloud Controller", apiURL, "/v3/info", nil), "answers")
+	before := p.failed
+	p.uaa(ctx, who, "the Cloud Controller", uaaURL, named, hc)
+	return p.failed == before
 }
 
 func (p *prober) bosh(ctx context.Context, b *api.BOSHConfig, d *director.Client, hc *http.Client) {
@@ -149,14 +142,14 @@ func (p *prober) uaa(ctx context.Context, who, by, configured, named string, hc 
 		}
 		p.report(who+": UAA is "+by+"'s", err, "yes")
 	}
-	p.report(who+": UAA "+base+" /info", getJSON(ctx, hc, base, "/info", nil), "answers")
+	p.report(who+": UAA "+base+" /info", getJSON(ctx, hc, "UAA", base, "/info", nil), "answers")
 	var keys struct {
 		Keys []struct {
 			Kty string `json:"kty"`
 			Kid string `json:"kid"`
 		} `json:"keys"`
 	}
-	err := getJSON(ctx, hc, base, "/token_keys", &keys)
+	err := getJSON(ctx, hc, "UAA", base, "/token_keys", &keys)
 	var kids []string
 	for _, k := range keys.Keys {
 		if k.Kty == "RSA" {

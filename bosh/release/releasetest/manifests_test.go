@@ -252,6 +252,11 @@ func TestPcapAPIOpsFiles(t *testing.T) {
 				t.Errorf("bosh %v", p["bosh"])
 			}
 		}},
+		{"bosh resolver with app captures", []string{"enable-bosh-resolver.yml", "enable-bosh-app-captures.yml"}, "", func(t *testing.T, m, p map[string]any) {
+			if dig(t, p, "bosh", "cf_client", "client_id") != "pcap_api_cc" || dig(t, p, "bosh", "cf_client", "client_secret") == "" {
+				t.Errorf("bosh.cf_client %v", dig(t, p, "bosh", "cf_client"))
+			}
+		}},
 		{"bosh only", []string{"disable-cf-resolver.yml", "enable-bosh-resolver.yml"}, "", func(t *testing.T, m, p map[string]any) {
 			if !reflect.DeepEqual(p["cf"], map[string]any{"enabled": false}) {
 				t.Errorf("cf %v", p["cf"])
@@ -314,7 +319,7 @@ func TestPcapAPIOpsFiles(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, e := range entries {
-		if strings.HasPrefix(e.Name(), "add-pcap-agent") || strings.HasPrefix(e.Name(), "director-") {
+		if strings.HasPrefix(e.Name(), "add-pcap-agent") || strings.HasPrefix(e.Name(), "director-") || strings.HasPrefix(e.Name(), "cf-") {
 			continue // cf-deployment and director ops files, tested on their own
 		}
 		if !covered[e.Name()] {
@@ -352,25 +357,10 @@ func TestDirectorUAAPcapClient(t *testing.T) {
 	m := interpolate(t, "bosh/release/releasetest/testdata/bosh-director.yml",
 		"-o", "manifests/ops-files/director-uaa-pcap-client.yml", "--vars-store", store, "--var-errs")
 	clients := dig(t, m, "instance_groups", "name=bosh", "jobs", "name=uaa", "properties", "uaa", "clients").(map[string]any)
-	if _, ok := clients["bosh_cli"]; !ok {
-		t.Errorf("bosh_cli client lost: %v", clients)
-	}
-	c, ok := clients["pcap_ssh"].(map[string]any)
-	if !ok {
-		t.Fatalf("no pcap_ssh client: %v", clients)
-	}
-	for k, want := range map[string]any{
+	secret := checkUAAClient(t, clients, "bosh_cli", "pcap_ssh", map[string]any{
 		"authorized-grant-types": "authorization_code", "autoapprove": true, "redirect-uri": "/login", "override": true,
-		"scope": clients["bosh_cli"].(map[string]any)["scope"],
-	} {
-		if c[k] != want {
-			t.Errorf("pcap_ssh %s = %v, want %v", k, c[k], want)
-		}
-	}
-	secret, _ := c["secret"].(string)
-	if len(secret) < 20 {
-		t.Errorf("pcap_ssh secret %q: want a generated password", secret)
-	}
+		"scope": dig(t, clients, "bosh_cli", "scope"),
+	})
 	stored, err := os.ReadFile(store)
 	if err != nil {
 		t.Fatal(err)
@@ -390,4 +380,50 @@ func TestDirectorUAAPcapClient(t *testing.T) {
 	if b["code_client_id"] != "pcap_ssh" || b["code_client_secret"] == "" || b["code_client_secret"] == nil {
 		t.Errorf("rendered bosh config %v: want the pcap_ssh client and its secret", b)
 	}
+}
+
+// cf's UAA gets pcap-api's own client for --app next to instance groups:
+// client_credentials, cloud_controller.admin_read_only, a generated secret;
+// enable-bosh-app-captures.yml's pcap-api names the same client, and its
+// rendered config passes the binary's check.
+func TestCFUAAPcapAPIClient(t *testing.T) {
+	store := filepath.Join(t.TempDir(), "vars-store.yml")
+	m := cfManifest(t, store, "-o", "manifests/ops-files/cf-uaa-pcap-api-client.yml")
+	clients := dig(t, m, "instance_groups", "name=uaa", "jobs", "name=uaa", "properties", "uaa", "clients").(map[string]any)
+	checkUAAClient(t, clients, "ssh-proxy", "pcap_api_cc", map[string]any{
+		"authorized-grant-types": "client_credentials", "authorities": "cloud_controller.admin_read_only", "override": true,
+	})
+
+	p := props(t, dig(t, apiManifest(t, filepath.Join(t.TempDir(), "api-store.yml"), "enable-bosh-resolver.yml", "enable-bosh-app-captures.yml"),
+		"instance_groups", "name=pcap-api", "jobs", "name=pcap-api"))
+	r := renderAndCheck(t, "pcap-api", p, apiSpec)
+	b, _ := yamlMap(t, r.file(t, "config/api.yml"))["bosh"].(map[string]any)
+	cc, _ := b["cf_client"].(map[string]any)
+	if cc["client_id"] != "pcap_api_cc" || cc["api_url"] != dig(t, p, "cf", "api_url") {
+		t.Errorf("rendered bosh.cf_client %v: want client pcap_api_cc at cf.api_url", cc)
+	}
+}
+
+// checkUAAClient checks that clients (a uaa job's uaa.clients) still hold
+// kept, and hold name with the fields of want and a generated secret,
+// which it returns.
+func checkUAAClient(t *testing.T, clients map[string]any, kept, name string, want map[string]any) string {
+	t.Helper()
+	if _, ok := clients[kept]; !ok {
+		t.Errorf("%s client lost: %v", kept, clients)
+	}
+	c, ok := clients[name].(map[string]any)
+	if !ok {
+		t.Fatalf("no %s client: %v", name, clients)
+	}
+	for k, w := range want {
+		if c[k] != w {
+			t.Errorf("%s %s = %v, want %v", name, k, c[k], w)
+		}
+	}
+	secret, _ := c["secret"].(string)
+	if len(secret) < 20 {
+		t.Errorf("%s secret %q: want a generated password", name, secret)
+	}
+	return secret
 }

@@ -422,6 +422,37 @@ func TestAPITemplates(t *testing.T) {
 		}
 	})
 
+	t.Run("bosh resolver with a Cloud Controller client", func(t *testing.T) {
+		props := base()
+		props["cf"] = with(cfOn, "ca_cert", cfCA)
+		props["bosh"] = with(boshOn, "cf_client", map[string]any{"client_id": "pcap-api-cc", "client_secret": "cc-secret"})
+		r := mustRender(t, "pcap-api", props, apiSpec, nil, "")
+		got := check(t, r)
+		want := &api.CFClientConfig{APIURL: "https://api.sys.example.com", ClientID: "pcap-api-cc", ClientSecret: "(redacted)",
+			CACertFile: filepath.Join(r.dir, "config/certs/cf_ca.crt"), Timeout: 10 * time.Second}
+		if got.BOSH == nil || !reflect.DeepEqual(got.BOSH.CFClient, want) {
+			t.Errorf("bosh.cf_client = %+v, want %+v", got.BOSH, want)
+		}
+		if f := r.file(t, "config/certs/cf_client_ca.crt"); f != "" {
+			t.Errorf("cf_client_ca.crt without bosh.cf_client.ca_cert: %q", f)
+		}
+
+		// Without cf: its own URL and CA.
+		props = base()
+		props["bosh"] = with(boshOn, "cf_client", map[string]any{"client_id": "pcap-api-cc", "client_secret": "cc-secret",
+			"api_url": "https://api.other.example.com", "uaa_url": "https://uaa.other.example.com", "ca_cert": cfCA})
+		r = mustRender(t, "pcap-api", props, apiSpec, nil, "")
+		if f := r.file(t, "config/certs/cf_client_ca.crt"); f != cfCA {
+			t.Errorf("cf_client_ca.crt %q", f)
+		}
+		got = check(t, r)
+		want = &api.CFClientConfig{APIURL: "https://api.other.example.com", UAAURL: "https://uaa.other.example.com", ClientID: "pcap-api-cc",
+			ClientSecret: "(redacted)", CACertFile: filepath.Join(r.dir, "config/certs/cf_client_ca.crt"), Timeout: 10 * time.Second}
+		if got.CF != nil || got.BOSH == nil || !reflect.DeepEqual(got.BOSH.CFClient, want) {
+			t.Errorf("bosh.cf_client = %+v, want %+v", got.BOSH, want)
+		}
+	})
+
 	t.Run("static resolver with groups from the agent link", func(t *testing.T) {
 		props := base()
 		props["agents"] = map[string]any{"client_key": clientKey.prop()} // pinned through the link only
@@ -532,6 +563,16 @@ func TestAPITemplates(t *testing.T) {
 			p["bosh"] = with(boshOn, "operator_keys", []any{operatorKey.PublicKey})
 			return p
 		}, nil, []string{`Can't find property '["bosh.uaa_client_id"]'`}},
+		{"bosh cf_client without a Cloud Controller", func() map[string]any {
+			p := base()
+			p["bosh"] = with(boshOn, "cf_client", map[string]any{"client_id": "pcap-api-cc", "client_secret": "s"})
+			return p
+		}, nil, []string{"bosh.cf_client.client_id needs bosh.cf_client.api_url (or cf.api_url)"}},
+		{"bosh cf_client without a secret", func() map[string]any {
+			p := base()
+			p["bosh"] = with(boshOn, "cf_client", map[string]any{"client_id": "pcap-api-cc", "api_url": "https://api.sys.example.com"})
+			return p
+		}, nil, []string{`Can't find property '["bosh.cf_client.client_secret"]'`}},
 		{"static without operator keys", func() map[string]any {
 			p := base()
 			p["static"] = map[string]any{"enabled": true}

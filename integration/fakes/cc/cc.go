@@ -19,6 +19,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"testing"
 	"time"
 
 	"code.cloudfoundry.org/pcap/integration/fakes/internal/listen"
@@ -73,9 +74,9 @@ type Server struct {
 	log     reqlog.Log
 	handler http.Handler
 
-	mu   sync.RWMutex
-	ix   *index
-	live listen.Holder
+	mu            sync.RWMutex
+	ix            *index
+	listen.Served // Start, StartOn, Close, URL
 
 	sshAllowed atomic.Bool
 	eventsMu   sync.Mutex
@@ -114,7 +115,7 @@ func New(opts Options) (*Server, error) {
 	}
 	s := &Server{opts: opts, ix: newIndex(w)}
 	s.sshAllowed.Store(!opts.DisallowAppSSHAccess)
-	s.live.SetURL(strings.TrimRight(opts.URL, "/"))
+	s.Served.Init("cc", s, opts.TLS, strings.TrimRight(opts.URL, "/"))
 	s.handler = s.log.Wrap(s.routes())
 	return s, nil
 }
@@ -165,36 +166,18 @@ func (s *Server) index() *index {
 	return s.ix
 }
 
+// StartForTest makes a server with opts, serves it on 127.0.0.1:0 and
+// closes it when the test ends; an error fails the test.
+func StartForTest(t testing.TB, opts Options) *Server {
+	t.Helper()
+	s, err := New(opts)
+	return listen.StartForTest(t, s, err)
+}
+
 // ServeHTTP implements http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.handler.ServeHTTP(w, r)
 }
-
-// Start serves on addr (e.g. "127.0.0.1:0") and sets URL.
-func (s *Server) Start(addr string) error {
-	if err := s.live.Start(addr, s, s.opts.TLS); err != nil {
-		return fmt.Errorf("cc: %w", err)
-	}
-	return nil
-}
-
-// StartOn serves on ln (e.g. a listener inside a test's network
-// namespace) and sets URL.
-func (s *Server) StartOn(ln net.Listener) error {
-	s.live.Serve(ln, s, s.opts.TLS)
-	return nil
-}
-
-// Close stops a started server.
-func (s *Server) Close() error {
-	if err := s.live.Close(); err != nil {
-		return fmt.Errorf("cc: %w", err)
-	}
-	return nil
-}
-
-// URL is the API's base URL.
-func (s *Server) URL() string { return s.live.URL() }
 
 // Requests is the log of handled requests.
 func (s *Server) Requests() *reqlog.Log { return &s.log }

@@ -6,30 +6,13 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"code.cloudfoundry.org/pcap/integration/fakes/cc"
+	"code.cloudfoundry.org/pcap/integration/fakes/fakeclock"
 	"code.cloudfoundry.org/pcap/integration/fakes/uaa"
 )
-
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
 
 const (
 	orgGUID    = "0a000000-0000-4000-8000-000000000001"
@@ -96,40 +79,18 @@ func world() cc.World {
 type env struct {
 	uaa *uaa.Server
 	cc  *cc.Server
-	clk *clock
+	clk *fakeclock.Clock
 }
 
 func setup(t *testing.T) *env {
 	t.Helper()
-	clk := &clock{now: time.Now()}
+	clk := fakeclock.New(time.Now())
 	var us []uaa.User
 	for name, scopes := range people {
 		us = append(us, uaa.User{Username: name, Password: name + "-pw", ID: "u-" + name, Scopes: scopes})
 	}
-	u, err := uaa.New(uaa.Options{Users: us, Now: clk.Now})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := u.Start("127.0.0.1:0"); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := u.Close(); err != nil {
-			t.Error(err)
-		}
-	})
-	c, err := cc.New(cc.Options{World: world(), Verifier: u.Verifier(nil), UAAURL: u.URL(), Now: clk.Now})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Start("127.0.0.1:0"); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := c.Close(); err != nil {
-			t.Error(err)
-		}
-	})
+	u := uaa.StartForTest(t, uaa.Options{Users: us, Now: clk.Now})
+	c := cc.StartForTest(t, cc.Options{World: world(), Verifier: u.Verifier(nil), UAAURL: u.URL(), Now: clk.Now})
 	return &env{uaa: u, cc: c, clk: clk}
 }
 

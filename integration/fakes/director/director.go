@@ -21,6 +21,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"testing"
 	"time"
 
 	"code.cloudfoundry.org/pcap/integration/fakes/ca"
@@ -273,6 +274,14 @@ func (s *Server) Deployments() []Deployment {
 	defer s.mu.Unlock()
 	deps, _ := s.normalize(s.deployments) // already valid
 	return deps
+}
+
+// StartForTest makes a server with opts, serves it on 127.0.0.1:0 and
+// closes it when the test ends; an error fails the test.
+func StartForTest(t testing.TB, opts Options) *Server {
+	t.Helper()
+	s, err := New(opts)
+	return listen.StartForTest(t, s, err)
 }
 
 // ServeHTTP implements http.Handler.

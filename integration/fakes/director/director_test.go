@@ -47,24 +47,13 @@ func setup(t *testing.T) *env {
 	for name, scopes := range people {
 		us = append(us, uaa.User{Username: name, Password: name + "-pw", Scopes: scopes})
 	}
-	u, err := uaa.New(uaa.Options{Users: us, TLS: uaaTLS})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := u.Start("127.0.0.1:0"); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := u.Close(); err != nil {
-			t.Error(err)
-		}
-	})
+	u := uaa.StartForTest(t, uaa.Options{Users: us, TLS: uaaTLS})
 	client := &http.Client{
 		Transport:     &http.Transport{TLSClientConfig: authority.ClientConfig()},
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
 	t.Cleanup(client.CloseIdleConnections)
-	d, err := director.New(director.Options{
+	d := director.StartForTest(t, director.Options{
 		UUID:     uuid,
 		UAAURL:   u.URL(),
 		Verifier: u.Verifier(client),
@@ -80,17 +69,6 @@ func setup(t *testing.T) *env {
 				}},
 			{Name: "team-dep", Teams: []string{"a"}, Instances: []director.Instance{{Job: "web", IPs: []string{"10.0.3.1"}}}},
 		},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := d.Start("127.0.0.1:0"); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := d.Close(); err != nil {
-			t.Error(err)
-		}
 	})
 	return &env{uaa: u, dir: d, client: client}
 }

@@ -16,10 +16,10 @@ import (
 	"crypto/tls"
 	"encoding/hex"
 	"fmt"
-	"net"
 	"net/http"
 	"strings"
 	"sync"
+	"testing"
 	"time"
 
 	"code.cloudfoundry.org/pcap/integration/fakes/internal/listen"
@@ -120,10 +120,10 @@ type Server struct {
 	log       reqlog.Log
 	handler   http.Handler
 
-	mu     sync.Mutex
-	codes  map[string]code
-	grants map[string]int // tokens issued, by grant type
-	live   listen.Holder
+	mu            sync.Mutex
+	codes         map[string]code
+	grants        map[string]int // tokens issued, by grant type
+	listen.Served                // Start, StartOn, Close, URL
 }
 
 // Grants returns how many tokens /oauth/token has issued with grantType
@@ -219,42 +219,24 @@ func New(opts Options) (*Server, error) {
 
 		codes: map[string]code{},
 	}
-	s.live.SetURL(strings.TrimRight(opts.URL, "/"))
+	s.Served.Init("uaa", s, opts.TLS, strings.TrimRight(opts.URL, "/"))
 	s.routes()
 	s.handler = s.log.Wrap(s.mux)
 	return s, nil
+}
+
+// StartForTest makes a server with opts, serves it on 127.0.0.1:0 and
+// closes it when the test ends; an error fails the test.
+func StartForTest(t testing.TB, opts Options) *Server {
+	t.Helper()
+	s, err := New(opts)
+	return listen.StartForTest(t, s, err)
 }
 
 // ServeHTTP implements http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.handler.ServeHTTP(w, r)
 }
-
-// Start serves on addr (e.g. "127.0.0.1:0") and sets URL.
-func (s *Server) Start(addr string) error {
-	if err := s.live.Start(addr, s, s.opts.TLS); err != nil {
-		return fmt.Errorf("uaa: %w", err)
-	}
-	return nil
-}
-
-// StartOn serves on ln (e.g. a listener inside a test's network
-// namespace) and sets URL.
-func (s *Server) StartOn(ln net.Listener) error {
-	s.live.Serve(ln, s, s.opts.TLS)
-	return nil
-}
-
-// Close stops a started server.
-func (s *Server) Close() error {
-	if err := s.live.Close(); err != nil {
-		return fmt.Errorf("uaa: %w", err)
-	}
-	return nil
-}
-
-// 127.0.0.1:41234".
-func (s *Server) URL() string { return s.live.URL() }
 
 // Issuer is the iss claim of the tokens this server mints.
 func (s *Server) Issuer() string { return s.URL() + "/oauth/token" }

@@ -10,33 +10,15 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
 
 	"code.cloudfoundry.org/pcap/integration/fakes/ca"
+	"code.cloudfoundry.org/pcap/integration/fakes/fakeclock"
 	"code.cloudfoundry.org/pcap/integration/fakes/uaa"
 )
-
-// clock is a settable time source.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
 
 var users = []uaa.User{
 	{Username: "alice", Password: "alice-pw", ID: "11111111-1111-4111-8111-111111111111",
@@ -49,18 +31,7 @@ func start(t *testing.T, opts uaa.Options) *uaa.Server {
 	if opts.Users == nil {
 		opts.Users = users
 	}
-	s, err := uaa.New(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Start("127.0.0.1:0"); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := s.Close(); err != nil {
-			t.Error(err)
-		}
-	})
+	s := uaa.StartForTest(t, opts)
 	return s
 }
 
@@ -216,7 +187,7 @@ func TestClientCredentialsGrant(t *testing.T) {
 }
 
 func TestRefreshTokenGrant(t *testing.T) {
-	clk := &clock{now: time.Now()}
+	clk := fakeclock.New(time.Now())
 	s := start(t, uaa.Options{Now: clk.Now})
 	_, first := postToken(t, http.DefaultClient, s.URL(), "bosh_cli", "", url.Values{
 		"grant_type": {"password"}, "username": {"alice"}, "password": {"alice-pw"},
@@ -313,7 +284,7 @@ func TestAuthorizeMintsOneTimeCode(t *testing.T) {
 }
 
 func TestAuthorizeRejects(t *testing.T) {
-	clk := &clock{now: time.Now()}
+	clk := fakeclock.New(time.Now())
 	s := start(t, uaa.Options{Now: clk.Now})
 	good, err := s.MintToken("alice", 0)
 	if err != nil {

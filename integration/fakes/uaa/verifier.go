@@ -4,10 +4,8 @@ import (
 	"context"
 	"crypto/rsa"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"math/big"
 	"net/http"
 	"strings"
@@ -15,6 +13,8 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"code.cloudfoundry.org/pcap/internal/httpjson"
 )
 
 // ErrInvalidToken is wrapped by every error Verify returns for a token that
@@ -116,28 +116,12 @@ func (v *Verifier) key(ctx context.Context, kid string) (*rsa.PublicKey, error) 
 }
 
 func (v *Verifier) fetch(ctx context.Context) (map[string]*rsa.PublicKey, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, v.opts.URL+"/token_keys", nil)
-	if err != nil {
-		return nil, fmt.Errorf("uaa: token keys request: %w", err)
-	}
-	req.Header.Set("Accept", "application/json")
-	resp, err := v.opts.HTTPClient.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("uaa: fetch token keys: %w", err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil {
-		return nil, fmt.Errorf("uaa: read token keys: %w", err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("uaa: fetch token keys: status %d", resp.StatusCode)
-	}
 	var set struct {
 		Keys []JWK `json:"keys"`
 	}
-	if err := json.Unmarshal(body, &set); err != nil {
-		return nil, fmt.Errorf("uaa: decode token keys: %w", err)
+	hj := httpjson.Client{Name: "UAA", HTTP: v.opts.HTTPClient, MaxBody: 1 << 20}
+	if err := hj.Get(ctx, v.opts.URL+"/token_keys", "", &set); err != nil {
+		return nil, fmt.Errorf("uaa: fetch token keys: %w", err)
 	}
 	keys := make(map[string]*rsa.PublicKey, len(set.Keys))
 	for _, k := range set.Keys {

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"testing"
 	"time"
 )
 
@@ -133,3 +134,70 @@ func (h *Holder) URL() string {
 	defer h.mu.Unlock()
 	return h.url
 }
+
+// Fake is what StartForTest needs of a fake: Start on an address, Close.
+type Fake interface {
+	Start(addr string) error
+	Close() error
+}
+
+// StartForTest takes a fake and New's error, starts the fake on
+// 127.0.0.1:0 and closes it when the test ends; any error fails the test.
+func StartForTest[F Fake](t testing.TB, f F, err error) F {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Start("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := f.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	return f
+}
+
+// Served gives a fake serving one handler its Start, StartOn, Close and
+// URL: embed it, and call Init from the fake's New.
+type Served struct {
+	live Holder
+	name string
+	h    http.Handler
+	tls  *tls.Config
+}
+
+// Init sets the handler (HTTPS with a non-nil tlsConf), the name errors
+// begin with, and the base URL of a fake served by someone else ("" when
+// the fake serves itself).
+func (s *Served) Init(name string, h http.Handler, tlsConf *tls.Config, url string) {
+	s.name, s.h, s.tls = name, h, tlsConf
+	s.live.SetURL(url)
+}
+
+// Start serves on addr (e.g. "127.0.0.1:0") and sets URL.
+func (s *Served) Start(addr string) error {
+	if err := s.live.Start(addr, s.h, s.tls); err != nil {
+		return fmt.Errorf("%s: %w", s.name, err)
+	}
+	return nil
+}
+
+// StartOn serves on ln (e.g. a listener inside a test's network
+// namespace) and sets URL.
+func (s *Served) StartOn(ln net.Listener) error {
+	s.live.Serve(ln, s.h, s.tls)
+	return nil
+}
+
+// Close stops a started server.
+func (s *Served) Close() error {
+	if err := s.live.Close(); err != nil {
+		return fmt.Errorf("%s: %w", s.name, err)
+	}
+	return nil
+}
+
+// URL is the base URL, e.g. "http://127.0.0.1:41234".
+func (s *Served) URL() string { return s.live.URL() }
