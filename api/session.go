@@ -97,6 +97,7 @@ const (
 	StateLost         SourceState = "lost"                 // its agent or connection failed
 	StateAgentStopped SourceState = tunnel.EndAgentStopped // its agent shut down mid-capture
 	StateNotStopped   SourceState = "not-stopped"          // cut off, its agent did not stop in time
+	StateNotStarted   SourceState = "not-started"          // the capture ended while it still opened
 )
 
 // SourceResult is what happened to one target.
@@ -156,6 +157,9 @@ type opened struct {
 	ifaces []tunnel.InterfaceStats
 	at     time.Time // when its interfaces were announced
 	err    error
+	// cancelled: err is the open being given up (the capture ending),
+	// not the target failing.
+	cancelled bool
 }
 
 // newSource makes the source of an opened target, its interfaces
@@ -286,7 +290,9 @@ func (s *Session) Run(ctx context.Context, stop <-chan struct{}) (Result, error)
 	// A target that could not join is missing from the capture, like one
 	// that could not start.
 	res.Sources = append(res.Sources, s.joins...)
-	failedBefore := len(fails) > 0 || len(s.Skipped) > 0 || len(s.joins) > 0
+	failedBefore := len(fails) > 0 || len(s.Skipped) > 0 || slices.ContainsFunc(s.joins, func(sr SourceResult) bool {
+		return sr.State != StateNotStarted // given up as asked: not missing
+	})
 	return s.finish(res, srcs, out, end, limit, clientErr, failedBefore), nil
 }
 
@@ -343,7 +349,7 @@ func (s *Session) startOpens(ctx context.Context) *opens {
 			select {
 			case sem <- struct{}{}:
 			case <-ctx.Done():
-				op.results <- openResult{i, opened{t: t, err: ctx.Err()}}
+				op.results <- openResult{i, opened{t: t, err: ctx.Err(), cancelled: true}}
 				return
 			}
 			defer func() { <-sem }()
@@ -392,6 +398,15 @@ func (s *Session) openFailed(o opened) SourceResult {
 	return SourceResult{Name: o.t.Name, State: StateFailed, Reason: re.Message}
 }
 
+// notStarted reports a target whose open was given up because the
+// capture ended first (stopped, its duration, the client gone): it
+// captured nothing, and that is what the user asked for, not a failure.
+func (s *Session) notStarted(o opened) SourceResult {
+	const reason = "the capture ended before this target's capture opened"
+	s.Status.Line(o.t.Name, string(StateNotStarted), "reason", reason)
+	return SourceResult{Name: o.t.Name, State: StateNotStarted, Reason: reason}
+}
+
 // skip reports a target that is not captured.
 func (s *Session) skip(name, reason string) SourceResult {
 	s.Status.Line(name, string(StateSkipped), "reason", reason)
@@ -403,6 +418,10 @@ func (s *Session) open(ctx context.Context, t Target) opened {
 	defer cancel()
 	o := opened{t: t}
 	client, err := s.Pool.Get(ctx, t.Agent)
+	if errors.Is(err, context.Canceled) {
+		o.err, o.cancelled = err, true
+		return o
+	}
 	if err != nil {
 		s.Metrics.agentError()
 		o.err = tunnel.Reject(tunnel.CodeInternal, fmt.Sprintf("cannot reach agent %s: %v", t.Agent, unwrapAll(err)))
@@ -417,6 +436,10 @@ func (s *Session) open(ctx context.Context, t Target) opened {
 		Limits:     s.Req.Limits,
 		Watermarks: true, // the merger orders sources by them
 	})
+	if errors.Is(err, context.Canceled) {
+		o.err, o.cancelled = err, true
+		return o
+	}
 	if err != nil {
 		var re *tunnel.RejectError
 		if !errors.As(err, &re) {
@@ -438,6 +461,10 @@ func (s *Session) open(ctx context.Context, t Target) opened {
 		o.agent, o.c, o.ifaces, o.at = client, c, st.Interfaces, time.Now()
 	case <-ctx.Done():
 		c.Close()
+		if errors.Is(ctx.Err(), context.Canceled) {
+			o.err, o.cancelled = ctx.Err(), true
+			return o
+		}
 		o.err = tunnel.Reject(tunnel.CodeInternal, fmt.Sprintf("agent %s did not start the capture within %v", t.Agent, s.OpenTimeout))
 	}
 	return o

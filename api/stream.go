@@ -192,6 +192,9 @@ func (st *stream) beginStop(why string) {
 		return
 	}
 	st.stopping, st.end = true, why
+	// Targets still opening are given up, not waited for (up to
+	// OpenTimeout): each is reported not-started.
+	st.op.cancel()
 	st.f.stop()
 	for _, src := range st.srcs {
 		src.capture.Stop()
@@ -279,7 +282,13 @@ func (st *stream) opened(r openResult) {
 		st.opening = nil
 	}
 	st.f.opened(r.opened)
-	if r.err != nil {
+	switch {
+	case r.err != nil && r.cancelled:
+		// Given up because the capture ends (beginStop, or the
+		// session's context, which stops it too).
+		st.s.joins = append(st.s.joins, st.s.notStarted(r.opened))
+		return
+	case r.err != nil:
 		// Reported whenever it fails, as if the stream had waited.
 		st.s.joins = append(st.s.joins, st.s.openFailed(r.opened))
 		return
