@@ -239,6 +239,7 @@ func TestSessionFollowAgentEnds(t *testing.T) {
 			} else {
 				status.waitFor(t, "pcap: web/1: gone ")
 			}
+			status.waitFor(t, "pcap: web/0: started ") // not given up still opening
 			close(stop)
 			res := <-done
 			st := status.String()

@@ -182,12 +182,18 @@ func TestSessionAgentStopped(t *testing.T) {
 		err    error
 	}
 	done := make(chan outcome, 1)
+	var status lineBuffer
 	go func() {
-		res, stderr, err := runTestSession(t, []*fakeAgent{gone, steady}, stop)
-		done <- outcome{res, stderr, err}
+		res, _, err := runTestSessionWith(t, []*fakeAgent{gone, steady}, stop, func(s *Session) {
+			s.Status = capturecmd.NewStatus(&status)
+		})
+		done <- outcome{res, status.String(), err}
 	}()
-	// The user's stop: the steady agent waits for it; the other ends with
+	// The user's stop, once both run (a target still opening would be
+	// given up): the steady agent waits for it; the other ends with
 	// agent-stopped whatever it is sent.
+	status.waitFor(t, "pcap: web/0: started ")
+	status.waitFor(t, "pcap: web/1: started ")
 	close(stop)
 	o := <-done
 	if o.err != nil {
@@ -295,13 +301,26 @@ func TestSessionFinalStatsShareOneDeadline(t *testing.T) {
 			agents = append(agents, startFakeAgent(t, &fakeAgent{Packets: 1, FinalDelay: delay}))
 		}
 		stop := make(chan struct{})
-		close(stop)
+		var status lineBuffer
+		ended := make(chan time.Time, 1)
 		start := time.Now()
-		_, stderr, err := runTestSession(t, agents, stop)
-		if err != nil {
-			t.Fatal(err)
+		go func() {
+			_, _, err := runTestSessionWith(t, agents, stop, func(s *Session) {
+				s.Status = capturecmd.NewStatus(&status)
+			})
+			if err != nil {
+				t.Error(err)
+			}
+			ended <- time.Now()
+		}()
+		// Stopped once every target runs (one still opening would be
+		// given up).
+		for i := range n {
+			status.waitFor(t, "pcap: web/"+strconv.Itoa(i)+": started ")
 		}
-		return stderr, time.Since(start)
+		close(stop)
+		took := (<-ended).Sub(start)
+		return status.String(), took
 	}
 	ends := func(stderr, state string) []string {
 		var names []string
