@@ -73,6 +73,54 @@ func TestAPIStopWithHungAgent(t *testing.T) {
 	}
 }
 
+// TestAPIStopWhileAnAgentOpens stops a capture while one agent, frozen
+// (SIGSTOP) before the capture began, has not opened its capture: the
+// stop gives that open up instead of waiting for it (pcap-api's 10 s open
+// timeout), reports it not-started with no counts, and the capture is
+// stopped (exit 0), not partial: the user asked it to end.
+func TestAPIStopWhileAnAgentOpens(t *testing.T) {
+	testenv.RequireRoot(t)
+	t.Parallel()
+	c := newCapLab(t, capLabOptions{VMs: 3})
+	hung := c.Agents[1]
+	pid := hung.Cmd.Process.Pid
+	if err := hung.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { hung.Signal(syscall.SIGCONT) }) // before testenv stops it
+	waitState(t, pid, "T", 5*time.Second)
+
+	cl, file := c.captureFile(t, 0, "-f", "'udp dst port 7000'", "lab")
+	waitStarted(t, cl, "lab/0", "lab/2")
+	c.send(t, 0, 7000, 5)
+	start := time.Now()
+	cl.Stdin.Close()
+	code := exitCode(t, cl, 20*time.Second)
+	took := time.Since(start)
+	// Waiting for the open would take up to 10 s; the stop itself needs
+	// what the running agents take (allow for the race detector).
+	if took > 5*time.Second {
+		t.Errorf("stop took %v while an agent opened, want well under the 10s open timeout", took)
+	}
+	t.Logf("stop while an agent opened took %v", took)
+	if code != 0 {
+		t.Errorf("ssh exit status %d, want 0 (stopped):\n%s", code, cl.Output())
+	}
+	wantLine(t, cl, `^pcap: lab/1: not-started reason="the capture ended before this target's capture opened"$`)
+	wantLine(t, cl, `^pcap: lab/0: ended end=stopped packets=5 `)
+	wantLine(t, cl, `^pcap: lab/2: ended end=stopped packets=0 `)
+	if len(cl.Lines(regexp.MustCompile(`^pcap: lab/1: (started|ended|failed)`))) != 0 {
+		t.Errorf("lab/1 reported as started or failed:\n%s", cl.Output())
+	}
+	if outcome, sum := summary(t, cl); outcome != "stopped" || sum["sources"] != 3 {
+		t.Errorf("summary %s %v, want stopped with 3 sources", outcome, sum)
+	}
+	capinfos(t, file)
+	if names, stats := statsBlocks(t, file); len(names) != 2 || len(stats) != 2 {
+		t.Errorf("interfaces %v with %d statistics blocks, want lab/0's and lab/2's", names, len(stats))
+	}
+}
+
 // TestAPISIGTERMStopsCapturesCleanly sends SIGTERM to pcap-api while a
 // capture runs: the client still gets the statistics blocks and the
 // summary, and the API exits 0 in bounded time.
