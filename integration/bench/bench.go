@@ -359,19 +359,21 @@ func (l *lab) latency(ctx context.Context, n, runs int, log func(string, ...any)
 			l.forget(g)
 		}
 	}()
-	var conn, first, stop []float64
+	var conn, first, stop, notStarted []float64
 	for i := range runs {
 		r, err := l.timeCapture(ctx, group)
 		if err != nil {
 			return lt, fmt.Errorf("bench: timing a capture of %d agents: %w", n, err)
 		}
-		log("latency %3d agents #%d: connect %v, first packet %v, stop %v", n, i+1,
-			r.connect.Round(time.Millisecond), r.firstPacket.Round(time.Millisecond), r.stop.Round(time.Millisecond))
+		log("latency %3d agents #%d: connect %v, first packet %v, stop %v, %d not started", n, i+1,
+			r.connect.Round(time.Millisecond), r.firstPacket.Round(time.Millisecond), r.stop.Round(time.Millisecond), r.notStarted)
 		conn = append(conn, r.connect.Seconds())
 		first = append(first, r.firstPacket.Seconds())
 		stop = append(stop, r.stop.Seconds())
+		notStarted = append(notStarted, float64(r.notStarted))
 	}
 	lt.Connect, lt.FirstPacket, lt.Stop = statOf(conn), statOf(first), statOf(stop)
+	lt.NotStarted = statOf(notStarted)
 	return lt, nil
 }
 

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"regexp"
 	"time"
 
 	"golang.org/x/crypto/ssh"
@@ -15,6 +16,8 @@ import (
 // latencyRun is one capture timed by an in-process SSH client.
 type latencyRun struct {
 	connect, firstPacket, stop time.Duration
+	// notStarted counts targets still opening at the stop, given up.
+	notStarted int
 }
 
 // timeCapture opens a capture of group with a Go SSH client from the LAN
@@ -119,5 +122,10 @@ func (l *lab) timeCapture(ctx context.Context, group string) (latencyRun, error)
 	if err := sess.Wait(); err != nil {
 		return r, fmt.Errorf("bench: capture: %w:\n%s", err, stderr.String())
 	}
+	r.notStarted = len(notStartedRe.FindAllString(stderr.String(), -1))
 	return r, nil
 }
+
+// notStartedRe matches a target's status line when the stop came while
+// its capture still opened.
+var notStartedRe = regexp.MustCompile(`(?m)^pcap: \S+: not-started `)

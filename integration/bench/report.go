@@ -457,10 +457,11 @@ func (r *Results) WriteTable(w io.Writer) {
 	if len(r.Latency) > 0 {
 		fmt.Fprintln(w, "\nLatency of pcap captures (Go SSH client in the LAN namespace):")
 		tw = tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "agents\truns\tconnect+auth ms\trequest → first packet ms\tstop → file closed ms")
+		fmt.Fprintln(tw, "agents\truns\tconnect+auth ms\trequest → first packet ms\tstop → file closed ms\tnot started at the stop")
 		ms := func(x float64) string { return fmt.Sprintf("%.1f", x*1000) }
+		count := func(x float64) string { return fmt.Sprintf("%.0f", x) }
 		for _, lt := range r.Latency {
-			fmt.Fprintf(tw, "%d\t%d\t%s\t%s\t%s\n", lt.Agents, lt.Runs, spread(lt.Connect, ms), spread(lt.FirstPacket, ms), spread(lt.Stop, ms))
+			fmt.Fprintf(tw, "%d\t%d\t%s\t%s\t%s\t%s\n", lt.Agents, lt.Runs, spread(lt.Connect, ms), spread(lt.FirstPacket, ms), spread(lt.Stop, ms), spread(lt.NotStarted, count))
 		}
 		tw.Flush()
 	}

@@ -148,6 +148,9 @@ type Latency struct {
 	FirstPacket Stat `json:"first_packet_seconds"`
 	// Stop: stop sent → stream ended and file closed.
 	Stop Stat `json:"stop_seconds"`
+	// NotStarted: targets still opening at the stop (sent at the first
+	// packet), given up rather than waited for.
+	NotStarted Stat `json:"not_started"`
 	// Connect: TCP connect + SSH handshake + auth, before the request.
 	Connect Stat `json:"connect_seconds"`
 }
