@@ -349,7 +349,7 @@ func (s *Session) startOpens(ctx context.Context) *opens {
 			select {
 			case sem <- struct{}{}:
 			case <-ctx.Done():
-				op.results <- openResult{i, opened{t: t, err: ctx.Err(), cancelled: true}}
+				op.results <- openResult{i, opened{t: t}.givenUp()}
 				return
 			}
 			defer func() { <-sem }()
@@ -419,8 +419,7 @@ func (s *Session) open(ctx context.Context, t Target) opened {
 	o := opened{t: t}
 	client, err := s.Pool.Get(ctx, t.Agent)
 	if errors.Is(err, context.Canceled) {
-		o.err, o.cancelled = err, true
-		return o
+		return o.givenUp()
 	}
 	if err != nil {
 		s.Metrics.agentError()
@@ -437,8 +436,7 @@ func (s *Session) open(ctx context.Context, t Target) opened {
 		Watermarks: true, // the merger orders sources by them
 	})
 	if errors.Is(err, context.Canceled) {
-		o.err, o.cancelled = err, true
-		return o
+		return o.givenUp()
 	}
 	if err != nil {
 		var re *tunnel.RejectError
@@ -462,11 +460,18 @@ func (s *Session) open(ctx context.Context, t Target) opened {
 	case <-ctx.Done():
 		c.Close()
 		if errors.Is(ctx.Err(), context.Canceled) {
-			o.err, o.cancelled = ctx.Err(), true
-			return o
+			return o.givenUp()
 		}
 		o.err = tunnel.Reject(tunnel.CodeInternal, fmt.Sprintf("agent %s did not start the capture within %v", t.Agent, s.OpenTimeout))
 	}
+	return o
+}
+
+// givenUp is o given up because the capture ended (stopped, the client
+// gone) while it opened, not because its target failed.
+func (o opened) givenUp() opened {
+	o.err = tunnel.Reject(tunnel.CodeInternal, fmt.Sprintf("the capture ended before agent %s opened it", o.t.Agent))
+	o.cancelled = true
 	return o
 }
 
