@@ -31,18 +31,9 @@ func TestAPIStopWithHungAgent(t *testing.T) {
 	for i := range 3 {
 		c.send(t, i, 7000, 5)
 	}
-	hung := c.Agents[1]
-	pid := hung.Cmd.Process.Pid
-	if err := hung.Signal(syscall.SIGSTOP); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { hung.Signal(syscall.SIGCONT) }) // before testenv stops it
-	waitState(t, pid, "T", 5*time.Second)
+	freeze(t, c.Agents[1].Proc)
 
-	start := time.Now()
-	cl.Stdin.Close()
-	code := exitCode(t, cl, 20*time.Second)
-	took := time.Since(start)
+	code, took := stopTimed(t, cl)
 	// StopTimeout is 2 s; allow for the race detector and the final stats.
 	if took > 5*time.Second {
 		t.Errorf("stop took %v with a hung agent, want about 2s (at most 5s)", took)
@@ -82,21 +73,12 @@ func TestAPIStopWhileAnAgentOpens(t *testing.T) {
 	testenv.RequireRoot(t)
 	t.Parallel()
 	c := newCapLab(t, capLabOptions{VMs: 3})
-	hung := c.Agents[1]
-	pid := hung.Cmd.Process.Pid
-	if err := hung.Signal(syscall.SIGSTOP); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { hung.Signal(syscall.SIGCONT) }) // before testenv stops it
-	waitState(t, pid, "T", 5*time.Second)
+	freeze(t, c.Agents[1].Proc)
 
 	cl, file := c.captureFile(t, 0, "-f", "'udp dst port 7000'", "lab")
 	waitStarted(t, cl, "lab/0", "lab/2")
 	c.send(t, 0, 7000, 5)
-	start := time.Now()
-	cl.Stdin.Close()
-	code := exitCode(t, cl, 20*time.Second)
-	took := time.Since(start)
+	code, took := stopTimed(t, cl)
 	// Waiting for the open would take up to 10 s; the stop itself needs
 	// what the running agents take (allow for the race detector).
 	if took > 5*time.Second {

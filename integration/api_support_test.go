@@ -12,6 +12,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -20,6 +21,7 @@ import (
 	"code.cloudfoundry.org/pcap/agent"
 	"code.cloudfoundry.org/pcap/api"
 	"code.cloudfoundry.org/pcap/integration/netlab"
+	"code.cloudfoundry.org/pcap/integration/testenv"
 )
 
 // capLab is a lab of VMs behind a bridge, a pcap-agent on each VM's
@@ -304,6 +306,27 @@ func rssKiB(pid int) (int, error) {
 		return 0, fmt.Errorf("no VmRSS in /proc/%d/status", pid)
 	}
 	return strconv.Atoi(string(m[1]))
+}
+
+// freeze stops p (SIGSTOP) until the test ends, as a hung process that
+// keeps its connections open.
+func freeze(t *testing.T, p *testenv.Proc) {
+	t.Helper()
+	if err := p.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Signal(syscall.SIGCONT) }) // before testenv stops it
+	waitState(t, p.Cmd.Process.Pid, "T", 5*time.Second)
+}
+
+// stopTimed stops cl's capture (EOF on its stdin) and returns its exit
+// status and how long it took to exit.
+func stopTimed(t *testing.T, cl *sshClient) (int, time.Duration) {
+	t.Helper()
+	start := time.Now()
+	cl.Stdin.Close()
+	code := exitCode(t, cl, 20*time.Second)
+	return code, time.Since(start)
 }
 
 // waitState waits until a process is in the given /proc state (e.g. "T"
