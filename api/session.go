@@ -210,20 +210,37 @@ func (s *Session) Run(ctx context.Context, stop <-chan struct{}) (Result, error)
 
 	op := s.startOpens(ctx)
 	defer op.cancel()
-	var ok, fails []openResult
+	var ok, fails, gaveUp []openResult
 	take := func(r openResult) {
-		if r.err != nil {
+		switch {
+		case r.err != nil && r.cancelled:
+			gaveUp = append(gaveUp, r)
+			res.Sources = append(res.Sources, s.notStarted(r.opened))
+		case r.err != nil:
 			fails = append(fails, r)
 			res.Sources = append(res.Sources, s.openFailed(r.opened))
-			return
+		default:
+			ok = append(ok, r)
 		}
-		ok = append(ok, r)
 	}
 	// Streaming starts with the first capture that opens, and whatever
 	// else has opened by then; the others join as they open. A classic
 	// pcap file declares one link type in its header: it waits for all.
+	// A stop before then gives up the other opens once one target is
+	// open (a file needs one), as the stream does: it is not waited for
+	// longer than the first open.
+	early, stopped := stop, false
 	for op.n > 0 && (len(ok) == 0 || s.Req.Format == capturecmd.FormatPcap) {
-		take(op.next())
+		select {
+		case r := <-op.results:
+			op.took(r)
+			take(r)
+		case <-early:
+			early, stopped = nil, true
+		}
+		if stopped && len(ok) > 0 {
+			op.cancel()
+		}
 	}
 	for more := true; more && op.n > 0; {
 		select {
@@ -240,7 +257,9 @@ func (s *Session) Run(ctx context.Context, stop <-chan struct{}) (Result, error)
 	if len(ok) == 0 {
 		res.Outcome = OutcomeFailed
 		var reasons []string
-		for _, f := range fails {
+		notOpen := slices.Concat(fails, gaveUp)
+		slices.SortFunc(notOpen, byIndex)
+		for _, f := range notOpen {
 			reasons = append(reasons, f.t.Name+": "+tunnel.AsReject(f.err).Message)
 		}
 		for _, sk := range s.Skipped {

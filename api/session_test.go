@@ -578,3 +578,49 @@ func TestSessionOpenFailedBeforeStopStaysFailed(t *testing.T) {
 		}
 	}
 }
+
+// TestSessionStopBeforeStreaming: a stop that came before the stream
+// began waits for the first open (the file needs one target) but not for
+// the others, whether the stream starts at once (pcapng) or would wait
+// for every open (a classic pcap file): they are not-started, and the
+// capture is stopped (exit 0).
+func TestSessionStopBeforeStreaming(t *testing.T) {
+	const openTimeout = 25 * time.Second
+	for _, format := range []string{capturecmd.FormatPcapng, capturecmd.FormatPcap} {
+		t.Run(format, func(t *testing.T) {
+			hold := make(chan struct{})
+			defer close(hold)
+			agents := []*fakeAgent{
+				startFakeAgent(t, &fakeAgent{Packets: 3, Hold: hold}),
+				startFakeAgent(t, &fakeAgent{Packets: 2}),
+				startFakeAgent(t, &fakeAgent{Packets: 3, Hold: hold}),
+			}
+			stop := make(chan struct{})
+			close(stop)
+			start := time.Now()
+			res, st, err := runTestSessionWith(t, agents, stop, func(s *Session) {
+				s.OpenTimeout = openTimeout
+				s.Req.Format = format
+			})
+			if err != nil {
+				t.Fatalf("%v:\n%s", err, st)
+			}
+			if took := time.Since(start); took > openTimeout/4 {
+				t.Errorf("the capture took %v; the held opens were waited for (open timeout %v)", took, openTimeout)
+			}
+			if res.Outcome != OutcomeStopped || res.ExitStatus() != ExitOK || res.Packets != 2 {
+				t.Errorf("outcome %s (exit %d), %d packets; want stopped, 0, 2:\n%s", res.Outcome, res.ExitStatus(), res.Packets, st)
+			}
+			for _, re := range []string{
+				`(?m)^pcap: web/0: not-started reason=`,
+				`(?m)^pcap: web/1: ended end=stopped packets=2 `,
+				`(?m)^pcap: web/2: not-started reason=`,
+				`(?m)^pcap: summary: stopped sources=3 packets=2 `,
+			} {
+				if !regexp.MustCompile(re).MatchString(st) {
+					t.Errorf("no line matches %q in:\n%s", re, st)
+				}
+			}
+		})
+	}
+}
