@@ -14,7 +14,7 @@ LDFLAGS := -X main.version=$(VERSION)
 # are made of; they ship for linux, darwin and windows.
 CLIENT_PKGS := ./plugin/... ./bosh/boshcli ./bosh/cmd/... ./bosh/director ./bosh/uaa ./tunnel/...
 CLIENT_OSES := darwin windows
-TEST_TIMEOUT ?= 12m
+TEST_TIMEOUT ?= 20m
 
 .PHONY: all deps build lint test fuzz demo bench plugin release-blobs soak clean
 

@@ -67,6 +67,7 @@ func (c *container) waitReady(t *testing.T) {
 
 func TestAgentCapturesContainerByInstanceGUID(t *testing.T) {
 	testenv.RequireRoot(t)
+	t.Parallel()
 	dir := t.TempDir()
 	api := newKeyPair(t, dir, "api")
 	ag := startAgent(t, agentOptions{ClientKeys: []keyPair{api}})

@@ -16,6 +16,7 @@ import (
 // real OpenSSH client and checks every packet lands under its source.
 func TestAPIMergesThreeAgents(t *testing.T) {
 	testenv.RequireRoot(t)
+	t.Parallel()
 	dir := t.TempDir()
 	apiKey := newKeyPair(t, dir, "api_client")
 	operator := newKeyPair(t, dir, "operator")

@@ -48,6 +48,7 @@ func boshRouterID(i int) string { return fmt.Sprintf("3f2a0000-0000-4000-8000-00
 // and pcap-bosh exits 0 with exact per-interface counts.
 func TestPcapBoshFollowsGroup(t *testing.T) {
 	testenv.RequireRoot(t)
+	t.Parallel()
 	e := startBOSHEnv(t, 3)
 	api := e.startSecondAPI(t, "198.18.0.1:2223", func(c *api.Config) { c.FollowInterval = 500 * time.Millisecond })
 	e.setRouters(t, 0, 1)

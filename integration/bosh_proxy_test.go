@@ -157,6 +157,7 @@ func runIn(t *testing.T, e *boshEnv, ns *testenv.Netns, env []string, args ...st
 // captures; without it, nothing is reachable.
 func TestBOSHProxySOCKS5(t *testing.T) {
 	testenv.RequireRoot(t)
+	t.Parallel()
 	e := startBOSHEnv(t, 3)
 	j := startJumpbox(t, e)
 	home := e.boshLogin(t, "admin")
@@ -178,6 +179,7 @@ func TestBOSHProxySOCKS5(t *testing.T) {
 // contacted; a jumpbox that does not take the key fails clearly.
 func TestBOSHProxyJumpbox(t *testing.T) {
 	testenv.RequireRoot(t)
+	t.Parallel()
 	e := startBOSHEnv(t, 3)
 	j := startJumpbox(t, e)
 	home := e.boshLogin(t, "admin")
@@ -236,6 +238,7 @@ func TestBOSHProxyJumpbox(t *testing.T) {
 // the errand that has no VM without a word, as bosh pcap -d does.
 func TestBOSHWholeDeployment(t *testing.T) {
 	testenv.RequireRoot(t)
+	t.Parallel()
 	e := startBOSHEnv(t, 3)
 	home := e.boshLogin(t, "admin")
 	p := captureRouters(t, e, e.Lab.LAN, []string{"HOME=" + home}, "-d", "cf")

@@ -22,6 +22,7 @@ import (
 // without any bosh config.
 func TestBoshPcapBoshRefusals(t *testing.T) {
 	testenv.RequireRoot(t)
+	t.Parallel()
 	e := startBOSHEnv(t, 3)
 	admin := e.boshLogin(t, "admin")
 	// An instance with a VM but no IP, next to the detached errand.

@@ -19,6 +19,7 @@ import (
 // sequence numbers; together they hold exactly the newest packets sent,
 // the older ones being in the files rotated away.
 func TestPcapBoshRotatesBySize(t *testing.T) {
+	t.Parallel()
 	// pcap-traffic numbers its datagrams in the first payload byte: fewer
 	// than 256 keeps them unique. About 180 bytes a packet block: some 20
 	// packets a file, 10 files.
@@ -28,6 +29,7 @@ func TestPcapBoshRotatesBySize(t *testing.T) {
 // TestPcapBoshRotatesByTime: the same with --rotate-every, packets sent
 // over about 5s and a new file every 400ms.
 func TestPcapBoshRotatesByTime(t *testing.T) {
+	t.Parallel()
 	rotatedCapture(t, 200, 40, "--rotate-every", "400ms", "--rotate-files", "3")
 }
 

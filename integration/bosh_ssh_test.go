@@ -28,6 +28,7 @@ var usedCodeRe = regexp.MustCompile(`"msg":"auth-refused".*"error":"boshresolver
 // `pcap-bosh ssh-code` (the director UAA's) as password.
 func TestBoshPlainSSHClients(t *testing.T) {
 	testenv.RequireRoot(t)
+	t.Parallel()
 	e := startBOSHEnv(t, 3)
 	home := e.boshLogin(t, "admin")
 	startedRe := regexp.MustCompile(`^pcap: router/[0-9a-f-]+: started `)

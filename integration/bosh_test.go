@@ -22,6 +22,7 @@ import (
 // exact per-VM counts (captureRouters).
 func TestPcapBoshCapturesThreeVMs(t *testing.T) {
 	testenv.RequireRoot(t)
+	t.Parallel()
 	e := startBOSHEnv(t, 3)
 	home := e.boshLogin(t, "admin")
 
@@ -36,6 +37,7 @@ func TestPcapBoshCapturesThreeVMs(t *testing.T) {
 // nothing is written for them.
 func TestPcapBoshRouterAndApp(t *testing.T) {
 	testenv.RequireRoot(t)
+	t.Parallel()
 	appGUID := "ab000000-0000-4000-8000-0000000000b1"
 	instGUID := fmt.Sprintf("1b%s-0000-4000-8000-000000000000", testenv.RunID()[1:])
 	cell := t.TempDir()

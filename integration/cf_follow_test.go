@@ -54,6 +54,7 @@ func (e *cfEnv) running(c *cfContainer) cc.Instance {
 // capture running alongside sees no join.
 func TestCFFollowScaleAndRestart(t *testing.T) {
 	testenv.RequireRoot(t)
+	t.Parallel()
 	e := startCFEnv(t)
 	e.API = e.startAPI(t, func(c *api.Config) { c.FollowInterval = 500 * time.Millisecond })
 	c0, c1, c2 := e.Containers[0], e.Containers[1], e.Containers[2]

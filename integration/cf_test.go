@@ -18,6 +18,7 @@ import (
 // Ctrl-C leaves a complete file with statistics blocks.
 func TestCFPluginCapturesAppInstances(t *testing.T) {
 	testenv.RequireRoot(t)
+	t.Parallel()
 	e := startCFEnv(t)
 	cf := newCFCLI(t)
 	cf.login(t, e, "developer")

@@ -133,6 +133,7 @@ func TestReliabilityAgentStoppedGracefully(t *testing.T) {
 // both, the API ends the capture and frees its slot.
 func TestReliabilityCFPluginSignals(t *testing.T) {
 	testenv.RequireRoot(t)
+	t.Parallel()
 	e := startCFEnv(t)
 	cf := newCFCLI(t)
 	cf.login(t, e, "developer")
@@ -197,6 +198,7 @@ func httpGetRoot(t *testing.T, url string) string {
 // terminal closing) and on SIGTERM, like on Ctrl-C.
 func TestReliabilityBOSHClientsLifecycle(t *testing.T) {
 	testenv.RequireRoot(t)
+	t.Parallel()
 	e := startBOSHEnv(t, 1)
 	home := e.boshLogin(t, "admin")
 	pcapBosh := filepath.Join(testenv.Binaries(t), "pcap-bosh")

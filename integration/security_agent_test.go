@@ -51,6 +51,7 @@ func (l *relLockedBuffer) String() string {
 // parallel: it counts the whole test process's goroutines.
 func TestSecurityAgentExposure(t *testing.T) {
 	testenv.RequireRoot(t) // the capture at the end uses libpcap
+	t.Parallel()
 	dir := t.TempDir()
 	apiKey := newKeyPair(t, dir, "api")
 	stranger := newKeyPair(t, dir, "stranger")
