@@ -211,14 +211,15 @@ func (s *Session) Run(ctx context.Context, stop <-chan struct{}) (Result, error)
 	op := s.startOpens(ctx)
 	defer op.cancel()
 	var ok, fails, gaveUp []openResult
+	// Targets that do not open before the stream starts are reported
+	// once it does (or once none could open), in target order: the same
+	// capture gives the same lines however the opens raced.
 	take := func(r openResult) {
 		switch {
 		case r.err != nil && r.cancelled:
 			gaveUp = append(gaveUp, r)
-			res.Sources = append(res.Sources, s.notStarted(r.opened))
 		case r.err != nil:
 			fails = append(fails, r)
-			res.Sources = append(res.Sources, s.openFailed(r.opened))
 		default:
 			ok = append(ok, r)
 		}
@@ -254,11 +255,18 @@ func (s *Session) Run(ctx context.Context, stop <-chan struct{}) (Result, error)
 	byIndex := func(a, b openResult) int { return a.i - b.i }
 	slices.SortFunc(ok, byIndex)
 	slices.SortFunc(fails, byIndex)
+	notOpen := slices.Concat(fails, gaveUp)
+	slices.SortFunc(notOpen, byIndex)
+	for _, r := range notOpen {
+		if r.cancelled {
+			res.Sources = append(res.Sources, s.notStarted(r.opened))
+		} else {
+			res.Sources = append(res.Sources, s.openFailed(r.opened))
+		}
+	}
 	if len(ok) == 0 {
 		res.Outcome = OutcomeFailed
 		var reasons []string
-		notOpen := slices.Concat(fails, gaveUp)
-		slices.SortFunc(notOpen, byIndex)
 		for _, f := range notOpen {
 			reasons = append(reasons, f.t.Name+": "+tunnel.AsReject(f.err).Message)
 		}

@@ -51,7 +51,8 @@ func (l *relLockedBuffer) String() string {
 // parallel: it counts the whole test process's goroutines.
 func TestSecurityAgentExposure(t *testing.T) {
 	testenv.RequireRoot(t) // the capture at the end uses libpcap
-	t.Parallel()
+	// Not parallel: it counts this process's goroutines, and other tests'
+	// would count with them.
 	dir := t.TempDir()
 	apiKey := newKeyPair(t, dir, "api")
 	stranger := newKeyPair(t, dir, "stranger")

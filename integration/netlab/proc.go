@@ -59,10 +59,17 @@ func StartProc(o StartOptions, name string, args ...string) (*Proc, error) {
 	if err := p.Cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
-	go p.collect(pr)
+	collected := make(chan struct{})
+	go func() {
+		defer close(collected)
+		p.collect(pr)
+	}()
 	go func() {
 		p.err = p.Cmd.Wait()
 		pw.Close()
+		// Done only once every line the process wrote is collected:
+		// Output after Wait must hold its last lines.
+		<-collected
 		close(p.done)
 	}()
 	return p, nil
