@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"sync/atomic"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -90,6 +91,9 @@ func NewService(cfg Config, log *slog.Logger, reg *prometheus.Registry) (*Servic
 		Handlers: map[string]tunnel.ChannelHandler{"session": a},
 
 		KeepaliveInterval: cfg.KeepaliveInterval,
+		// At a shutdown, ssh clients hang up themselves once they read
+		// their session's end; closing first makes OpenSSH exit 255.
+		CloseGrace: time.Second,
 		OnConnError: func(remote net.Addr, err error) {
 			log.Info("connection-refused", "remote", remote.String(), "error", err.Error())
 		},

@@ -48,6 +48,13 @@ type Server struct {
 	// answer within three intervals, so a peer that vanished (network cut,
 	// host gone) ends its captures instead of leaving them blocked.
 	KeepaliveInterval time.Duration
+	// CloseGrace, when positive, is how long a shutdown leaves a
+	// connection open after its handlers finished, for the peer to hang
+	// up first. OpenSSH's client, having read its session's exit status,
+	// disconnects by itself, and exits 255 ("send disconnect: Broken
+	// pipe") when the server closed under it. Zero closes at once (peers
+	// that keep connections, like pcap-api's pool at an agent).
+	CloseGrace time.Duration
 	// OnConnError, when set, is told about connections that failed their
 	// handshake or were refused. It must not block.
 	OnConnError func(remote net.Addr, err error)
@@ -175,7 +182,8 @@ func (s *Server) serveConn(c net.Conn) {
 
 	ctx, cancel := context.WithCancel(s.baseCtx)
 	defer cancel()
-	d := &drain{conn: sc}
+	d := &drain{conn: sc, grace: s.CloseGrace}
+	defer d.stop()
 	go func() {
 		// On shutdown, close the connection once its handlers are done;
 		// when the connection ends first, cancel ends this goroutine.
@@ -208,12 +216,38 @@ func (s *Server) serveConn(c net.Conn) {
 	handlers.Wait()
 }
 
-// drain closes a connection once it is draining and no handler is active.
+// drain closes a connection once it is draining and no handler is active,
+// after grace (see Server.CloseGrace).
 type drain struct {
 	conn     ssh.Conn
+	grace    time.Duration
 	mu       sync.Mutex
 	active   int
 	draining bool
+	timer    *time.Timer // closes conn after grace; nil until then
+	ended    bool        // the connection ended: no timer to start
+}
+
+// closeSoon starts the grace timer, or reports that conn is to be closed
+// now (zero grace). Called with mu held.
+func (d *drain) closeSoon() (now bool) {
+	if d.grace <= 0 {
+		return true
+	}
+	if d.timer == nil && !d.ended {
+		d.timer = time.AfterFunc(d.grace, func() { d.conn.Close() })
+	}
+	return false
+}
+
+// stop ends the grace timer once the connection is over.
+func (d *drain) stop() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.ended = true
+	if d.timer != nil {
+		d.timer.Stop()
+	}
 }
 
 func (d *drain) add() {
@@ -225,9 +259,9 @@ func (d *drain) add() {
 func (d *drain) done() {
 	d.mu.Lock()
 	d.active--
-	closeNow := d.draining && d.active == 0
+	now := d.draining && d.active == 0 && d.closeSoon()
 	d.mu.Unlock()
-	if closeNow {
+	if now {
 		d.conn.Close()
 	}
 }
@@ -235,9 +269,9 @@ func (d *drain) done() {
 func (d *drain) start() {
 	d.mu.Lock()
 	d.draining = true
-	closeNow := d.active == 0
+	now := d.active == 0 && d.closeSoon()
 	d.mu.Unlock()
-	if closeNow {
+	if now {
 		d.conn.Close()
 	}
 }

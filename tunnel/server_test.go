@@ -466,6 +466,61 @@ func TestShutdownGraceful(t *testing.T) {
 	}
 }
 
+// TestShutdownLetsThePeerHangUp: with CloseGrace, a connection whose
+// session ended in a shutdown stays open for the peer to hang up first
+// (OpenSSH exits 255 when the server closes under it), and Shutdown
+// returns once it has; a peer that does not hang up is cut after the
+// grace.
+func TestShutdownLetsThePeerHangUp(t *testing.T) {
+	endOnStop := func(ctx context.Context, ch ssh.Channel) { <-ctx.Done() }
+	t.Run("peer hangs up", func(t *testing.T) {
+		h := newAcceptingHandler(endOnStop)
+		ts := newTestServer(t, map[string]ChannelHandler{ChannelCapture: h}, func(s *Server) { s.CloseGrace = time.Hour })
+		c := ts.dial(t)
+		capt, err := c.OpenCapture(context.Background(), hostRequest())
+		if err != nil {
+			t.Fatal(err)
+		}
+		within(t, "handler start", 5*time.Second, h.started)
+		shut := make(chan error, 1)
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			shut <- ts.srv.Shutdown(ctx)
+		}()
+		io.Copy(io.Discard, capt) // the session ends
+		within(t, "handler end", 5*time.Second, h.finished)
+		// The connection is still there: a request gets its answer.
+		if _, _, err := c.conn.SendRequest("ping@pcap", true, nil); err != nil {
+			t.Fatalf("the server closed the connection before the peer hung up: %v", err)
+		}
+		c.Close()
+		select {
+		case err := <-shut:
+			if err != nil {
+				t.Errorf("Shutdown() = %v, want nil", err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatal("Shutdown did not return after the peer hung up")
+		}
+	})
+	t.Run("peer stays", func(t *testing.T) {
+		h := newAcceptingHandler(endOnStop)
+		ts := newTestServer(t, map[string]ChannelHandler{ChannelCapture: h}, func(s *Server) { s.CloseGrace = 50 * time.Millisecond })
+		c := ts.dial(t)
+		if _, err := c.OpenCapture(context.Background(), hostRequest()); err != nil {
+			t.Fatal(err)
+		}
+		within(t, "handler start", 5*time.Second, h.started)
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if err := ts.srv.Shutdown(ctx); err != nil {
+			t.Errorf("Shutdown() = %v, want nil (the grace, not the deadline, ends it)", err)
+		}
+		within(t, "connection close after the grace", 10*time.Second, c.Done())
+	})
+}
+
 func TestShutdownBoundedWhenHandlerIgnoresContext(t *testing.T) {
 	// The handler ignores ctx and reads until its channel dies.
 	h := newAcceptingHandler(func(_ context.Context, ch ssh.Channel) {
