@@ -67,8 +67,10 @@ func TestAgentHostLoopbackExcludesOwnTunnel(t *testing.T) {
 	if tot.Packets != n || tot.Received != n || tot.KernelDropped != 0 || tot.AgentDropped != 0 {
 		t.Errorf("stats = %+v, want %d delivered and received, none dropped", tot, n)
 	}
-	if truthReceived != 2*n {
-		t.Errorf("tcpdump received %d by filter, want %d (both copies of each packet on lo)", truthReceived, 2*n)
+	// tcpdump's count also holds what lo carried (from any test) between
+	// its socket opening and its filter being set: at least both copies.
+	if truthReceived < 2*n {
+		t.Errorf("tcpdump received %d by filter, want at least %d (both copies of each packet on lo)", truthReceived, 2*n)
 	}
 	// The filter the agent really set leaves its own connection out; the
 	// pcapng records the user's filter.
