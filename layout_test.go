@@ -19,12 +19,15 @@ type rule struct {
 // rules write down the import direction of docs/architecture.md. Clients
 // never link the server, the agent, or what only they need (prometheus,
 // gopacket); the server and the agent never link a CLI; the shared
-// libraries under tunnel/ and bosh/ link neither side.
+// libraries under tunnel/ and bosh/ link neither side, and tunnel's layers
+// (generic SSH, agent protocol, front door) link only those below them.
 var rules = []rule{
 	{"./plugin/cmd/pcap-cf-plugin", []string{module + "/api", module + "/agent", module + "/bosh/boshcli", "github.com/prometheus/", "github.com/gopacket/"}},
 	{"./bosh/cmd/pcap-bosh", []string{module + "/api", module + "/agent", module + "/plugin", "github.com/prometheus/", "github.com/gopacket/"}},
 	{"./api/cmd/pcap-api", []string{module + "/agent", module + "/plugin", module + "/bosh/boshcli", module + "/bosh/cmd"}},
-	{"./agent/cmd/pcap-agent", []string{module + "/api", module + "/plugin", module + "/bosh"}},
+	{"./agent/cmd/pcap-agent", []string{module + "/api", module + "/plugin", module + "/bosh", module + "/tunnel/capturecmd", module + "/tunnel/frontdoor"}},
+	{"./tunnel", []string{module + "/tunnel/agentproto", module + "/tunnel/capturecmd", module + "/tunnel/frontdoor"}},
+	{"./tunnel/agentproto", []string{module + "/tunnel/capturecmd", module + "/tunnel/frontdoor"}},
 	{"./tunnel/...", []string{module + "/api", module + "/agent", module + "/plugin", module + "/bosh"}},
 	{"./bosh/director", []string{module + "/api", module + "/agent", module + "/plugin", module + "/bosh/boshcli", module + "/tunnel"}},
 	{"./bosh/uaa", []string{module + "/api", module + "/agent", module + "/plugin", module + "/bosh/boshcli", module + "/tunnel"}},
@@ -43,7 +46,7 @@ func TestImportDirection(t *testing.T) {
 	}
 	for _, r := range rules {
 		oses := []string{"linux"}
-		if strings.HasPrefix(r.pkg, "./plugin/") || strings.HasPrefix(r.pkg, "./bosh/cmd/") || strings.HasPrefix(r.pkg, "./tunnel/") {
+		if strings.HasPrefix(r.pkg, "./plugin/") || strings.HasPrefix(r.pkg, "./bosh/cmd/") || strings.HasPrefix(r.pkg, "./tunnel") {
 			oses = clientOSes
 		}
 		for _, goos := range oses {

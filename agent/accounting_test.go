@@ -10,7 +10,7 @@ import (
 
 	"code.cloudfoundry.org/pcap/integration/netlab"
 	"code.cloudfoundry.org/pcap/integration/testenv"
-	"code.cloudfoundry.org/pcap/tunnel"
+	"code.cloudfoundry.org/pcap/tunnel/agentproto"
 )
 
 // udpIn opens a UDP socket inside ns bound to addr.
@@ -35,7 +35,7 @@ func udpIn(t testing.TB, ns *testenv.Netns, addr string) *net.UDPConn {
 // captureOnce opens a capture of "udp dst port 7000" on iface inside ns
 // while noise (packets the filter does not match) flows, sends want
 // matching packets, stops, and returns the final counters.
-func captureOnce(t *testing.T, ns *testenv.Netns, iface, dst string, noise, sender *net.UDPConn, want int) tunnel.InterfaceStats {
+func captureOnce(t *testing.T, ns *testenv.Netns, iface, dst string, noise, sender *net.UDPConn, want int) agentproto.InterfaceStats {
 	t.Helper()
 	noiseTo, _ := net.ResolveUDPAddr("udp", net.JoinHostPort(dst, "9"))
 	signalTo, _ := net.ResolveUDPAddr("udp", net.JoinHostPort(dst, "7000"))
@@ -79,7 +79,7 @@ func captureOnce(t *testing.T, ns *testenv.Netns, iface, dst string, noise, send
 		t.Fatal("the reader did not stop within 10 s")
 	}
 	got := uint64(len(q.swap(&batch{}).pkts))
-	return finalCounts(s, got, tunnel.EndStopped)
+	return finalCounts(s, got, agentproto.EndStopped)
 }
 
 // TestAccountingExact opens and stops captures while packets the filter

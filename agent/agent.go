@@ -18,9 +18,10 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"code.cloudfoundry.org/pcap/tunnel"
+	"code.cloudfoundry.org/pcap/tunnel/agentproto"
 )
 
-// Agent serves [tunnel.ChannelCapture] channels. Set the fields before use;
+// Agent serves [agentproto.ChannelCapture] channels. Set the fields before use;
 // zero values take defaults.
 type Agent struct {
 	Locator Locator
@@ -80,7 +81,7 @@ func (a *Agent) HandleChannel(ctx context.Context, conn *ssh.ServerConn, nc ssh.
 	a.init()
 	log := a.Logger.With("remote", conn.RemoteAddr().String(), "session", fmt.Sprintf("%x", conn.SessionID()[:6]))
 
-	req, err := tunnel.DecodeCaptureRequest(nc.ExtraData())
+	req, err := agentproto.DecodeCaptureRequest(nc.ExtraData())
 	if err != nil {
 		a.reject(log, nc, err)
 		return
@@ -143,7 +144,7 @@ func (a *Agent) HandleChannel(ctx context.Context, conn *ssh.ServerConn, nc ssh.
 		log.Error("capture-unaccounted", "unaccounted", t.Unaccounted, "received", t.Received,
 			"packets", t.Packets, "kernel_dropped", t.KernelDropped, "agent_dropped", t.AgentDropped)
 	}
-	ch.SendRequest(tunnel.RequestStats, false, st.Marshal())
+	ch.SendRequest(agentproto.RequestStats, false, st.Marshal())
 	ch.CloseWrite()
 	ch.Close()
 }
@@ -156,7 +157,7 @@ func (a *Agent) reject(log *slog.Logger, nc ssh.NewChannel, err error) {
 
 // run streams the capture until it ends and returns the final stats; the
 // caller sends them and closes ch.
-func (a *Agent) run(ctx context.Context, ch ssh.Channel, reqs <-chan *ssh.Request, srcs []*source, req tunnel.CaptureRequest) tunnel.Stats {
+func (a *Agent) run(ctx context.Context, ch ssh.Channel, reqs <-chan *ssh.Request, srcs []*source, req agentproto.CaptureRequest) agentproto.Stats {
 	// Channel requests: "stop" ends the capture; the channel closing (by
 	// the client, or by us at the end) ends this goroutine.
 	stopReq := make(chan struct{})
@@ -165,7 +166,7 @@ func (a *Agent) run(ctx context.Context, ch ssh.Channel, reqs <-chan *ssh.Reques
 		defer close(chClosed)
 		stopped := false
 		for r := range reqs {
-			ok := r.Type == tunnel.RequestStop
+			ok := r.Type == agentproto.RequestStop
 			if ok && !stopped {
 				stopped = true
 				close(stopReq)
@@ -178,14 +179,14 @@ func (a *Agent) run(ctx context.Context, ch ssh.Channel, reqs <-chan *ssh.Reques
 
 	w, err := newWriter(ch, srcs, req.Snaplen, req.Filter, req.Limits)
 	if errors.Is(err, io.EOF) {
-		return tunnel.Stats{Final: true, End: tunnel.EndStopped} // the client left at once
+		return agentproto.Stats{Final: true, End: agentproto.EndStopped} // the client left at once
 	}
 	if err != nil {
-		return tunnel.Stats{Final: true, End: tunnel.EndError, Error: err.Error()}
+		return agentproto.Stats{Final: true, End: agentproto.EndError, Error: err.Error()}
 	}
 
 	// Announce the interfaces before any packet.
-	ch.SendRequest(tunnel.RequestStats, false, collectStats(srcs, w, false, "", "").Marshal())
+	ch.SendRequest(agentproto.RequestStats, false, collectStats(srcs, w, false, "", "").Marshal())
 
 	q := newQueue(a.QueueBytes)
 	var stop atomic.Bool
@@ -226,7 +227,7 @@ func (a *Agent) run(ctx context.Context, ch ssh.Channel, reqs <-chan *ssh.Reques
 	tick := time.NewTicker(a.StatsInterval)
 	defer tick.Stop()
 
-	end, endErr, limit := tunnel.EndStopped, "", ""
+	end, endErr, limit := agentproto.EndStopped, "", ""
 	writerDone, clientGone := false, false
 loop:
 	for {
@@ -235,7 +236,7 @@ loop:
 			if errors.Is(context.Cause(ctx), tunnel.ErrServerClosed) {
 				// The agent is shutting down: the capture ends early,
 				// and the client must hear that it did.
-				end = tunnel.EndAgentStopped
+				end = agentproto.EndAgentStopped
 			}
 			break loop
 		case <-stopReq:
@@ -243,26 +244,26 @@ loop:
 		case <-chClosed:
 			break loop
 		case <-timer:
-			end, limit = tunnel.EndLimitReached, tunnel.LimitDuration
+			end, limit = agentproto.EndLimitReached, agentproto.LimitDuration
 			break loop
 		case err := <-writerErr:
 			writerDone = true
 			switch {
 			case errors.Is(err, errLimit):
-				end, limit = tunnel.EndLimitReached, limitOf(err)
+				end, limit = agentproto.EndLimitReached, limitOf(err)
 			case errors.Is(err, io.EOF):
 				// The client closed the channel or the connection: a stop.
 				clientGone = true
 			case err != nil:
-				end, endErr = tunnel.EndError, err.Error()
+				end, endErr = agentproto.EndError, err.Error()
 			}
 			break loop
 		case <-readersDone:
 			// Every reader failed on its own (an interface went away).
-			end, endErr = tunnel.EndError, readErrors(srcs)
+			end, endErr = agentproto.EndError, readErrors(srcs)
 			break loop
 		case <-tick.C:
-			ch.SendRequest(tunnel.RequestStats, false, collectStats(srcs, w, false, "", "").Marshal())
+			ch.SendRequest(agentproto.RequestStats, false, collectStats(srcs, w, false, "", "").Marshal())
 		}
 	}
 
@@ -277,32 +278,32 @@ loop:
 		case err := <-writerErr:
 			if errors.Is(err, io.EOF) {
 				clientGone = true
-			} else if err != nil && !errors.Is(err, errLimit) && end != tunnel.EndError {
-				end, endErr = tunnel.EndError, err.Error()
+			} else if err != nil && !errors.Is(err, errLimit) && end != agentproto.EndError {
+				end, endErr = agentproto.EndError, err.Error()
 			}
 		case <-time.After(a.WriteTimeout):
 			ch.Close()
 			<-writerErr
-			if end != tunnel.EndError {
-				end, endErr = tunnel.EndError, "client did not read the capture in time"
+			if end != agentproto.EndError {
+				end, endErr = agentproto.EndError, "client did not read the capture in time"
 			}
 		}
 	}
-	if end == tunnel.EndStopped && endErr == "" {
+	if end == agentproto.EndStopped && endErr == "" {
 		if msg := readErrors(srcs); msg != "" {
-			end, endErr = tunnel.EndError, msg
+			end, endErr = agentproto.EndError, msg
 		}
 	}
 	// Packets still queued when the writer failed were handed to us and
 	// not delivered: count them as the agent's drops. After a limit they
 	// are past the end of the capture and are neither.
-	if end == tunnel.EndError || clientGone {
+	if end == agentproto.EndError || clientGone {
 		for _, p := range q.swap(&batch{}).pkts {
 			srcs[p.iface].dropped.Add(1)
 		}
 	}
 	st := collectStats(srcs, w, true, end, endErr)
-	if end == tunnel.EndLimitReached {
+	if end == agentproto.EndLimitReached {
 		st.Limit = limit
 	}
 	return st
@@ -380,9 +381,9 @@ func (p *pump) step(last bool) error {
 // capture, so received counts only what led up to the limit. Otherwise
 // received is the kernel's count, and whatever it does not match is
 // reported as unaccounted.
-func finalCounts(s *source, written uint64, end string) tunnel.InterfaceStats {
+func finalCounts(s *source, written uint64, end string) agentproto.InterfaceStats {
 	kc, _ := s.snapshot()
-	is := tunnel.InterfaceStats{
+	is := agentproto.InterfaceStats{
 		Received:      kc.Received,
 		KernelDropped: kc.KernelDropped,
 		IfDropped:     kc.IfDropped,
@@ -390,7 +391,7 @@ func finalCounts(s *source, written uint64, end string) tunnel.InterfaceStats {
 		Packets:       written,
 	}
 	known := is.Packets + is.KernelDropped + is.AgentDropped
-	if end == tunnel.EndLimitReached && kc.Unread == 0 && known <= is.Received {
+	if end == agentproto.EndLimitReached && kc.Unread == 0 && known <= is.Received {
 		is.Received = known
 	}
 	is.Unaccounted = int64(is.Received) - int64(known)
@@ -407,15 +408,15 @@ func readErrors(srcs []*source) string {
 	return strings.Join(msgs, "; ")
 }
 
-func collectStats(srcs []*source, w *writer, final bool, end, errMsg string) tunnel.Stats {
-	st := tunnel.Stats{Final: final, End: end, Error: errMsg}
+func collectStats(srcs []*source, w *writer, final bool, end, errMsg string) agentproto.Stats {
+	st := agentproto.Stats{Final: final, End: end, Error: errMsg}
 	for i, s := range srcs {
-		var is tunnel.InterfaceStats
+		var is agentproto.InterfaceStats
 		if final {
 			is = finalCounts(s, w.packets[i].Load(), end)
 		} else {
 			kc, _ := s.snapshot()
-			is = tunnel.InterfaceStats{Received: kc.Received, KernelDropped: kc.KernelDropped,
+			is = agentproto.InterfaceStats{Received: kc.Received, KernelDropped: kc.KernelDropped,
 				IfDropped: kc.IfDropped, AgentDropped: s.dropped.Load(), Packets: w.packets[i].Load()}
 		}
 		is.Name, is.LinkType, is.Snaplen = s.name, uint16(s.linkType), uint32(s.h.SnapLen())
@@ -425,7 +426,7 @@ func collectStats(srcs []*source, w *writer, final bool, end, errMsg string) tun
 	return st
 }
 
-// Watermarks (format in tunnel/control_watermark.go) let the API merge
+// Watermarks (format in tunnel/agentproto/control_watermark.go) let the API merge
 // agents by timestamp: after each batch, and every watermarkEvery while
 // quiet, the writer promises that no packet older than T follows.
 //
@@ -505,7 +506,7 @@ func (m *watermarker) write(w *writer, swapped time.Time) error {
 	if err := w.ng.Flush(); err != nil {
 		return fmt.Errorf("agent: flush: %w", err)
 	}
-	m.block = tunnel.AppendWatermark(m.block[:0], t)
+	m.block = agentproto.AppendWatermark(m.block[:0], t)
 	if _, err := w.bw.Write(m.block); err != nil {
 		return fmt.Errorf("agent: write watermark: %w", err)
 	}

@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"code.cloudfoundry.org/pcap/integration/testenv"
-	"code.cloudfoundry.org/pcap/tunnel"
+	"code.cloudfoundry.org/pcap/tunnel/agentproto"
 )
 
 // BenchmarkReadPath measures the agent's per-packet work between libpcap
@@ -48,7 +48,7 @@ func benchReadPath(b *testing.B, from, to *testenv.Netns, size int) {
 	dst, _ := net.ResolveUDPAddr("udp", "10.98.0.2:7000")
 	payload := bytes.Repeat([]byte{'x'}, size)
 
-	w, err := newWriter(io.Discard, srcs, 65535, "", tunnel.Limits{})
+	w, err := newWriter(io.Discard, srcs, 65535, "", agentproto.Limits{})
 	if err != nil {
 		b.Fatal(err)
 	}

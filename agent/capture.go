@@ -18,6 +18,7 @@ import (
 	"github.com/gopacket/gopacket/pcapgo"
 
 	"code.cloudfoundry.org/pcap/tunnel"
+	"code.cloudfoundry.org/pcap/tunnel/agentproto"
 )
 
 // readTimeout is libpcap's buffer timeout: how often a reader with no
@@ -392,7 +393,7 @@ func (s *source) refreshStats() {
 type writer struct {
 	bw     *bufio.Writer
 	ng     *pcapgo.NgWriter
-	limits tunnel.Limits
+	limits agentproto.Limits
 
 	packets []atomic.Uint64 // per source: written
 	bytes   []atomic.Uint64
@@ -401,7 +402,7 @@ type writer struct {
 	batchPkts, batchBytes []uint64 // per source: in the batch being written
 }
 
-func newWriter(w io.Writer, srcs []*source, snaplen int, filter string, limits tunnel.Limits) (*writer, error) {
+func newWriter(w io.Writer, srcs []*source, snaplen int, filter string, limits agentproto.Limits) (*writer, error) {
 	bw := bufio.NewWriterSize(w, 64<<10)
 	opts := pcapgo.NgWriterOptions{SectionInfo: pcapgo.NgSectionInfo{
 		Hardware:    runtime.GOARCH,
@@ -438,17 +439,17 @@ func ngInterface(s *source, snaplen int, filter string) pcapgo.NgInterface {
 // is reached; errPacketLimit and errByteLimit say which.
 var (
 	errLimit       = errors.New("agent: capture limit reached")
-	errPacketLimit = fmt.Errorf("%w: %s", errLimit, tunnel.LimitPackets)
-	errByteLimit   = fmt.Errorf("%w: %s", errLimit, tunnel.LimitBytes)
+	errPacketLimit = fmt.Errorf("%w: %s", errLimit, agentproto.LimitPackets)
+	errByteLimit   = fmt.Errorf("%w: %s", errLimit, agentproto.LimitBytes)
 )
 
 // limitOf names the limit err reports, or "".
 func limitOf(err error) string {
 	switch {
 	case errors.Is(err, errPacketLimit):
-		return tunnel.LimitPackets
+		return agentproto.LimitPackets
 	case errors.Is(err, errByteLimit):
-		return tunnel.LimitBytes
+		return agentproto.LimitBytes
 	}
 	return ""
 }

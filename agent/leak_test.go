@@ -22,6 +22,7 @@ import (
 	"code.cloudfoundry.org/pcap/agent"
 	"code.cloudfoundry.org/pcap/integration/testenv"
 	"code.cloudfoundry.org/pcap/tunnel"
+	"code.cloudfoundry.org/pcap/tunnel/agentproto"
 )
 
 // lockedBuffer is a log sink the agent's goroutines may write to.
@@ -150,9 +151,9 @@ func captureOnce(t *testing.T, c *tunnel.Client, sender, sink *net.UDPConn, port
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	capt, err := c.OpenCapture(ctx, tunnel.CaptureRequest{
-		Version:    tunnel.ProtocolVersion,
-		Target:     tunnel.Target{Kind: tunnel.TargetHost},
+	capt, err := agentproto.OpenCapture(ctx, c, agentproto.CaptureRequest{
+		Version:    agentproto.ProtocolVersion,
+		Target:     agentproto.Target{Kind: agentproto.TargetHost},
 		Interfaces: []string{"lo"},
 		Filter:     fmt.Sprintf("udp dst port %d", port),
 	})
@@ -195,7 +196,7 @@ func captureOnce(t *testing.T, c *tunnel.Client, sender, sink *net.UDPConn, port
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !st.Final || st.End != tunnel.EndStopped || st.Total().Packets != uint64(k) {
+	if !st.Final || st.End != agentproto.EndStopped || st.Total().Packets != uint64(k) {
 		t.Fatalf("final stats = %+v, want final, stopped, %d packets", st, k)
 	}
 	r, err := pcapgo.NewNgReader(&stream, pcapgo.DefaultNgReaderOptions)

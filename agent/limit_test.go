@@ -7,7 +7,7 @@ import (
 
 	"github.com/gopacket/gopacket/layers"
 
-	"code.cloudfoundry.org/pcap/tunnel"
+	"code.cloudfoundry.org/pcap/tunnel/agentproto"
 )
 
 // TestWriteBatchNamesTheLimit: the writer stops at exactly the limit and
@@ -20,15 +20,15 @@ func TestWriteBatchNamesTheLimit(t *testing.T) {
 	}
 	tests := []struct {
 		name   string
-		limits tunnel.Limits
+		limits agentproto.Limits
 		n      int
 		limit  string
 	}{
-		{"packets", tunnel.Limits{Packets: 3}, 3, tunnel.LimitPackets},
-		{"packets at the batch's end", tunnel.Limits{Packets: 5}, 5, tunnel.LimitPackets},
-		{"bytes", tunnel.Limits{Bytes: 250}, 2, tunnel.LimitBytes},
-		{"both, bytes first", tunnel.Limits{Packets: 4, Bytes: 350}, 3, tunnel.LimitBytes},
-		{"none", tunnel.Limits{Packets: 10, Bytes: 10000}, 5, ""},
+		{"packets", agentproto.Limits{Packets: 3}, 3, agentproto.LimitPackets},
+		{"packets at the batch's end", agentproto.Limits{Packets: 5}, 5, agentproto.LimitPackets},
+		{"bytes", agentproto.Limits{Bytes: 250}, 2, agentproto.LimitBytes},
+		{"both, bytes first", agentproto.Limits{Packets: 4, Bytes: 350}, 3, agentproto.LimitBytes},
+		{"none", agentproto.Limits{Packets: 10, Bytes: 10000}, 5, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -8,6 +8,7 @@ import (
 	"strconv"
 
 	"code.cloudfoundry.org/pcap/tunnel"
+	"code.cloudfoundry.org/pcap/tunnel/agentproto"
 )
 
 // Locator finds the network namespace of a capture target. It returns the
@@ -19,7 +20,7 @@ import (
 // file when the capture starts (see inNamespace), so what a Locator checks
 // cannot be swapped before it is used.
 type Locator interface {
-	Locate(ctx context.Context, t tunnel.Target) (string, error)
+	Locate(ctx context.Context, t agentproto.Target) (string, error)
 }
 
 // DefaultNetnsDir is where cf-networking publishes app containers' network
@@ -78,22 +79,22 @@ func (l CellLocator) netnsDir() string {
 }
 
 // Locate implements [Locator].
-func (l CellLocator) Locate(ctx context.Context, t tunnel.Target) (string, error) {
+func (l CellLocator) Locate(ctx context.Context, t agentproto.Target) (string, error) {
 	if err := ctx.Err(); err != nil {
 		return "", fmt.Errorf("agent: locate: %w", err)
 	}
 	var path string
 	var notFound string
 	switch t.Kind {
-	case tunnel.TargetHost:
+	case agentproto.TargetHost:
 		return "", nil
-	case tunnel.TargetPID:
+	case agentproto.TargetPID:
 		if t.PID <= 0 {
 			return "", tunnel.Reject(tunnel.CodeBadRequest, fmt.Sprintf("pid target needs a positive pid, got %d", t.PID))
 		}
 		path = filepath.Join("/proc", strconv.Itoa(t.PID), "ns", "net")
 		notFound = fmt.Sprintf("no process with pid %d on this host", t.PID)
-	case tunnel.TargetCFInstance:
+	case agentproto.TargetCFInstance:
 		// Checked before the GUID comes near a file name.
 		if err := ValidateInstanceGUID(t.InstanceGUID); err != nil {
 			return "", err

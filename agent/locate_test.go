@@ -14,6 +14,7 @@ import (
 
 	"code.cloudfoundry.org/pcap/integration/testenv"
 	"code.cloudfoundry.org/pcap/tunnel"
+	"code.cloudfoundry.org/pcap/tunnel/agentproto"
 )
 
 func TestValidateInstanceGUID(t *testing.T) {
@@ -91,12 +92,12 @@ func TestCellLocatorRefuses(t *testing.T) {
 	put("6f1c2a3e-0000-4a5b-8c9d-0005", func(p string) error { return unix.Mkfifo(p, 0o600) })
 	put("6f1c2a3e-0000-4a5b-8c9d-0006", func(p string) error { return os.Symlink("/dev/null", p) })
 
-	cf := func(guid string) tunnel.Target {
-		return tunnel.Target{Kind: tunnel.TargetCFInstance, InstanceGUID: guid}
+	cf := func(guid string) agentproto.Target {
+		return agentproto.Target{Kind: agentproto.TargetCFInstance, InstanceGUID: guid}
 	}
 	tests := []struct {
 		name      string
-		t         tunnel.Target
+		t         agentproto.Target
 		code, msg string
 	}{
 		{"dot dot", cf("../6f1c2a3e-0000-4a5b-8c9d-00000000beef"), tunnel.CodeBadRequest,
@@ -116,11 +117,11 @@ func TestCellLocatorRefuses(t *testing.T) {
 			"instance 6f1c2a3e-0000-4a5b-8c9d-0005 has no network namespace on this host (what is published for it is not one)"},
 		{"device", cf("6f1c2a3e-0000-4a5b-8c9d-0006"), tunnel.CodeTargetNotFound,
 			"instance 6f1c2a3e-0000-4a5b-8c9d-0006 has no network namespace on this host (what is published for it is not one)"},
-		{"own pid", tunnel.Target{Kind: tunnel.TargetPID, PID: os.Getpid()}, tunnel.CodeNotAllowed,
+		{"own pid", agentproto.Target{Kind: agentproto.TargetPID, PID: os.Getpid()}, tunnel.CodeNotAllowed,
 			fmt.Sprintf("pid %d is in the agent's own network namespace: refused (capture the host instead)", os.Getpid())},
-		{"no such pid", tunnel.Target{Kind: tunnel.TargetPID, PID: 4194305}, tunnel.CodeTargetNotFound, "no process with pid 4194305 on this host"},
-		{"pid 0", tunnel.Target{Kind: tunnel.TargetPID}, tunnel.CodeBadRequest, "pid target needs a positive pid, got 0"},
-		{"unknown kind", tunnel.Target{Kind: "vm"}, tunnel.CodeBadRequest, `unknown target kind "vm"`},
+		{"no such pid", agentproto.Target{Kind: agentproto.TargetPID, PID: 4194305}, tunnel.CodeTargetNotFound, "no process with pid 4194305 on this host"},
+		{"pid 0", agentproto.Target{Kind: agentproto.TargetPID}, tunnel.CodeBadRequest, "pid target needs a positive pid, got 0"},
+		{"unknown kind", agentproto.Target{Kind: "vm"}, tunnel.CodeBadRequest, `unknown target kind "vm"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -133,7 +134,7 @@ func TestCellLocatorRefuses(t *testing.T) {
 	}
 
 	t.Run("host", func(t *testing.T) {
-		if got, err := l.Locate(context.Background(), tunnel.Target{Kind: tunnel.TargetHost}); got != "" || err != nil {
+		if got, err := l.Locate(context.Background(), agentproto.Target{Kind: agentproto.TargetHost}); got != "" || err != nil {
 			t.Errorf("Locate(host) = %q, %v", got, err)
 		}
 	})
@@ -166,7 +167,7 @@ func TestCellLocatorFindsAndEntersContainer(t *testing.T) {
 	dir := t.TempDir()
 	testenv.BindNetns(t, ns.Path(), dir, testGUID)
 	l := CellLocator{NetnsDir: dir}
-	target := tunnel.Target{Kind: tunnel.TargetCFInstance, InstanceGUID: testGUID}
+	target := agentproto.Target{Kind: agentproto.TargetCFInstance, InstanceGUID: testGUID}
 
 	path, err := l.Locate(context.Background(), target)
 	if want := filepath.Join(dir, testGUID); err != nil || path != want {

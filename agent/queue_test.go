@@ -14,7 +14,7 @@ import (
 	"github.com/gopacket/gopacket/layers"
 	"github.com/gopacket/gopacket/pcapgo"
 
-	"code.cloudfoundry.org/pcap/tunnel"
+	"code.cloudfoundry.org/pcap/tunnel/agentproto"
 )
 
 // put queues one packet, as putRing does for each packet of a batch.
@@ -176,7 +176,7 @@ func TestQueueCopiesAndSignals(t *testing.T) {
 func TestBatchIsPcapng(t *testing.T) {
 	srcs := []*source{{name: "eth0", linkType: layers.LinkTypeEthernet}, {idx: 1, name: "lo", linkType: layers.LinkTypeEthernet}}
 	var out bytes.Buffer
-	w, err := newWriter(&out, srcs, 65535, "udp", tunnel.Limits{})
+	w, err := newWriter(&out, srcs, 65535, "udp", agentproto.Limits{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -242,7 +242,7 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 func TestPumpCoalescesWhileBusyAndFlushesWhenIdle(t *testing.T) {
 	srcs := []*source{{name: "eth0", linkType: layers.LinkTypeEthernet}}
 	out := &countingWriter{}
-	w, err := newWriter(out, srcs, 65535, "", tunnel.Limits{})
+	w, err := newWriter(out, srcs, 65535, "", agentproto.Limits{})
 	if err != nil {
 		t.Fatal(err)
 	}

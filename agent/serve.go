@@ -8,6 +8,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"code.cloudfoundry.org/pcap/tunnel"
+	"code.cloudfoundry.org/pcap/tunnel/agentproto"
 )
 
 // NewServer builds the agent's SSH server from a validated config: host key
@@ -45,7 +46,7 @@ func NewServer(cfg Config, log *slog.Logger) (*tunnel.Server, *Agent, error) {
 	}
 	srv := &tunnel.Server{
 		Config:   sc,
-		Handlers: map[string]tunnel.ChannelHandler{tunnel.ChannelCapture: a},
+		Handlers: map[string]tunnel.ChannelHandler{agentproto.ChannelCapture: a},
 
 		KeepaliveInterval: cfg.KeepaliveInterval,
 		OnConnError: func(remote net.Addr, err error) {

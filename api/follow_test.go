@@ -15,6 +15,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"code.cloudfoundry.org/pcap/tunnel"
+	"code.cloudfoundry.org/pcap/tunnel/agentproto"
 	"code.cloudfoundry.org/pcap/tunnel/capturecmd"
 )
 
@@ -79,7 +80,7 @@ func followSession(t *testing.T, first []Target, answer *atomic.Pointer[[]Target
 }
 
 func hostTarget(name, addr string) Target {
-	return Target{Name: name, Agent: addr, Capture: tunnel.Target{Kind: tunnel.TargetHost}}
+	return Target{Name: name, Agent: addr, Capture: agentproto.Target{Kind: agentproto.TargetHost}}
 }
 
 // TestSessionFollow: a followed capture takes in a new instance and a
@@ -219,7 +220,7 @@ func TestSessionFollowAgentEnds(t *testing.T) {
 	for _, listed := range []bool{false, true} {
 		t.Run(map[bool]string{false: "gone", true: "still listed"}[listed], func(t *testing.T) {
 			steady := startFakeAgent(t, &fakeAgent{Packets: 1})
-			ends := startFakeAgent(t, &fakeAgent{Packets: 2, End: tunnel.EndError})
+			ends := startFakeAgent(t, &fakeAgent{Packets: 2, End: agentproto.EndError})
 			first := []Target{hostTarget("web/0", steady.Addr), hostTarget("web/1", ends.Addr)}
 			var answer atomic.Pointer[[]Target]
 			next := first[:1]

@@ -10,6 +10,7 @@ import (
 	"unicode/utf8"
 
 	"code.cloudfoundry.org/pcap/tunnel"
+	"code.cloudfoundry.org/pcap/tunnel/agentproto"
 	"code.cloudfoundry.org/pcap/tunnel/capturecmd"
 )
 
@@ -31,7 +32,7 @@ func TestCheckLimits(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			req := capturecmd.Request{Limits: tunnel.Limits{Duration: c.duration}}
+			req := capturecmd.Request{Limits: agentproto.Limits{Duration: c.duration}}
 			err := a.checkLimits(&req, c.targets)
 			if c.wantErr == "" {
 				if err != nil {

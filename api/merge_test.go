@@ -15,7 +15,7 @@ import (
 	"github.com/gopacket/gopacket/layers"
 	"github.com/gopacket/gopacket/pcapgo"
 
-	"code.cloudfoundry.org/pcap/tunnel"
+	"code.cloudfoundry.org/pcap/tunnel/agentproto"
 	"code.cloudfoundry.org/pcap/tunnel/capturecmd"
 )
 
@@ -36,7 +36,7 @@ func newMergeRig(t *testing.T, ordered bool, names ...string) *mergeRig {
 	var ifaces []OutputInterface
 	var srcs []*source
 	for i, n := range names {
-		s := newSource(Target{Name: n}, nil, nil, []tunnel.InterfaceStats{{Name: "eth0", LinkType: 1, Snaplen: 65535}}, i)
+		s := newSource(Target{Name: n}, nil, nil, []agentproto.InterfaceStats{{Name: "eth0", LinkType: 1, Snaplen: 65535}}, i)
 		r.srcs[n] = s
 		srcs = append(srcs, s)
 		ifaces = append(ifaces, OutputInterface{Name: n + ":eth0", LinkType: layers.LinkTypeEthernet, Snaplen: 65535})
@@ -453,7 +453,7 @@ func (r *mergeRig) join(name string) {
 	if err != nil {
 		r.t.Fatal(err)
 	}
-	s := newSource(Target{Name: name}, nil, nil, []tunnel.InterfaceStats{{Name: "eth0", LinkType: 1, Snaplen: 65535}}, id)
+	s := newSource(Target{Name: name}, nil, nil, []agentproto.InterfaceStats{{Name: "eth0", LinkType: 1, Snaplen: 65535}}, id)
 	r.srcs[name] = s
 	r.m.join(s)
 }
@@ -514,7 +514,7 @@ func TestMergerOpenedSourceDoesNotStallTheMerge(t *testing.T) {
 	now := time.Now()
 	r.add(r.batch("a", now, 500, 10, 20, 500))
 
-	o := opened{t: Target{Name: "b"}, ifaces: []tunnel.InterfaceStats{{Name: "eth0", LinkType: 1, Snaplen: 65535}},
+	o := opened{t: Target{Name: "b"}, ifaces: []agentproto.InterfaceStats{{Name: "eth0", LinkType: 1, Snaplen: 65535}},
 		at: r.t0.Add(300 * time.Millisecond)}
 	id, err := r.m.out.AddInterface(OutputInterface{Name: "b:eth0", LinkType: layers.LinkTypeEthernet, Snaplen: 65535})
 	if err != nil {

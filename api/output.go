@@ -36,7 +36,7 @@ type InterfaceCounts struct {
 	IfDropped     uint64
 	AgentDropped  uint64
 	APIDropped    uint64
-	Unaccounted   int64  // see tunnel.InterfaceStats
+	Unaccounted   int64  // see agentproto.InterfaceStats
 	Delivered     uint64 // packets written to this output
 	OutOfOrder    uint64 // of them, written older than a packet before
 }

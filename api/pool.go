@@ -103,7 +103,7 @@ func (p *Pool) watch(addr string, e *poolEntry) {
 			return
 		case <-t.C:
 		}
-		n, since := e.client.Captures()
+		n, since := e.client.Channels()
 		p.mu.Lock()
 		if e.lastGet.After(since) {
 			since = e.lastGet

@@ -9,6 +9,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"code.cloudfoundry.org/pcap/tunnel"
+	"code.cloudfoundry.org/pcap/tunnel/agentproto"
 )
 
 // TestPoolEvictsIdleConnections: a connection that carries a capture stays
@@ -27,11 +28,11 @@ func TestPoolEvictsIdleConnections(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	capt, err := c1.OpenCapture(ctx, tunnel.CaptureRequest{Version: tunnel.ProtocolVersion, Target: tunnel.Target{Kind: tunnel.TargetHost}, Interfaces: []string{"eth0"}})
+	capt, err := agentproto.OpenCapture(ctx, c1, agentproto.CaptureRequest{Version: agentproto.ProtocolVersion, Target: agentproto.Target{Kind: agentproto.TargetHost}, Interfaces: []string{"eth0"}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n, _ := c1.Captures(); n != 1 {
+	if n, _ := c1.Channels(); n != 1 {
 		t.Errorf("%d captures on the connection, want 1", n)
 	}
 	// Several idle timeouts pass while the capture runs: the connection
@@ -62,7 +63,7 @@ func TestPoolEvictsIdleConnections(t *testing.T) {
 	if d := time.Since(ended); d < idle {
 		t.Errorf("connection closed %v after its capture ended, before the idle timeout of %v", d, idle)
 	}
-	if n, _ := c1.Captures(); n != 0 {
+	if n, _ := c1.Channels(); n != 0 {
 		t.Errorf("%d captures on the closed connection, want 0", n)
 	}
 
@@ -70,7 +71,7 @@ func TestPoolEvictsIdleConnections(t *testing.T) {
 	if err != nil || c2 == c1 {
 		t.Fatalf("Get after eviction = %p, %v; want a new connection (old %p)", c2, err, c1)
 	}
-	capt2, err := c2.OpenCapture(ctx, tunnel.CaptureRequest{Version: tunnel.ProtocolVersion, Target: tunnel.Target{Kind: tunnel.TargetHost}, Interfaces: []string{"eth0"}})
+	capt2, err := agentproto.OpenCapture(ctx, c2, agentproto.CaptureRequest{Version: agentproto.ProtocolVersion, Target: agentproto.Target{Kind: agentproto.TargetHost}, Interfaces: []string{"eth0"}})
 	if err != nil {
 		t.Fatalf("capture on the new connection: %v", err)
 	}

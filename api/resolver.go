@@ -13,6 +13,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"code.cloudfoundry.org/pcap/tunnel"
+	"code.cloudfoundry.org/pcap/tunnel/agentproto"
 	"code.cloudfoundry.org/pcap/tunnel/capturecmd"
 )
 
@@ -71,7 +72,7 @@ type Target struct {
 	// Agent is the agent's host:port.
 	Agent string
 	// Capture says what the agent captures.
-	Capture tunnel.Target
+	Capture agentproto.Target
 	// Description goes into the interface description (host address…).
 	Description string
 	// Address is the IP the source's own traffic carries (the container's
@@ -162,7 +163,7 @@ func (s *StaticResolver) Resolve(_ context.Context, _ *Identity, req capturecmd.
 		out = append(out, Target{
 			Name:        group + "/" + strconv.Itoa(i),
 			Agent:       addr,
-			Capture:     tunnel.Target{Kind: tunnel.TargetHost},
+			Capture:     agentproto.Target{Kind: agentproto.TargetHost},
 			Description: "agent " + addr,
 			Address:     HostAddr(addr),
 		})

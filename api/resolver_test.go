@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"code.cloudfoundry.org/pcap/tunnel"
+	"code.cloudfoundry.org/pcap/tunnel/agentproto"
 	"code.cloudfoundry.org/pcap/tunnel/capturecmd"
 )
 
@@ -17,7 +18,7 @@ func TestStaticResolverResolve(t *testing.T) {
 		"router": {"10.0.1.1:9494"},
 		"mixed":  {"10.0.0.6:9494", "10.0.2.2:9494"},
 	}}
-	host := tunnel.Target{Kind: tunnel.TargetHost}
+	host := agentproto.Target{Kind: agentproto.TargetHost}
 	tgt := func(name, addr string) Target {
 		return Target{Name: name, Agent: addr, Capture: host, Description: "agent " + addr, Address: netip.MustParseAddrPort(addr).Addr()}
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/gopacket/gopacket/layers"
 
 	"code.cloudfoundry.org/pcap/tunnel"
+	"code.cloudfoundry.org/pcap/tunnel/agentproto"
 	"code.cloudfoundry.org/pcap/tunnel/capturecmd"
 )
 
@@ -91,13 +92,13 @@ type SourceState string
 
 // Source states.
 const (
-	StateEnded        SourceState = "ended"                // ended as it should
-	StateFailed       SourceState = "failed"               // could not open
-	StateSkipped      SourceState = "skipped"              // not captured (not running, over a limit)
-	StateLost         SourceState = "lost"                 // its agent or connection failed
-	StateAgentStopped SourceState = tunnel.EndAgentStopped // its agent shut down mid-capture
-	StateNotStopped   SourceState = "not-stopped"          // cut off, its agent did not stop in time
-	StateNotStarted   SourceState = "not-started"          // the capture ended while it still opened
+	StateEnded        SourceState = "ended"                    // ended as it should
+	StateFailed       SourceState = "failed"                   // could not open
+	StateSkipped      SourceState = "skipped"                  // not captured (not running, over a limit)
+	StateLost         SourceState = "lost"                     // its agent or connection failed
+	StateAgentStopped SourceState = agentproto.EndAgentStopped // its agent shut down mid-capture
+	StateNotStopped   SourceState = "not-stopped"              // cut off, its agent did not stop in time
+	StateNotStarted   SourceState = "not-started"              // the capture ended while it still opened
 )
 
 // SourceResult is what happened to one target.
@@ -132,7 +133,7 @@ type Result struct {
 	Bytes   uint64
 	Dropped Drops
 	// Unaccounted sums what the agents could not account for (see
-	// tunnel.InterfaceStats); 0 unless something is wrong.
+	// agentproto.InterfaceStats); 0 unless something is wrong.
 	Unaccounted int64
 	// OutOfOrder counts packets written older than one before them.
 	OutOfOrder uint64
@@ -153,8 +154,8 @@ func (r Result) ExitStatus() int {
 type opened struct {
 	t      Target
 	agent  *tunnel.Client
-	c      *tunnel.Capture
-	ifaces []tunnel.InterfaceStats
+	c      *agentproto.Capture
+	ifaces []agentproto.InterfaceStats
 	at     time.Time // when its interfaces were announced
 	err    error
 	// cancelled: err is the open being given up (the capture ending),
@@ -453,8 +454,8 @@ func (s *Session) open(ctx context.Context, t Target) opened {
 		o.err = tunnel.Reject(tunnel.CodeInternal, fmt.Sprintf("cannot reach agent %s: %v", t.Agent, unwrapAll(err)))
 		return o
 	}
-	c, err := client.OpenCapture(ctx, tunnel.CaptureRequest{
-		Version:    tunnel.ProtocolVersion,
+	c, err := agentproto.OpenCapture(ctx, client, agentproto.CaptureRequest{
+		Version:    agentproto.ProtocolVersion,
 		Target:     t.Capture,
 		Interfaces: s.Req.Interfaces,
 		Filter:     s.Req.Filter,
@@ -527,7 +528,7 @@ func (s *Session) reportEarlyEnd(src *source) {
 
 // endState says how a source's capture ended: StateEnded, or another
 // state with the reason. src's reader must be done.
-func (s *Session) endState(src *source, cutOff bool, st tunnel.Stats, final, clientGone bool) (SourceState, string) {
+func (s *Session) endState(src *source, cutOff bool, st agentproto.Stats, final, clientGone bool) (SourceState, string) {
 	switch {
 	case src.gone:
 		// Its instance went away (scaled down, restarted elsewhere): what
@@ -546,9 +547,9 @@ func (s *Session) endState(src *source, cutOff bool, st tunnel.Stats, final, cli
 			}
 		}
 		return StateLost, "agent sent no final statistics"
-	case st.End == tunnel.EndError:
+	case st.End == agentproto.EndError:
 		return StateLost, st.Error
-	case st.End == tunnel.EndAgentStopped:
+	case st.End == agentproto.EndAgentStopped:
 		// The agent finished its part cleanly, but what it would have
 		// captured after its shutdown is missing: partial.
 		return StateAgentStopped, fmt.Sprintf("agent %s was shut down during the capture", src.t.Agent)
@@ -572,7 +573,7 @@ func (s *Session) finish(res Result, srcs []*source, out *Output, end, limit str
 			partial = true
 		}
 		for i := range src.ifaces {
-			var is tunnel.InterfaceStats
+			var is agentproto.InterfaceStats
 			if i < len(st.Interfaces) {
 				is = st.Interfaces[i]
 			}
@@ -605,7 +606,7 @@ func (s *Session) finish(res Result, srcs []*source, out *Output, end, limit str
 			head := []any{"end", st.End}
 			if src.gone {
 				head = []any{"end", EndInstanceGone}
-			} else if st.End == tunnel.EndLimitReached && st.Limit != "" {
+			} else if st.End == agentproto.EndLimitReached && st.Limit != "" {
 				head = append(head, "limit", st.Limit)
 				if !slices.Contains(srcLimits, st.Limit) {
 					srcLimits = append(srcLimits, st.Limit)

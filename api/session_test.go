@@ -18,6 +18,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"code.cloudfoundry.org/pcap/tunnel"
+	"code.cloudfoundry.org/pcap/tunnel/agentproto"
 	"code.cloudfoundry.org/pcap/tunnel/capturecmd"
 )
 
@@ -51,7 +52,7 @@ func startFakeAgent(t *testing.T, fa *fakeAgent) *fakeAgent {
 	}
 	conf := &ssh.ServerConfig{NoClientAuth: true}
 	conf.AddHostKey(signer)
-	iface := tunnel.InterfaceStats{Name: "eth0", LinkType: uint16(layers.LinkTypeEthernet), Snaplen: 65535}
+	iface := agentproto.InterfaceStats{Name: "eth0", LinkType: uint16(layers.LinkTypeEthernet), Snaplen: 65535}
 	h := tunnel.ChannelHandlerFunc(func(ctx context.Context, _ *ssh.ServerConn, nc ssh.NewChannel) {
 		if fa.Hold != nil {
 			select {
@@ -74,9 +75,9 @@ func startFakeAgent(t *testing.T, fa *fakeAgent) *fakeAgent {
 			defer close(stopped)
 			for r := range reqs {
 				if r.WantReply {
-					r.Reply(r.Type == tunnel.RequestStop, nil)
+					r.Reply(r.Type == agentproto.RequestStop, nil)
 				}
-				if r.Type == tunnel.RequestStop {
+				if r.Type == agentproto.RequestStop {
 					if fa.OnStop != nil {
 						fa.OnStop()
 					}
@@ -84,7 +85,7 @@ func startFakeAgent(t *testing.T, fa *fakeAgent) *fakeAgent {
 				}
 			}
 		}()
-		if _, err := ch.SendRequest(tunnel.RequestStats, false, tunnel.Stats{Interfaces: []tunnel.InterfaceStats{iface}}.Marshal()); err != nil {
+		if _, err := ch.SendRequest(agentproto.RequestStats, false, agentproto.Stats{Interfaces: []agentproto.InterfaceStats{iface}}.Marshal()); err != nil {
 			return
 		}
 		s := newAgentStream(t, iface)
@@ -92,7 +93,7 @@ func startFakeAgent(t *testing.T, fa *fakeAgent) *fakeAgent {
 			s.packet(0, time.Unix(1700000000, int64(i)), bytes.Repeat([]byte{byte(i)}, 60))
 		}
 		if fa.Watermark && fa.Packets > 0 {
-			s.buf.Write(tunnel.AppendWatermark(nil, time.Unix(1700000000, int64(fa.Packets-1)).UnixNano()))
+			s.buf.Write(agentproto.AppendWatermark(nil, time.Unix(1700000000, int64(fa.Packets-1)).UnixNano()))
 		}
 		if _, err := ch.Write(s.buf.Bytes()); err != nil {
 			return
@@ -104,7 +105,7 @@ func startFakeAgent(t *testing.T, fa *fakeAgent) *fakeAgent {
 			case <-ctx.Done():
 				return
 			}
-			end = tunnel.EndStopped
+			end = agentproto.EndStopped
 			if fa.FinalDelay > 0 {
 				ch.CloseWrite()
 				select {
@@ -116,10 +117,10 @@ func startFakeAgent(t *testing.T, fa *fakeAgent) *fakeAgent {
 		}
 		final := iface
 		final.Received, final.Packets = uint64(fa.Packets), uint64(fa.Packets)
-		ch.SendRequest(tunnel.RequestStats, false, tunnel.Stats{Interfaces: []tunnel.InterfaceStats{final}, Final: true, End: end, Limit: fa.Limit}.Marshal())
+		ch.SendRequest(agentproto.RequestStats, false, agentproto.Stats{Interfaces: []agentproto.InterfaceStats{final}, Final: true, End: end, Limit: fa.Limit}.Marshal())
 		ch.CloseWrite()
 	})
-	srv := &tunnel.Server{Config: conf, Handlers: map[string]tunnel.ChannelHandler{tunnel.ChannelCapture: h}}
+	srv := &tunnel.Server{Config: conf, Handlers: map[string]tunnel.ChannelHandler{agentproto.ChannelCapture: h}}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -152,7 +153,7 @@ func runTestSessionWith(t *testing.T, agents []*fakeAgent, stop <-chan struct{},
 	t.Cleanup(pool.Close)
 	var targets []Target
 	for i, a := range agents {
-		targets = append(targets, Target{Name: "web/" + strconv.Itoa(i), Agent: a.Addr, Capture: tunnel.Target{Kind: tunnel.TargetHost}})
+		targets = append(targets, Target{Name: "web/" + strconv.Itoa(i), Agent: a.Addr, Capture: agentproto.Target{Kind: agentproto.TargetHost}})
 	}
 	var out, stderr bytes.Buffer
 	s := &Session{
@@ -173,7 +174,7 @@ func runTestSessionWith(t *testing.T, agents []*fakeAgent, stop <-chan struct{},
 // "ended"), the other source keeps capturing, and the outcome is partial
 // (exit 3), not the limit-reached of a capture that ended by itself.
 func TestSessionAgentStopped(t *testing.T) {
-	gone := startFakeAgent(t, &fakeAgent{Packets: 2, End: tunnel.EndAgentStopped})
+	gone := startFakeAgent(t, &fakeAgent{Packets: 2, End: agentproto.EndAgentStopped})
 	steady := startFakeAgent(t, &fakeAgent{Packets: 3})
 	stop := make(chan struct{})
 	type outcome struct {
@@ -217,7 +218,7 @@ func TestSessionAgentStopped(t *testing.T) {
 // TestSessionNoPacketsWarns: a capture that delivered nothing says so
 // before its summary, with what to check.
 func TestSessionNoPacketsWarns(t *testing.T) {
-	a := startFakeAgent(t, &fakeAgent{End: tunnel.EndLimitReached})
+	a := startFakeAgent(t, &fakeAgent{End: agentproto.EndLimitReached})
 	res, stderr, err := runTestSession(t, []*fakeAgent{a}, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -232,7 +233,7 @@ func TestSessionNoPacketsWarns(t *testing.T) {
 	}
 
 	// With packets: no warning.
-	b := startFakeAgent(t, &fakeAgent{Packets: 1, End: tunnel.EndLimitReached})
+	b := startFakeAgent(t, &fakeAgent{Packets: 1, End: agentproto.EndLimitReached})
 	_, stderr, err = runTestSession(t, []*fakeAgent{b}, nil)
 	if err != nil || strings.Contains(stderr, "no-packets") {
 		t.Errorf("a capture with a packet: %v\n%s", err, stderr)
@@ -243,9 +244,9 @@ func TestSessionNoPacketsWarns(t *testing.T) {
 // right after end=, and the summary names the limits that ended the
 // capture: the sources' own, or pcap-api's duration.
 func TestSessionNamesTheLimit(t *testing.T) {
-	a := startFakeAgent(t, &fakeAgent{Packets: 2, End: tunnel.EndLimitReached, Limit: tunnel.LimitPackets})
-	b := startFakeAgent(t, &fakeAgent{Packets: 1, End: tunnel.EndLimitReached, Limit: tunnel.LimitBytes})
-	c := startFakeAgent(t, &fakeAgent{Packets: 3, End: tunnel.EndLimitReached, Limit: tunnel.LimitPackets})
+	a := startFakeAgent(t, &fakeAgent{Packets: 2, End: agentproto.EndLimitReached, Limit: agentproto.LimitPackets})
+	b := startFakeAgent(t, &fakeAgent{Packets: 1, End: agentproto.EndLimitReached, Limit: agentproto.LimitBytes})
+	c := startFakeAgent(t, &fakeAgent{Packets: 3, End: agentproto.EndLimitReached, Limit: agentproto.LimitPackets})
 	res, stderr, err := runTestSession(t, []*fakeAgent{a, b, c}, nil)
 	if err != nil {
 		t.Fatal(err)

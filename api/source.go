@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"code.cloudfoundry.org/pcap/tunnel"
+	"code.cloudfoundry.org/pcap/tunnel/agentproto"
 )
 
 // minRead is the least room a batch offers a read; with less, the
@@ -25,9 +26,9 @@ var errAborted = errors.New("api: capture aborted")
 type source struct {
 	t        Target
 	agent    *tunnel.Client
-	capture  *tunnel.Capture
-	ifaces   []tunnel.InterfaceStats // as the agent announced them
-	firstOut int                     // output id of ifaces[0]
+	capture  *agentproto.Capture
+	ifaces   []agentproto.InterfaceStats // as the agent announced them
+	firstOut int                         // output id of ifaces[0]
 	started  time.Time
 	// rank orders the sources in the summary: its target's index in
 	// Session.Targets, or after them in the order followed targets joined.
@@ -76,7 +77,7 @@ type source struct {
 	ended   time.Time
 }
 
-func newSource(t Target, agent *tunnel.Client, c *tunnel.Capture, ifaces []tunnel.InterfaceStats, firstOut int) *source {
+func newSource(t Target, agent *tunnel.Client, c *agentproto.Capture, ifaces []agentproto.InterfaceStats, firstOut int) *source {
 	now := time.Now()
 	s := &source{
 		t: t, agent: agent, capture: c, ifaces: ifaces, firstOut: firstOut, started: now,
@@ -253,11 +254,11 @@ func (s *source) check(blk ngBlock) error {
 }
 
 // snaplen is the largest packet the agent may send on interface i: the
-// snaplen it announced, at most tunnel.MaxSnaplen.
+// snaplen it announced, at most agentproto.MaxSnaplen.
 func (s *source) snaplen(i int) int {
 	snap := int(s.ifaces[i].Snaplen)
-	if snap <= 0 || snap > tunnel.MaxSnaplen {
-		snap = tunnel.MaxSnaplen
+	if snap <= 0 || snap > agentproto.MaxSnaplen {
+		snap = agentproto.MaxSnaplen
 	}
 	return snap
 }
@@ -297,7 +298,7 @@ const finalStatsWait = time.Second
 
 // sourceFinal is one source's final stats, and whether they are final.
 type sourceFinal struct {
-	st    tunnel.Stats
+	st    agentproto.Stats
 	final bool
 }
 
@@ -323,7 +324,7 @@ func finalStatsAll(srcs []*source, wait time.Duration) []sourceFinal {
 // them it also waits for the agent connection to end, if it is ending: a
 // dead connection closes its channels first and reports its own end just
 // after, and the reason given to the user depends on it.
-func (s *source) finalStats(ctx context.Context) (tunnel.Stats, bool) {
+func (s *source) finalStats(ctx context.Context) (agentproto.Stats, bool) {
 	st, err := s.capture.Wait(ctx)
 	final := err == nil && st.Final
 	if !final && err == nil && s.agent != nil {

@@ -7,7 +7,7 @@ import (
 	"math"
 	"math/bits"
 
-	"code.cloudfoundry.org/pcap/tunnel"
+	"code.cloudfoundry.org/pcap/tunnel/agentproto"
 )
 
 // The agents' pcapng stream is parsed here, in place, by hand: pcapgo's
@@ -35,7 +35,7 @@ const (
 
 // maxBlockLen bounds one block of an agent's stream: the largest packet
 // the protocol allows plus room for options.
-const maxBlockLen = ngEPBHeaderLen + tunnel.MaxSnaplen + 4 + 64<<10
+const maxBlockLen = ngEPBHeaderLen + agentproto.MaxSnaplen + 4 + 64<<10
 
 // Block kinds parse reports.
 type ngKind int
@@ -154,8 +154,8 @@ func (p *ngParser) parse(b []byte) (blk ngBlock, need int, err error) {
 		}
 	case ngBlockSPB, ngBlockPB:
 		return blk, 0, fmt.Errorf("%w: block type %#x has no interface or timestamp; agents send enhanced packet blocks", errNgFormat, typ)
-	case tunnel.WatermarkBlockType:
-		if ts, ok, err := tunnel.DecodeWatermark(b, bo); err != nil {
+	case agentproto.WatermarkBlockType:
+		if ts, ok, err := agentproto.DecodeWatermark(b, bo); err != nil {
 			return blk, 0, fmt.Errorf("%w: %w", errNgFormat, err)
 		} else if ok {
 			blk = ngBlock{kind: ngWatermark, ts: ts}
@@ -169,8 +169,8 @@ func (p *ngParser) parseIDB(b []byte) (ngIface, error) {
 	if len(b) < 20 {
 		return ngIface{}, fmt.Errorf("%w: interface description of %d bytes", errNgFormat, len(b))
 	}
-	if len(p.ifaces) >= tunnel.MaxInterfaces {
-		return ngIface{}, fmt.Errorf("%w: more than %d interfaces", errNgFormat, tunnel.MaxInterfaces)
+	if len(p.ifaces) >= agentproto.MaxInterfaces {
+		return ngIface{}, fmt.Errorf("%w: more than %d interfaces", errNgFormat, agentproto.MaxInterfaces)
 	}
 	ifc := ngIface{linkType: bo.Uint16(b[8:]), snaplen: bo.Uint32(b[12:]), mul: 1000, div: 1} // default: microseconds
 	err := p.options(b[16:len(b)-4], func(code uint16, v []byte) error {

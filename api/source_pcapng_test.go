@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"code.cloudfoundry.org/pcap/tunnel"
+	"code.cloudfoundry.org/pcap/tunnel/agentproto"
 )
 
 // Hand-made pcapng blocks, in either byte order, for what pcapgo's writer
@@ -162,7 +162,7 @@ func TestParserRefusesMalformedBlocks(t *testing.T) {
 		"simple packet block":        appendBlock(bytes.Clone(head), le, ngBlockSPB, []byte{4, 0, 0, 0, 1, 2, 3, 4}),
 		"option overruns the block":  appendBlock(bytes.Clone(head), le, ngBlockEPB, append(good[8:36:36], 1, 0, 200, 0)),
 		"bad tsresol":                appendIDB(appendSHB(nil, le), le, 65535, 19),
-		"bad watermark":              appendBlock(bytes.Clone(head), le, tunnel.WatermarkBlockType, le.AppendUint32(le.AppendUint32(nil, tunnel.WatermarkPEN), 1)),
+		"bad watermark":              appendBlock(bytes.Clone(head), le, agentproto.WatermarkBlockType, le.AppendUint32(le.AppendUint32(nil, agentproto.WatermarkPEN), 1)),
 	}
 	for name, stream := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -178,7 +178,7 @@ func TestParserReadsWatermarksAndSkipsUnknownBlocks(t *testing.T) {
 	s := appendIDB(appendSHB(nil, le), le, 65535, 9)
 	s = appendBlock(s, le, 0x00000BAD, le.AppendUint32(nil, 12345)) // someone else's custom block
 	s = appendBlock(s, le, 0x00000004, make([]byte, 8))             // name resolution
-	s = tunnel.AppendWatermark(s, 1700000000123456789)
+	s = agentproto.AppendWatermark(s, 1700000000123456789)
 	blks, err := parseAll(s)
 	if err != nil {
 		t.Fatal(err)
@@ -223,7 +223,7 @@ func FuzzParser(f *testing.F) {
 	le := binary.LittleEndian
 	s := appendIDB(appendSHB(nil, le), le, 65535, 9)
 	s = appendEPB(s, le, 0, 1, []byte("abc"))
-	s = tunnel.AppendWatermark(s, 5)
+	s = agentproto.AppendWatermark(s, 5)
 	f.Add(s)
 	be := appendIDB(appendSHB(nil, binary.BigEndian), binary.BigEndian, 128, 6)
 	f.Add(appendEPB(be, binary.BigEndian, 0, 1, []byte("abcdefgh")))

@@ -12,7 +12,7 @@ import (
 	"github.com/gopacket/gopacket/layers"
 	"github.com/gopacket/gopacket/pcapgo"
 
-	"code.cloudfoundry.org/pcap/tunnel"
+	"code.cloudfoundry.org/pcap/tunnel/agentproto"
 	"code.cloudfoundry.org/pcap/tunnel/capturecmd"
 )
 
@@ -24,10 +24,10 @@ type agentStream struct {
 	w   *pcapgo.NgWriter
 }
 
-func newAgentStream(t testing.TB, ifaces ...tunnel.InterfaceStats) *agentStream {
+func newAgentStream(t testing.TB, ifaces ...agentproto.InterfaceStats) *agentStream {
 	t.Helper()
 	a := &agentStream{t: t}
-	ng := func(i tunnel.InterfaceStats) pcapgo.NgInterface {
+	ng := func(i agentproto.InterfaceStats) pcapgo.NgInterface {
 		return pcapgo.NgInterface{Name: i.Name, LinkType: layers.LinkType(i.LinkType), SnapLength: i.Snaplen, TimestampResolution: 9}
 	}
 	w, err := pcapgo.NewNgWriterInterface(&a.buf, ng(ifaces[0]), pcapgo.NgWriterOptions{})
@@ -59,7 +59,7 @@ func (a *agentStream) flush() {
 	}
 }
 
-var twoIfaces = []tunnel.InterfaceStats{
+var twoIfaces = []agentproto.InterfaceStats{
 	{Name: "eth0", LinkType: uint16(layers.LinkTypeEthernet), Snaplen: 65535},
 	{Name: "lo", LinkType: uint16(layers.LinkTypeEthernet), Snaplen: 128},
 }
@@ -124,7 +124,7 @@ func TestSourceRefusesBadPackets(t *testing.T) {
 	cases := []struct {
 		name    string
 		stream  func() []byte
-		ifaces  []tunnel.InterfaceStats
+		ifaces  []agentproto.InterfaceStats
 		wantErr string
 	}{
 		{"packet over the announced snaplen", func() []byte {
@@ -133,10 +133,10 @@ func TestSourceRefusesBadPackets(t *testing.T) {
 			return a.buf.Bytes()
 		}, twoIfaces, "agent sent a packet of 129 bytes on lo, over its snaplen 128"},
 		{"packet over the protocol's snaplen", func() []byte {
-			a := newAgentStream(t, tunnel.InterfaceStats{Name: "eth0", LinkType: 1, Snaplen: 0})
-			a.packet(0, t0, make([]byte, tunnel.MaxSnaplen+1))
+			a := newAgentStream(t, agentproto.InterfaceStats{Name: "eth0", LinkType: 1, Snaplen: 0})
+			a.packet(0, t0, make([]byte, agentproto.MaxSnaplen+1))
 			return a.buf.Bytes()
-		}, []tunnel.InterfaceStats{{Name: "eth0", LinkType: 1}}, "agent sent a packet of 262145 bytes on eth0, over its snaplen 262144"},
+		}, []agentproto.InterfaceStats{{Name: "eth0", LinkType: 1}}, "agent sent a packet of 262145 bytes on eth0, over its snaplen 262144"},
 		{"captured more than the packet's length", func() []byte {
 			a := newAgentStream(t, twoIfaces...)
 			at := a.buf.Len()

@@ -6,7 +6,7 @@ import (
 	"sync"
 	"time"
 
-	"code.cloudfoundry.org/pcap/tunnel"
+	"code.cloudfoundry.org/pcap/tunnel/agentproto"
 )
 
 // stream is one session's capture loop: it runs the sources' readers and
@@ -44,7 +44,7 @@ type stream struct {
 
 // stream runs readers and the merger until the capture should end, then
 // stops the sources and drains them (bounded). It returns why it ended,
-// the limit that ended it when pcap-api's own duration did (tunnel.Limit*),
+// the limit that ended it when pcap-api's own duration did (agentproto.Limit*),
 // and the output error, if the client went away. The targets still in op
 // join *srcs as they open; followed, sources join and leave it while it
 // runs.
@@ -130,7 +130,7 @@ func (st *stream) run(ctx context.Context, stop <-chan struct{}) (string, string
 			st.beginStop(OutcomeStopped)
 		case <-durationC:
 			if !st.stopping {
-				st.limit = tunnel.LimitDuration
+				st.limit = agentproto.LimitDuration
 			}
 			st.beginStop(OutcomeLimitReached)
 		case <-st.stopDeadline:

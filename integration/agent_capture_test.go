@@ -11,7 +11,7 @@ import (
 
 	"code.cloudfoundry.org/pcap/agent"
 	"code.cloudfoundry.org/pcap/integration/testenv"
-	"code.cloudfoundry.org/pcap/tunnel"
+	"code.cloudfoundry.org/pcap/tunnel/agentproto"
 )
 
 // TestAgentHostLoopbackExcludesOwnTunnel captures on the host's lo with a
@@ -30,9 +30,9 @@ func TestAgentHostLoopbackExcludesOwnTunnel(t *testing.T) {
 	truth := agTcpdump(t, nil, "lo", fmt.Sprintf("udp dst port %d", udpPort))
 
 	filter := fmt.Sprintf("udp dst port %d or tcp port %s", udpPort, portStr)
-	capt := agOpen(t, s.Client, tunnel.CaptureRequest{
-		Version:    tunnel.ProtocolVersion,
-		Target:     tunnel.Target{Kind: tunnel.TargetHost},
+	capt := agOpen(t, s.Client, agentproto.CaptureRequest{
+		Version:    agentproto.ProtocolVersion,
+		Target:     agentproto.Target{Kind: agentproto.TargetHost},
 		Interfaces: []string{"lo"},
 		Filter:     filter,
 	})
@@ -56,7 +56,7 @@ func TestAgentHostLoopbackExcludesOwnTunnel(t *testing.T) {
 	if got := countPackets(t, truthFile, ""); got != n {
 		t.Errorf("tcpdump saw %d packets, want %d (the agent saw %d)", got, n, countPackets(t, file, ""))
 	}
-	if !st.Final || st.End != tunnel.EndStopped {
+	if !st.Final || st.End != agentproto.EndStopped {
 		t.Errorf("final stats %+v, want final and stopped", st)
 	}
 	// On lo the kernel hands every packet to a packet socket twice (out
@@ -153,9 +153,9 @@ func TestAgentCapturesByPID(t *testing.T) {
 	t.Parallel()
 	s := agStart(t, agentOptions{})
 	ct := newContainer(t, s.Agent.NetnsDir, agGUID(t))
-	capt := agOpen(t, s.Client, tunnel.CaptureRequest{
-		Version: tunnel.ProtocolVersion,
-		Target:  tunnel.Target{Kind: tunnel.TargetPID, PID: ct.Init.Cmd.Process.Pid},
+	capt := agOpen(t, s.Client, agentproto.CaptureRequest{
+		Version: agentproto.ProtocolVersion,
+		Target:  agentproto.Target{Kind: agentproto.TargetPID, PID: ct.Init.Cmd.Process.Pid},
 		Filter:  "udp dst port 9000",
 	})
 	wait := drain(t, capt)
@@ -185,7 +185,7 @@ func TestAgentLimits(t *testing.T) {
 		if got := countPackets(t, file, "udp.dstport == 9000"); got != 10 {
 			t.Errorf("capture holds %d packets, want exactly the limit of 10", got)
 		}
-		if st.End != tunnel.EndLimitReached || st.Limit != tunnel.LimitPackets || st.Total().Packets != 10 {
+		if st.End != agentproto.EndLimitReached || st.Limit != agentproto.LimitPackets || st.Total().Packets != 10 {
 			t.Errorf("final stats %+v, want limit-reached (packets) after 10 packets", st)
 		}
 	})
@@ -204,7 +204,7 @@ func TestAgentLimits(t *testing.T) {
 		if got := countPackets(t, file, "frame.len == 142"); got != 7 || countPackets(t, file, "") != 7 {
 			t.Errorf("capture holds %d packets of 142 bytes, want 7", got)
 		}
-		if st.End != tunnel.EndLimitReached || st.Limit != tunnel.LimitBytes || st.Total().Packets != 7 || st.Total().Bytes != 7*142 {
+		if st.End != agentproto.EndLimitReached || st.Limit != agentproto.LimitBytes || st.Total().Packets != 7 || st.Total().Bytes != 7*142 {
 			t.Errorf("final stats %+v, want limit-reached (bytes) after 7 packets, 994 bytes", st)
 		}
 	})
@@ -223,7 +223,7 @@ func TestAgentLimits(t *testing.T) {
 		if d < limit || d > limit+5*time.Second {
 			t.Errorf("capture with a %v limit ended after %v", limit, d)
 		}
-		if st.End != tunnel.EndLimitReached || st.Limit != tunnel.LimitDuration {
+		if st.End != agentproto.EndLimitReached || st.Limit != agentproto.LimitDuration {
 			t.Errorf("final stats %+v, want limit-reached (duration)", st)
 		}
 		capinfos(t, file)
@@ -264,7 +264,7 @@ func TestAgentSlowReaderDropsAreCounted(t *testing.T) {
 	capinfos(t, file)
 	inFile := countPackets(t, file, "udp.dstport == 9000")
 	tot := st.Total()
-	if st.End != tunnel.EndStopped {
+	if st.End != agentproto.EndStopped {
 		t.Errorf("final stats %+v, want stopped", st)
 	}
 	if uint64(inFile) != tot.Packets {

@@ -7,6 +7,7 @@ import (
 
 	"code.cloudfoundry.org/pcap/integration/testenv"
 	"code.cloudfoundry.org/pcap/tunnel"
+	"code.cloudfoundry.org/pcap/tunnel/agentproto"
 )
 
 // TestAgentMaxCaptures: with max_captures 1 the second capture is refused
@@ -21,8 +22,8 @@ func TestAgentMaxCaptures(t *testing.T) {
 	first := agOpen(t, s.Client, agContainerReq(ct, "udp dst port 9000"))
 	wait := drain(t, first)
 
-	_, err := s.Client.OpenCapture(t.Context(), tunnel.CaptureRequest{
-		Version: tunnel.ProtocolVersion, Target: tunnel.Target{Kind: tunnel.TargetHost}, Interfaces: []string{"lo"},
+	_, err := agentproto.OpenCapture(t.Context(), s.Client, agentproto.CaptureRequest{
+		Version: agentproto.ProtocolVersion, Target: agentproto.Target{Kind: agentproto.TargetHost}, Interfaces: []string{"lo"},
 	})
 	agWantReject(t, err, tunnel.CodeLimitReached, "agent is running its maximum of 1 captures")
 
@@ -64,8 +65,8 @@ func TestAgentEndsCaptureWhenClientGoes(t *testing.T) {
 
 	// The whole connection goes: a host capture on it ends too.
 	other := dialAgent(t, s.Agent, s.Key)
-	agOpen(t, other, tunnel.CaptureRequest{
-		Version: tunnel.ProtocolVersion, Target: tunnel.Target{Kind: tunnel.TargetHost}, Interfaces: []string{"lo"},
+	agOpen(t, other, agentproto.CaptureRequest{
+		Version: agentproto.ProtocolVersion, Target: agentproto.Target{Kind: agentproto.TargetHost}, Interfaces: []string{"lo"},
 		Filter: "udp dst port 9",
 	})
 	closedAt = time.Now()
@@ -109,7 +110,7 @@ func TestAgentSIGTERMDuringCapture(t *testing.T) {
 	}
 	// The client must learn the capture was cut short by the agent, not
 	// stopped by itself.
-	if tot := st.Total(); st.End != tunnel.EndAgentStopped || tot.Packets != 20 || tot.Received != 20 || tot.Unaccounted != 0 {
+	if tot := st.Total(); st.End != agentproto.EndAgentStopped || tot.Packets != 20 || tot.Received != 20 || tot.Unaccounted != 0 {
 		t.Errorf("final stats %+v, want agent-stopped with 20 packets of 20 received", st)
 	}
 	if got := countPackets(t, file, "udp.dstport == 9000"); got != 20 {

@@ -13,6 +13,7 @@ import (
 
 	"code.cloudfoundry.org/pcap/integration/testenv"
 	"code.cloudfoundry.org/pcap/tunnel"
+	"code.cloudfoundry.org/pcap/tunnel/agentproto"
 )
 
 // TestAgentRejectsBadInput: every bad request is refused with the exact
@@ -27,35 +28,35 @@ func TestAgentRejectsBadInput(t *testing.T) {
 
 	tests := []struct {
 		name   string
-		change func(r *tunnel.CaptureRequest)
+		change func(r *agentproto.CaptureRequest)
 		code   string
 		msg    string
 	}{
-		{"bad BPF syntax", func(r *tunnel.CaptureRequest) { r.Filter = "tcp[" },
+		{"bad BPF syntax", func(r *agentproto.CaptureRequest) { r.Filter = "tcp[" },
 			tunnel.CodeBadFilter, "filter does not compile on eth0: syntax error"},
-		{"bad BPF port", func(r *tunnel.CaptureRequest) { r.Filter = "udp port 99999" },
+		{"bad BPF port", func(r *agentproto.CaptureRequest) { r.Filter = "udp port 99999" },
 			tunnel.CodeBadFilter, "filter does not compile on eth0: illegal port number 99999 > 65535"},
-		{"filter too long", func(r *tunnel.CaptureRequest) { r.Filter = strings.Repeat("udp or ", 714) + "tcp" },
+		{"filter too long", func(r *agentproto.CaptureRequest) { r.Filter = strings.Repeat("udp or ", 714) + "tcp" },
 			tunnel.CodeFilterTooLong, "filter is 5001 characters, at most 5000 are allowed"},
-		{"snaplen 10^6", func(r *tunnel.CaptureRequest) { r.Snaplen = 1_000_000 },
+		{"snaplen 10^6", func(r *agentproto.CaptureRequest) { r.Snaplen = 1_000_000 },
 			tunnel.CodeBadSnaplen, "snaplen 1000000 is out of range 1..262144"},
-		{"snaplen negative", func(r *tunnel.CaptureRequest) { r.Snaplen = -1 },
+		{"snaplen negative", func(r *agentproto.CaptureRequest) { r.Snaplen = -1 },
 			tunnel.CodeBadSnaplen, "snaplen -1 is out of range 1..262144"},
-		{"unknown interface", func(r *tunnel.CaptureRequest) { r.Interfaces = []string{"eth7"} },
+		{"unknown interface", func(r *agentproto.CaptureRequest) { r.Interfaces = []string{"eth7"} },
 			tunnel.CodeUnknownInterface, `no interface "eth7" in the target's network namespace`},
-		{"second interface unknown", func(r *tunnel.CaptureRequest) { r.Interfaces = []string{"eth0", "eth1"} },
+		{"second interface unknown", func(r *agentproto.CaptureRequest) { r.Interfaces = []string{"eth0", "eth1"} },
 			tunnel.CodeUnknownInterface, `no interface "eth1" in the target's network namespace`},
-		{"interface with slash", func(r *tunnel.CaptureRequest) { r.Interfaces = []string{"eth0/1"} },
+		{"interface with slash", func(r *agentproto.CaptureRequest) { r.Interfaces = []string{"eth0/1"} },
 			tunnel.CodeBadInterface, `interface name "eth0/1" is not valid (letters, digits and _.:@- only)`},
-		{"interface with space", func(r *tunnel.CaptureRequest) { r.Interfaces = []string{"eth 0"} },
+		{"interface with space", func(r *agentproto.CaptureRequest) { r.Interfaces = []string{"eth 0"} },
 			tunnel.CodeBadInterface, `interface name "eth 0" is not valid (letters, digits and _.:@- only)`},
-		{"unknown guid", func(r *tunnel.CaptureRequest) { r.Target.InstanceGUID = missingGUID },
+		{"unknown guid", func(r *agentproto.CaptureRequest) { r.Target.InstanceGUID = missingGUID },
 			tunnel.CodeTargetNotFound, "no container with instance guid " + missingGUID + " on this host"},
-		{"unknown pid", func(r *tunnel.CaptureRequest) {
+		{"unknown pid", func(r *agentproto.CaptureRequest) {
 			// Above PID_MAX_LIMIT (4194304): no process can have it.
-			r.Target = tunnel.Target{Kind: tunnel.TargetPID, PID: 4194305}
+			r.Target = agentproto.Target{Kind: agentproto.TargetPID, PID: 4194305}
 		}, tunnel.CodeTargetNotFound, "no process with pid 4194305 on this host"},
-		{"unsupported version", func(r *tunnel.CaptureRequest) { r.Version = 2 },
+		{"unsupported version", func(r *agentproto.CaptureRequest) { r.Version = 2 },
 			tunnel.CodeUnsupportedVersion, "protocol version 2 is not supported (this side speaks 1)"},
 	}
 	for _, tt := range tests {
@@ -64,7 +65,7 @@ func TestAgentRejectsBadInput(t *testing.T) {
 			tt.change(&req)
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
-			capt, err := s.Client.OpenCapture(ctx, req)
+			capt, err := agentproto.OpenCapture(ctx, s.Client, req)
 			if err == nil {
 				capt.Close()
 			}
@@ -74,7 +75,7 @@ func TestAgentRejectsBadInput(t *testing.T) {
 
 	// Raw payloads, as any SSH client could send them.
 	raw := agRawDial(t, s)
-	oversize := `{"version":1,"target":{"kind":"host"},"filter":"` + strings.Repeat("x", tunnel.MaxRequestSize) + `"}`
+	oversize := `{"version":1,"target":{"kind":"host"},"filter":"` + strings.Repeat("x", agentproto.MaxRequestSize) + `"}`
 	rawTests := []struct {
 		name    string
 		payload string
@@ -98,7 +99,7 @@ func TestAgentRejectsBadInput(t *testing.T) {
 	}
 	for _, tt := range rawTests {
 		t.Run(tt.name, func(t *testing.T) {
-			ch, _, err := raw.OpenChannel(tunnel.ChannelCapture, []byte(tt.payload))
+			ch, _, err := raw.OpenChannel(agentproto.ChannelCapture, []byte(tt.payload))
 			if err == nil {
 				ch.Close()
 				t.Fatal("agent accepted the payload")
@@ -193,12 +194,12 @@ func TestAgentRefusesWrongKeys(t *testing.T) {
 	})
 
 	t.Run("authorized client still works", func(t *testing.T) {
-		capt := agOpen(t, s.Client, tunnel.CaptureRequest{
-			Version: tunnel.ProtocolVersion, Target: tunnel.Target{Kind: tunnel.TargetHost}, Interfaces: []string{"lo"},
+		capt := agOpen(t, s.Client, agentproto.CaptureRequest{
+			Version: agentproto.ProtocolVersion, Target: agentproto.Target{Kind: agentproto.TargetHost}, Interfaces: []string{"lo"},
 			Filter: "udp dst port 9", // nothing sends there
 		})
 		wait := drain(t, capt)
-		if _, st := agStop(t, capt, wait, time.Second); st.End != tunnel.EndStopped {
+		if _, st := agStop(t, capt, wait, time.Second); st.End != agentproto.EndStopped {
 			t.Errorf("final stats %+v, want stopped", st)
 		}
 	})

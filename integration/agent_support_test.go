@@ -21,6 +21,7 @@ import (
 
 	"code.cloudfoundry.org/pcap/integration/testenv"
 	"code.cloudfoundry.org/pcap/tunnel"
+	"code.cloudfoundry.org/pcap/tunnel/agentproto"
 )
 
 // Helpers of the agent tests (agent_*_test.go).
@@ -67,21 +68,21 @@ func agRawDial(t *testing.T, s *agSetup) *ssh.Client {
 }
 
 // agContainerReq asks for a capture in c by its instance GUID.
-func agContainerReq(c *container, filter string, ifaces ...string) tunnel.CaptureRequest {
-	return tunnel.CaptureRequest{
-		Version:    tunnel.ProtocolVersion,
-		Target:     tunnel.Target{Kind: tunnel.TargetCFInstance, InstanceGUID: c.GUID},
+func agContainerReq(c *container, filter string, ifaces ...string) agentproto.CaptureRequest {
+	return agentproto.CaptureRequest{
+		Version:    agentproto.ProtocolVersion,
+		Target:     agentproto.Target{Kind: agentproto.TargetCFInstance, InstanceGUID: c.GUID},
 		Interfaces: ifaces,
 		Filter:     filter,
 	}
 }
 
 // agOpen opens a capture, failing t on a refusal.
-func agOpen(t *testing.T, c *tunnel.Client, req tunnel.CaptureRequest) *tunnel.Capture {
+func agOpen(t *testing.T, c *tunnel.Client, req agentproto.CaptureRequest) *agentproto.Capture {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	capt, err := c.OpenCapture(ctx, req)
+	capt, err := agentproto.OpenCapture(ctx, c, req)
 	if err != nil {
 		t.Fatalf("open capture %+v: %v", req, err)
 	}
@@ -92,7 +93,7 @@ func agOpen(t *testing.T, c *tunnel.Client, req tunnel.CaptureRequest) *tunnel.C
 // agStop stops a capture whose stream wait drains, and returns the file
 // and the final stats. It checks that EOF and final stats came within
 // bound of the stop.
-func agStop(t *testing.T, capt *tunnel.Capture, wait func() string, bound time.Duration) (string, tunnel.Stats) {
+func agStop(t *testing.T, capt *agentproto.Capture, wait func() string, bound time.Duration) (string, agentproto.Stats) {
 	t.Helper()
 	stopAt := time.Now()
 	if err := capt.Stop(); err != nil {
@@ -107,7 +108,7 @@ func agStop(t *testing.T, capt *tunnel.Capture, wait func() string, bound time.D
 }
 
 // agFinal waits (bounded) for a capture's final stats.
-func agFinal(t *testing.T, capt *tunnel.Capture) tunnel.Stats {
+func agFinal(t *testing.T, capt *agentproto.Capture) agentproto.Stats {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

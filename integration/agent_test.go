@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"code.cloudfoundry.org/pcap/integration/testenv"
-	"code.cloudfoundry.org/pcap/tunnel"
+	"code.cloudfoundry.org/pcap/tunnel/agentproto"
 )
 
 // container is an app instance's network namespace, linked by eth0
@@ -76,9 +76,9 @@ func TestAgentCapturesContainerByInstanceGUID(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	capt, err := client.OpenCapture(ctx, tunnel.CaptureRequest{
-		Version:    tunnel.ProtocolVersion,
-		Target:     tunnel.Target{Kind: tunnel.TargetCFInstance, InstanceGUID: ct.GUID},
+	capt, err := agentproto.OpenCapture(ctx, client, agentproto.CaptureRequest{
+		Version:    agentproto.ProtocolVersion,
+		Target:     agentproto.Target{Kind: agentproto.TargetCFInstance, InstanceGUID: ct.GUID},
 		Interfaces: []string{"eth0"},
 		Filter:     "udp dst port 9000",
 	})
@@ -110,7 +110,7 @@ func TestAgentCapturesContainerByInstanceGUID(t *testing.T) {
 	if n := countPackets(t, file, "udp.dstport == 9000 && ip.src == 198.18.0.2"); n != 57 {
 		t.Errorf("capture holds %d matching packets, want 57", n)
 	}
-	if !st.Final || st.End != tunnel.EndStopped {
+	if !st.Final || st.End != agentproto.EndStopped {
 		t.Errorf("final stats = %+v, want final and stopped", st)
 	}
 	tot := st.Total()

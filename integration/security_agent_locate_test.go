@@ -14,6 +14,7 @@ import (
 
 	"code.cloudfoundry.org/pcap/integration/testenv"
 	"code.cloudfoundry.org/pcap/tunnel"
+	"code.cloudfoundry.org/pcap/tunnel/agentproto"
 )
 
 // Attacks on how the agent finds a container (issue 11, item 1). The
@@ -104,8 +105,8 @@ func TestSecurityAgentRefusesWhatIsNotAContainer(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
-			capt, err := s.Client.OpenCapture(ctx, tunnel.CaptureRequest{Version: tunnel.ProtocolVersion,
-				Target: tunnel.Target{Kind: tunnel.TargetCFInstance, InstanceGUID: tt.guid}, Interfaces: []string{"lo"}})
+			capt, err := agentproto.OpenCapture(ctx, s.Client, agentproto.CaptureRequest{Version: agentproto.ProtocolVersion,
+				Target: agentproto.Target{Kind: agentproto.TargetCFInstance, InstanceGUID: tt.guid}, Interfaces: []string{"lo"}})
 			if err == nil {
 				capt.Close()
 			}
@@ -130,7 +131,7 @@ func TestSecurityAgentRefusesPathGUIDs(t *testing.T) {
 	for _, guid := range []string{"../" + above.GUID, "a/b", "", "..", "6F1C2A3E-0000-4A5B-8C9D-0000", above.GUID + "0"} {
 		t.Run(fmt.Sprintf("%q", guid), func(t *testing.T) {
 			payload := fmt.Sprintf(`{"version":1,"target":{"kind":"cf-instance","instance_guid":%q},"interfaces":["eth0"]}`, guid)
-			ch, _, err := raw.OpenChannel(tunnel.ChannelCapture, []byte(payload))
+			ch, _, err := raw.OpenChannel(agentproto.ChannelCapture, []byte(payload))
 			if err == nil {
 				ch.Close()
 				t.Fatal("agent accepted the request")

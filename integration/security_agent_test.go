@@ -21,6 +21,7 @@ import (
 	"code.cloudfoundry.org/pcap/agent"
 	"code.cloudfoundry.org/pcap/integration/testenv"
 	"code.cloudfoundry.org/pcap/tunnel"
+	"code.cloudfoundry.org/pcap/tunnel/agentproto"
 )
 
 // relLockedBuffer is a log sink many goroutines write to.
@@ -158,12 +159,12 @@ func TestSecurityAgentExposure(t *testing.T) {
 			}
 		}
 		// On a capture channel, only "stop" is served.
-		req, err := tunnel.CaptureRequest{Version: tunnel.ProtocolVersion, Target: tunnel.Target{Kind: tunnel.TargetHost},
+		req, err := agentproto.CaptureRequest{Version: agentproto.ProtocolVersion, Target: agentproto.Target{Kind: agentproto.TargetHost},
 			Interfaces: []string{"lo"}, Filter: "udp dst port 9"}.Marshal()
 		if err != nil {
 			t.Fatal(err)
 		}
-		ch, reqs, err := c.OpenChannel(tunnel.ChannelCapture, req)
+		ch, reqs, err := c.OpenChannel(agentproto.ChannelCapture, req)
 		if err != nil {
 			t.Fatalf("open a capture: %v", err)
 		}
@@ -173,7 +174,7 @@ func TestSecurityAgentExposure(t *testing.T) {
 				t.Errorf("request %s on a capture channel: ok %v, err %v; want refused", r, ok, err)
 			}
 		}
-		if ok, err := ch.SendRequest(tunnel.RequestStop, true, nil); !ok || err != nil {
+		if ok, err := ch.SendRequest(agentproto.RequestStop, true, nil); !ok || err != nil {
 			t.Errorf("stop: ok %v, err %v", ok, err)
 		}
 		ended := make(chan error, 1)
@@ -192,7 +193,7 @@ func TestSecurityAgentExposure(t *testing.T) {
 		ch.Close()
 
 		// A capture request over SSH's 256 KiB packet limit: cut off.
-		c.OpenChannel(tunnel.ChannelCapture, make([]byte, 1<<20))
+		c.OpenChannel(agentproto.ChannelCapture, make([]byte, 1<<20))
 		done := make(chan error, 1)
 		go func() { done <- c.Wait() }()
 		select {
@@ -244,7 +245,7 @@ func TestSecurityAgentExposure(t *testing.T) {
 		}
 		defer c.Close()
 		port, received := agUDPSink(t)
-		capt := agOpen(t, c, tunnel.CaptureRequest{Version: tunnel.ProtocolVersion, Target: tunnel.Target{Kind: tunnel.TargetHost},
+		capt := agOpen(t, c, agentproto.CaptureRequest{Version: agentproto.ProtocolVersion, Target: agentproto.Target{Kind: agentproto.TargetHost},
 			Interfaces: []string{"lo"}, Filter: fmt.Sprintf("udp dst port %d", port)})
 		wait := drain(t, capt)
 		agSend(t, nil, fmt.Sprintf("127.0.0.1:%d", port), 3, 50, 1000)

@@ -14,7 +14,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"code.cloudfoundry.org/pcap/integration/testenv"
-	"code.cloudfoundry.org/pcap/tunnel"
+	"code.cloudfoundry.org/pcap/tunnel/agentproto"
 )
 
 // TestSecurityHostileSSH speaks SSH to the front door and to an agent the
@@ -76,7 +76,7 @@ func TestSecurityHostileSSH(t *testing.T) {
 				Host string
 				Port uint32
 			}{"127.0.0.1", 6000})},
-			{"auth-agent@openssh.com", nil}, {"direct-streamlocal@openssh.com", nil}, {tunnel.ChannelCapture, nil},
+			{"auth-agent@openssh.com", nil}, {"direct-streamlocal@openssh.com", nil}, {agentproto.ChannelCapture, nil},
 		} {
 			wantUnknownChannel(t, cl, typ.name, typ.payload)
 		}
@@ -209,7 +209,7 @@ func TestSecurityHostileSSH(t *testing.T) {
 			t.Errorf("tcpip-forward: ok %v, err %v; want refused", ok, err)
 		}
 		// A capture request larger than an SSH packet: the connection is cut.
-		cl.OpenChannel(tunnel.ChannelCapture, make([]byte, 1<<20))
+		cl.OpenChannel(agentproto.ChannelCapture, make([]byte, 1<<20))
 		relWaitClosed(t, cl, 10*time.Second)
 		stillServes(t)
 	})

@@ -17,7 +17,7 @@ import (
 	cfplugin "code.cloudfoundry.org/cli/v8/plugin"
 	"github.com/urfave/cli/v2"
 
-	"code.cloudfoundry.org/pcap/tunnel"
+	"code.cloudfoundry.org/pcap/tunnel/agentproto"
 	"code.cloudfoundry.org/pcap/tunnel/capturecmd"
 	"code.cloudfoundry.org/pcap/tunnel/frontdoor"
 )
@@ -170,7 +170,7 @@ func (p *Plugin) run(conn cfplugin.CliConnection, args []string, stdout, stderr 
 			&cli.StringFlag{Name: "process", Aliases: []string{"t", "type"}, Value: capturecmd.DefaultProcess, Destination: &o.ptype},
 			&cli.StringFlag{Name: "filter", Aliases: []string{"f"}, Destination: &o.filter},
 			&cli.StringSliceFlag{Name: "interface"},
-			&cli.IntFlag{Name: "snaplen", Aliases: []string{"s"}, Value: tunnel.DefaultSnaplen, Destination: &o.snaplen},
+			&cli.IntFlag{Name: "snaplen", Aliases: []string{"s"}, Value: agentproto.DefaultSnaplen, Destination: &o.snaplen},
 			&cli.DurationFlag{Name: "duration", Destination: &o.duration},
 			&cli.Uint64Flag{Name: "count", Aliases: []string{"c"}, Destination: &o.count},
 			&cli.Uint64Flag{Name: "max-bytes", Destination: &o.maxBytes},
@@ -313,12 +313,12 @@ func (o *options) request() (capturecmd.Request, error) {
 		Interfaces: o.interfaces,
 		Filter:     o.filter,
 		Snaplen:    o.snaplen,
-		Limits:     tunnel.Limits{Duration: o.duration, Packets: o.count, Bytes: o.maxBytes},
+		Limits:     agentproto.Limits{Duration: o.duration, Packets: o.count, Bytes: o.maxBytes},
 		Format:     o.format,
 		NoFollow:   o.noFollow,
 	}
 	if len(r.Interfaces) == 0 {
-		r.Interfaces = []string{tunnel.DefaultInterface}
+		r.Interfaces = []string{agentproto.DefaultInterface}
 	}
 	var errs []error
 	if o.instances != "" {

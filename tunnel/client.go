@@ -28,16 +28,17 @@ type ClientConfig struct {
 	KeepaliveTimeout  time.Duration
 }
 
-// Client is an SSH client connection to one agent. Its methods are safe for
-// concurrent use; many captures share one connection.
+// Client is an SSH client connection (to an agent, or to pcap-api's front
+// door). Its methods are safe for concurrent use; many channels share one
+// connection.
 type Client struct {
 	conn ssh.Conn
 	done chan struct{} // closed when the connection has ended
 	err  error         // why it ended; read after done
 
 	mu       sync.Mutex
-	captures int       // open or being opened
-	changed  time.Time // when captures last changed, or the connection was made
+	channels int       // open or being opened
+	changed  time.Time // when channels last changed, or the connection was made
 }
 
 // Dial connects to addr and performs the SSH handshake within
@@ -165,36 +166,39 @@ func (c *Client) Err() error {
 	return c.err
 }
 
-// RemoteAddr is the agent's address.
+// RemoteAddr is the server's address.
 func (c *Client) RemoteAddr() net.Addr { return c.conn.RemoteAddr() }
 
-// Close closes the connection and with it every capture on it.
+// Close closes the connection and with it every channel on it.
 func (c *Client) Close() error { return c.conn.Close() }
 
-// Captures returns how many captures are open or being opened on c, and
+// Channels returns how many channels are open or being opened on c, and
 // since when that number has not changed (for idle connections: since
-// when they are idle). A capture counts until its channel has closed.
-func (c *Client) Captures() (int, time.Time) {
+// when they are idle). A channel counts from [Client.OpenChannel] until its
+// release is called.
+func (c *Client) Channels() (int, time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.captures, c.changed
+	return c.channels, c.changed
 }
 
-func (c *Client) countCapture(delta int) {
+func (c *Client) countChannel(delta int) {
 	c.mu.Lock()
-	c.captures += delta
+	c.channels += delta
 	c.changed = time.Now()
 	c.mu.Unlock()
 }
 
-// OpenCapture asks the agent for a capture. A refusal is returned as a
-// [*RejectError] carrying the agent's reason. ctx bounds only the opening.
-func (c *Client) OpenCapture(ctx context.Context, req CaptureRequest) (*Capture, error) {
-	payload, err := req.Marshal()
-	if err != nil {
-		return nil, err
-	}
-	c.countCapture(1)
+// OpenChannel opens a channel of type kind with payload as its extra data.
+// ctx bounds only the opening: when it ends first, a channel that still
+// opens later is closed. A refusal is the peer's *ssh.OpenChannelError,
+// unchanged ([ParseRejection] reads pcap's codes out of it).
+//
+// An opened channel counts in [Client.Channels] until release is called;
+// the caller must call release once, when the channel has closed (its
+// requests channel has ended). release is safe to call more than once.
+func (c *Client) OpenChannel(ctx context.Context, kind string, payload []byte) (ch ssh.Channel, reqs <-chan *ssh.Request, release func(), err error) {
+	c.countChannel(1)
 	type result struct {
 		ch   ssh.Channel
 		reqs <-chan *ssh.Request
@@ -202,115 +206,25 @@ func (c *Client) OpenCapture(ctx context.Context, req CaptureRequest) (*Capture,
 	}
 	res := make(chan result, 1)
 	go func() {
-		ch, reqs, err := c.conn.OpenChannel(ChannelCapture, payload)
+		ch, reqs, err := c.conn.OpenChannel(kind, payload)
 		res <- result{ch, reqs, err}
 	}()
 	select {
 	case r := <-res:
 		if r.err != nil {
-			c.countCapture(-1)
-			return nil, ParseRejection(r.err)
+			c.countChannel(-1)
+			return nil, nil, nil, r.err
 		}
-		return newCapture(r.ch, r.reqs, func() { c.countCapture(-1) }), nil
+		var once sync.Once
+		return r.ch, r.reqs, func() { once.Do(func() { c.countChannel(-1) }) }, nil
 	case <-ctx.Done():
 		go func() {
 			// The open may still succeed; close what it opens.
 			if r := <-res; r.err == nil {
 				r.ch.Close()
 			}
-			c.countCapture(-1)
+			c.countChannel(-1)
 		}()
-		return nil, fmt.Errorf("tunnel: open capture: %w", ctx.Err())
+		return nil, nil, nil, fmt.Errorf("tunnel: open %s channel: %w", kind, ctx.Err())
 	}
 }
-
-// Capture is the client side of one capture channel. Read returns the
-// pcapng stream; it returns io.EOF after the agent has finished. The
-// channel's requests are serviced by the Capture itself.
-type Capture struct {
-	ch       ssh.Channel
-	reqsDone chan struct{}
-	final    chan struct{} // closed when final stats arrived
-
-	mu      sync.Mutex
-	stats   Stats
-	updates chan struct{}
-}
-
-// newCapture serves the channel's requests; ended runs when they end (the
-// channel has closed).
-func newCapture(ch ssh.Channel, reqs <-chan *ssh.Request, ended func()) *Capture {
-	c := &Capture{ch: ch, reqsDone: make(chan struct{}), final: make(chan struct{}), updates: make(chan struct{}, 1)}
-	go c.serviceRequests(reqs, ended)
-	return c
-}
-
-func (c *Capture) serviceRequests(reqs <-chan *ssh.Request, ended func()) {
-	defer close(c.reqsDone)
-	defer ended() // counted down before anyone sees the end
-	for r := range reqs {
-		ok := false
-		if r.Type == RequestStats {
-			if s, err := DecodeStats(r.Payload); err == nil {
-				c.mu.Lock()
-				first := !c.stats.Final && s.Final
-				if !c.stats.Final {
-					c.stats = s
-				}
-				c.mu.Unlock()
-				if first {
-					close(c.final)
-				}
-				ok = true
-				select {
-				case c.updates <- struct{}{}:
-				default:
-				}
-			}
-		}
-		if r.WantReply {
-			r.Reply(ok, nil)
-		}
-	}
-}
-
-// Read reads the pcapng stream.
-func (c *Capture) Read(p []byte) (int, error) { return c.ch.Read(p) }
-
-// Stop asks the agent to end the capture; the agent then flushes, sends
-// final stats and closes, and Read returns io.EOF.
-func (c *Capture) Stop() error {
-	_, err := c.ch.SendRequest(RequestStop, false, nil)
-	if err != nil {
-		return fmt.Errorf("tunnel: send stop: %w", err)
-	}
-	return nil
-}
-
-// Updates receives a value whenever new stats arrived (coalesced); read
-// them with Stats.
-func (c *Capture) Updates() <-chan struct{} { return c.updates }
-
-// Stats returns the latest stats the agent sent.
-func (c *Capture) Stats() Stats {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.stats
-}
-
-// Wait waits until the agent's final stats arrived or the channel closed
-// (after Read returned io.EOF, or after Close), or ctx ends, and returns
-// the last stats; they are final when Stats.Final is set.
-func (c *Capture) Wait(ctx context.Context) (Stats, error) {
-	select {
-	case <-c.final:
-		return c.Stats(), nil
-	case <-c.reqsDone:
-		return c.Stats(), nil
-	case <-ctx.Done():
-		return c.Stats(), fmt.Errorf("tunnel: wait for final stats: %w", ctx.Err())
-	}
-}
-
-// Close closes the channel at once.
-func (c *Capture) Close() error { return c.ch.Close() }

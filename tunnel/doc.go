@@ -1,24 +1,19 @@
-// Package tunnel is pcap's SSH plumbing and its agent protocol, shared by
-// every hop.
+// Package tunnel is pcap's generic SSH plumbing, shared by every hop: a
+// net/http-shaped [Server] that routes channel types to handlers, a
+// [Client] with dial timeouts, keepalives and counted channels, key
+// loading, host-key pinning, and coded rejections.
 //
-// It is built on golang.org/x/crypto/ssh. A capture is an SSH channel of
-// type [ChannelCapture]; the channel-open payload is a JSON
-// [CaptureRequest]. When the agent accepts, the channel's data is a pcapng
-// stream (section header, one interface description block per captured
-// interface, enhanced packet blocks). Control travels as channel requests:
+// It is built on golang.org/x/crypto/ssh and knows no protocol of its own.
+// A refused channel is an ssh.OpenChannelError whose message is
+// "<code>: <human text>"; [RejectChannel] writes it and [ParseRejection]
+// turns it back into a [*RejectError], so a reason reaches the user
+// verbatim across every hop.
 //
-//   - "stop" (client → agent, no payload): end the capture gracefully.
-//   - "stats" (agent → client, JSON [Stats]): sent periodically while the
-//     capture runs and once more, with Final set, before the agent closes
-//     the channel.
-//
-// A rejected capture is an ssh.OpenChannelError whose message is
-// "<code>: <human text>"; [ParseRejection] turns it back into a
-// [*RejectError] so a reason reaches the user verbatim.
-//
-// The front door's capture command and status lines are in
-// [code.cloudfoundry.org/pcap/tunnel/capturecmd], its client in
-// [code.cloudfoundry.org/pcap/tunnel/frontdoor]; pcap-api's server side of
-// the front door (package api) also speaks SSH, through this package's
-// [Server].
+// The protocols on top of it have packages of their own:
+//   - [code.cloudfoundry.org/pcap/tunnel/agentproto]: pcap-api ↔ pcap-agent
+//     (the capture channel, its request, stats, stop, watermarks);
+//   - [code.cloudfoundry.org/pcap/tunnel/capturecmd]: the front door's
+//     capture command and status lines;
+//   - [code.cloudfoundry.org/pcap/tunnel/frontdoor]: the front door's
+//     client, which both CLIs use.
 package tunnel

@@ -99,8 +99,24 @@ func (ts *testServer) dial(t *testing.T) *Client {
 	return c
 }
 
-func hostRequest() CaptureRequest {
-	return CaptureRequest{Version: ProtocolVersion, Target: Target{Kind: TargetHost}, Interfaces: []string{"lo"}}
+// testChannel is the channel type the test servers handle.
+const testChannel = "pcap-test"
+
+// openTest opens a testChannel on c with payload; the channel's requests
+// are discarded, and done is closed once they have ended and the channel
+// is released. A refusal comes back through ParseRejection.
+func openTest(ctx context.Context, c *Client, payload []byte) (ch ssh.Channel, done <-chan struct{}, err error) {
+	ch, reqs, release, err := c.OpenChannel(ctx, testChannel, payload)
+	if err != nil {
+		return nil, nil, ParseRejection(err)
+	}
+	d := make(chan struct{})
+	go func() {
+		ssh.DiscardRequests(reqs)
+		release()
+		close(d)
+	}()
+	return ch, d, nil
 }
 
 func within(t *testing.T, what string, d time.Duration, ch <-chan struct{}) {
@@ -125,18 +141,13 @@ func TestRejectionRoundTrip(t *testing.T) {
 		"wrapped reject": errors.Join(errors.New("context"), Reject(CodeBadSnaplen, "snaplen 7 is odd")),
 	}
 	h := ChannelHandlerFunc(func(_ context.Context, _ *ssh.ServerConn, nc ssh.NewChannel) {
-		req, err := DecodeCaptureRequest(nc.ExtraData())
-		if err != nil {
-			RejectChannel(nc, err)
-			return
-		}
-		RejectChannel(nc, rejections[req.Filter])
+		RejectChannel(nc, rejections[string(nc.ExtraData())])
 	})
-	ts := newTestServer(t, map[string]ChannelHandler{ChannelCapture: h})
+	ts := newTestServer(t, map[string]ChannelHandler{testChannel: h})
 	c := ts.dial(t)
 
 	tests := []struct {
-		filter string
+		key    string
 		code   string
 		msg    string
 		reason ssh.RejectionReason
@@ -150,23 +161,20 @@ func TestRejectionRoundTrip(t *testing.T) {
 		{"wrapped reject", CodeBadSnaplen, "snaplen 7 is odd", ssh.Prohibited},
 	}
 	for _, tt := range tests {
-		t.Run(tt.filter, func(t *testing.T) {
-			req := hostRequest()
-			req.Filter = tt.filter
+		t.Run(tt.key, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
-			capt, err := c.OpenCapture(ctx, req)
+			ch, _, err := openTest(ctx, c, []byte(tt.key))
 			var re *RejectError
 			if !errors.As(err, &re) {
-				t.Fatalf("OpenCapture() = %v, %v; want a *RejectError", capt, err)
+				t.Fatalf("open = %v, %v; want a *RejectError", ch, err)
 			}
 			if re.Code != tt.code || re.Message != tt.msg {
 				t.Errorf("rejection = %s: %q, want %s: %q", re.Code, re.Message, tt.code, tt.msg)
 			}
 
 			// On the wire: the SSH reason and "<code>: <message>".
-			payload, _ := req.Marshal()
-			_, _, err = c.conn.OpenChannel(ChannelCapture, payload)
+			_, _, _, err = c.OpenChannel(ctx, testChannel, []byte(tt.key))
 			var oce *ssh.OpenChannelError
 			if !errors.As(err, &oce) {
 				t.Fatalf("raw OpenChannel() = %v, want *ssh.OpenChannelError", err)
@@ -176,16 +184,6 @@ func TestRejectionRoundTrip(t *testing.T) {
 			}
 		})
 	}
-
-	t.Run("unsupported version", func(t *testing.T) {
-		req := hostRequest()
-		req.Version = 9
-		_, err := c.OpenCapture(context.Background(), req)
-		var re *RejectError
-		if !errors.As(err, &re) || re.Code != CodeUnsupportedVersion || re.Message != "protocol version 9 is not supported (this side speaks 1)" {
-			t.Errorf("OpenCapture(version 9) = %v", err)
-		}
-	})
 }
 
 func TestParseRejection(t *testing.T) {
@@ -216,83 +214,6 @@ func TestParseRejection(t *testing.T) {
 				t.Errorf("ParseRejection() = %v, want %v unchanged", got, tt.want)
 			}
 		})
-	}
-}
-
-// TestCaptureStreamStopAndStats: the client side of an accepted capture:
-// data, running stats, stop reaching the handler, final stats, EOF.
-func TestCaptureStreamStopAndStats(t *testing.T) {
-	handlerErr := make(chan error, 1)
-	h := ChannelHandlerFunc(func(_ context.Context, _ *ssh.ServerConn, nc ssh.NewChannel) {
-		handlerErr <- func() error {
-			ch, reqs, err := nc.Accept()
-			if err != nil {
-				return err
-			}
-			defer ch.Close()
-			if _, err := ch.Write([]byte("pcapng-bytes")); err != nil {
-				return err
-			}
-			running := Stats{Interfaces: []InterfaceStats{{Name: "lo", Received: 1}}}
-			if _, err := ch.SendRequest(RequestStats, false, running.Marshal()); err != nil {
-				return err
-			}
-			for r := range reqs {
-				if r.WantReply {
-					r.Reply(r.Type == RequestStop, nil)
-				}
-				if r.Type != RequestStop {
-					continue
-				}
-				final := Stats{Interfaces: []InterfaceStats{{Name: "lo", Received: 2, Packets: 2}}, Final: true, End: EndStopped}
-				if _, err := ch.SendRequest(RequestStats, false, final.Marshal()); err != nil {
-					return err
-				}
-				// A late non-final update must not replace the final one.
-				if _, err := ch.SendRequest(RequestStats, false, running.Marshal()); err != nil {
-					return err
-				}
-				return ch.CloseWrite()
-			}
-			return errors.New("request channel ended before stop")
-		}()
-	})
-	ts := newTestServer(t, map[string]ChannelHandler{ChannelCapture: h})
-	c := ts.dial(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	capt, err := c.OpenCapture(ctx, hostRequest())
-	if err != nil {
-		t.Fatal(err)
-	}
-	buf := make([]byte, len("pcapng-bytes"))
-	if _, err := io.ReadFull(capt, buf); err != nil || string(buf) != "pcapng-bytes" {
-		t.Fatalf("read %q, %v", buf, err)
-	}
-	select {
-	case <-capt.Updates():
-	case <-ctx.Done():
-		t.Fatal("no stats update")
-	}
-	if s := capt.Stats(); s.Final || len(s.Interfaces) != 1 || s.Interfaces[0].Received != 1 {
-		t.Errorf("running stats = %+v", s)
-	}
-	if err := capt.Stop(); err != nil {
-		t.Fatal(err)
-	}
-	rest, err := io.ReadAll(capt)
-	if err != nil || len(rest) != 0 {
-		t.Errorf("after stop read %q, %v; want EOF", rest, err)
-	}
-	st, err := capt.Wait(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !st.Final || st.End != EndStopped || st.Total().Packets != 2 {
-		t.Errorf("final stats = %+v", st)
-	}
-	if err := <-handlerErr; err != nil {
-		t.Errorf("handler: %v", err)
 	}
 }
 
@@ -346,7 +267,7 @@ func TestUnauthorizedClientKeyRefused(t *testing.T) {
 		handled <- struct{}{}
 		nc.Reject(ssh.Prohibited, "no")
 	})
-	ts := newTestServer(t, map[string]ChannelHandler{ChannelCapture: h})
+	ts := newTestServer(t, map[string]ChannelHandler{testChannel: h})
 	c, err := Dial(context.Background(), ts.addr, ts.config(newKey(t)))
 	if err == nil {
 		c.Close()
@@ -374,7 +295,7 @@ func TestUnknownChannelTypeRejected(t *testing.T) {
 	h := ChannelHandlerFunc(func(_ context.Context, _ *ssh.ServerConn, nc ssh.NewChannel) {
 		nc.Reject(ssh.ResourceShortage, "limit-reached: only a test")
 	})
-	ts := newTestServer(t, map[string]ChannelHandler{ChannelCapture: h})
+	ts := newTestServer(t, map[string]ChannelHandler{testChannel: h})
 	c := ts.dial(t)
 	for _, typ := range []string{"session", "direct-tcpip", "PCAP-CAPTURE"} {
 		_, _, err := c.conn.OpenChannel(typ, nil)
@@ -384,10 +305,10 @@ func TestUnknownChannelTypeRejected(t *testing.T) {
 		}
 	}
 	// The connection still serves the known type.
-	_, err := c.OpenCapture(context.Background(), hostRequest())
+	_, _, err := openTest(context.Background(), c, nil)
 	var re *RejectError
 	if !errors.As(err, &re) || re.Code != CodeLimitReached {
-		t.Errorf("OpenCapture() after unknown types = %v, want the handler's rejection", err)
+		t.Errorf("open after unknown types = %v, want the handler's rejection", err)
 	}
 }
 
@@ -422,9 +343,9 @@ func TestShutdownGraceful(t *testing.T) {
 		ch.Write([]byte("bye"))
 		ch.CloseWrite()
 	})
-	ts := newTestServer(t, map[string]ChannelHandler{ChannelCapture: h})
+	ts := newTestServer(t, map[string]ChannelHandler{testChannel: h})
 	c := ts.dial(t)
-	capt, err := c.OpenCapture(context.Background(), hostRequest())
+	capt, _, err := openTest(context.Background(), c, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -475,9 +396,9 @@ func TestShutdownLetsThePeerHangUp(t *testing.T) {
 	endOnStop := func(ctx context.Context, ch ssh.Channel) { <-ctx.Done() }
 	t.Run("peer hangs up", func(t *testing.T) {
 		h := newAcceptingHandler(endOnStop)
-		ts := newTestServer(t, map[string]ChannelHandler{ChannelCapture: h}, func(s *Server) { s.CloseGrace = time.Hour })
+		ts := newTestServer(t, map[string]ChannelHandler{testChannel: h}, func(s *Server) { s.CloseGrace = time.Hour })
 		c := ts.dial(t)
-		capt, err := c.OpenCapture(context.Background(), hostRequest())
+		capt, _, err := openTest(context.Background(), c, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -506,9 +427,9 @@ func TestShutdownLetsThePeerHangUp(t *testing.T) {
 	})
 	t.Run("peer stays", func(t *testing.T) {
 		h := newAcceptingHandler(endOnStop)
-		ts := newTestServer(t, map[string]ChannelHandler{ChannelCapture: h}, func(s *Server) { s.CloseGrace = 50 * time.Millisecond })
+		ts := newTestServer(t, map[string]ChannelHandler{testChannel: h}, func(s *Server) { s.CloseGrace = 50 * time.Millisecond })
 		c := ts.dial(t)
-		if _, err := c.OpenCapture(context.Background(), hostRequest()); err != nil {
+		if _, _, err := openTest(context.Background(), c, nil); err != nil {
 			t.Fatal(err)
 		}
 		within(t, "handler start", 5*time.Second, h.started)
@@ -526,9 +447,9 @@ func TestShutdownBoundedWhenHandlerIgnoresContext(t *testing.T) {
 	h := newAcceptingHandler(func(_ context.Context, ch ssh.Channel) {
 		io.Copy(io.Discard, ch)
 	})
-	ts := newTestServer(t, map[string]ChannelHandler{ChannelCapture: h})
+	ts := newTestServer(t, map[string]ChannelHandler{testChannel: h})
 	c := ts.dial(t)
-	if _, err := c.OpenCapture(context.Background(), hostRequest()); err != nil {
+	if _, _, err := openTest(context.Background(), c, nil); err != nil {
 		t.Fatal(err)
 	}
 	within(t, "handler start", 5*time.Second, h.started)
@@ -559,10 +480,10 @@ func TestShutdownBoundedWhenHandlerHangs(t *testing.T) {
 	// reaches the client, and Shutdown must still return.
 	release := make(chan struct{})
 	h := newAcceptingHandler(func(context.Context, ssh.Channel) { <-release })
-	ts := newTestServer(t, map[string]ChannelHandler{ChannelCapture: h})
+	ts := newTestServer(t, map[string]ChannelHandler{testChannel: h})
 	t.Cleanup(func() { close(release) }) // runs before the server's cleanup
 	c := ts.dial(t)
-	if _, err := c.OpenCapture(context.Background(), hostRequest()); err != nil {
+	if _, _, err := openTest(context.Background(), c, nil); err != nil {
 		t.Fatal(err)
 	}
 	within(t, "handler start", 5*time.Second, h.started)
@@ -665,7 +586,7 @@ func TestKeepaliveClosesDeadConnection(t *testing.T) {
 func TestServerKeepaliveClosesDeadClient(t *testing.T) {
 	const interval = 200 * time.Millisecond // a reply may take 3 intervals
 	h := newAcceptingHandler(func(ctx context.Context, _ ssh.Channel) { <-ctx.Done() })
-	ts := newTestServer(t, map[string]ChannelHandler{ChannelCapture: h}, func(s *Server) { s.KeepaliveInterval = interval })
+	ts := newTestServer(t, map[string]ChannelHandler{testChannel: h}, func(s *Server) { s.KeepaliveInterval = interval })
 	raw, err := net.Dial("tcp", ts.addr)
 	if err != nil {
 		t.Fatal(err)
@@ -678,7 +599,7 @@ func TestServerKeepaliveClosesDeadClient(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	if _, err := c.OpenCapture(ctx, hostRequest()); err != nil {
+	if _, _, err := openTest(ctx, c, nil); err != nil {
 		t.Fatal(err)
 	}
 	within(t, "handler start", 5*time.Second, h.started)
@@ -803,39 +724,35 @@ func TestShutdownDoesNotWaitForHandshakes(t *testing.T) {
 	}
 }
 
-// TestClientCountsCaptures: a capture counts from its open until its
-// channel has closed; a refused open does not count.
-func TestClientCountsCaptures(t *testing.T) {
+// TestClientCountsChannels: a channel counts from its open until it is
+// released; a refused open does not count.
+func TestClientCountsChannels(t *testing.T) {
 	refuse := ChannelHandlerFunc(func(_ context.Context, _ *ssh.ServerConn, nc ssh.NewChannel) {
 		nc.Reject(ssh.ResourceShortage, "limit-reached: only a test")
 	})
-	ts := newTestServer(t, map[string]ChannelHandler{ChannelCapture: refuse})
+	ts := newTestServer(t, map[string]ChannelHandler{testChannel: refuse})
 	c := ts.dial(t)
-	if _, err := c.OpenCapture(context.Background(), hostRequest()); err == nil {
+	if _, _, err := openTest(context.Background(), c, nil); err == nil {
 		t.Fatal("the refusing handler accepted")
 	}
-	if n, _ := c.Captures(); n != 0 {
-		t.Errorf("%d captures after a refused open, want 0", n)
+	if n, _ := c.Channels(); n != 0 {
+		t.Errorf("%d channels after a refused open, want 0", n)
 	}
 
 	h := newAcceptingHandler(func(ctx context.Context, ch ssh.Channel) { <-ctx.Done() })
-	ts = newTestServer(t, map[string]ChannelHandler{ChannelCapture: h})
+	ts = newTestServer(t, map[string]ChannelHandler{testChannel: h})
 	c = ts.dial(t)
-	_, before := c.Captures()
-	capt, err := c.OpenCapture(context.Background(), hostRequest())
+	_, before := c.Channels()
+	ch, done, err := openTest(context.Background(), c, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n, _ := c.Captures(); n != 1 {
-		t.Errorf("%d captures while one is open, want 1", n)
+	if n, _ := c.Channels(); n != 1 {
+		t.Errorf("%d channels while one is open, want 1", n)
 	}
-	capt.Close()
-	select {
-	case <-capt.reqsDone:
-	case <-time.After(10 * time.Second):
-		t.Fatal("channel not closed within 10s")
-	}
-	if n, since := c.Captures(); n != 0 || !since.After(before) {
-		t.Errorf("%d captures (changed %v) after the channel closed, want 0 changed after %v", n, since, before)
+	ch.Close()
+	within(t, "channel release", 10*time.Second, done)
+	if n, since := c.Channels(); n != 0 || !since.After(before) {
+		t.Errorf("%d channels (changed %v) after the release, want 0 changed after %v", n, since, before)
 	}
 }

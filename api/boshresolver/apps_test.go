@@ -12,6 +12,7 @@ import (
 	fakecc "code.cloudfoundry.org/pcap/integration/fakes/cc"
 	fakeuaa "code.cloudfoundry.org/pcap/integration/fakes/uaa"
 	"code.cloudfoundry.org/pcap/tunnel"
+	"code.cloudfoundry.org/pcap/tunnel/agentproto"
 	"code.cloudfoundry.org/pcap/tunnel/capturecmd"
 )
 
@@ -116,7 +117,7 @@ func TestAppNextToGroups(t *testing.T) {
 				t.Errorf("skipped %v, want %v", skipped, want)
 			}
 			web0 := targets[2]
-			if web0.Agent != cellHost+":9494" || web0.Capture.Kind != tunnel.TargetCFInstance || web0.Capture.InstanceGUID != instGUID0 ||
+			if web0.Agent != cellHost+":9494" || web0.Capture.Kind != agentproto.TargetCFInstance || web0.Capture.InstanceGUID != instGUID0 ||
 				web0.Address.String() != "10.255.0.2" {
 				t.Errorf("web/0 target = %+v", web0)
 			}

@@ -39,6 +39,7 @@ import (
 	"code.cloudfoundry.org/pcap/bosh/director"
 	"code.cloudfoundry.org/pcap/bosh/uaa"
 	"code.cloudfoundry.org/pcap/tunnel"
+	"code.cloudfoundry.org/pcap/tunnel/agentproto"
 	"code.cloudfoundry.org/pcap/tunnel/capturecmd"
 )
 
@@ -368,7 +369,7 @@ func (r *Resolver) Resolve(ctx context.Context, id *api.Identity, req capturecmd
 		targets = append(targets, api.Target{
 			Name:        in.Name(),
 			Agent:       net.JoinHostPort(in.IPs[0], strconv.Itoa(r.AgentPort)),
-			Capture:     tunnel.Target{Kind: tunnel.TargetHost},
+			Capture:     agentproto.Target{Kind: agentproto.TargetHost},
 			Description: fmt.Sprintf("deployment %s, %s/%d, %s", req.Deployment, in.Job, in.Index, in.IPs[0]),
 			Address:     api.HostAddr(in.IPs[0]),
 		})

@@ -22,6 +22,7 @@ import (
 	fakedirector "code.cloudfoundry.org/pcap/integration/fakes/director"
 	fakeuaa "code.cloudfoundry.org/pcap/integration/fakes/uaa"
 	"code.cloudfoundry.org/pcap/tunnel"
+	"code.cloudfoundry.org/pcap/tunnel/agentproto"
 	"code.cloudfoundry.org/pcap/tunnel/capturecmd"
 )
 
@@ -244,8 +245,8 @@ func TestScopes(t *testing.T) {
 				t.Fatalf("resolve: %v", err)
 			}
 			want := []api.Target{
-				{Name: "router/r0", Agent: "10.0.0.10:9494", Capture: tunnel.Target{Kind: tunnel.TargetHost}, Description: "deployment cf, router/0, 10.0.0.10", Address: netip.MustParseAddr("10.0.0.10")},
-				{Name: "router/r1", Agent: "10.0.0.11:9494", Capture: tunnel.Target{Kind: tunnel.TargetHost}, Description: "deployment cf, router/1, 10.0.0.11", Address: netip.MustParseAddr("10.0.0.11")},
+				{Name: "router/r0", Agent: "10.0.0.10:9494", Capture: agentproto.Target{Kind: agentproto.TargetHost}, Description: "deployment cf, router/0, 10.0.0.10", Address: netip.MustParseAddr("10.0.0.10")},
+				{Name: "router/r1", Agent: "10.0.0.11:9494", Capture: agentproto.Target{Kind: agentproto.TargetHost}, Description: "deployment cf, router/1, 10.0.0.11", Address: netip.MustParseAddr("10.0.0.11")},
 			}
 			if !reflect.DeepEqual(targets, want) || len(skipped) != 0 {
 				t.Errorf("targets = %+v, skipped = %+v; want %+v", targets, skipped, want)

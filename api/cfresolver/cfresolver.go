@@ -32,6 +32,7 @@ import (
 	"code.cloudfoundry.org/pcap/bosh/uaa"
 	"code.cloudfoundry.org/pcap/internal/httpjson"
 	"code.cloudfoundry.org/pcap/tunnel"
+	"code.cloudfoundry.org/pcap/tunnel/agentproto"
 	"code.cloudfoundry.org/pcap/tunnel/capturecmd"
 )
 
@@ -366,7 +367,7 @@ func (r *Resolver) pick(a app, ptype string, all []instance, want []int) ([]api.
 			targets = append(targets, api.Target{
 				Name:        name,
 				Agent:       net.JoinHostPort(in.Host, strconv.Itoa(r.AgentPort)),
-				Capture:     tunnel.Target{Kind: tunnel.TargetCFInstance, InstanceGUID: in.InstanceGUID},
+				Capture:     agentproto.Target{Kind: agentproto.TargetCFInstance, InstanceGUID: in.InstanceGUID},
 				Description: fmt.Sprintf("app %s instance %d on %s", a.Name, i, in.Host),
 				Address:     api.HostAddr(in.InternalIP),
 			})

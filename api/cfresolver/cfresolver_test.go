@@ -19,6 +19,7 @@ import (
 	"code.cloudfoundry.org/pcap/integration/fakes/cc"
 	fakeuaa "code.cloudfoundry.org/pcap/integration/fakes/uaa"
 	"code.cloudfoundry.org/pcap/tunnel"
+	"code.cloudfoundry.org/pcap/tunnel/agentproto"
 	"code.cloudfoundry.org/pcap/tunnel/capturecmd"
 )
 
@@ -174,7 +175,7 @@ func target(index, host, guid string) api.Target {
 	t := api.Target{
 		Name:        "web/" + index,
 		Agent:       host + ":9494",
-		Capture:     tunnel.Target{Kind: tunnel.TargetCFInstance, InstanceGUID: guid},
+		Capture:     agentproto.Target{Kind: agentproto.TargetCFInstance, InstanceGUID: guid},
 		Description: "app myapp instance " + index + " on " + host,
 	}
 	if index == "0" {
@@ -231,7 +232,7 @@ func TestResolveReadSensitiveData(t *testing.T) {
 			skipped: notRunning[:1]},
 		{name: "worker process", user: "developer", req: capturecmd.Request{App: appGUID, Process: "worker"},
 			targets: []api.Target{{Name: "worker/0", Agent: cell1 + ":9494",
-				Capture:     tunnel.Target{Kind: tunnel.TargetCFInstance, InstanceGUID: workerInstance},
+				Capture:     agentproto.Target{Kind: agentproto.TargetCFInstance, InstanceGUID: workerInstance},
 				Description: "app myapp instance 0 on " + cell1}},
 			skipped: []api.Skipped{{Name: "worker/1", Reason: "instance is DOWN"}}},
 

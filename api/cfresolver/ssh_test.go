@@ -10,6 +10,7 @@ import (
 
 	"code.cloudfoundry.org/pcap/api"
 	"code.cloudfoundry.org/pcap/tunnel"
+	"code.cloudfoundry.org/pcap/tunnel/agentproto"
 	"code.cloudfoundry.org/pcap/tunnel/capturecmd"
 )
 
@@ -65,7 +66,7 @@ func TestResolveSSH(t *testing.T) {
 			targets: all, events: []string{ok + "0", ok + "2"}},
 		{name: "worker process", user: "developer", switches: on, req: capturecmd.Request{App: appGUID, Process: "worker"},
 			targets: []api.Target{{Name: "worker/0", Agent: cell1 + ":9494",
-				Capture:     tunnel.Target{Kind: tunnel.TargetCFInstance, InstanceGUID: workerInstance},
+				Capture:     agentproto.Target{Kind: agentproto.TargetCFInstance, InstanceGUID: workerInstance},
 				Description: "app myapp instance 0 on " + cell1}},
 			skipped: []api.Skipped{{Name: "worker/1", Reason: "instance is DOWN"}}, events: []string{ok + "0"}},
 

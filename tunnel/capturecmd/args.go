@@ -4,7 +4,7 @@ import (
 	"strconv"
 	"strings"
 
-	"code.cloudfoundry.org/pcap/tunnel"
+	"code.cloudfoundry.org/pcap/tunnel/agentproto"
 )
 
 // DefaultProcess is the CF process type captured when none is given.
@@ -34,7 +34,7 @@ func (r Request) Args() []string {
 		}
 		add("instance", strings.Join(idx, ","))
 	}
-	if len(r.Interfaces) != 1 || r.Interfaces[0] != tunnel.DefaultInterface {
+	if len(r.Interfaces) != 1 || r.Interfaces[0] != agentproto.DefaultInterface {
 		for _, i := range r.Interfaces {
 			add("interface", i)
 		}
@@ -42,7 +42,7 @@ func (r Request) Args() []string {
 	if r.Filter != "" {
 		add("filter", r.Filter)
 	}
-	if r.Snaplen != tunnel.DefaultSnaplen {
+	if r.Snaplen != agentproto.DefaultSnaplen {
 		add("snaplen", strconv.Itoa(r.Snaplen))
 	}
 	if r.Limits.Duration != 0 {

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"code.cloudfoundry.org/pcap/tunnel"
+	"code.cloudfoundry.org/pcap/tunnel/agentproto"
 )
 
 // parseArgs parses what a CLI sends for r, as pcap-api does.
@@ -44,7 +44,7 @@ func TestArgsRoundTrip(t *testing.T) {
 			r.Interfaces = []string{"eth1", "any"}
 			r.Filter = `tcp port 8080 and host 10.0.0.1 or ether[0] = 'x'`
 			r.Snaplen = 96
-			r.Limits = tunnel.Limits{Duration: 90 * time.Second, Packets: 10, Bytes: 1 << 20}
+			r.Limits = agentproto.Limits{Duration: 90 * time.Second, Packets: 10, Bytes: 1 << 20}
 			r.Format = FormatPcap
 			r.Progress = true
 			r.NoFollow = true
@@ -74,7 +74,7 @@ func FuzzArgsRoundTrip(f *testing.F) {
 		r := Request{
 			Deployment: dep, App: app, Process: process,
 			Interfaces: strings.Fields(ifaces), Filter: filter, Snaplen: snaplen,
-			Limits: tunnel.Limits{Duration: time.Duration(dur), Packets: pkts, Bytes: bytes},
+			Limits: agentproto.Limits{Duration: time.Duration(dur), Packets: pkts, Bytes: bytes},
 			Format: FormatPcapng, Progress: progress, NoFollow: noFollow, Targets: strings.Fields(targets),
 		}
 		if len(r.Targets) == 0 {
@@ -91,7 +91,7 @@ func FuzzArgsRoundTrip(f *testing.F) {
 			r.Instances = idx
 		}
 		if len(r.Interfaces) == 0 {
-			r.Interfaces = []string{tunnel.DefaultInterface}
+			r.Interfaces = []string{agentproto.DefaultInterface}
 		}
 		if r.Validate() != nil || len(r.Line()) > MaxCommandLen {
 			return

@@ -12,7 +12,7 @@ import (
 	"github.com/mattn/go-shellwords"
 	"github.com/urfave/cli/v2"
 
-	"code.cloudfoundry.org/pcap/tunnel"
+	"code.cloudfoundry.org/pcap/tunnel/agentproto"
 )
 
 // Limits of the capture command line.
@@ -42,7 +42,7 @@ type Request struct {
 	Interfaces []string
 	Filter     string
 	Snaplen    int
-	Limits     tunnel.Limits
+	Limits     agentproto.Limits
 	Format     string
 	// Progress asks for periodic per-source progress lines on stderr.
 	Progress bool
@@ -64,7 +64,7 @@ func CommonFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.StringSliceFlag{Name: "interface", Aliases: []string{"i"}, Usage: "capture on `IFACE` (repeatable; default eth0; \"any\" for all)"},
 		&cli.StringFlag{Name: "filter", Aliases: []string{"f"}, Usage: "BPF capture `FILTER`, as tcpdump takes it"},
-		&cli.IntFlag{Name: "snaplen", Aliases: []string{"s"}, Value: tunnel.DefaultSnaplen, Usage: "capture at most `BYTES` of each packet (1..262144)"},
+		&cli.IntFlag{Name: "snaplen", Aliases: []string{"s"}, Value: agentproto.DefaultSnaplen, Usage: "capture at most `BYTES` of each packet (1..262144)"},
 		&cli.DurationFlag{Name: "duration", Usage: "stop after `DURATION` (e.g. 30s, 5m)", DefaultText: "0s: until stopped, at most the server's maximum"},
 		&cli.Uint64Flag{Name: "count", Aliases: []string{"c"}, Usage: "stop each source after `N` packets", DefaultText: "0: unlimited"},
 		&cli.Uint64Flag{Name: "max-bytes", Usage: "stop each source after `BYTES` of captured data", DefaultText: "0: unlimited"},
@@ -101,7 +101,7 @@ func RequestFromContext(c *cli.Context) (Request, error) {
 		Interfaces: c.StringSlice("interface"),
 		Filter:     c.String("filter"),
 		Snaplen:    c.Int("snaplen"),
-		Limits: tunnel.Limits{
+		Limits: agentproto.Limits{
 			Duration: c.Duration("duration"),
 			Packets:  c.Uint64("count"),
 			Bytes:    c.Uint64("max-bytes"),
@@ -126,7 +126,7 @@ func RequestFromContext(c *cli.Context) (Request, error) {
 		r.Instances = idx
 	}
 	if len(r.Interfaces) == 0 {
-		r.Interfaces = []string{tunnel.DefaultInterface}
+		r.Interfaces = []string{agentproto.DefaultInterface}
 	}
 	if err := r.Validate(); err != nil {
 		errs = append(errs, err)
@@ -140,15 +140,15 @@ func (r Request) Validate() error {
 	var errs []error
 	// The interface list is checked by the protocol's own rules; the other
 	// fields one by one, so that every problem is reported, once.
-	probe := tunnel.CaptureRequest{
-		Version:    tunnel.ProtocolVersion,
-		Target:     tunnel.Target{Kind: tunnel.TargetHost},
+	probe := agentproto.CaptureRequest{
+		Version:    agentproto.ProtocolVersion,
+		Target:     agentproto.Target{Kind: agentproto.TargetHost},
 		Interfaces: r.Interfaces,
 	}
 	if err := probe.Normalize(); err != nil {
 		errs = append(errs, err)
 	}
-	if err := tunnel.ValidateFilter(r.Filter); err != nil {
+	if err := agentproto.ValidateFilter(r.Filter); err != nil {
 		errs = append(errs, err)
 	}
 	// The command line is UTF-8 text: what is not would not come back.
@@ -157,8 +157,8 @@ func (r Request) Validate() error {
 			errs = append(errs, fmt.Errorf("%s %q is not valid UTF-8 text", f.name, f.v))
 		}
 	}
-	if r.Snaplen < 1 || r.Snaplen > tunnel.MaxSnaplen {
-		errs = append(errs, fmt.Errorf("snaplen %d is out of range 1..%d", r.Snaplen, tunnel.MaxSnaplen))
+	if r.Snaplen < 1 || r.Snaplen > agentproto.MaxSnaplen {
+		errs = append(errs, fmt.Errorf("snaplen %d is out of range 1..%d", r.Snaplen, agentproto.MaxSnaplen))
 	}
 	if r.Limits.Duration < 0 {
 		errs = append(errs, errors.New("duration is negative"))
@@ -194,7 +194,7 @@ func ParseIndexes(s string) ([]int, error) {
 // maxWordLen bounds one word of a command line: the splitter's time grows
 // with the square of a word's length (a 64 KiB word takes seconds), and no
 // flag value or target needs more room than a filter.
-const maxWordLen = 2 * tunnel.MaxFilterLen
+const maxWordLen = 2 * agentproto.MaxFilterLen
 
 // longestWord returns at least the length in bytes of the longest word the
 // splitter will build of line (quotes and escapes are counted). The

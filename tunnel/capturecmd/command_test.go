@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"code.cloudfoundry.org/pcap/tunnel"
+	"code.cloudfoundry.org/pcap/tunnel/agentproto"
 )
 
 // defaults is what every accepted request carries unless a case says
@@ -21,7 +21,7 @@ func defaults(targets ...string) Request {
 		Targets:    targets,
 		Process:    "web",
 		Interfaces: []string{"eth0"},
-		Snaplen:    tunnel.DefaultSnaplen,
+		Snaplen:    agentproto.DefaultSnaplen,
 		Format:     FormatPcapng,
 	}
 }
@@ -56,7 +56,7 @@ func TestParseCommandAccepts(t *testing.T) {
 				r.Interfaces = []string{"eth0", "eth1", "lo"}
 				r.Filter = "tcp port 80"
 				r.Snaplen = 128
-				r.Limits = tunnel.Limits{Duration: 90 * time.Second, Packets: 5, Bytes: 1000}
+				r.Limits = agentproto.Limits{Duration: 90 * time.Second, Packets: 5, Bytes: 1000}
 				r.Format = FormatPcap
 				r.Progress = true
 			})},
@@ -74,7 +74,7 @@ func TestParseCommandAccepts(t *testing.T) {
 			with(defaults("lab"), func(r *Request) { r.Filter = "--help" })},
 		{"after -- even --help is a target", "capture -- --help", defaults("--help")},
 		{"snaplen at the maximum", "capture -s 262144 lab",
-			with(defaults("lab"), func(r *Request) { r.Snaplen = tunnel.MaxSnaplen })},
+			with(defaults("lab"), func(r *Request) { r.Snaplen = agentproto.MaxSnaplen })},
 		{"cf selection", "capture --app 6f1c --type worker --instance 0,2,5",
 			with(defaults(), func(r *Request) { r.App, r.Process, r.Instances = "6f1c", "worker", []int{0, 2, 5} })},
 		{"instance list with spaces", `capture --app a --instance " 1 , 2"`,
@@ -153,7 +153,7 @@ func TestParseCommandRefuses(t *testing.T) {
 		{"interface listed twice", "capture -i eth0 -i eth0 lab", `interface "eth0" is listed twice`},
 		{"interface with a slash", "capture -i ../x lab", `interface name "../x" is not valid (letters, digits and _.:@- only)`},
 		{"too many interfaces", "capture -i a -i b -i c -i d -i e -i f -i g -i h -i i lab", "9 interfaces asked for, at most 8 are allowed"},
-		{"filter too long", "capture -f " + strings.Repeat("x", tunnel.MaxFilterLen+1) + " lab", "filter is 5001 characters, at most 5000 are allowed"},
+		{"filter too long", "capture -f " + strings.Repeat("x", agentproto.MaxFilterLen+1) + " lab", "filter is 5001 characters, at most 5000 are allowed"},
 		{"filter with a control character", "capture -f \"port\x01 80\" lab", "filter contains a control character or invalid UTF-8"},
 		{"target with a space", `capture "lab 1"`, `target "lab 1" is not valid`},
 		{"target with a tab", "capture 'a\tb'", `target "a\tb" is not valid`},
@@ -207,8 +207,8 @@ func TestParseCommandTooManyTargets(t *testing.T) {
 func TestParseCommandLongestLine(t *testing.T) {
 	// A line of exactly MaxCommandLen bytes, with the longest filter and
 	// long targets, is accepted (and split in linear time).
-	filter := strings.Repeat("port 80 or ", tunnel.MaxFilterLen/11)
-	filter += strings.Repeat("x", tunnel.MaxFilterLen-len(filter))
+	filter := strings.Repeat("port 80 or ", agentproto.MaxFilterLen/11)
+	filter += strings.Repeat("x", agentproto.MaxFilterLen-len(filter))
 	line := "capture -f '" + filter + "'"
 	target := " " + strings.Repeat("t", 255)
 	for len(line)+len(target) <= MaxCommandLen {
@@ -337,13 +337,13 @@ func FuzzParseCommand(f *testing.F) {
 			if err := r.Validate(); err != nil {
 				t.Errorf("accepted %q but it does not validate: %v", line, err)
 			}
-			if len(r.Interfaces) == 0 || r.Snaplen < 1 || r.Snaplen > tunnel.MaxSnaplen {
+			if len(r.Interfaces) == 0 || r.Snaplen < 1 || r.Snaplen > agentproto.MaxSnaplen {
 				t.Errorf("accepted %q with interfaces %v snaplen %d", line, r.Interfaces, r.Snaplen)
 			}
 			if out.Len() != 0 {
 				t.Errorf("accepted %q but wrote %q", line, out.String())
 			}
-			probe := tunnel.CaptureRequest{Version: tunnel.ProtocolVersion, Target: tunnel.Target{Kind: tunnel.TargetHost},
+			probe := agentproto.CaptureRequest{Version: agentproto.ProtocolVersion, Target: agentproto.Target{Kind: agentproto.TargetHost},
 				Interfaces: r.Interfaces, Filter: r.Filter, Snaplen: r.Snaplen, Limits: r.Limits}
 			if err := probe.Normalize(); err != nil {
 				t.Errorf("accepted %q but the agent would refuse it: %v", line, err)

@@ -18,6 +18,7 @@ import (
 
 	"code.cloudfoundry.org/pcap/integration/testreq"
 	"code.cloudfoundry.org/pcap/tunnel"
+	"code.cloudfoundry.org/pcap/tunnel/agentproto"
 	"code.cloudfoundry.org/pcap/tunnel/capturecmd"
 	"code.cloudfoundry.org/pcap/tunnel/frontdoor/frontdoortest"
 )
@@ -41,7 +42,7 @@ func options(fd *frontDoor, output string, stdout, stderr io.Writer) Options {
 			HostKeyCallback: tunnel.PinnedHostKey([]ssh.PublicKey{fd.HostKey}),
 		},
 		Request: capturecmd.Request{App: "a-guid", Process: "web", Interfaces: []string{"eth0"},
-			Filter: "tcp port 8080", Snaplen: tunnel.DefaultSnaplen, Format: capturecmd.FormatPcapng},
+			Filter: "tcp port 8080", Snaplen: agentproto.DefaultSnaplen, Format: capturecmd.FormatPcapng},
 		Output: output,
 		Stdout: stdout,
 		Stderr: stderr,

@@ -1,4 +1,4 @@
-package tunnel
+package agentproto
 
 import (
 	"fmt"
@@ -40,12 +40,12 @@ func TestDecodeStatsRejects(t *testing.T) {
 		payload string
 		msg     string
 	}{
-		{"empty", ``, "tunnel: decode stats: unexpected end of JSON input"},
-		{"garbage", `xyz`, "tunnel: decode stats: invalid character 'x' looking for beginning of value"},
-		{"trailing data", `{"interfaces":[]} {}`, "tunnel: decode stats: invalid character '{' after top-level value"},
-		{"negative counter", `{"interfaces":[{"name":"eth0","received":-1}]}`, "tunnel: decode stats: json: cannot unmarshal number -1 into Go struct field InterfaceStats.interfaces.received of type uint64"},
-		{"nine interfaces", `{"interfaces":[` + strings.Join(nine, ",") + `]}`, "tunnel: stats for 9 interfaces, at most 8 are allowed"},
-		{"oversize", `{"error":"` + strings.Repeat("x", maxStatsSize) + `"}`, fmt.Sprintf("tunnel: stats payload is %d bytes, at most 65536 are allowed", maxStatsSize+12)},
+		{"empty", ``, "agentproto: decode stats: unexpected end of JSON input"},
+		{"garbage", `xyz`, "agentproto: decode stats: invalid character 'x' looking for beginning of value"},
+		{"trailing data", `{"interfaces":[]} {}`, "agentproto: decode stats: invalid character '{' after top-level value"},
+		{"negative counter", `{"interfaces":[{"name":"eth0","received":-1}]}`, "agentproto: decode stats: json: cannot unmarshal number -1 into Go struct field InterfaceStats.interfaces.received of type uint64"},
+		{"nine interfaces", `{"interfaces":[` + strings.Join(nine, ",") + `]}`, "agentproto: stats for 9 interfaces, at most 8 are allowed"},
+		{"oversize", `{"error":"` + strings.Repeat("x", maxStatsSize) + `"}`, fmt.Sprintf("agentproto: stats payload is %d bytes, at most 65536 are allowed", maxStatsSize+12)},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

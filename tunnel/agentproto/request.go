@@ -1,7 +1,8 @@
-package tunnel
+package agentproto
 
 import (
 	"bytes"
+	"code.cloudfoundry.org/pcap/tunnel"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -83,11 +84,11 @@ var (
 func ValidateInterface(name string) error {
 	switch {
 	case name == "":
-		return Reject(CodeBadInterface, "interface name is empty")
+		return tunnel.Reject(tunnel.CodeBadInterface, "interface name is empty")
 	case len(name) > maxInterfaceChars:
-		return Reject(CodeBadInterface, fmt.Sprintf("interface name %q is longer than %d characters", name, maxInterfaceChars))
+		return tunnel.Reject(tunnel.CodeBadInterface, fmt.Sprintf("interface name %q is longer than %d characters", name, maxInterfaceChars))
 	case name == "." || name == ".." || !ifaceRe.MatchString(name):
-		return Reject(CodeBadInterface, fmt.Sprintf("interface name %q is not valid (letters, digits and _.:@- only)", name))
+		return tunnel.Reject(tunnel.CodeBadInterface, fmt.Sprintf("interface name %q is not valid (letters, digits and _.:@- only)", name))
 	}
 	return nil
 }
@@ -96,43 +97,43 @@ func ValidateInterface(name string) error {
 // compiling it: its length and that it is printable text.
 func ValidateFilter(f string) error {
 	if len(f) > MaxFilterLen {
-		return Reject(CodeFilterTooLong, fmt.Sprintf("filter is %d characters, at most %d are allowed", len(f), MaxFilterLen))
+		return tunnel.Reject(tunnel.CodeFilterTooLong, fmt.Sprintf("filter is %d characters, at most %d are allowed", len(f), MaxFilterLen))
 	}
 	for _, r := range f {
 		if r == 0 || r == '\uFFFD' || (r < 0x20 && r != '\t' && r != '\n') {
-			return Reject(CodeBadFilter, "filter contains a control character or invalid UTF-8")
+			return tunnel.Reject(tunnel.CodeBadFilter, "filter contains a control character or invalid UTF-8")
 		}
 	}
 	return nil
 }
 
 // Normalize fills defaults (version aside) and validates the request. It
-// returns a [*RejectError] describing the first problem.
+// returns a [*tunnel.RejectError] describing the first problem.
 func (r *CaptureRequest) Normalize() error {
 	if r.Version != ProtocolVersion {
-		return Reject(CodeUnsupportedVersion, fmt.Sprintf("protocol version %d is not supported (this side speaks %d)", r.Version, ProtocolVersion))
+		return tunnel.Reject(tunnel.CodeUnsupportedVersion, fmt.Sprintf("protocol version %d is not supported (this side speaks %d)", r.Version, ProtocolVersion))
 	}
 	switch r.Target.Kind {
 	case TargetHost:
 		if r.Target.PID != 0 || r.Target.InstanceGUID != "" {
-			return Reject(CodeBadRequest, "host target takes no pid or instance guid")
+			return tunnel.Reject(tunnel.CodeBadRequest, "host target takes no pid or instance guid")
 		}
 	case TargetPID:
 		if r.Target.PID <= 0 || r.Target.InstanceGUID != "" {
-			return Reject(CodeBadRequest, fmt.Sprintf("pid target needs a positive pid, got %d", r.Target.PID))
+			return tunnel.Reject(tunnel.CodeBadRequest, fmt.Sprintf("pid target needs a positive pid, got %d", r.Target.PID))
 		}
 	case TargetCFInstance:
 		if !guidRe.MatchString(r.Target.InstanceGUID) || r.Target.PID != 0 {
-			return Reject(CodeBadRequest, fmt.Sprintf("instance guid %q is not valid", r.Target.InstanceGUID))
+			return tunnel.Reject(tunnel.CodeBadRequest, fmt.Sprintf("instance guid %q is not valid", r.Target.InstanceGUID))
 		}
 	default:
-		return Reject(CodeBadRequest, fmt.Sprintf("unknown target kind %q", r.Target.Kind))
+		return tunnel.Reject(tunnel.CodeBadRequest, fmt.Sprintf("unknown target kind %q", r.Target.Kind))
 	}
 	if len(r.Interfaces) == 0 {
 		r.Interfaces = []string{DefaultInterface}
 	}
 	if len(r.Interfaces) > MaxInterfaces {
-		return Reject(CodeBadInterface, fmt.Sprintf("%d interfaces asked for, at most %d are allowed", len(r.Interfaces), MaxInterfaces))
+		return tunnel.Reject(tunnel.CodeBadInterface, fmt.Sprintf("%d interfaces asked for, at most %d are allowed", len(r.Interfaces), MaxInterfaces))
 	}
 	seen := make(map[string]bool, len(r.Interfaces))
 	for _, name := range r.Interfaces {
@@ -140,7 +141,7 @@ func (r *CaptureRequest) Normalize() error {
 			return err
 		}
 		if seen[name] {
-			return Reject(CodeBadInterface, fmt.Sprintf("interface %q is listed twice", name))
+			return tunnel.Reject(tunnel.CodeBadInterface, fmt.Sprintf("interface %q is listed twice", name))
 		}
 		seen[name] = true
 	}
@@ -151,10 +152,10 @@ func (r *CaptureRequest) Normalize() error {
 		r.Snaplen = DefaultSnaplen
 	}
 	if r.Snaplen < 1 || r.Snaplen > MaxSnaplen {
-		return Reject(CodeBadSnaplen, fmt.Sprintf("snaplen %d is out of range 1..%d", r.Snaplen, MaxSnaplen))
+		return tunnel.Reject(tunnel.CodeBadSnaplen, fmt.Sprintf("snaplen %d is out of range 1..%d", r.Snaplen, MaxSnaplen))
 	}
 	if r.Limits.Duration < 0 {
-		return Reject(CodeBadRequest, "duration limit is negative")
+		return tunnel.Reject(tunnel.CodeBadRequest, "duration limit is negative")
 	}
 	return nil
 }
@@ -167,27 +168,27 @@ func (r CaptureRequest) Marshal() ([]byte, error) {
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)
 	if err := enc.Encode(r); err != nil {
-		return nil, fmt.Errorf("tunnel: encode capture request: %w", err)
+		return nil, fmt.Errorf("agentproto: encode capture request: %w", err)
 	}
 	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
 }
 
 // DecodeCaptureRequest decodes and validates an untrusted channel-open
-// payload. Every error is a [*RejectError].
+// payload. Every error is a [*tunnel.RejectError].
 func DecodeCaptureRequest(b []byte) (CaptureRequest, error) {
 	var r CaptureRequest
 	if len(b) > MaxRequestSize {
-		return r, Reject(CodeBadRequest, fmt.Sprintf("capture request is %d bytes, at most %d are allowed", len(b), MaxRequestSize))
+		return r, tunnel.Reject(tunnel.CodeBadRequest, fmt.Sprintf("capture request is %d bytes, at most %d are allowed", len(b), MaxRequestSize))
 	}
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&r); err != nil {
-		return CaptureRequest{}, Reject(CodeBadRequest, "capture request is not valid JSON: "+err.Error())
+		return CaptureRequest{}, tunnel.Reject(tunnel.CodeBadRequest, "capture request is not valid JSON: "+err.Error())
 	}
 	// Anything but white space after the object is trailing data (More
 	// alone misses a stray "]" or "}").
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return CaptureRequest{}, Reject(CodeBadRequest, "capture request has trailing data")
+		return CaptureRequest{}, tunnel.Reject(tunnel.CodeBadRequest, "capture request has trailing data")
 	}
 	if err := r.Normalize(); err != nil {
 		return CaptureRequest{}, err

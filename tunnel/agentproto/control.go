@@ -1,4 +1,4 @@
-package tunnel
+package agentproto
 
 import (
 	"encoding/json"
@@ -83,7 +83,7 @@ func (s Stats) Total() InterfaceStats {
 func (s Stats) Marshal() []byte {
 	b, err := json.Marshal(s)
 	if err != nil {
-		panic("tunnel: stats cannot fail to encode: " + err.Error())
+		panic("agentproto: stats cannot fail to encode: " + err.Error())
 	}
 	return b
 }
@@ -92,13 +92,13 @@ func (s Stats) Marshal() []byte {
 func DecodeStats(b []byte) (Stats, error) {
 	var s Stats
 	if len(b) > maxStatsSize {
-		return s, fmt.Errorf("tunnel: stats payload is %d bytes, at most %d are allowed", len(b), maxStatsSize)
+		return s, fmt.Errorf("agentproto: stats payload is %d bytes, at most %d are allowed", len(b), maxStatsSize)
 	}
 	if err := json.Unmarshal(b, &s); err != nil {
-		return Stats{}, fmt.Errorf("tunnel: decode stats: %w", err)
+		return Stats{}, fmt.Errorf("agentproto: decode stats: %w", err)
 	}
 	if len(s.Interfaces) > MaxInterfaces {
-		return Stats{}, fmt.Errorf("tunnel: stats for %d interfaces, at most %d are allowed", len(s.Interfaces), MaxInterfaces)
+		return Stats{}, fmt.Errorf("agentproto: stats for %d interfaces, at most %d are allowed", len(s.Interfaces), MaxInterfaces)
 	}
 	return s, nil
 }

@@ -1,4 +1,4 @@
-package tunnel
+package agentproto
 
 import (
 	"encoding/binary"
@@ -56,11 +56,11 @@ func DecodeWatermark(block []byte, bo binary.ByteOrder) (t int64, ok bool, err e
 		return 0, false, nil
 	}
 	if len(block) != watermarkBytes {
-		return 0, false, fmt.Errorf("tunnel: watermark block of %d bytes, want %d", len(block), watermarkBytes)
+		return 0, false, fmt.Errorf("agentproto: watermark block of %d bytes, want %d", len(block), watermarkBytes)
 	}
 	t = int64(uint64(bo.Uint32(block[16:]))<<32 | uint64(bo.Uint32(block[20:])))
 	if t < 0 {
-		return 0, false, fmt.Errorf("tunnel: watermark %d before the epoch", t)
+		return 0, false, fmt.Errorf("agentproto: watermark %d before the epoch", t)
 	}
 	return t, true, nil
 }

@@ -1,10 +1,12 @@
-package tunnel
+package agentproto
 
 import (
+	"code.cloudfoundry.org/pcap/tunnel"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"reflect"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -12,6 +14,9 @@ import (
 
 // validRequest is a request every case below starts from and changes one
 // thing of.
+// rejectCode is the shape tunnel gives a rejection's code on the wire.
+var rejectCode = regexp.MustCompile(`^[a-z][a-z-]{1,40}$`)
+
 func validRequest() CaptureRequest {
 	return CaptureRequest{
 		Version:    ProtocolVersion,
@@ -30,77 +35,77 @@ func TestNormalizeRejects(t *testing.T) {
 		msg    string
 	}{
 		{"version 0", func(r *CaptureRequest) { r.Version = 0 },
-			CodeUnsupportedVersion, "protocol version 0 is not supported (this side speaks 1)"},
+			tunnel.CodeUnsupportedVersion, "protocol version 0 is not supported (this side speaks 1)"},
 		{"version 2", func(r *CaptureRequest) { r.Version = 2 },
-			CodeUnsupportedVersion, "protocol version 2 is not supported (this side speaks 1)"},
+			tunnel.CodeUnsupportedVersion, "protocol version 2 is not supported (this side speaks 1)"},
 		{"empty target kind", func(r *CaptureRequest) { r.Target = Target{} },
-			CodeBadRequest, `unknown target kind ""`},
+			tunnel.CodeBadRequest, `unknown target kind ""`},
 		{"unknown target kind", func(r *CaptureRequest) { r.Target = Target{Kind: "vm"} },
-			CodeBadRequest, `unknown target kind "vm"`},
+			tunnel.CodeBadRequest, `unknown target kind "vm"`},
 		{"host with pid", func(r *CaptureRequest) { r.Target = Target{Kind: TargetHost, PID: 1} },
-			CodeBadRequest, "host target takes no pid or instance guid"},
+			tunnel.CodeBadRequest, "host target takes no pid or instance guid"},
 		{"host with guid", func(r *CaptureRequest) { r.Target = Target{Kind: TargetHost, InstanceGUID: "abc"} },
-			CodeBadRequest, "host target takes no pid or instance guid"},
+			tunnel.CodeBadRequest, "host target takes no pid or instance guid"},
 		{"pid 0", func(r *CaptureRequest) { r.Target = Target{Kind: TargetPID} },
-			CodeBadRequest, "pid target needs a positive pid, got 0"},
+			tunnel.CodeBadRequest, "pid target needs a positive pid, got 0"},
 		{"pid negative", func(r *CaptureRequest) { r.Target = Target{Kind: TargetPID, PID: -7} },
-			CodeBadRequest, "pid target needs a positive pid, got -7"},
+			tunnel.CodeBadRequest, "pid target needs a positive pid, got -7"},
 		{"pid with guid", func(r *CaptureRequest) { r.Target = Target{Kind: TargetPID, PID: 7, InstanceGUID: "abc"} },
-			CodeBadRequest, "pid target needs a positive pid, got 7"},
+			tunnel.CodeBadRequest, "pid target needs a positive pid, got 7"},
 		{"guid empty", func(r *CaptureRequest) { r.Target.InstanceGUID = "" },
-			CodeBadRequest, `instance guid "" is not valid`},
+			tunnel.CodeBadRequest, `instance guid "" is not valid`},
 		{"guid with slash", func(r *CaptureRequest) { r.Target.InstanceGUID = "../1" },
-			CodeBadRequest, `instance guid "../1" is not valid`},
+			tunnel.CodeBadRequest, `instance guid "../1" is not valid`},
 		{"guid with NUL", func(r *CaptureRequest) { r.Target.InstanceGUID = "ab\x00cd" },
-			CodeBadRequest, `instance guid "ab\x00cd" is not valid`},
+			tunnel.CodeBadRequest, `instance guid "ab\x00cd" is not valid`},
 		{"guid 65 chars", func(r *CaptureRequest) { r.Target.InstanceGUID = strings.Repeat("a", 65) },
-			CodeBadRequest, `instance guid "` + strings.Repeat("a", 65) + `" is not valid`},
+			tunnel.CodeBadRequest, `instance guid "` + strings.Repeat("a", 65) + `" is not valid`},
 		{"guid with pid", func(r *CaptureRequest) { r.Target.PID = 3 },
-			CodeBadRequest, `instance guid "6f1c2a3e-0000-4a5b-8c9d-000000000001" is not valid`},
+			tunnel.CodeBadRequest, `instance guid "6f1c2a3e-0000-4a5b-8c9d-000000000001" is not valid`},
 		{"interface empty", func(r *CaptureRequest) { r.Interfaces = []string{""} },
-			CodeBadInterface, "interface name is empty"},
+			tunnel.CodeBadInterface, "interface name is empty"},
 		{"interface 16 chars", func(r *CaptureRequest) { r.Interfaces = []string{"abcdefghijklmnop"} },
-			CodeBadInterface, `interface name "abcdefghijklmnop" is longer than 15 characters`},
+			tunnel.CodeBadInterface, `interface name "abcdefghijklmnop" is longer than 15 characters`},
 		{"interface with slash", func(r *CaptureRequest) { r.Interfaces = []string{"eth0/1"} },
-			CodeBadInterface, `interface name "eth0/1" is not valid (letters, digits and _.:@- only)`},
+			tunnel.CodeBadInterface, `interface name "eth0/1" is not valid (letters, digits and _.:@- only)`},
 		{"interface with space", func(r *CaptureRequest) { r.Interfaces = []string{"eth 0"} },
-			CodeBadInterface, `interface name "eth 0" is not valid (letters, digits and _.:@- only)`},
+			tunnel.CodeBadInterface, `interface name "eth 0" is not valid (letters, digits and _.:@- only)`},
 		{"interface dot", func(r *CaptureRequest) { r.Interfaces = []string{"."} },
-			CodeBadInterface, `interface name "." is not valid (letters, digits and _.:@- only)`},
+			tunnel.CodeBadInterface, `interface name "." is not valid (letters, digits and _.:@- only)`},
 		{"interface dotdot", func(r *CaptureRequest) { r.Interfaces = []string{".."} },
-			CodeBadInterface, `interface name ".." is not valid (letters, digits and _.:@- only)`},
+			tunnel.CodeBadInterface, `interface name ".." is not valid (letters, digits and _.:@- only)`},
 		{"second interface bad", func(r *CaptureRequest) { r.Interfaces = []string{"eth0", "eth1;"} },
-			CodeBadInterface, `interface name "eth1;" is not valid (letters, digits and _.:@- only)`},
+			tunnel.CodeBadInterface, `interface name "eth1;" is not valid (letters, digits and _.:@- only)`},
 		{"interface twice", func(r *CaptureRequest) { r.Interfaces = []string{"eth0", "eth1", "eth0"} },
-			CodeBadInterface, `interface "eth0" is listed twice`},
+			tunnel.CodeBadInterface, `interface "eth0" is listed twice`},
 		{"nine interfaces", func(r *CaptureRequest) {
 			r.Interfaces = []string{"e1", "e2", "e3", "e4", "e5", "e6", "e7", "e8", "e9"}
-		}, CodeBadInterface, "9 interfaces asked for, at most 8 are allowed"},
+		}, tunnel.CodeBadInterface, "9 interfaces asked for, at most 8 are allowed"},
 		{"filter 5001 chars", func(r *CaptureRequest) { r.Filter = strings.Repeat("a", 5001) },
-			CodeFilterTooLong, "filter is 5001 characters, at most 5000 are allowed"},
+			tunnel.CodeFilterTooLong, "filter is 5001 characters, at most 5000 are allowed"},
 		{"filter with NUL", func(r *CaptureRequest) { r.Filter = "tcp\x00port 80" },
-			CodeBadFilter, "filter contains a control character or invalid UTF-8"},
+			tunnel.CodeBadFilter, "filter contains a control character or invalid UTF-8"},
 		{"filter with escape", func(r *CaptureRequest) { r.Filter = "tcp\x1b[2J" },
-			CodeBadFilter, "filter contains a control character or invalid UTF-8"},
+			tunnel.CodeBadFilter, "filter contains a control character or invalid UTF-8"},
 		{"filter invalid UTF-8", func(r *CaptureRequest) { r.Filter = "tcp port \xff80" },
-			CodeBadFilter, "filter contains a control character or invalid UTF-8"},
+			tunnel.CodeBadFilter, "filter contains a control character or invalid UTF-8"},
 		{"snaplen -1", func(r *CaptureRequest) { r.Snaplen = -1 },
-			CodeBadSnaplen, "snaplen -1 is out of range 1..262144"},
+			tunnel.CodeBadSnaplen, "snaplen -1 is out of range 1..262144"},
 		{"snaplen 262145", func(r *CaptureRequest) { r.Snaplen = 262145 },
-			CodeBadSnaplen, "snaplen 262145 is out of range 1..262144"},
+			tunnel.CodeBadSnaplen, "snaplen 262145 is out of range 1..262144"},
 		{"snaplen 10^6", func(r *CaptureRequest) { r.Snaplen = 1_000_000 },
-			CodeBadSnaplen, "snaplen 1000000 is out of range 1..262144"},
+			tunnel.CodeBadSnaplen, "snaplen 1000000 is out of range 1..262144"},
 		{"negative duration", func(r *CaptureRequest) { r.Limits.Duration = -time.Second },
-			CodeBadRequest, "duration limit is negative"},
+			tunnel.CodeBadRequest, "duration limit is negative"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			r := validRequest()
 			tt.change(&r)
 			err := r.Normalize()
-			var re *RejectError
+			var re *tunnel.RejectError
 			if !errors.As(err, &re) {
-				t.Fatalf("Normalize() = %v, want a *RejectError", err)
+				t.Fatalf("Normalize() = %v, want a *tunnel.RejectError", err)
 			}
 			if re.Code != tt.code || re.Message != tt.msg {
 				t.Errorf("Normalize() = %s: %q, want %s: %q", re.Code, re.Message, tt.code, tt.msg)
@@ -191,7 +196,7 @@ func TestDecodeCaptureRequest(t *testing.T) {
 	}{
 		{"empty", ``, "capture request is not valid JSON: EOF"},
 		{"garbage", "\x00\xffgarbage", "capture request is not valid JSON: invalid character '\\x00' looking for beginning of value"},
-		{"not an object", `[1,2]`, "capture request is not valid JSON: json: cannot unmarshal array into Go value of type tunnel.CaptureRequest"},
+		{"not an object", `[1,2]`, "capture request is not valid JSON: json: cannot unmarshal array into Go value of type agentproto.CaptureRequest"},
 		{"truncated", `{"version":1,"target":{"kind":"host"}`, "capture request is not valid JSON: unexpected EOF"},
 		{"unknown field", `{"version":1,"target":{"kind":"host"},"command":"rm -rf /"}`, `capture request is not valid JSON: json: unknown field "command"`},
 		{"unknown nested field", `{"version":1,"target":{"kind":"host","netns":"/proc/1/ns/net"}}`, `capture request is not valid JSON: json: unknown field "netns"`},
@@ -205,12 +210,12 @@ func TestDecodeCaptureRequest(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			r, err := DecodeCaptureRequest([]byte(tt.payload))
-			var re *RejectError
+			var re *tunnel.RejectError
 			if !errors.As(err, &re) {
-				t.Fatalf("DecodeCaptureRequest() = %+v, %v; want a *RejectError", r, err)
+				t.Fatalf("DecodeCaptureRequest() = %+v, %v; want a *tunnel.RejectError", r, err)
 			}
-			if re.Code != CodeBadRequest || re.Message != tt.msg {
-				t.Errorf("DecodeCaptureRequest() = %s: %q, want %s: %q", re.Code, re.Message, CodeBadRequest, tt.msg)
+			if re.Code != tunnel.CodeBadRequest || re.Message != tt.msg {
+				t.Errorf("DecodeCaptureRequest() = %s: %q, want %s: %q", re.Code, re.Message, tunnel.CodeBadRequest, tt.msg)
 			}
 			if !reflect.DeepEqual(r, CaptureRequest{}) {
 				t.Errorf("a rejected request came back as %+v, want the zero value", r)
@@ -315,9 +320,9 @@ func FuzzDecodeCaptureRequest(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) {
 		r, err := DecodeCaptureRequest(b)
 		if err != nil {
-			var re *RejectError
-			if !errors.As(err, &re) || !codeRe.MatchString(re.Code) || re.Message == "" {
-				t.Fatalf("DecodeCaptureRequest error %#v is not a *RejectError with a code and message", err)
+			var re *tunnel.RejectError
+			if !errors.As(err, &re) || !rejectCode.MatchString(re.Code) || re.Message == "" {
+				t.Fatalf("DecodeCaptureRequest error %#v is not a *tunnel.RejectError with a code and message", err)
 			}
 			if !reflect.DeepEqual(r, CaptureRequest{}) {
 				t.Fatalf("rejected request came back as %+v", r)
