@@ -1,16 +1,13 @@
 package agent
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"net"
-	"os"
 	"path/filepath"
 	"time"
 
-	"gopkg.in/yaml.v3"
+	"code.cloudfoundry.org/pcap/internal/yamlconf"
 )
 
 // Config is pcap-agent's YAML configuration file.
@@ -75,20 +72,14 @@ func DefaultConfig() Config {
 
 // LoadConfig reads a YAML config file over the defaults and validates it.
 func LoadConfig(path string) (Config, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return Config{}, fmt.Errorf("agent: read config: %w", err)
-	}
-	return ParseConfig(b)
+	return yamlconf.Load(path, "agent", ParseConfig)
 }
 
 // ParseConfig parses YAML over the defaults (unknown keys are an error) and
 // validates the result.
 func ParseConfig(b []byte) (Config, error) {
 	c := DefaultConfig()
-	dec := yaml.NewDecoder(bytes.NewReader(b))
-	dec.KnownFields(true)
-	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
+	if err := yamlconf.Decode(b, &c); err != nil {
 		return Config{}, fmt.Errorf("agent: parse config: %w", err)
 	}
 	if err := c.Validate(); err != nil {

@@ -1,17 +1,13 @@
 package api
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/url"
-	"os"
 	"time"
 
-	"gopkg.in/yaml.v3"
-
+	"code.cloudfoundry.org/pcap/internal/yamlconf"
 	"code.cloudfoundry.org/pcap/tunnel/capturecmd"
 )
 
@@ -232,22 +228,16 @@ func DefaultConfig() Config {
 	}
 }
 
-// LoadConfig reads a YAML file over the defaults and validates it.
+// LoadConfig reads a YAML config file over the defaults and validates it.
 func LoadConfig(path string) (Config, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return Config{}, fmt.Errorf("api: read config: %w", err)
-	}
-	return ParseConfig(b)
+	return yamlconf.Load(path, "api", ParseConfig)
 }
 
 // ParseConfig parses YAML over the defaults (unknown keys are errors) and
 // validates.
 func ParseConfig(b []byte) (Config, error) {
 	c := DefaultConfig()
-	dec := yaml.NewDecoder(bytes.NewReader(b))
-	dec.KnownFields(true)
-	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
+	if err := yamlconf.Decode(b, &c); err != nil {
 		return Config{}, fmt.Errorf("api: parse config: %w", err)
 	}
 	if cf := c.CF; cf != nil {

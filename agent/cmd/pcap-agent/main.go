@@ -4,13 +4,11 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 	"time"
 
@@ -18,38 +16,27 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"code.cloudfoundry.org/pcap/agent"
+	"code.cloudfoundry.org/pcap/internal/svcmain"
 	"code.cloudfoundry.org/pcap/tunnel"
 )
 
 // version is what --version prints; the Makefile sets it to git describe.
 var version = "dev"
 
-func main() {
-	if err := app().Run(os.Args); err != nil {
-		fmt.Fprintln(os.Stderr, errorLine(err))
-		os.Exit(1)
-	}
-}
-
-// errorLine is the one line an error is reported as: the program's name
-// once, not followed by the package's own "agent: " prefix.
-func errorLine(err error) string {
-	return "pcap-agent: " + strings.TrimPrefix(err.Error(), "agent: ")
-}
+func main() { svcmain.Main(app(), "agent: ") }
 
 func app() *cli.App {
-	return &cli.App{
-		Name:            "pcap-agent",
-		Version:         version,
-		HideHelpCommand: true,
-		Usage:           "capture packets in containers and on this host for pcap-api",
+	return svcmain.Command{
+		Name:             "pcap-agent",
+		Usage:            "capture packets in containers and on this host for pcap-api",
+		Version:          version,
+		ConfigEnv:        "PCAP_AGENT_CONFIG",
+		CheckConfigUsage: "validate the config, print the effective config and exit",
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "config", Aliases: []string{"c"}, Usage: "YAML config `FILE`", Required: true, EnvVars: []string{"PCAP_AGENT_CONFIG"}},
 			&cli.StringFlag{Name: "listen", Usage: "override the config's listen `ADDRESS`"},
-			&cli.BoolFlag{Name: "check-config", Usage: "validate the config, print the effective config and exit"},
 		},
 		Action: run,
-	}
+	}.App()
 }
 
 func run(c *cli.Context) error {
@@ -70,9 +57,7 @@ func run(c *cli.Context) error {
 		return yaml.NewEncoder(os.Stdout).Encode(cfg)
 	}
 
-	var level slog.Level
-	level.UnmarshalText([]byte(cfg.LogLevel))
-	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	log := svcmain.Logger(os.Stderr, cfg.LogLevel)
 	srv, _, err := agent.NewServer(cfg, log)
 	if err != nil {
 		return err
@@ -86,21 +71,10 @@ func run(c *cli.Context) error {
 		return fmt.Errorf("listen: %w", err)
 	}
 	log.Info("agent-listening", "address", l.Addr().String())
-
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(l) }()
-	select {
-	case err := <-errc:
+	shutdownErr, err := svcmain.Serve(ctx, srv, l, svcmain.Stop{Timeout: 5 * time.Second, Closed: tunnel.ErrServerClosed}, log, "agent")
+	if err != nil {
 		return err
-	case <-ctx.Done():
-	}
-	log.Info("agent-stopping")
-	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	err = srv.Shutdown(sctx)
-	if serr := <-errc; !errors.Is(serr, tunnel.ErrServerClosed) {
-		return serr
 	}
 	log.Info("agent-stopped")
-	return err
+	return shutdownErr
 }

@@ -12,7 +12,6 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 	"time"
 
@@ -24,38 +23,27 @@ import (
 	"code.cloudfoundry.org/pcap/api"
 	"code.cloudfoundry.org/pcap/api/boshresolver"
 	"code.cloudfoundry.org/pcap/api/cfresolver"
+	"code.cloudfoundry.org/pcap/internal/svcmain"
 	"code.cloudfoundry.org/pcap/tunnel"
 )
 
 // version is what --version prints; the Makefile sets it to git describe.
 var version = "dev"
 
-func main() {
-	if err := app().Run(os.Args); err != nil {
-		fmt.Fprintln(os.Stderr, errorLine(err))
-		os.Exit(1)
-	}
-}
-
-// errorLine is the one line an error is reported as: the program's name
-// once, not followed by the package's own "api: " prefix.
-func errorLine(err error) string {
-	return "pcap-api: " + strings.TrimPrefix(err.Error(), "api: ")
-}
+func main() { svcmain.Main(app(), "api: ") }
 
 func app() *cli.App {
-	return &cli.App{
-		Name:            "pcap-api",
-		Version:         version,
-		HideHelpCommand: true,
-		Usage:           "capture on many pcap-agents at once and merge their streams for ssh clients",
+	return svcmain.Command{
+		Name:             "pcap-api",
+		Usage:            "capture on many pcap-agents at once and merge their streams for ssh clients",
+		Version:          version,
+		ConfigEnv:        "PCAP_API_CONFIG",
+		CheckConfigUsage: "validate the config, print the effective config (secrets redacted) and exit",
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "config", Aliases: []string{"c"}, Usage: "YAML config `FILE`", Required: true, EnvVars: []string{"PCAP_API_CONFIG"}},
-			&cli.BoolFlag{Name: "check-config", Usage: "validate the config, print the effective config (secrets redacted) and exit"},
 			&cli.BoolFlag{Name: "probe", Usage: "with --check-config: also contact the Cloud Controller, UAA and director the config names (TLS, discovery) and report what a login would fail on"},
 		},
 		Action: run,
-	}
+	}.App()
 }
 
 func run(c *cli.Context) error {
@@ -81,9 +69,7 @@ func run(c *cli.Context) error {
 	if c.Bool("probe") {
 		return errors.New("--probe goes with --check-config")
 	}
-	var level slog.Level
-	level.UnmarshalText([]byte(cfg.LogLevel))
-	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	log := svcmain.Logger(os.Stderr, cfg.LogLevel)
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	svc, err := newService(cfg, log, reg)
 	if err != nil {
@@ -115,37 +101,24 @@ func run(c *cli.Context) error {
 	svc.SetReady(true)
 	log.Info("api-listening", "address", l.Addr().String(), "http_address", httpAddr)
 
-	errc := make(chan error, 1)
-	go func() { errc <- svc.SSH.Serve(l) }()
-	select {
-	case err := <-errc:
+	// At a signal: tell the load balancer first (/health 503) and keep
+	// serving for drain_delay, then stop accepting, let running captures
+	// stop with their statistics, and cut off whatever is left.
+	shutdownErr, err := svcmain.Serve(ctx, svc.SSH, l, svcmain.Stop{
+		Drain:      svc.Drain,
+		DrainDelay: cfg.DrainDelay,
+		Timeout:    cfg.StopTimeout + 3*time.Second,
+		Closed:     tunnel.ErrServerClosed,
+	}, log, "api")
+	if err != nil {
 		return err
-	case <-ctx.Done():
-	}
-	// Tell the load balancer first (/health 503) and keep serving for
-	// drain_delay, so that it stops sending connections before the
-	// listener closes; then stop accepting, let running captures stop
-	// with their statistics, and cut off whatever is left.
-	svc.Drain()
-	if cfg.DrainDelay > 0 {
-		log.Info("api-draining", "drain_delay", cfg.DrainDelay.String())
-		select {
-		case err := <-errc:
-			return err
-		case <-time.After(cfg.DrainDelay):
-		}
-	}
-	log.Info("api-stopping")
-	sctx, cancel := context.WithTimeout(context.Background(), cfg.StopTimeout+3*time.Second)
-	defer cancel()
-	err = svc.SSH.Shutdown(sctx)
-	if serr := <-errc; !errors.Is(serr, tunnel.ErrServerClosed) {
-		return serr
 	}
 	if hsrv != nil {
-		hsrv.Shutdown(sctx)
+		hctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		defer cancel()
+		hsrv.Shutdown(hctx)
 	}
-	log.Info("api-stopped", "clean", err == nil)
+	log.Info("api-stopped", "clean", shutdownErr == nil)
 	return nil
 }
 
