@@ -24,24 +24,44 @@ import (
 	"code.cloudfoundry.org/pcap/api"
 )
 
-// effectiveAgent parses what `pcap-agent --check-config` printed.
-func effectiveAgent(t *testing.T, out string) agent.Config {
+// effective parses the effective config `--check-config` printed.
+func effective[T any](t *testing.T, out string) T {
 	t.Helper()
-	var c agent.Config
+	var c T
 	if err := yaml.Unmarshal([]byte(out), &c); err != nil {
-		t.Fatalf("parse effective agent config: %v\n%s", err, out)
+		t.Fatalf("parse effective config as %T: %v\n%s", c, err, out)
 	}
 	return c
 }
 
-// effectiveAPI parses what `pcap-api --check-config` printed.
-func effectiveAPI(t *testing.T, out string) api.Config {
+// wantRenderError renders job and wants the render to fail with an error
+// containing every string of want.
+func wantRenderError(t *testing.T, job string, props map[string]any, spec instanceSpec, links map[string]linkData, want []string) {
 	t.Helper()
-	var c api.Config
-	if err := yaml.Unmarshal([]byte(out), &c); err != nil {
-		t.Fatalf("parse effective api config: %v\n%s", err, out)
+	_, errText := renderJob(t, job, props, spec, links, "")
+	if errText == "" {
+		t.Fatal("rendered without error")
 	}
-	return c
+	for _, w := range want {
+		if !strings.Contains(errText, w) {
+			t.Errorf("render error %q does not contain %q", errText, w)
+		}
+	}
+}
+
+// wantCheckError renders job, which must work, and wants its binary's
+// --check-config to refuse the rendered config with an error containing
+// want.
+func wantCheckError(t *testing.T, job string, props map[string]any, spec instanceSpec, config, want string) {
+	t.Helper()
+	r := mustRender(t, job, props, spec, nil, "")
+	res := checkConfig(t, r, config, job)
+	if res.err == nil {
+		t.Fatalf("check-config accepted it:\n%s", res.stdout)
+	}
+	if !strings.Contains(res.stderr, want) {
+		t.Errorf("check-config error %q does not contain %q", res.stderr, want)
+	}
 }
 
 // bpmProcess returns the only process of a rendered bpm.yml.
@@ -106,7 +126,7 @@ func TestAgentTemplates(t *testing.T) {
 		if res.err != nil {
 			t.Fatalf("check-config: %s", res)
 		}
-		got := effectiveAgent(t, res.stdout)
+		got := effective[agent.Config](t, res.stdout)
 		// The spec's defaults are the binary's defaults; only the listen
 		// address (this instance's IP) and the key files are the job's own.
 		wantCfg := agent.DefaultConfig()
@@ -148,7 +168,7 @@ func TestAgentTemplates(t *testing.T) {
 		if res.err != nil {
 			t.Fatalf("check-config: %s", res)
 		}
-		got := effectiveAgent(t, res.stdout)
+		got := effective[agent.Config](t, res.stdout)
 		if got.Listen != "0.0.0.0:9595" || got.MaxCaptures != 8 || got.BufferSize != 16<<20 ||
 			got.QueueBytes != 8<<20 || got.LogLevel != "debug" || got.Containers.NetnsDir != "/var/vcap/data/cells/netns" {
 			t.Errorf("effective config %+v", got)
@@ -163,7 +183,7 @@ func TestAgentTemplates(t *testing.T) {
 		if res.err != nil {
 			t.Fatalf("check-config: %s", res)
 		}
-		if got := effectiveAgent(t, res.stdout).Listen; got != "[::]:9494" {
+		if got := effective[agent.Config](t, res.stdout).Listen; got != "[::]:9494" {
 			t.Errorf("listen %q", got)
 		}
 	})
@@ -182,15 +202,7 @@ func TestAgentTemplates(t *testing.T) {
 	}
 	for _, tc := range renderErrors {
 		t.Run("render error/"+tc.name, func(t *testing.T) {
-			_, errText := renderJob(t, "pcap-agent", tc.props(), cellSpec, nil, "")
-			if errText == "" {
-				t.Fatal("rendered without error")
-			}
-			for _, w := range tc.want {
-				if !strings.Contains(errText, w) {
-					t.Errorf("render error %q does not contain %q", errText, w)
-				}
-			}
+			wantRenderError(t, "pcap-agent", tc.props(), cellSpec, nil, tc.want)
 		})
 	}
 
@@ -210,14 +222,7 @@ func TestAgentTemplates(t *testing.T) {
 			for k, v := range tc.set {
 				props[k] = v
 			}
-			r := mustRender(t, "pcap-agent", props, cellSpec, nil, "")
-			res := checkConfig(t, r, "config/agent.yml", "pcap-agent")
-			if res.err == nil {
-				t.Fatalf("check-config accepted it:\n%s", res.stdout)
-			}
-			if !strings.Contains(res.stderr, tc.want) {
-				t.Errorf("check-config error %q does not contain %q", res.stderr, tc.want)
-			}
+			wantCheckError(t, "pcap-agent", props, cellSpec, "config/agent.yml", tc.want)
 		})
 	}
 }
@@ -269,7 +274,7 @@ func TestAPITemplates(t *testing.T) {
 		if res.err != nil {
 			t.Fatalf("check-config: %s\napi.yml:\n%s", res, r.file(t, "config/api.yml"))
 		}
-		return effectiveAPI(t, res.stdout)
+		return effective[api.Config](t, res.stdout)
 	}
 
 	t.Run("cf resolver with defaults", func(t *testing.T) {
@@ -612,15 +617,7 @@ func TestAPITemplates(t *testing.T) {
 	}
 	for _, tc := range renderErrors {
 		t.Run("render error/"+tc.name, func(t *testing.T) {
-			_, errText := renderJob(t, "pcap-api", tc.props(), apiSpec, tc.links, "")
-			if errText == "" {
-				t.Fatal("rendered without error")
-			}
-			for _, w := range tc.want {
-				if !strings.Contains(errText, w) {
-					t.Errorf("render error %q does not contain %q", errText, w)
-				}
-			}
+			wantRenderError(t, "pcap-api", tc.props(), apiSpec, tc.links, tc.want)
 		})
 	}
 
@@ -643,14 +640,7 @@ func TestAPITemplates(t *testing.T) {
 			props := base()
 			props["cf"] = cfOn
 			tc.edit(props)
-			r := mustRender(t, "pcap-api", props, apiSpec, nil, "")
-			res := checkConfig(t, r, "config/api.yml", "pcap-api")
-			if res.err == nil {
-				t.Fatalf("check-config accepted it:\n%s", res.stdout)
-			}
-			if !strings.Contains(res.stderr, tc.want) {
-				t.Errorf("check-config error %q does not contain %q", res.stderr, tc.want)
-			}
+			wantCheckError(t, "pcap-api", props, apiSpec, "config/api.yml", tc.want)
 		})
 	}
 }

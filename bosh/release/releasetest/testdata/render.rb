@@ -103,6 +103,16 @@ module PropertyLookup
     yield(*values)
     ElseBlock.new(false)
   end
+
+  # p and if_p as BOSH templates call them, on the including object's
+  # @props (a link's or the job's).
+  def p(names, default = UNSET)
+    lookup_property(@props, names, default)
+  end
+
+  def if_p(*names, &block)
+    lookup_if_p(@props, names, &block)
+  end
 end
 
 class Link
@@ -117,14 +127,6 @@ class Link
                      address: i["address"], bootstrap: i["bootstrap"] || false)
     end
   end
-
-  def p(names, default = UNSET)
-    lookup_property(@props, names, default)
-  end
-
-  def if_p(*names, &block)
-    lookup_if_p(@props, names, &block)
-  end
 end
 
 class RenderContext
@@ -135,14 +137,6 @@ class RenderContext
     @props = props
     @spec = spec
     @links = links
-  end
-
-  def p(names, default = UNSET)
-    lookup_property(@props, names, default)
-  end
-
-  def if_p(*names, &block)
-    lookup_if_p(@props, names, &block)
   end
 
   def link(name)
