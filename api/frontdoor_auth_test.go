@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -16,6 +15,7 @@ import (
 	"code.cloudfoundry.org/pcap/bosh/uaa"
 	"code.cloudfoundry.org/pcap/tunnel"
 	"code.cloudfoundry.org/pcap/tunnel/capturecmd"
+	"code.cloudfoundry.org/pcap/tunnel/tunneltest"
 )
 
 // countingResolver is a static resolver that counts what would be network
@@ -43,26 +43,12 @@ func (s noSign) Sign(io.Reader, []byte) (*ssh.Signature, error) {
 	return nil, errors.New("no private key")
 }
 
-func newKey(t *testing.T) ssh.Signer {
-	t.Helper()
-	s, _, err := tunnel.GenerateKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
-}
+func newKey(t *testing.T) ssh.Signer { return tunneltest.Key(t) }
 
 // startFrontDoor serves a on 127.0.0.1:0 and returns its address.
 func startFrontDoor(t *testing.T, a *API, hostKey ssh.Signer) string {
 	t.Helper()
-	srv := &tunnel.Server{Config: a.ServerConfig(hostKey), Handlers: map[string]tunnel.ChannelHandler{"session": a}}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve(l)
-	t.Cleanup(func() { srv.Close() })
-	return l.Addr().String()
+	return tunneltest.Start(t, &tunnel.Server{Config: a.ServerConfig(hostKey), Handlers: map[string]tunnel.ChannelHandler{"session": a}})
 }
 
 func TestFrontDoorNoWorkBeforeProof(t *testing.T) {

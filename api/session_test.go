@@ -3,9 +3,7 @@ package api
 import (
 	"bytes"
 	"context"
-	"errors"
 	"io"
-	"net"
 	"regexp"
 	"slices"
 	"strconv"
@@ -20,6 +18,7 @@ import (
 	"code.cloudfoundry.org/pcap/tunnel"
 	"code.cloudfoundry.org/pcap/tunnel/agentproto"
 	"code.cloudfoundry.org/pcap/tunnel/capturecmd"
+	"code.cloudfoundry.org/pcap/tunnel/tunneltest"
 )
 
 // fakeAgent serves capture channels like pcap-agent: interfaces first,
@@ -46,12 +45,8 @@ type fakeAgent struct {
 
 func startFakeAgent(t *testing.T, fa *fakeAgent) *fakeAgent {
 	t.Helper()
-	signer, _, err := tunnel.GenerateKey()
-	if err != nil {
-		t.Fatal(err)
-	}
 	conf := &ssh.ServerConfig{NoClientAuth: true}
-	conf.AddHostKey(signer)
+	conf.AddHostKey(tunneltest.Key(t))
 	iface := agentproto.InterfaceStats{Name: "eth0", LinkType: uint16(layers.LinkTypeEthernet), Snaplen: 65535}
 	h := tunnel.ChannelHandlerFunc(func(ctx context.Context, _ *ssh.ServerConn, nc ssh.NewChannel) {
 		if fa.Hold != nil {
@@ -120,23 +115,7 @@ func startFakeAgent(t *testing.T, fa *fakeAgent) *fakeAgent {
 		ch.SendRequest(agentproto.RequestStats, false, agentproto.Stats{Interfaces: []agentproto.InterfaceStats{final}, Final: true, End: end, Limit: fa.Limit}.Marshal())
 		ch.CloseWrite()
 	})
-	srv := &tunnel.Server{Config: conf, Handlers: map[string]tunnel.ChannelHandler{agentproto.ChannelCapture: h}}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		if err := srv.Serve(l); !errors.Is(err, tunnel.ErrServerClosed) {
-			t.Errorf("Serve: %v", err)
-		}
-	}()
-	t.Cleanup(func() {
-		srv.Close()
-		<-done
-	})
-	fa.Addr = l.Addr().String()
+	fa.Addr = tunneltest.Start(t, &tunnel.Server{Config: conf, Handlers: map[string]tunnel.ChannelHandler{agentproto.ChannelCapture: h}})
 	return fa
 }
 

@@ -282,14 +282,7 @@ func (d *drain) start() {
 // (a handler that ignores both ctx and its closed connection is not waited
 // for).
 func (s *Server) Shutdown(ctx context.Context) error {
-	s.mu.Lock()
-	s.init()
-	s.closed = true
-	for l := range s.listeners {
-		l.Close()
-	}
-	s.mu.Unlock()
-	s.cancel(ErrServerClosed)
+	s.stopAccepting()
 
 	done := make(chan struct{})
 	go func() {
@@ -305,8 +298,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 }
 
-// Close stops accepting and closes every connection at once.
-func (s *Server) Close() error {
+// stopAccepting closes the listeners and cancels every connection's
+// context.
+func (s *Server) stopAccepting() {
 	s.mu.Lock()
 	s.init()
 	s.closed = true
@@ -315,6 +309,11 @@ func (s *Server) Close() error {
 	}
 	s.mu.Unlock()
 	s.cancel(ErrServerClosed)
+}
+
+// Close stops accepting and closes every connection at once.
+func (s *Server) Close() error {
+	s.stopAccepting()
 	s.closeConns()
 	s.wg.Wait()
 	return nil

@@ -336,6 +336,20 @@ func (h *acceptingHandler) HandleChannel(ctx context.Context, _ *ssh.ServerConn,
 	h.body(ctx, ch)
 }
 
+// serveOne starts a server whose only handler is h, dials it and opens one
+// channel, and returns once h has started on it.
+func serveOne(t *testing.T, h *acceptingHandler, opts ...func(*Server)) (*testServer, *Client, ssh.Channel) {
+	t.Helper()
+	ts := newTestServer(t, map[string]ChannelHandler{testChannel: h}, opts...)
+	c := ts.dial(t)
+	ch, _, err := openTest(context.Background(), c, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	within(t, "handler start", 5*time.Second, h.started)
+	return ts, c, ch
+}
+
 func TestShutdownGraceful(t *testing.T) {
 	h := newAcceptingHandler(func(ctx context.Context, ch ssh.Channel) {
 		<-ctx.Done()
@@ -343,13 +357,7 @@ func TestShutdownGraceful(t *testing.T) {
 		ch.Write([]byte("bye"))
 		ch.CloseWrite()
 	})
-	ts := newTestServer(t, map[string]ChannelHandler{testChannel: h})
-	c := ts.dial(t)
-	capt, _, err := openTest(context.Background(), c, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	within(t, "handler start", 5*time.Second, h.started)
+	ts, c, capt := serveOne(t, h)
 
 	shut := make(chan error, 1)
 	go func() {
@@ -396,13 +404,7 @@ func TestShutdownLetsThePeerHangUp(t *testing.T) {
 	endOnStop := func(ctx context.Context, ch ssh.Channel) { <-ctx.Done() }
 	t.Run("peer hangs up", func(t *testing.T) {
 		h := newAcceptingHandler(endOnStop)
-		ts := newTestServer(t, map[string]ChannelHandler{testChannel: h}, func(s *Server) { s.CloseGrace = time.Hour })
-		c := ts.dial(t)
-		capt, _, err := openTest(context.Background(), c, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		within(t, "handler start", 5*time.Second, h.started)
+		ts, c, capt := serveOne(t, h, func(s *Server) { s.CloseGrace = time.Hour })
 		shut := make(chan error, 1)
 		go func() {
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -427,12 +429,7 @@ func TestShutdownLetsThePeerHangUp(t *testing.T) {
 	})
 	t.Run("peer stays", func(t *testing.T) {
 		h := newAcceptingHandler(endOnStop)
-		ts := newTestServer(t, map[string]ChannelHandler{testChannel: h}, func(s *Server) { s.CloseGrace = 50 * time.Millisecond })
-		c := ts.dial(t)
-		if _, _, err := openTest(context.Background(), c, nil); err != nil {
-			t.Fatal(err)
-		}
-		within(t, "handler start", 5*time.Second, h.started)
+		ts, c, _ := serveOne(t, h, func(s *Server) { s.CloseGrace = 50 * time.Millisecond })
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
 		if err := ts.srv.Shutdown(ctx); err != nil {
@@ -447,12 +444,7 @@ func TestShutdownBoundedWhenHandlerIgnoresContext(t *testing.T) {
 	h := newAcceptingHandler(func(_ context.Context, ch ssh.Channel) {
 		io.Copy(io.Discard, ch)
 	})
-	ts := newTestServer(t, map[string]ChannelHandler{testChannel: h})
-	c := ts.dial(t)
-	if _, _, err := openTest(context.Background(), c, nil); err != nil {
-		t.Fatal(err)
-	}
-	within(t, "handler start", 5*time.Second, h.started)
+	ts, c, _ := serveOne(t, h)
 
 	const grace = 300 * time.Millisecond
 	ctx, cancel := context.WithTimeout(context.Background(), grace)
@@ -480,13 +472,8 @@ func TestShutdownBoundedWhenHandlerHangs(t *testing.T) {
 	// reaches the client, and Shutdown must still return.
 	release := make(chan struct{})
 	h := newAcceptingHandler(func(context.Context, ssh.Channel) { <-release })
-	ts := newTestServer(t, map[string]ChannelHandler{testChannel: h})
+	ts, c, _ := serveOne(t, h)
 	t.Cleanup(func() { close(release) }) // runs before the server's cleanup
-	c := ts.dial(t)
-	if _, _, err := openTest(context.Background(), c, nil); err != nil {
-		t.Fatal(err)
-	}
-	within(t, "handler start", 5*time.Second, h.started)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()

@@ -4,59 +4,25 @@ import (
 	"context"
 	"errors"
 	"io"
-	"net"
 	"testing"
 	"time"
 
 	"golang.org/x/crypto/ssh"
 
 	"code.cloudfoundry.org/pcap/tunnel"
+	"code.cloudfoundry.org/pcap/tunnel/tunneltest"
 )
 
-// serve runs a tunnel.Server on 127.0.0.1:0 that handles capture channels
-// with h, and returns a client connected to it; both end with the test.
+// serve runs a tunnel.Server that handles capture channels with h, and
+// returns a client connected to it; both end with the test.
 func serve(t *testing.T, h tunnel.ChannelHandler) *tunnel.Client {
 	t.Helper()
-	hostKey, _, err := tunnel.GenerateKey()
+	addr, cfg := tunneltest.Serve(t, map[string]tunnel.ChannelHandler{ChannelCapture: h})
+	c, err := tunnel.Dial(context.Background(), addr, cfg)
 	if err != nil {
-		t.Fatal(err)
-	}
-	clientKey, _, err := tunnel.GenerateKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	allowed := tunnel.NewKeySet(clientKey.PublicKey())
-	cfg := &ssh.ServerConfig{
-		PublicKeyCallback: func(_ ssh.ConnMetadata, k ssh.PublicKey) (*ssh.Permissions, error) {
-			return nil, allowed.Check(k)
-		},
-	}
-	cfg.AddHostKey(hostKey)
-	srv := &tunnel.Server{Config: cfg, Handlers: map[string]tunnel.ChannelHandler{ChannelCapture: h}, HandshakeTimeout: 5 * time.Second}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(l) }()
-	c, err := tunnel.Dial(context.Background(), l.Addr().String(), tunnel.ClientConfig{
-		User:              "pcap-api",
-		Auth:              []ssh.AuthMethod{ssh.PublicKeys(clientKey)},
-		HostKeyCallback:   tunnel.PinnedHostKey([]ssh.PublicKey{hostKey.PublicKey()}),
-		DialTimeout:       5 * time.Second,
-		KeepaliveInterval: -1,
-	})
-	if err != nil {
-		srv.Close()
 		t.Fatalf("Dial() = %v", err)
 	}
-	t.Cleanup(func() {
-		c.Close()
-		srv.Close()
-		if err := <-served; !errors.Is(err, tunnel.ErrServerClosed) {
-			t.Errorf("Serve() = %v, want ErrServerClosed", err)
-		}
-	})
+	t.Cleanup(func() { c.Close() })
 	return c
 }
 

@@ -13,46 +13,14 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"code.cloudfoundry.org/pcap/tunnel"
+	"code.cloudfoundry.org/pcap/tunnel/tunneltest"
 )
 
 // startExecServer serves h for session channels on 127.0.0.1:0 and
 // returns its address and a client config that logs in to it.
 func startExecServer(t *testing.T, h tunnel.ChannelHandler) (string, tunnel.ClientConfig) {
 	t.Helper()
-	host, _, err := tunnel.GenerateKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	client, _, err := tunnel.GenerateKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	allowed := tunnel.NewKeySet(client.PublicKey())
-	conf := &ssh.ServerConfig{PublicKeyCallback: func(_ ssh.ConnMetadata, k ssh.PublicKey) (*ssh.Permissions, error) {
-		return nil, allowed.Check(k)
-	}}
-	conf.AddHostKey(host)
-	srv := &tunnel.Server{Config: conf, Handlers: map[string]tunnel.ChannelHandler{"session": h}}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		srv.Serve(l)
-	}()
-	t.Cleanup(func() {
-		srv.Close()
-		<-done
-	})
-	return l.Addr().String(), tunnel.ClientConfig{
-		User:              "pcap",
-		Auth:              []ssh.AuthMethod{ssh.PublicKeys(client)},
-		HostKeyCallback:   tunnel.PinnedHostKey([]ssh.PublicKey{host.PublicKey()}),
-		DialTimeout:       5 * time.Second,
-		KeepaliveInterval: -1,
-	}
+	return tunneltest.Serve(t, map[string]tunnel.ChannelHandler{"session": h})
 }
 
 func within(t *testing.T, what string, d time.Duration, ch <-chan struct{}) {

@@ -21,6 +21,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"code.cloudfoundry.org/pcap/tunnel"
+	"code.cloudfoundry.org/pcap/tunnel/tunneltest"
 )
 
 // Server is the fake front door. Set the exported fields before Start;
@@ -57,10 +58,7 @@ type Server struct {
 // Start serves s until the test ends.
 func Start(t testing.TB, s *Server) *Server {
 	t.Helper()
-	signer, _, err := tunnel.GenerateKey()
-	if err != nil {
-		t.Fatal(err)
-	}
+	signer := tunneltest.Key(t)
 	conf := &ssh.ServerConfig{PasswordCallback: s.password}
 	conf.AddHostKey(signer)
 	srv := &tunnel.Server{Config: conf, Handlers: map[string]tunnel.ChannelHandler{"session": tunnel.ChannelHandlerFunc(s.session)}}
