@@ -21,27 +21,10 @@ import (
 
 	"code.cloudfoundry.org/pcap/agent"
 	"code.cloudfoundry.org/pcap/integration/testenv"
+	"code.cloudfoundry.org/pcap/internal/syncbuf"
 	"code.cloudfoundry.org/pcap/tunnel"
 	"code.cloudfoundry.org/pcap/tunnel/agentproto"
 )
-
-// lockedBuffer is a log sink the agent's goroutines may write to.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // inProcessAgent runs the agent's real server (agent.NewServer: key files,
 // authorized keys, capture handler) on 127.0.0.1:0 inside the test.
@@ -51,7 +34,7 @@ type inProcessAgent struct {
 	addr   string
 	host   ssh.Signer
 	client ssh.Signer
-	log    *lockedBuffer
+	log    *syncbuf.Buffer
 	served chan error
 	once   sync.Once // Serve's result is checked once
 }
@@ -76,7 +59,7 @@ func startInProcessAgent(t *testing.T) *inProcessAgent {
 	if err := os.WriteFile(cfg.AuthorizedKeysFile, ssh.MarshalAuthorizedKey(client.PublicKey()), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	logs := &lockedBuffer{}
+	logs := &syncbuf.Buffer{}
 	srv, a, err := agent.NewServer(cfg, slog.New(slog.NewJSONHandler(logs, nil)))
 	if err != nil {
 		t.Fatal(err)
