@@ -12,7 +12,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"math/big"
 	"net/http"
 	"net/url"
@@ -276,13 +275,6 @@ func (c *Client) fetchKeys(ctx context.Context) (map[string]*rsa.PublicKey, erro
 	return keys, nil
 }
 
-func (c *Client) httpClient() *http.Client {
-	if c.HTTP != nil {
-		return c.HTTP
-	}
-	return http.DefaultClient
-}
-
 func (c *Client) getJSON(ctx context.Context, path string, v any) error {
 	return c.httpJSON().Get(ctx, strings.TrimRight(c.URL, "/")+path, "", v)
 }
@@ -354,33 +346,24 @@ func (c *Client) Grant(ctx context.Context, clientID, clientSecret string, form 
 // Errors never contain the token or the code.
 func (c *Client) AuthorizationCode(ctx context.Context, clientID, token string) (string, error) {
 	base := strings.TrimRight(c.URL, "/")
-	noRedirect := *c.httpClient()
-	noRedirect.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	q := url.Values{"response_type": {"code"}, "client_id": {clientID}}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(base, "/")+"/oauth/authorize?"+q.Encode(), nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/oauth/authorize?"+q.Encode(), nil)
 	if err != nil {
 		return "", fmt.Errorf("uaa: one-time code: %w", err)
 	}
 	token = strings.TrimSpace(strings.TrimPrefix(strings.TrimPrefix(token, "bearer "), "Bearer "))
 	req.Header.Set("Authorization", "bearer "+token)
-	req.Header.Set("Accept", "application/json")
-	resp, err := noRedirect.Do(req)
-	if err != nil {
-		return "", fmt.Errorf("one-time code from %s: %w", base, err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-	if resp.StatusCode != http.StatusFound && resp.StatusCode != http.StatusSeeOther {
-		e := parseOAuthError(body)
-		reason := e.reason()
-		if resp.StatusCode == http.StatusUnauthorized && e.Error == "invalid_token" {
-			return "", fmt.Errorf("uaa: one-time code for client %s from %s: %s: %s: %w: %w", clientID, base, resp.Status, reason, ErrNoCode, ErrInvalidToken)
+	loc, err := c.httpJSON().Redirect(req)
+	var se *httpjson.StatusError
+	switch {
+	case errors.As(err, &se):
+		e := parseOAuthError(se.Body)
+		if se.Status == http.StatusUnauthorized && e.Error == "invalid_token" {
+			return "", fmt.Errorf("uaa: one-time code for client %s from %s: %s: %s: %w: %w", clientID, base, se.StatusText, e.reason(), ErrNoCode, ErrInvalidToken)
 		}
-		return "", fmt.Errorf("uaa: one-time code for client %s from %s: %s: %s: %w", clientID, base, resp.Status, reason, ErrNoCode)
-	}
-	loc, err := resp.Location()
-	if err != nil {
-		return "", fmt.Errorf("uaa: one-time code for client %s from %s: redirect without location: %w", clientID, base, ErrNoCode)
+		return "", fmt.Errorf("uaa: one-time code for client %s from %s: %s: %s: %w", clientID, base, se.StatusText, e.reason(), ErrNoCode)
+	case err != nil:
+		return "", fmt.Errorf("uaa: one-time code for client %s: %w", clientID, err)
 	}
 	code := loc.Query().Get("code")
 	if code == "" {

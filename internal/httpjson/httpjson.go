@@ -88,10 +88,57 @@ func (c Client) Get(ctx context.Context, rawURL, token string, out any) error {
 // a transport failure keeps its cause (errors.Is(err,
 // context.DeadlineExceeded) works) without url.Error's full URL.
 func (c Client) Do(req *http.Request, out any) error {
+	name, where := c.name(), req.Method+" "+Redact(req.URL)
+	resp, body, err := c.send(req, c.HTTP)
+	if err != nil {
+		return err
+	}
+	if !is2xx(resp.StatusCode) {
+		return c.statusError(req, resp, body)
+	}
+	if out == nil {
+		return nil
+	}
+	if err := json.Unmarshal(body, out); err != nil {
+		return fmt.Errorf("%s: decode response to %s: %w", name, where, err)
+	}
+	return nil
+}
+
+// Redirect sends req without following a redirect and returns the
+// Location of a 302 or 303 answer; any other status is a *StatusError
+// (its Body the start of the answer, for the server's error document).
+// Errors are as Do's. It serves the OAuth calls whose answer is a
+// redirect, such as UAA's /oauth/authorize.
+func (c Client) Redirect(req *http.Request) (*url.URL, error) {
+	hc := http.DefaultClient
+	if c.HTTP != nil {
+		hc = c.HTTP
+	}
+	noFollow := *hc
+	noFollow.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	resp, body, err := c.send(req, &noFollow)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusFound && resp.StatusCode != http.StatusSeeOther {
+		return nil, c.statusError(req, resp, body)
+	}
+	loc, err := resp.Location()
+	if err != nil {
+		return nil, fmt.Errorf("%s: %s %s: %s without a location", c.name(), req.Method, Redact(req.URL), resp.Status)
+	}
+	return loc, nil
+}
+
+// send sends req with hc (http.DefaultClient when nil), adding "Accept:
+// application/json" when req has none, and reads the answer's body within
+// the bound. A body over the bound is an error only for a 2xx answer;
+// other answers keep what was read for their excerpt.
+func (c Client) send(req *http.Request, hc *http.Client) (*http.Response, []byte, error) {
 	if req.Header.Get("Accept") == "" {
 		req.Header.Set("Accept", "application/json")
 	}
-	hc := c.HTTP
 	if hc == nil {
 		hc = http.DefaultClient
 	}
@@ -102,7 +149,7 @@ func (c Client) Do(req *http.Request, out any) error {
 		if errors.As(err, &ue) {
 			err = ue.Err // ue.Error() repeats the URL with its query
 		}
-		return fmt.Errorf("%s unreachable: %w", name, err)
+		return nil, nil, fmt.Errorf("%s unreachable: %w", name, err)
 	}
 	defer resp.Body.Close()
 	limit := c.MaxBody
@@ -111,25 +158,22 @@ func (c Client) Do(req *http.Request, out any) error {
 	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
 	if err != nil {
-		return fmt.Errorf("%s: read response to %s: %w", name, where, err)
+		return nil, nil, fmt.Errorf("%s: read response to %s: %w", name, where, err)
 	}
-	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return &StatusError{
-			Server: name, Method: req.Method, URL: Redact(req.URL),
-			Status: resp.StatusCode, StatusText: resp.Status,
-			Body: body[:min(len(body), MaxExcerpt)],
-		}
+	if is2xx(resp.StatusCode) && int64(len(body)) > limit {
+		return nil, nil, fmt.Errorf("%s: response to %s: %w (over %d bytes)", name, where, ErrTooLarge, limit)
 	}
-	if int64(len(body)) > limit {
-		return fmt.Errorf("%s: response to %s: %w (over %d bytes)", name, where, ErrTooLarge, limit)
+	return resp, body, nil
+}
+
+func is2xx(code int) bool { return code >= 200 && code <= 299 }
+
+func (c Client) statusError(req *http.Request, resp *http.Response, body []byte) *StatusError {
+	return &StatusError{
+		Server: c.name(), Method: req.Method, URL: Redact(req.URL),
+		Status: resp.StatusCode, StatusText: resp.Status,
+		Body: body[:min(len(body), MaxExcerpt)],
 	}
-	if out == nil {
-		return nil
-	}
-	if err := json.Unmarshal(body, out); err != nil {
-		return fmt.Errorf("%s: decode response to %s: %w", name, where, err)
-	}
-	return nil
 }
 
 func (c Client) name() string {
