@@ -151,6 +151,13 @@ func exitCode(t *testing.T, cl *sshClient, timeout time.Duration) int {
 		t.Fatalf("ssh did not exit within %v:\n%s", timeout, cl.Output())
 	}
 	assertAccounting(t, cl)
+	return exitStatus(t, err, "ssh")
+}
+
+// exitStatus is the exit status a process's wait error says: 0 for none,
+// an *exec.ExitError's code; any other error fails t as "what: err".
+func exitStatus(t *testing.T, err error, what string) int {
+	t.Helper()
 	var ee *exec.ExitError
 	switch {
 	case err == nil:
@@ -158,7 +165,7 @@ func exitCode(t *testing.T, cl *sshClient, timeout time.Duration) int {
 	case errors.As(err, &ee):
 		return ee.ExitCode()
 	default:
-		t.Fatalf("ssh: %v", err)
+		t.Fatalf("%s: %v", what, err)
 		return -1
 	}
 }

@@ -16,7 +16,6 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/crypto/ssh"
 	"gopkg.in/yaml.v3"
 
 	"code.cloudfoundry.org/pcap/api"
@@ -317,12 +316,7 @@ type boshSSH struct {
 func (o boshSSH) start(t *testing.T, command ...string) *sshClient {
 	t.Helper()
 	dir := t.TempDir()
-	host, port := splitHostPort(t, o.API.Addr)
-	kh := filepath.Join(dir, "known_hosts")
-	line := fmt.Sprintf("[%s]:%s %s", host, port, ssh.MarshalAuthorizedKey(o.API.HostKey.Signer.PublicKey()))
-	if err := os.WriteFile(kh, []byte(line), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	host, port, kh := pinnedKnownHosts(t, o.API, dir)
 	args := []string{"-p", port, "-F", "none",
 		"-o", "UserKnownHostsFile=" + kh, "-o", "StrictHostKeyChecking=yes",
 		"-o", "PreferredAuthentications=password", "-o", "PubkeyAuthentication=no",
@@ -341,14 +335,7 @@ func (o boshSSH) start(t *testing.T, command ...string) *sshClient {
 		name, args = "sshpass", append([]string{"-e", "ssh"}, args...)
 		env = append(env, "SSHPASS="+o.Password)
 	}
-	pr, pw, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := testenv.Start(t, testenv.StartOptions{Netns: o.API.Netns, Stdin: pr, Stdout: o.Out, Env: env}, name, args...)
-	pr.Close()
-	t.Cleanup(func() { pw.Close() })
-	return &sshClient{Proc: p, Stdin: stopStdin{pw}}
+	return startSSHClient(t, o.API.Netns, o.Out, env, name, args...)
 }
 
 // boshExitCode waits for p to exit and returns its exit code.
@@ -358,16 +345,7 @@ func boshExitCode(t *testing.T, p *testenv.Proc, timeout time.Duration) int {
 	if !ok {
 		t.Fatalf("%s did not exit within %v:\n%s", filepath.Base(p.Cmd.Path), timeout, p.Output())
 	}
-	var ee *exec.ExitError
-	switch {
-	case err == nil:
-		return 0
-	case errors.As(err, &ee):
-		return ee.ExitCode()
-	default:
-		t.Fatalf("wait: %v", err)
-		return -1
-	}
+	return exitStatus(t, err, "wait")
 }
 
 // boshWaitLines waits until p has printed at least n lines matching re: a
