@@ -26,8 +26,7 @@ func TestAPIStopWithHungAgent(t *testing.T) {
 	testenv.RequireRoot(t)
 	t.Parallel()
 	c := newCapLab(t, capLabOptions{VMs: 3})
-	cl, file := c.captureFile(t, 0, "-f", "'udp dst port 7000'", "lab")
-	waitStarted(t, cl, "lab/0", "lab/1", "lab/2")
+	cl, file := c.captureLab(t)
 	for i := range 3 {
 		c.send(t, i, 7000, 5)
 	}
@@ -110,8 +109,7 @@ func TestAPISIGTERMStopsCapturesCleanly(t *testing.T) {
 	testenv.RequireRoot(t)
 	t.Parallel()
 	c := newCapLab(t, capLabOptions{VMs: 2})
-	cl, file := c.captureFile(t, 0, "-f", "'udp dst port 7000'", "lab")
-	waitStarted(t, cl, "lab/0", "lab/1")
+	cl, file := c.captureLab(t)
 	c.send(t, 0, 7000, 8)
 	c.send(t, 1, 7000, 9)
 

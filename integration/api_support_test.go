@@ -135,6 +135,36 @@ func (c *capLab) httpGet(t *testing.T, path string) (int, string) {
 	return resp.StatusCode, string(b)
 }
 
+// captureLab runs a capture of UDP port 7000 on group "lab" into a new
+// file and waits until every VM's source has started.
+func (c *capLab) captureLab(t *testing.T) (*sshClient, string) {
+	t.Helper()
+	cl, file := c.captureFile(t, 0, "-f", "'udp dst port 7000'", "lab")
+	for i := range c.VMs {
+		waitStarted(t, cl, fmt.Sprintf("lab/%d", i))
+	}
+	return cl, file
+}
+
+// stopOK stops cl's capture (see stopStdin) and fails t at once unless
+// ssh exits 0 within timeout.
+func stopOK(t *testing.T, cl *sshClient, timeout time.Duration) {
+	t.Helper()
+	cl.Stdin.Close()
+	if code := exitCode(t, cl, timeout); code != 0 {
+		t.Fatalf("ssh exit status %d:\n%s", code, cl.Output())
+	}
+}
+
+// wantPartial waits (bounded) for cl to exit and fails t unless its exit
+// status is 3 (partial).
+func wantPartial(t *testing.T, cl *sshClient, timeout time.Duration) {
+	t.Helper()
+	if code := exitCode(t, cl, timeout); code != 3 {
+		t.Errorf("ssh exit status %d, want 3 (partial):\n%s", code, cl.Output())
+	}
+}
+
 // waitStarted waits for the "started" status line of every source.
 func waitStarted(t *testing.T, cl *sshClient, sources ...string) {
 	t.Helper()

@@ -24,8 +24,7 @@ func TestReliabilityClientKilled(t *testing.T) {
 	t.Parallel()
 	const bound = 5 * time.Second
 	c := newRelLab(t, relLabOptions{VMs: 2, APIConfig: func(c *api.Config) { c.Limits.MaxCapturesPerUser = 1 }})
-	cl, _ := c.captureFile(t, 0, "-f", "'udp dst port 7000'", "lab")
-	waitStarted(t, cl, "lab/0", "lab/1")
+	cl, _ := c.captureLab(t)
 	relSendUDP(t, c.VMs[0], "198.18.0.1:7000", 10, 100)
 	relSendUDP(t, c.VMs[1], "198.18.0.1:7000", 10, 100)
 
