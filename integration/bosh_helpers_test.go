@@ -176,6 +176,15 @@ func (e *boshEnv) boshLogin(t *testing.T, user string) string {
 	return home
 }
 
+// startBOSHAdmin starts a BOSH world of vms VMs (startBOSHEnv) and logs
+// in to it as admin with the real bosh CLI; it returns the world and the
+// HOME that holds the log-in.
+func startBOSHAdmin(t *testing.T, vms int) (*boshEnv, string) {
+	t.Helper()
+	e := startBOSHEnv(t, vms)
+	return e, e.boshLogin(t, "admin")
+}
+
 // boshResult is how a finished command ended.
 type boshResult struct {
 	Stdout, Stderr string

@@ -23,8 +23,7 @@ import (
 func TestBoshPcapBoshRefusals(t *testing.T) {
 	testenv.RequireRoot(t)
 	t.Parallel()
-	e := startBOSHEnv(t, 3)
-	admin := e.boshLogin(t, "admin")
+	e, admin := startBOSHAdmin(t, 3)
 	// An instance with a VM but no IP, next to the detached errand.
 	if err := e.Director.Update(func(ds []director.Deployment) []director.Deployment {
 		ds[0].Instances = append(ds[0].Instances, director.Instance{Job: "worker", Index: 0, ID: "5f2a0000-0000-4000-8000-000000000001"})

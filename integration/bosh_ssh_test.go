@@ -29,8 +29,7 @@ var usedCodeRe = regexp.MustCompile(`"msg":"auth-refused".*"error":"boshresolver
 func TestBoshPlainSSHClients(t *testing.T) {
 	testenv.RequireRoot(t)
 	t.Parallel()
-	e := startBOSHEnv(t, 3)
-	home := e.boshLogin(t, "admin")
+	e, home := startBOSHAdmin(t, 3)
 	startedRe := regexp.MustCompile(`^pcap: router/[0-9a-f-]+: started `)
 
 	var usedCode string

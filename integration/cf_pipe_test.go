@@ -17,9 +17,7 @@ import (
 func TestCFPluginStdoutIntoTshark(t *testing.T) {
 	testenv.RequireRoot(t)
 	t.Parallel()
-	e := startCFEnv(t)
-	cf := newCFCLI(t)
-	cf.login(t, e, "developer")
+	e, cf := startCFDeveloper(t)
 
 	pr, pw, err := os.Pipe()
 	if err != nil {

@@ -21,9 +21,7 @@ import (
 func TestCFFrontDoorAuth(t *testing.T) {
 	testenv.RequireRoot(t)
 	t.Parallel()
-	e := startCFEnv(t)
-	cf := newCFCLI(t)
-	cf.login(t, e, "developer")
+	e, cf := startCFDeveloper(t)
 
 	code := strings.TrimSpace(cf.must(t, "ssh-code"))
 	if code == "" || strings.ContainsAny(code, " \n") {

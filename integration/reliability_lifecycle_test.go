@@ -131,9 +131,7 @@ func TestReliabilityAgentStoppedGracefully(t *testing.T) {
 func TestReliabilityCFPluginSignals(t *testing.T) {
 	testenv.RequireRoot(t)
 	t.Parallel()
-	e := startCFEnv(t)
-	cf := newCFCLI(t)
-	cf.login(t, e, "developer")
+	e, cf := startCFDeveloper(t)
 
 	for i, tc := range []struct {
 		name   string
@@ -196,8 +194,7 @@ func httpGetRoot(t *testing.T, url string) string {
 func TestReliabilityBOSHClientsLifecycle(t *testing.T) {
 	testenv.RequireRoot(t)
 	t.Parallel()
-	e := startBOSHEnv(t, 1)
-	home := e.boshLogin(t, "admin")
+	e, home := startBOSHAdmin(t, 1)
 	pcapBosh := filepath.Join(testenv.Binaries(t), "pcap-bosh")
 	env := []string{"HOME=" + home}
 	const skippedRe = `^pcap: errand/3f2a0000-0000-4000-8000-0000000000ee: skipped reason="instance has no VM"$`
