@@ -315,6 +315,32 @@ func statsBlocks(t *testing.T, file string) ([]string, map[string]pcapgo.NgInter
 	return names, stats
 }
 
+// wantSentAccounted checks a capture of lab/0's eth0 whose summary is sum
+// against the sent packets: each was delivered or dropped at a named
+// place, and the file is valid and holds the delivered ones. It returns
+// the file's statistics block of lab/0:eth0, whether there is one, and
+// the drops that block should count.
+func wantSentAccounted(t *testing.T, file string, sum map[string]int, sent int) (pcapgo.NgInterfaceStatistics, bool, uint64) {
+	t.Helper()
+	// if_dropped is the interface's own drop counter, not a count of the
+	// captured packets, so it is not part of the sum.
+	if got := sum["packets"] + sum["kernel_dropped"] + sum["agent_dropped"] + sum["api_dropped"]; got != sent {
+		t.Errorf("delivered %d + dropped (kernel %d, agent %d, api %d) = %d, want the %d sent",
+			sum["packets"], sum["kernel_dropped"], sum["agent_dropped"], sum["api_dropped"], got, sent)
+	}
+	capinfos(t, file)
+	info, err := exec.Command("capinfos", "-M", "-c", file).CombinedOutput()
+	if err != nil {
+		t.Fatalf("capinfos -M -c: %v\n%s", err, info)
+	}
+	if want := fmt.Sprintf("Number of packets:   %d\n", sum["packets"]); !strings.Contains(string(info), want) {
+		t.Errorf("the file does not hold the %d packets delivered:\n%s", sum["packets"], info)
+	}
+	_, stats := statsBlocks(t, file)
+	s, ok := stats["lab/0:eth0"]
+	return s, ok, uint64(sum["kernel_dropped"] + sum["if_dropped"] + sum["agent_dropped"] + sum["api_dropped"])
+}
+
 // wantCounts compares per-interface packet counts.
 func wantCounts(t *testing.T, got map[string]int, want map[string]int) {
 	t.Helper()

@@ -45,23 +45,31 @@ func TestReliabilityPlainSSHEmptyStdin(t *testing.T) {
 		}
 	}
 
-	t.Run("ssh -n with --duration", func(t *testing.T) {
-		p, file := ssh(t, nil, []string{"-n"}, "--duration", "4s", "-f", "'udp dst port 7000'", "lab/0")
+	// holdsSent sends n datagrams once p's capture started, waits for p to
+	// exit 0 and wants exactly those n in file and in the summary.
+	holdsSent := func(t *testing.T, p *testenv.Proc, file string, n int) {
+		t.Helper()
 		p.WaitLine(t, regexp.MustCompile(`^pcap: lab/0: started `), 30*time.Second)
-		relSendUDP(t, c.VMs[0], "198.18.0.1:7000", 5, 100)
+		relSendUDP(t, c.VMs[0], "198.18.0.1:7000", n, 100)
 		wait(t, p, 30*time.Second)
-		p.WaitLine(t, regexp.MustCompile(`^pcap: summary: limit-reached sources=1 packets=5 `), time.Second)
-		wantCounts(t, perInterface(t, file), map[string]int{"lab/0:eth0": 5})
-	})
+		p.WaitLine(t, regexp.MustCompile(fmt.Sprintf(`^pcap: summary: limit-reached sources=1 packets=%d `, n)), time.Second)
+		wantCounts(t, perInterface(t, file), map[string]int{"lab/0:eth0": n})
+	}
 
-	t.Run("< /dev/null with --count", func(t *testing.T) {
-		p, file := ssh(t, nil, nil, "-c", "4", "-f", "'udp dst port 7000'", "lab/0")
-		p.WaitLine(t, regexp.MustCompile(`^pcap: lab/0: started `), 30*time.Second)
-		relSendUDP(t, c.VMs[0], "198.18.0.1:7000", 4, 100)
-		wait(t, p, 30*time.Second)
-		p.WaitLine(t, regexp.MustCompile(`^pcap: summary: limit-reached sources=1 packets=4 `), time.Second)
-		wantCounts(t, perInterface(t, file), map[string]int{"lab/0:eth0": 4})
-	})
+	for _, tt := range []struct {
+		name     string
+		sshFlags []string
+		args     []string
+		sent     int
+	}{
+		{"ssh -n with --duration", []string{"-n"}, []string{"--duration", "4s"}, 5},
+		{"< /dev/null with --count", nil, []string{"-c", "4"}, 4},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			p, file := ssh(t, nil, tt.sshFlags, append(tt.args, "-f", "'udp dst port 7000'", "lab/0")...)
+			holdsSent(t, p, file, tt.sent)
+		})
+	}
 
 	t.Run("a script's background job", func(t *testing.T) {
 		// sh gives an asynchronous list /dev/null for stdin (POSIX, no job
@@ -80,11 +88,7 @@ func TestReliabilityPlainSSHEmptyStdin(t *testing.T) {
 		t.Cleanup(func() { w.Close() })
 		p := testenv.Start(t, testenv.StartOptions{Netns: c.API.Netns, Stdin: stdin}, "sh", "-c", script)
 		stdin.Close()
-		p.WaitLine(t, regexp.MustCompile(`^pcap: lab/0: started `), 30*time.Second)
-		relSendUDP(t, c.VMs[0], "198.18.0.1:7000", 6, 100)
-		wait(t, p, 30*time.Second)
-		p.WaitLine(t, regexp.MustCompile(`^pcap: summary: limit-reached sources=1 packets=6 `), time.Second)
-		wantCounts(t, perInterface(t, file), map[string]int{"lab/0:eth0": 6})
+		holdsSent(t, p, file, 6)
 	})
 
 	t.Run("no packets: a warning", func(t *testing.T) {
