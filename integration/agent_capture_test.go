@@ -86,8 +86,7 @@ func TestAgentHostLoopbackExcludesOwnTunnel(t *testing.T) {
 func TestAgentAnyInterfaceIsSLL2(t *testing.T) {
 	testenv.RequireRoot(t)
 	t.Parallel()
-	s := agStart(t, agentOptions{})
-	ct := newContainer(t, s.Agent.NetnsDir, agGUID(t))
+	s, ct := agStartContainer(t, agentOptions{})
 	capt := agOpen(t, s.Client, agContainerReq(ct, "udp dst port 9000", "any"))
 	wait := drain(t, capt)
 	agSend(t, ct.NS, "198.18.0.1:9000", 40, 100, 2000)
@@ -117,8 +116,7 @@ func TestAgentAnyInterfaceIsSLL2(t *testing.T) {
 func TestAgentTwoInterfaces(t *testing.T) {
 	testenv.RequireRoot(t)
 	t.Parallel()
-	s := agStart(t, agentOptions{})
-	ct := newContainer(t, s.Agent.NetnsDir, agGUID(t))
+	s, ct := agStartContainer(t, agentOptions{})
 	testenv.Link(t, ct.NS, "eth1", "198.18.1.2/24", ct.Peer, "eth1", "198.18.1.1/24")
 
 	capt := agOpen(t, s.Client, agContainerReq(ct, "udp dst port 9000", "eth0", "eth1"))
@@ -151,16 +149,12 @@ func TestAgentTwoInterfaces(t *testing.T) {
 func TestAgentCapturesByPID(t *testing.T) {
 	testenv.RequireRoot(t)
 	t.Parallel()
-	s := agStart(t, agentOptions{})
-	ct := newContainer(t, s.Agent.NetnsDir, agGUID(t))
-	capt := agOpen(t, s.Client, agentproto.CaptureRequest{
+	s, ct := agStartContainer(t, agentOptions{})
+	file, st := agCaptureSent(t, s, agentproto.CaptureRequest{
 		Version: agentproto.ProtocolVersion,
 		Target:  agentproto.Target{Kind: agentproto.TargetPID, PID: ct.Init.Cmd.Process.Pid},
 		Filter:  "udp dst port 9000",
-	})
-	wait := drain(t, capt)
-	agSend(t, ct.NS, "198.18.0.1:9000", 12, 100, 2000)
-	file, st := agStop(t, capt, wait, time.Second)
+	}, ct.NS, 12)
 	if got := countPackets(t, file, "ip.src == 198.18.0.2"); got != 12 || st.Total().Packets != 12 {
 		t.Errorf("capture by pid holds %d packets (stats %d), want 12", got, st.Total().Packets)
 	}
@@ -236,8 +230,7 @@ func TestAgentLimits(t *testing.T) {
 func TestAgentSlowReaderDropsAreCounted(t *testing.T) {
 	testenv.RequireRoot(t)
 	t.Parallel()
-	s := agStart(t, agentOptions{Config: func(c *agent.Config) { c.QueueBytes = 524288 }})
-	ct := newContainer(t, s.Agent.NetnsDir, agGUID(t))
+	s, ct := agStartContainer(t, agentOptions{Config: func(c *agent.Config) { c.QueueBytes = 524288 }})
 	capt := agOpen(t, s.Client, agContainerReq(ct, "udp dst port 9000"))
 
 	// 6000 × 1442 bytes ≈ 8.7 MB: far more than the SSH window (2 MiB)
