@@ -386,6 +386,28 @@ func (e *boshEnv) agentsStarted(t *testing.T, filter string) {
 	}
 }
 
+// routersCapture waits until every agent started filter's capture, sends
+// n datagrams to port from each router VM, waits for p (its capture ends
+// at -c n) to exit 0, else fails t with "exited CODE", and wants n
+// packets of each router in out; it returns out's packets by interface.
+func (e *boshEnv) routersCapture(t *testing.T, p *testenv.Proc, exited, out, filter string, port, n int) map[string]int {
+	t.Helper()
+	e.agentsStarted(t, filter)
+	for _, vm := range e.Lab.VMs {
+		sendUDP(t, vm, fmt.Sprintf("198.18.0.1:%d", port), n)
+	}
+	if c := boshExitCode(t, p, 30*time.Second); c != 0 {
+		t.Fatalf("%s %d:\n%s", exited, c, p.Output())
+	}
+	per := interfaceCounts(t, out)
+	for i := range 3 {
+		if per[boshRouterIface(i)] != n {
+			t.Errorf("%s: %d packets, want %d (all: %v)", boshRouterIface(i), per[boshRouterIface(i)], n, per)
+		}
+	}
+	return per
+}
+
 // boshRouterIface is the interface name of router VM i.
 func boshRouterIface(i int) string {
 	return fmt.Sprintf("router/3f2a0000-0000-4000-8000-0000000000%02d:eth0", i)

@@ -208,20 +208,8 @@ func TestBoshPlainSSHClients(t *testing.T) {
 			"--remote-host", "198.18.0.1", "--remote-port", "2222",
 			"--remote-username", "bosh", "--remote-password", code,
 			"--remote-capture-command", `capture -d cf router -f "`+filter+`" -c 6 --duration 60s`)
-		e.agentsStarted(t, filter)
-		for _, vm := range e.Lab.VMs {
-			sendUDP(t, vm, "198.18.0.1:7001", 6)
-		}
 		// Each VM's capture ends at 6 packets; then the session ends.
-		if c := boshExitCode(t, p, 30*time.Second); c != 0 {
-			t.Fatalf("sshdump exited %d:\n%s", c, p.Output())
-		}
-		per := interfaceCounts(t, out)
-		for i := range 3 {
-			if per[boshRouterIface(i)] != 6 {
-				t.Errorf("%s: %d packets, want 6 (all: %v)", boshRouterIface(i), per[boshRouterIface(i)], per)
-			}
-		}
+		per := e.routersCapture(t, p, "sshdump exited", out, filter, 7001, 6)
 		if len(per) != 3 {
 			t.Errorf("interfaces with packets: %v, want 3", per)
 		}
