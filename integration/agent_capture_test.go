@@ -166,16 +166,22 @@ func TestAgentLimits(t *testing.T) {
 	testenv.RequireRoot(t)
 	t.Parallel()
 	s := agStart(t, agentOptions{})
-
-	t.Run("packets", func(t *testing.T) {
+	// sendPastLimit captures in a new container with limits, sends 30
+	// datagrams and waits for the capture to end without a stop.
+	sendPastLimit := func(t *testing.T, limits agentproto.Limits) (string, agentproto.Stats) {
+		t.Helper()
 		ct := newContainer(t, s.Agent.NetnsDir, agGUID(t))
 		req := agContainerReq(ct, "udp dst port 9000")
-		req.Limits.Packets = 10
+		req.Limits = limits
 		capt := agOpen(t, s.Client, req)
 		wait := drain(t, capt)
 		agSend(t, ct.NS, "198.18.0.1:9000", 30, 100, 2000)
 		file := wait() // ends without a stop
-		st := agFinal(t, capt)
+		return file, agFinal(t, capt)
+	}
+
+	t.Run("packets", func(t *testing.T) {
+		file, st := sendPastLimit(t, agentproto.Limits{Packets: 10})
 		if got := countPackets(t, file, "udp.dstport == 9000"); got != 10 {
 			t.Errorf("capture holds %d packets, want exactly the limit of 10", got)
 		}
@@ -185,16 +191,9 @@ func TestAgentLimits(t *testing.T) {
 	})
 
 	t.Run("bytes", func(t *testing.T) {
-		ct := newContainer(t, s.Agent.NetnsDir, agGUID(t))
-		req := agContainerReq(ct, "udp dst port 9000")
 		// Each datagram is 14 + 20 + 8 + 100 = 142 bytes on eth0: seven fit
-		// in 1000 bytes, the eighth would not.
-		req.Limits.Bytes = 1000
-		capt := agOpen(t, s.Client, req)
-		wait := drain(t, capt)
-		agSend(t, ct.NS, "198.18.0.1:9000", 30, 100, 2000)
-		file := wait() // the eighth datagram ends it, without a stop
-		st := agFinal(t, capt)
+		// in 1000 bytes, the eighth ends the capture.
+		file, st := sendPastLimit(t, agentproto.Limits{Bytes: 1000})
 		if got := countPackets(t, file, "frame.len == 142"); got != 7 || countPackets(t, file, "") != 7 {
 			t.Errorf("capture holds %d packets of 142 bytes, want 7", got)
 		}

@@ -382,14 +382,38 @@ func freeze(t *testing.T, p *testenv.Proc) {
 	waitState(t, p.Cmd.Process.Pid, "T", 5*time.Second)
 }
 
-// stopTimed stops cl's capture (EOF on its stdin) and returns its exit
-// status and how long it took to exit.
-func stopTimed(t *testing.T, cl *sshClient) (int, time.Duration) {
+// stopTimed stops cl's capture (see stopStdin), fails t unless ssh exits
+// within bound ("stop took D what, want want"), logs how long it took and
+// returns its exit status.
+func stopTimed(t *testing.T, cl *sshClient, bound time.Duration, what, want string) int {
 	t.Helper()
 	start := time.Now()
 	cl.Stdin.Close()
 	code := exitCode(t, cl, 20*time.Second)
-	return code, time.Since(start)
+	took := time.Since(start)
+	if took > bound {
+		t.Errorf("stop took %v %s, want %s", took, what, want)
+	}
+	t.Logf("stop %s took %v", what, took)
+	return code
+}
+
+// waitAccounted waits until cl's progress lines of lab/0 (--progress)
+// account for n packets, written or dropped.
+func waitAccounted(t *testing.T, cl lineSource, n int) {
+	t.Helper()
+	progress := regexp.MustCompile(`^pcap: lab/0: progress packets=(\d+) bytes=\d+ dropped=(\d+)$`)
+	waitUntil(t, 60*time.Second, "the agent to account for the burst", func() bool {
+		for _, l := range cl.Lines(progress) {
+			m := progress.FindStringSubmatch(l)
+			p, _ := strconv.Atoi(m[1])
+			d, _ := strconv.Atoi(m[2])
+			if p+d >= n {
+				return true
+			}
+		}
+		return false
+	})
 }
 
 // waitState waits until a process is in the given /proc state (e.g. "T"

@@ -3,7 +3,6 @@ package integration
 import (
 	"fmt"
 	"regexp"
-	"strconv"
 	"syscall"
 	"testing"
 	"time"
@@ -97,18 +96,7 @@ func TestReliabilityClientStall(t *testing.T) {
 
 	// Wait until the agent has accounted for every packet (written or
 	// dropped), then stop.
-	progress := regexp.MustCompile(`^pcap: lab/0: progress packets=(\d+) bytes=\d+ dropped=(\d+)$`)
-	waitUntil(t, 60*time.Second, "the agent to account for the burst", func() bool {
-		for _, l := range cl.Lines(progress) {
-			m := progress.FindStringSubmatch(l)
-			p, _ := strconv.Atoi(m[1])
-			d, _ := strconv.Atoi(m[2])
-			if p+d >= sent {
-				return true
-			}
-		}
-		return false
-	})
+	waitAccounted(t, cl, sent)
 	cl.Stdin.Close()
 	if code := exitCode(t, cl, 30*time.Second); code != 0 {
 		t.Fatalf("ssh exit status %d after the stall, want 0:\n%s", code, cl.Output())
