@@ -67,8 +67,7 @@ func TestAPILivePipeIntoTshark(t *testing.T) {
 func TestAPIAgentKilledMidCapture(t *testing.T) {
 	testenv.RequireRoot(t)
 	t.Parallel()
-	c := newCapLab(t, capLabOptions{VMs: 3})
-	cl, file := c.captureLab(t)
+	c, cl, file := newLabCapture(t, 3)
 	for i := range 3 {
 		c.send(t, i, 7000, 10)
 	}
@@ -228,8 +227,7 @@ func TestAPIFormatPcap(t *testing.T) {
 func TestAPINamesSourcesInFile(t *testing.T) {
 	testenv.RequireRoot(t)
 	t.Parallel()
-	c := newCapLab(t, capLabOptions{VMs: 2})
-	cl, file := c.captureLab(t)
+	c, cl, file := newLabCapture(t, 2)
 	c.send(t, 0, 7000, 3)
 	c.send(t, 1, 7000, 4)
 	stopOK(t, cl, 15*time.Second)

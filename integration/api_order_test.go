@@ -26,8 +26,7 @@ import (
 func TestAPIStrictTimeOrder(t *testing.T) {
 	testenv.RequireRoot(t)
 	t.Parallel()
-	c := newCapLab(t, capLabOptions{VMs: 3})
-	cl, file := c.captureLab(t)
+	c, cl, file := newLabCapture(t, 3)
 
 	// VM 0 fast and large, VM 1 slower and small, VM 2 a trickle.
 	load := []struct{ rate, count, size int }{{5000, 10000, 1400}, {1000, 2000, 100}, {100, 200, 300}}

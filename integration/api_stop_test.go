@@ -25,8 +25,7 @@ import (
 func TestAPIStopWithHungAgent(t *testing.T) {
 	testenv.RequireRoot(t)
 	t.Parallel()
-	c := newCapLab(t, capLabOptions{VMs: 3})
-	cl, file := c.captureLab(t)
+	c, cl, file := newLabCapture(t, 3)
 	for i := range 3 {
 		c.send(t, i, 7000, 5)
 	}
@@ -98,8 +97,7 @@ func TestAPIStopWhileAnAgentOpens(t *testing.T) {
 func TestAPISIGTERMStopsCapturesCleanly(t *testing.T) {
 	testenv.RequireRoot(t)
 	t.Parallel()
-	c := newCapLab(t, capLabOptions{VMs: 2})
-	cl, file := c.captureLab(t)
+	c, cl, file := newLabCapture(t, 2)
 	c.send(t, 0, 7000, 8)
 	c.send(t, 1, 7000, 9)
 

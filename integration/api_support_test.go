@@ -135,6 +135,15 @@ func (c *capLab) httpGet(t *testing.T, path string) (int, string) {
 	return resp.StatusCode, string(b)
 }
 
+// newLabCapture is a capLab of vms VMs (default options) with captureLab
+// running.
+func newLabCapture(t *testing.T, vms int) (*capLab, *sshClient, string) {
+	t.Helper()
+	c := newCapLab(t, capLabOptions{VMs: vms})
+	cl, file := c.captureLab(t)
+	return c, cl, file
+}
+
 // captureLab runs a capture of UDP port 7000 on group "lab" into a new
 // file and waits until every VM's source has started.
 func (c *capLab) captureLab(t *testing.T) (*sshClient, string) {
