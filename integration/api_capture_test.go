@@ -2,7 +2,6 @@ package integration
 
 import (
 	"bytes"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -23,16 +22,10 @@ func TestAPILivePipeIntoTshark(t *testing.T) {
 	t.Parallel()
 	c := newCapLab(t, capLabOptions{VMs: 3})
 
-	pr, pw, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { pr.Close(); pw.Close() })
-	ts := testenv.Start(t, testenv.StartOptions{Stdin: pr}, "tshark", "-l", "-n", "-r", "-",
+	ts, pw := tsharkPipe(t, nil, "-l", "-n", "-r", "-",
 		"-T", "fields", "-e", "frame.interface_name", "-e", "udp.dstport")
 	cl := c.capture(t, 0, pw, "-f", "'udp dst port 7000'", "lab")
-	pr.Close() // tshark and ssh hold their ends now
-	pw.Close()
+	pw.Close() // ssh holds its copy
 	waitStarted(t, cl, "lab/0", "lab/1", "lab/2")
 
 	c.send(t, 0, 7000, 7)

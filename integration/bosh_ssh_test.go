@@ -85,12 +85,7 @@ func TestBoshPlainSSHClients(t *testing.T) {
 
 	t.Run("OpenSSH into tshark, live", func(t *testing.T) {
 		code := e.sshCode(t, home)
-		pr, pw, err := os.Pipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		ts := testenv.Start(t, testenv.StartOptions{Stdin: pr}, "tshark", "-r", "-", "-l", "-T", "fields", "-e", "frame.interface_name")
-		pr.Close()
+		ts, pw := tsharkPipe(t, nil, "-r", "-", "-l", "-T", "fields", "-e", "frame.interface_name")
 		cl := boshSSH{API: e.API, Password: code, Out: pw}.start(t, "capture", "-d", "cf", "router", "-f", "'udp dst port 7003'")
 		pw.Close() // ssh holds its copy
 		boshWaitLines(t, cl.Proc, startedRe, 3, 30*time.Second)
