@@ -86,8 +86,7 @@ func TestAgentHostLoopbackExcludesOwnTunnel(t *testing.T) {
 func TestAgentAnyInterfaceIsSLL2(t *testing.T) {
 	testenv.RequireRoot(t)
 	t.Parallel()
-	s := agStart(t, agentOptions{})
-	ct := newContainer(t, s.Agent.NetnsDir, agGUID(t))
+	s, ct := agStartContainer(t, agentOptions{})
 	capt := agOpen(t, s.Client, agContainerReq(ct, "udp dst port 9000", "any"))
 	wait := drain(t, capt)
 	agSend(t, ct.NS, "198.18.0.1:9000", 40, 100, 2000)
@@ -117,8 +116,7 @@ func TestAgentAnyInterfaceIsSLL2(t *testing.T) {
 func TestAgentTwoInterfaces(t *testing.T) {
 	testenv.RequireRoot(t)
 	t.Parallel()
-	s := agStart(t, agentOptions{})
-	ct := newContainer(t, s.Agent.NetnsDir, agGUID(t))
+	s, ct := agStartContainer(t, agentOptions{})
 	testenv.Link(t, ct.NS, "eth1", "198.18.1.2/24", ct.Peer, "eth1", "198.18.1.1/24")
 
 	capt := agOpen(t, s.Client, agContainerReq(ct, "udp dst port 9000", "eth0", "eth1"))
@@ -151,16 +149,12 @@ func TestAgentTwoInterfaces(t *testing.T) {
 func TestAgentCapturesByPID(t *testing.T) {
 	testenv.RequireRoot(t)
 	t.Parallel()
-	s := agStart(t, agentOptions{})
-	ct := newContainer(t, s.Agent.NetnsDir, agGUID(t))
-	capt := agOpen(t, s.Client, agentproto.CaptureRequest{
+	s, ct := agStartContainer(t, agentOptions{})
+	file, st := agCaptureSent(t, s, agentproto.CaptureRequest{
 		Version: agentproto.ProtocolVersion,
 		Target:  agentproto.Target{Kind: agentproto.TargetPID, PID: ct.Init.Cmd.Process.Pid},
 		Filter:  "udp dst port 9000",
-	})
-	wait := drain(t, capt)
-	agSend(t, ct.NS, "198.18.0.1:9000", 12, 100, 2000)
-	file, st := agStop(t, capt, wait, time.Second)
+	}, ct.NS, 12)
 	if got := countPackets(t, file, "ip.src == 198.18.0.2"); got != 12 || st.Total().Packets != 12 {
 		t.Errorf("capture by pid holds %d packets (stats %d), want 12", got, st.Total().Packets)
 	}
@@ -172,16 +166,22 @@ func TestAgentLimits(t *testing.T) {
 	testenv.RequireRoot(t)
 	t.Parallel()
 	s := agStart(t, agentOptions{})
-
-	t.Run("packets", func(t *testing.T) {
+	// sendPastLimit captures in a new container with limits, sends 30
+	// datagrams and waits for the capture to end without a stop.
+	sendPastLimit := func(t *testing.T, limits agentproto.Limits) (string, agentproto.Stats) {
+		t.Helper()
 		ct := newContainer(t, s.Agent.NetnsDir, agGUID(t))
 		req := agContainerReq(ct, "udp dst port 9000")
-		req.Limits.Packets = 10
+		req.Limits = limits
 		capt := agOpen(t, s.Client, req)
 		wait := drain(t, capt)
 		agSend(t, ct.NS, "198.18.0.1:9000", 30, 100, 2000)
 		file := wait() // ends without a stop
-		st := agFinal(t, capt)
+		return file, agFinal(t, capt)
+	}
+
+	t.Run("packets", func(t *testing.T) {
+		file, st := sendPastLimit(t, agentproto.Limits{Packets: 10})
 		if got := countPackets(t, file, "udp.dstport == 9000"); got != 10 {
 			t.Errorf("capture holds %d packets, want exactly the limit of 10", got)
 		}
@@ -191,16 +191,9 @@ func TestAgentLimits(t *testing.T) {
 	})
 
 	t.Run("bytes", func(t *testing.T) {
-		ct := newContainer(t, s.Agent.NetnsDir, agGUID(t))
-		req := agContainerReq(ct, "udp dst port 9000")
 		// Each datagram is 14 + 20 + 8 + 100 = 142 bytes on eth0: seven fit
-		// in 1000 bytes, the eighth would not.
-		req.Limits.Bytes = 1000
-		capt := agOpen(t, s.Client, req)
-		wait := drain(t, capt)
-		agSend(t, ct.NS, "198.18.0.1:9000", 30, 100, 2000)
-		file := wait() // the eighth datagram ends it, without a stop
-		st := agFinal(t, capt)
+		// in 1000 bytes, the eighth ends the capture.
+		file, st := sendPastLimit(t, agentproto.Limits{Bytes: 1000})
 		if got := countPackets(t, file, "frame.len == 142"); got != 7 || countPackets(t, file, "") != 7 {
 			t.Errorf("capture holds %d packets of 142 bytes, want 7", got)
 		}
@@ -236,8 +229,7 @@ func TestAgentLimits(t *testing.T) {
 func TestAgentSlowReaderDropsAreCounted(t *testing.T) {
 	testenv.RequireRoot(t)
 	t.Parallel()
-	s := agStart(t, agentOptions{Config: func(c *agent.Config) { c.QueueBytes = 524288 }})
-	ct := newContainer(t, s.Agent.NetnsDir, agGUID(t))
+	s, ct := agStartContainer(t, agentOptions{Config: func(c *agent.Config) { c.QueueBytes = 524288 }})
 	capt := agOpen(t, s.Client, agContainerReq(ct, "udp dst port 9000"))
 
 	// 6000 × 1442 bytes ≈ 8.7 MB: far more than the SSH window (2 MiB)

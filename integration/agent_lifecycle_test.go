@@ -16,8 +16,7 @@ import (
 func TestAgentMaxCaptures(t *testing.T) {
 	testenv.RequireRoot(t)
 	t.Parallel()
-	s := agStart(t, agentOptions{MaxCaptures: 1})
-	ct := newContainer(t, s.Agent.NetnsDir, agGUID(t))
+	s, ct := agStartContainer(t, agentOptions{MaxCaptures: 1})
 
 	first := agOpen(t, s.Client, agContainerReq(ct, "udp dst port 9000"))
 	wait := drain(t, first)
@@ -35,10 +34,7 @@ func TestAgentMaxCaptures(t *testing.T) {
 
 	// The first capture has ended (final stats, channel closed): its slot
 	// is free for the very next request.
-	third := agOpen(t, s.Client, agContainerReq(ct, "udp dst port 9000"))
-	wait = drain(t, third)
-	agSend(t, ct.NS, "198.18.0.1:9000", 4, 100, 2000)
-	file, _ = agStop(t, third, wait, time.Second)
+	file, _ = agCaptureSent(t, s, agContainerReq(ct, "udp dst port 9000"), ct.NS, 4)
 	if got := countPackets(t, file, ""); got != 4 {
 		t.Errorf("capture after the slot was freed holds %d packets, want 4", got)
 	}
@@ -49,8 +45,7 @@ func TestAgentMaxCaptures(t *testing.T) {
 func TestAgentEndsCaptureWhenClientGoes(t *testing.T) {
 	testenv.RequireRoot(t)
 	t.Parallel()
-	s := agStart(t, agentOptions{})
-	ct := newContainer(t, s.Agent.NetnsDir, agGUID(t))
+	s, ct := agStartContainer(t, agentOptions{})
 
 	byChannel := agOpen(t, s.Client, agContainerReq(ct, "udp dst port 9000"))
 	agLog(t, s.Agent, "capture-started", `"target":"instance `+ct.GUID+`"`, 5*time.Second)
@@ -80,10 +75,7 @@ func TestAgentEndsCaptureWhenClientGoes(t *testing.T) {
 	agLog(t, s.Agent, "connection-closed", "", 5*time.Second)
 
 	// The first connection is unaffected.
-	capt := agOpen(t, s.Client, agContainerReq(ct, "udp dst port 9000"))
-	wait := drain(t, capt)
-	agSend(t, ct.NS, "198.18.0.1:9000", 3, 100, 2000)
-	if file, _ := agStop(t, capt, wait, time.Second); countPackets(t, file, "") != 3 {
+	if file, _ := agCaptureSent(t, s, agContainerReq(ct, "udp dst port 9000"), ct.NS, 3); countPackets(t, file, "") != 3 {
 		t.Errorf("capture on the remaining connection does not hold 3 packets")
 	}
 }
@@ -93,8 +85,7 @@ func TestAgentEndsCaptureWhenClientGoes(t *testing.T) {
 func TestAgentSIGTERMDuringCapture(t *testing.T) {
 	testenv.RequireRoot(t)
 	t.Parallel()
-	s := agStart(t, agentOptions{})
-	ct := newContainer(t, s.Agent.NetnsDir, agGUID(t))
+	s, ct := agStartContainer(t, agentOptions{})
 	capt := agOpen(t, s.Client, agContainerReq(ct, "udp dst port 9000"))
 	wait := drain(t, capt)
 	agSend(t, ct.NS, "198.18.0.1:9000", 20, 100, 2000)

@@ -22,8 +22,7 @@ import (
 func TestAgentRejectsBadInput(t *testing.T) {
 	testenv.RequireRoot(t)
 	t.Parallel()
-	s := agStart(t, agentOptions{})
-	ct := newContainer(t, s.Agent.NetnsDir, agGUID(t))
+	s, ct := agStartContainer(t, agentOptions{})
 	missingGUID := agGUID(t)
 
 	tests := []struct {
@@ -116,10 +115,7 @@ func TestAgentRejectsBadInput(t *testing.T) {
 	t.Run("snaplen 0 means 65535", func(t *testing.T) {
 		req := agContainerReq(ct, "udp dst port 9000")
 		req.Snaplen = 0
-		capt := agOpen(t, s.Client, req)
-		wait := drain(t, capt)
-		agSend(t, ct.NS, "198.18.0.1:9000", 5, 100, 2000)
-		file, st := agStop(t, capt, wait, time.Second)
+		file, st := agCaptureSent(t, s, req, ct.NS, 5)
 		ifs := agInterfaces(t, file)
 		if len(ifs) != 1 || ifs[0].SnapLength != 65535 {
 			t.Errorf("interface blocks %+v, want one with snaplen 65535", ifs)
@@ -135,10 +131,7 @@ func TestAgentRejectsBadInput(t *testing.T) {
 	t.Run("small snaplen truncates", func(t *testing.T) {
 		req := agContainerReq(ct, "udp dst port 9000")
 		req.Snaplen = 64
-		capt := agOpen(t, s.Client, req)
-		wait := drain(t, capt)
-		agSend(t, ct.NS, "198.18.0.1:9000", 5, 100, 2000)
-		file, _ := agStop(t, capt, wait, time.Second)
+		file, _ := agCaptureSent(t, s, req, ct.NS, 5)
 		if got := countPackets(t, file, "frame.cap_len == 64 && frame.len == 142"); got != 5 {
 			t.Errorf("capture holds %d packets cut to 64 of 142 bytes, want 5", got)
 		}

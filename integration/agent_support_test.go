@@ -50,6 +50,13 @@ func agStart(t *testing.T, o agentOptions) *agSetup {
 	return &agSetup{Agent: ag, Key: key, Client: dialAgent(t, ag, key)}
 }
 
+// agStartContainer is agStart with one container on the agent's cell.
+func agStartContainer(t *testing.T, o agentOptions) (*agSetup, *container) {
+	t.Helper()
+	s := agStart(t, o)
+	return s, newContainer(t, s.Agent.NetnsDir, agGUID(t))
+}
+
 // agRawDial connects to s's agent with plain x/crypto/ssh, to send
 // payloads the tunnel client would refuse to build.
 func agRawDial(t *testing.T, s *agSetup) *ssh.Client {
@@ -105,6 +112,17 @@ func agStop(t *testing.T, capt *agentproto.Capture, wait func() string, bound ti
 		t.Errorf("stop → EOF and final stats took %v, want under %v", d, bound)
 	}
 	return file, st
+}
+
+// agCaptureSent opens req on s's client, sends count datagrams of 100
+// bytes from ns to 198.18.0.1:9000, stops the capture and returns the
+// file and the final stats (agStop, within a second).
+func agCaptureSent(t *testing.T, s *agSetup, req agentproto.CaptureRequest, ns *testenv.Netns, count int) (string, agentproto.Stats) {
+	t.Helper()
+	capt := agOpen(t, s.Client, req)
+	wait := drain(t, capt)
+	agSend(t, ns, "198.18.0.1:9000", count, 100, 2000)
+	return agStop(t, capt, wait, time.Second)
 }
 
 // agFinal waits (bounded) for a capture's final stats.

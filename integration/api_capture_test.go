@@ -2,7 +2,6 @@ package integration
 
 import (
 	"bytes"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -23,16 +22,10 @@ func TestAPILivePipeIntoTshark(t *testing.T) {
 	t.Parallel()
 	c := newCapLab(t, capLabOptions{VMs: 3})
 
-	pr, pw, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { pr.Close(); pw.Close() })
-	ts := testenv.Start(t, testenv.StartOptions{Stdin: pr}, "tshark", "-l", "-n", "-r", "-",
+	ts, pw := tsharkPipe(t, nil, "-l", "-n", "-r", "-",
 		"-T", "fields", "-e", "frame.interface_name", "-e", "udp.dstport")
 	cl := c.capture(t, 0, pw, "-f", "'udp dst port 7000'", "lab")
-	pr.Close() // tshark and ssh hold their ends now
-	pw.Close()
+	pw.Close() // ssh holds its copy
 	waitStarted(t, cl, "lab/0", "lab/1", "lab/2")
 
 	c.send(t, 0, 7000, 7)
@@ -46,10 +39,7 @@ func TestAPILivePipeIntoTshark(t *testing.T) {
 	c.send(t, 1, 7000, 11)
 	c.send(t, 2, 7000, 13)
 	c.send(t, 2, 7001, 5) // filtered out
-	cl.Stdin.Close()
-	if code := exitCode(t, cl, 15*time.Second); code != 0 {
-		t.Fatalf("ssh exit status %d:\n%s", code, cl.Output())
-	}
+	stopOK(t, cl, 15*time.Second)
 	if err, ok := ts.Wait(20 * time.Second); !ok || err != nil {
 		t.Fatalf("tshark did not end cleanly at the end of the stream: err=%v exited=%v\n%s", err, ok, ts.Output())
 	}
@@ -70,9 +60,7 @@ func TestAPILivePipeIntoTshark(t *testing.T) {
 func TestAPIAgentKilledMidCapture(t *testing.T) {
 	testenv.RequireRoot(t)
 	t.Parallel()
-	c := newCapLab(t, capLabOptions{VMs: 3})
-	cl, file := c.captureFile(t, 0, "-f", "'udp dst port 7000'", "lab")
-	waitStarted(t, cl, "lab/0", "lab/1", "lab/2")
+	c, cl, file := newLabCapture(t, 3)
 	for i := range 3 {
 		c.send(t, i, 7000, 10)
 	}
@@ -94,9 +82,7 @@ func TestAPIAgentKilledMidCapture(t *testing.T) {
 	}
 
 	cl.Stdin.Close()
-	if code := exitCode(t, cl, 15*time.Second); code != 3 {
-		t.Errorf("ssh exit status %d, want 3 (partial):\n%s", code, cl.Output())
-	}
+	wantPartial(t, cl, 15*time.Second)
 	outcome, sum := summary(t, cl)
 	if outcome != "partial" || sum["sources"] != 3 {
 		t.Errorf("summary %s %v, want partial with 3 sources", outcome, sum)
@@ -151,9 +137,7 @@ func TestAPIUnreachableAndRejectingAgents(t *testing.T) {
 	c.send(t, 0, 7000, 5)
 	c.send(t, 1, 7000, 6)
 	cl.Stdin.Close()
-	if code := exitCode(t, cl, 15*time.Second); code != 3 {
-		t.Errorf("ssh exit status %d, want 3 (partial):\n%s", code, cl.Output())
-	}
+	wantPartial(t, cl, 15*time.Second)
 	wantLine(t, cl, "^"+unreachable+"$")
 	wantLine(t, cl, "^"+rejected+"$")
 	if outcome, sum := summary(t, cl); outcome != "partial" || sum["sources"] != 4 || sum["packets"] != 11 {
@@ -211,10 +195,7 @@ func TestAPIFormatPcap(t *testing.T) {
 	cl, file := c.captureFile(t, 0, "--format", "pcap", "-f", "'udp dst port 7000'", "lab/0")
 	waitStarted(t, cl, "lab/0")
 	c.send(t, 0, 7000, 9)
-	cl.Stdin.Close()
-	if code := exitCode(t, cl, 15*time.Second); code != 0 {
-		t.Fatalf("ssh exit status %d:\n%s", code, cl.Output())
-	}
+	stopOK(t, cl, 15*time.Second)
 	info := capinfos(t, file)
 	if !strings.Contains(info, "File type:           Wireshark/tcpdump/... - nanosecond pcap") || !strings.Contains(info, "Number of packets:   9") {
 		t.Errorf("not a classic pcap of 9 packets:\n%s", info)
@@ -226,10 +207,7 @@ func TestAPIFormatPcap(t *testing.T) {
 	// pcapng carries both link types.
 	cl, file = c.captureFile(t, 0, "lab")
 	waitStarted(t, cl, "lab/0", "lab/1")
-	cl.Stdin.Close()
-	if code := exitCode(t, cl, 15*time.Second); code != 0 {
-		t.Fatalf("ssh exit status %d:\n%s", code, cl.Output())
-	}
+	stopOK(t, cl, 15*time.Second)
 	info = capinfos(t, file)
 	if !strings.Contains(info, "Encapsulation = Ethernet") || !strings.Contains(info, "Encapsulation = Raw IP") {
 		t.Errorf("pcapng does not declare both link types:\n%s", info)
@@ -242,15 +220,10 @@ func TestAPIFormatPcap(t *testing.T) {
 func TestAPINamesSourcesInFile(t *testing.T) {
 	testenv.RequireRoot(t)
 	t.Parallel()
-	c := newCapLab(t, capLabOptions{VMs: 2})
-	cl, file := c.captureFile(t, 0, "-f", "'udp dst port 7000'", "lab")
-	waitStarted(t, cl, "lab/0", "lab/1")
+	c, cl, file := newLabCapture(t, 2)
 	c.send(t, 0, 7000, 3)
 	c.send(t, 1, 7000, 4)
-	cl.Stdin.Close()
-	if code := exitCode(t, cl, 15*time.Second); code != 0 {
-		t.Fatalf("ssh exit status %d:\n%s", code, cl.Output())
-	}
+	stopOK(t, cl, 15*time.Second)
 
 	// Names from the file only: the peer, 198.18.0.1, has none.
 	got := map[string]int{}

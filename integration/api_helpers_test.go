@@ -117,14 +117,20 @@ func (s stopStdin) Close() error {
 // capture.
 func runSSH(t *testing.T, a *apiProc, user string, key keyPair, out io.Writer, command ...string) *sshClient {
 	t.Helper()
-	args := append(opensshArgs(t, a, user, key), command...)
+	return startSSHClient(t, a.Netns, out, nil, "ssh", append(opensshArgs(t, a, user, key), command...)...)
+}
+
+// startSSHClient starts an ssh client (or sshpass running one) in ns with
+// stdout to out and a stdin that stops the capture when closed.
+func startSSHClient(t *testing.T, ns *testenv.Netns, out io.Writer, env []string, name string, args ...string) *sshClient {
+	t.Helper()
 	// An *os.File stdin: exec starts no copying goroutine, so the process
 	// counts as done when ssh exits, whether or not stdin was closed.
 	pr, pw, err := os.Pipe()
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := testenv.Start(t, testenv.StartOptions{Netns: a.Netns, Stdin: pr, Stdout: out}, "ssh", args...)
+	p := testenv.Start(t, testenv.StartOptions{Netns: ns, Stdin: pr, Stdout: out, Env: env}, name, args...)
 	pr.Close() // the child has its copy
 	t.Cleanup(func() { pw.Close() })
 	return &sshClient{Proc: p, Stdin: stopStdin{pw}}
@@ -134,17 +140,24 @@ func runSSH(t *testing.T, a *apiProc, user string, key keyPair, out io.Writer, c
 // auth with key as user, the API's host key pinned, no config file.
 func opensshArgs(t *testing.T, a *apiProc, user string, key keyPair) []string {
 	t.Helper()
-	dir := t.TempDir()
-	host, port := splitHostPort(t, a.Addr)
-	kh := filepath.Join(dir, "known_hosts")
-	line := fmt.Sprintf("[%s]:%s %s", host, port, ssh.MarshalAuthorizedKey(a.HostKey.Signer.PublicKey()))
-	if err := os.WriteFile(kh, []byte(line), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	host, port, kh := pinnedKnownHosts(t, a, t.TempDir())
 	return []string{"-p", port, "-i", key.Private, "-F", "none",
 		"-o", "UserKnownHostsFile=" + kh, "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes",
 		"-o", "IdentitiesOnly=yes", "-o", "LogLevel=ERROR",
 		user + "@" + host}
+}
+
+// pinnedKnownHosts writes dir/known_hosts with the API's host key for its
+// address and returns the address's host, port and the file's path.
+func pinnedKnownHosts(t *testing.T, a *apiProc, dir string) (host, port, path string) {
+	t.Helper()
+	host, port = splitHostPort(t, a.Addr)
+	path = filepath.Join(dir, "known_hosts")
+	line := fmt.Sprintf("[%s]:%s %s", host, port, ssh.MarshalAuthorizedKey(a.HostKey.Signer.PublicKey()))
+	if err := os.WriteFile(path, []byte(line), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return host, port, path
 }
 
 func splitHostPort(t *testing.T, addr string) (string, string) {

@@ -26,9 +26,7 @@ import (
 func TestAPIStrictTimeOrder(t *testing.T) {
 	testenv.RequireRoot(t)
 	t.Parallel()
-	c := newCapLab(t, capLabOptions{VMs: 3})
-	cl, file := c.captureFile(t, 0, "-f", "'udp dst port 7000'", "lab")
-	waitStarted(t, cl, "lab/0", "lab/1", "lab/2")
+	c, cl, file := newLabCapture(t, 3)
 
 	// VM 0 fast and large, VM 1 slower and small, VM 2 a trickle.
 	load := []struct{ rate, count, size int }{{5000, 10000, 1400}, {1000, 2000, 100}, {100, 200, 300}}
@@ -41,10 +39,7 @@ func TestAPIStrictTimeOrder(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	cl.Stdin.Close()
-	if code := exitCode(t, cl, 30*time.Second); code != 0 {
-		t.Fatalf("ssh exit status %d:\n%s", code, cl.Output())
-	}
+	stopOK(t, cl, 30*time.Second)
 	_, sum := summary(t, cl)
 	if n, ok := sum["out_of_order"]; !ok || n != 0 {
 		t.Errorf("summary out_of_order = %d (reported %v), want 0:\n%s", n, ok, cl.Output())

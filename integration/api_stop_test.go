@@ -25,21 +25,14 @@ import (
 func TestAPIStopWithHungAgent(t *testing.T) {
 	testenv.RequireRoot(t)
 	t.Parallel()
-	c := newCapLab(t, capLabOptions{VMs: 3})
-	cl, file := c.captureFile(t, 0, "-f", "'udp dst port 7000'", "lab")
-	waitStarted(t, cl, "lab/0", "lab/1", "lab/2")
+	c, cl, file := newLabCapture(t, 3)
 	for i := range 3 {
 		c.send(t, i, 7000, 5)
 	}
 	freeze(t, c.Agents[1].Proc)
 
-	code, took := stopTimed(t, cl)
 	// StopTimeout is 2 s; allow for the race detector and the final stats.
-	if took > 5*time.Second {
-		t.Errorf("stop took %v with a hung agent, want about 2s (at most 5s)", took)
-	}
-	t.Logf("stop with a hung agent took %v", took)
-	if code != 3 {
+	if code := stopTimed(t, cl, 5*time.Second, "with a hung agent", "about 2s (at most 5s)"); code != 3 {
 		t.Errorf("ssh exit status %d, want 3 (partial):\n%s", code, cl.Output())
 	}
 	wantLine(t, cl, `^pcap: lab/1: not-stopped reason="agent did not stop within 2s" `)
@@ -78,14 +71,9 @@ func TestAPIStopWhileAnAgentOpens(t *testing.T) {
 	cl, file := c.captureFile(t, 0, "-f", "'udp dst port 7000'", "lab")
 	waitStarted(t, cl, "lab/0", "lab/2")
 	c.send(t, 0, 7000, 5)
-	code, took := stopTimed(t, cl)
 	// Waiting for the open would take up to 10 s; the stop itself needs
 	// what the running agents take (allow for the race detector).
-	if took > 5*time.Second {
-		t.Errorf("stop took %v while an agent opened, want well under the 10s open timeout", took)
-	}
-	t.Logf("stop while an agent opened took %v", took)
-	if code != 0 {
+	if code := stopTimed(t, cl, 5*time.Second, "while an agent opened", "well under the 10s open timeout"); code != 0 {
 		t.Errorf("ssh exit status %d, want 0 (stopped):\n%s", code, cl.Output())
 	}
 	wantLine(t, cl, `^pcap: lab/1: not-started reason="the capture ended before this target's capture opened"$`)
@@ -109,9 +97,7 @@ func TestAPIStopWhileAnAgentOpens(t *testing.T) {
 func TestAPISIGTERMStopsCapturesCleanly(t *testing.T) {
 	testenv.RequireRoot(t)
 	t.Parallel()
-	c := newCapLab(t, capLabOptions{VMs: 2})
-	cl, file := c.captureFile(t, 0, "-f", "'udp dst port 7000'", "lab")
-	waitStarted(t, cl, "lab/0", "lab/1")
+	c, cl, file := newLabCapture(t, 2)
 	c.send(t, 0, 7000, 8)
 	c.send(t, 1, 7000, 9)
 
@@ -248,19 +234,7 @@ func TestAPISlowClient(t *testing.T) {
 	// Drain the slow client, wait until the agent has accounted for the
 	// whole burst (written or dropped), then stop.
 	close(hurry)
-	progress := regexp.MustCompile(`^pcap: lab/0: progress packets=(\d+) bytes=\d+ dropped=(\d+)$`)
-	accounted := func() bool {
-		for _, l := range slow.Lines(progress) {
-			m := progress.FindStringSubmatch(l)
-			p, _ := strconv.Atoi(m[1])
-			d, _ := strconv.Atoi(m[2])
-			if p+d >= burst {
-				return true
-			}
-		}
-		return false
-	}
-	waitUntil(t, 60*time.Second, "the agent to account for the burst", accounted)
+	waitAccounted(t, slow, burst)
 	slow.Stdin.Close()
 	steady.Stdin.Close()
 	slowCode := exitCode(t, slow, 60*time.Second)
@@ -288,23 +262,7 @@ func TestAPISlowClient(t *testing.T) {
 	if sum["agent_dropped"] == 0 {
 		t.Errorf("no packet dropped by the agent for a client that could not keep up: %v", sum)
 	}
-	// if_dropped is the interface's own drop counter, not a count of the
-	// captured packets, so it is not part of the sum.
-	if got := sum["packets"] + sum["kernel_dropped"] + sum["agent_dropped"] + sum["api_dropped"]; got != burst {
-		t.Errorf("delivered %d + dropped (kernel %d, agent %d, api %d) = %d, want the %d sent",
-			sum["packets"], sum["kernel_dropped"], sum["agent_dropped"], sum["api_dropped"], got, burst)
-	}
-	capinfos(t, slowFile)
-	info, err := exec.Command("capinfos", "-M", "-c", slowFile).CombinedOutput()
-	if err != nil {
-		t.Fatalf("capinfos -M -c: %v\n%s", err, info)
-	}
-	if want := fmt.Sprintf("Number of packets:   %d\n", sum["packets"]); !strings.Contains(string(info), want) {
-		t.Errorf("the file does not hold the %d packets delivered:\n%s", sum["packets"], info)
-	}
-	_, stats := statsBlocks(t, slowFile)
-	s := stats["lab/0:eth0"]
-	wantDrops := uint64(sum["kernel_dropped"] + sum["if_dropped"] + sum["agent_dropped"] + sum["api_dropped"])
+	s, _, wantDrops := wantSentAccounted(t, slowFile, sum, burst)
 	if s.PacketsDropped != wantDrops || !strings.Contains(s.Comment, fmt.Sprintf("agent=%d", sum["agent_dropped"])) {
 		t.Errorf("statistics block of lab/0:eth0 = %+v, want %d dropped", s, wantDrops)
 	}

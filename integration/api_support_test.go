@@ -135,6 +135,45 @@ func (c *capLab) httpGet(t *testing.T, path string) (int, string) {
 	return resp.StatusCode, string(b)
 }
 
+// newLabCapture is a capLab of vms VMs (default options) with captureLab
+// running.
+func newLabCapture(t *testing.T, vms int) (*capLab, *sshClient, string) {
+	t.Helper()
+	c := newCapLab(t, capLabOptions{VMs: vms})
+	cl, file := c.captureLab(t)
+	return c, cl, file
+}
+
+// captureLab runs a capture of UDP port 7000 on group "lab" into a new
+// file and waits until every VM's source has started.
+func (c *capLab) captureLab(t *testing.T) (*sshClient, string) {
+	t.Helper()
+	cl, file := c.captureFile(t, 0, "-f", "'udp dst port 7000'", "lab")
+	for i := range c.VMs {
+		waitStarted(t, cl, fmt.Sprintf("lab/%d", i))
+	}
+	return cl, file
+}
+
+// stopOK stops cl's capture (see stopStdin) and fails t at once unless
+// ssh exits 0 within timeout.
+func stopOK(t *testing.T, cl *sshClient, timeout time.Duration) {
+	t.Helper()
+	cl.Stdin.Close()
+	if code := exitCode(t, cl, timeout); code != 0 {
+		t.Fatalf("ssh exit status %d:\n%s", code, cl.Output())
+	}
+}
+
+// wantPartial waits (bounded) for cl to exit and fails t unless its exit
+// status is 3 (partial).
+func wantPartial(t *testing.T, cl *sshClient, timeout time.Duration) {
+	t.Helper()
+	if code := exitCode(t, cl, timeout); code != 3 {
+		t.Errorf("ssh exit status %d, want 3 (partial):\n%s", code, cl.Output())
+	}
+}
+
 // waitStarted waits for the "started" status line of every source.
 func waitStarted(t *testing.T, cl *sshClient, sources ...string) {
 	t.Helper()
@@ -151,6 +190,13 @@ func exitCode(t *testing.T, cl *sshClient, timeout time.Duration) int {
 		t.Fatalf("ssh did not exit within %v:\n%s", timeout, cl.Output())
 	}
 	assertAccounting(t, cl)
+	return exitStatus(t, err, "ssh")
+}
+
+// exitStatus is the exit status a process's wait error says: 0 for none,
+// an *exec.ExitError's code; any other error fails t as "what: err".
+func exitStatus(t *testing.T, err error, what string) int {
+	t.Helper()
 	var ee *exec.ExitError
 	switch {
 	case err == nil:
@@ -158,7 +204,7 @@ func exitCode(t *testing.T, cl *sshClient, timeout time.Duration) int {
 	case errors.As(err, &ee):
 		return ee.ExitCode()
 	default:
-		t.Fatalf("ssh: %v", err)
+		t.Fatalf("%s: %v", what, err)
 		return -1
 	}
 }
@@ -278,6 +324,32 @@ func statsBlocks(t *testing.T, file string) ([]string, map[string]pcapgo.NgInter
 	return names, stats
 }
 
+// wantSentAccounted checks a capture of lab/0's eth0 whose summary is sum
+// against the sent packets: each was delivered or dropped at a named
+// place, and the file is valid and holds the delivered ones. It returns
+// the file's statistics block of lab/0:eth0, whether there is one, and
+// the drops that block should count.
+func wantSentAccounted(t *testing.T, file string, sum map[string]int, sent int) (pcapgo.NgInterfaceStatistics, bool, uint64) {
+	t.Helper()
+	// if_dropped is the interface's own drop counter, not a count of the
+	// captured packets, so it is not part of the sum.
+	if got := sum["packets"] + sum["kernel_dropped"] + sum["agent_dropped"] + sum["api_dropped"]; got != sent {
+		t.Errorf("delivered %d + dropped (kernel %d, agent %d, api %d) = %d, want the %d sent",
+			sum["packets"], sum["kernel_dropped"], sum["agent_dropped"], sum["api_dropped"], got, sent)
+	}
+	capinfos(t, file)
+	info, err := exec.Command("capinfos", "-M", "-c", file).CombinedOutput()
+	if err != nil {
+		t.Fatalf("capinfos -M -c: %v\n%s", err, info)
+	}
+	if want := fmt.Sprintf("Number of packets:   %d\n", sum["packets"]); !strings.Contains(string(info), want) {
+		t.Errorf("the file does not hold the %d packets delivered:\n%s", sum["packets"], info)
+	}
+	_, stats := statsBlocks(t, file)
+	s, ok := stats["lab/0:eth0"]
+	return s, ok, uint64(sum["kernel_dropped"] + sum["if_dropped"] + sum["agent_dropped"] + sum["api_dropped"])
+}
+
 // wantCounts compares per-interface packet counts.
 func wantCounts(t *testing.T, got map[string]int, want map[string]int) {
 	t.Helper()
@@ -319,14 +391,38 @@ func freeze(t *testing.T, p *testenv.Proc) {
 	waitState(t, p.Cmd.Process.Pid, "T", 5*time.Second)
 }
 
-// stopTimed stops cl's capture (EOF on its stdin) and returns its exit
-// status and how long it took to exit.
-func stopTimed(t *testing.T, cl *sshClient) (int, time.Duration) {
+// stopTimed stops cl's capture (see stopStdin), fails t unless ssh exits
+// within bound ("stop took D what, want want"), logs how long it took and
+// returns its exit status.
+func stopTimed(t *testing.T, cl *sshClient, bound time.Duration, what, want string) int {
 	t.Helper()
 	start := time.Now()
 	cl.Stdin.Close()
 	code := exitCode(t, cl, 20*time.Second)
-	return code, time.Since(start)
+	took := time.Since(start)
+	if took > bound {
+		t.Errorf("stop took %v %s, want %s", took, what, want)
+	}
+	t.Logf("stop %s took %v", what, took)
+	return code
+}
+
+// waitAccounted waits until cl's progress lines of lab/0 (--progress)
+// account for n packets, written or dropped.
+func waitAccounted(t *testing.T, cl lineSource, n int) {
+	t.Helper()
+	progress := regexp.MustCompile(`^pcap: lab/0: progress packets=(\d+) bytes=\d+ dropped=(\d+)$`)
+	waitUntil(t, 60*time.Second, "the agent to account for the burst", func() bool {
+		for _, l := range cl.Lines(progress) {
+			m := progress.FindStringSubmatch(l)
+			p, _ := strconv.Atoi(m[1])
+			d, _ := strconv.Atoi(m[2])
+			if p+d >= n {
+				return true
+			}
+		}
+		return false
+	})
 }
 
 // waitState waits until a process is in the given /proc state (e.g. "T"

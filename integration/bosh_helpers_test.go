@@ -16,7 +16,6 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/crypto/ssh"
 	"gopkg.in/yaml.v3"
 
 	"code.cloudfoundry.org/pcap/api"
@@ -177,6 +176,15 @@ func (e *boshEnv) boshLogin(t *testing.T, user string) string {
 	return home
 }
 
+// startBOSHAdmin starts a BOSH world of vms VMs (startBOSHEnv) and logs
+// in to it as admin with the real bosh CLI; it returns the world and the
+// HOME that holds the log-in.
+func startBOSHAdmin(t *testing.T, vms int) (*boshEnv, string) {
+	t.Helper()
+	e := startBOSHEnv(t, vms)
+	return e, e.boshLogin(t, "admin")
+}
+
 // boshResult is how a finished command ended.
 type boshResult struct {
 	Stdout, Stderr string
@@ -317,12 +325,7 @@ type boshSSH struct {
 func (o boshSSH) start(t *testing.T, command ...string) *sshClient {
 	t.Helper()
 	dir := t.TempDir()
-	host, port := splitHostPort(t, o.API.Addr)
-	kh := filepath.Join(dir, "known_hosts")
-	line := fmt.Sprintf("[%s]:%s %s", host, port, ssh.MarshalAuthorizedKey(o.API.HostKey.Signer.PublicKey()))
-	if err := os.WriteFile(kh, []byte(line), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	host, port, kh := pinnedKnownHosts(t, o.API, dir)
 	args := []string{"-p", port, "-F", "none",
 		"-o", "UserKnownHostsFile=" + kh, "-o", "StrictHostKeyChecking=yes",
 		"-o", "PreferredAuthentications=password", "-o", "PubkeyAuthentication=no",
@@ -341,14 +344,7 @@ func (o boshSSH) start(t *testing.T, command ...string) *sshClient {
 		name, args = "sshpass", append([]string{"-e", "ssh"}, args...)
 		env = append(env, "SSHPASS="+o.Password)
 	}
-	pr, pw, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := testenv.Start(t, testenv.StartOptions{Netns: o.API.Netns, Stdin: pr, Stdout: o.Out, Env: env}, name, args...)
-	pr.Close()
-	t.Cleanup(func() { pw.Close() })
-	return &sshClient{Proc: p, Stdin: stopStdin{pw}}
+	return startSSHClient(t, o.API.Netns, o.Out, env, name, args...)
 }
 
 // boshExitCode waits for p to exit and returns its exit code.
@@ -358,16 +354,7 @@ func boshExitCode(t *testing.T, p *testenv.Proc, timeout time.Duration) int {
 	if !ok {
 		t.Fatalf("%s did not exit within %v:\n%s", filepath.Base(p.Cmd.Path), timeout, p.Output())
 	}
-	var ee *exec.ExitError
-	switch {
-	case err == nil:
-		return 0
-	case errors.As(err, &ee):
-		return ee.ExitCode()
-	default:
-		t.Fatalf("wait: %v", err)
-		return -1
-	}
+	return exitStatus(t, err, "wait")
 }
 
 // boshWaitLines waits until p has printed at least n lines matching re: a
@@ -397,6 +384,28 @@ func (e *boshEnv) agentsStarted(t *testing.T, filter string) {
 	for _, a := range e.Agents {
 		a.WaitLine(t, re, 30*time.Second)
 	}
+}
+
+// routersCapture waits until every agent started filter's capture, sends
+// n datagrams to port from each router VM, waits for p (its capture ends
+// at -c n) to exit 0, else fails t with "exited CODE", and wants n
+// packets of each router in out; it returns out's packets by interface.
+func (e *boshEnv) routersCapture(t *testing.T, p *testenv.Proc, exited, out, filter string, port, n int) map[string]int {
+	t.Helper()
+	e.agentsStarted(t, filter)
+	for _, vm := range e.Lab.VMs {
+		sendUDP(t, vm, fmt.Sprintf("198.18.0.1:%d", port), n)
+	}
+	if c := boshExitCode(t, p, 30*time.Second); c != 0 {
+		t.Fatalf("%s %d:\n%s", exited, c, p.Output())
+	}
+	per := interfaceCounts(t, out)
+	for i := range 3 {
+		if per[boshRouterIface(i)] != n {
+			t.Errorf("%s: %d packets, want %d (all: %v)", boshRouterIface(i), per[boshRouterIface(i)], n, per)
+		}
+	}
+	return per
 }
 
 // boshRouterIface is the interface name of router VM i.

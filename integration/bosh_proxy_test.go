@@ -158,9 +158,8 @@ func runIn(t *testing.T, e *boshEnv, ns *testenv.Netns, env []string, args ...st
 func TestBOSHProxySOCKS5(t *testing.T) {
 	testenv.RequireRoot(t)
 	t.Parallel()
-	e := startBOSHEnv(t, 3)
+	e, home := startBOSHAdmin(t, 3)
 	j := startJumpbox(t, e)
-	home := e.boshLogin(t, "admin")
 	directFails(t, e, j, home)
 	proxy := j.socks(t, t.TempDir())
 	env := []string{"HOME=" + home, "BOSH_ALL_PROXY=" + proxy}
@@ -180,9 +179,8 @@ func TestBOSHProxySOCKS5(t *testing.T) {
 func TestBOSHProxyJumpbox(t *testing.T) {
 	testenv.RequireRoot(t)
 	t.Parallel()
-	e := startBOSHEnv(t, 3)
+	e, home := startBOSHAdmin(t, 3)
 	j := startJumpbox(t, e)
-	home := e.boshLogin(t, "admin")
 	j.knownHosts(t, home)
 	directFails(t, e, j, home)
 	proxy := "ssh+socks5://root@" + j.Addr + "?private-key=" + j.Key.Private
@@ -239,8 +237,7 @@ func TestBOSHProxyJumpbox(t *testing.T) {
 func TestBOSHWholeDeployment(t *testing.T) {
 	testenv.RequireRoot(t)
 	t.Parallel()
-	e := startBOSHEnv(t, 3)
-	home := e.boshLogin(t, "admin")
+	e, home := startBOSHAdmin(t, 3)
 	p := captureRouters(t, e, e.Lab.LAN, []string{"HOME=" + home}, "-d", "cf")
 	if got := p.Lines(regexp.MustCompile(`errand`)); len(got) != 0 {
 		t.Errorf("the errand without a VM is mentioned: %q", got)

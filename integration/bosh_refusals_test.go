@@ -23,8 +23,7 @@ import (
 func TestBoshPcapBoshRefusals(t *testing.T) {
 	testenv.RequireRoot(t)
 	t.Parallel()
-	e := startBOSHEnv(t, 3)
-	admin := e.boshLogin(t, "admin")
+	e, admin := startBOSHAdmin(t, 3)
 	// An instance with a VM but no IP, next to the detached errand.
 	if err := e.Director.Update(func(ds []director.Deployment) []director.Deployment {
 		ds[0].Instances = append(ds[0].Instances, director.Instance{Job: "worker", Index: 0, ID: "5f2a0000-0000-4000-8000-000000000001"})
@@ -202,19 +201,7 @@ func TestBoshPcapBoshRefusals(t *testing.T) {
 			"BOSH_CLIENT=ops", "BOSH_CLIENT_SECRET=ops-secret"}},
 			filepath.Join(testenv.Binaries(t), "pcap-bosh"), append([]string{"-d", "cf", "router",
 				"-f", filter, "-c", "5", "--duration", "60s", "-o", out}, boshAPIFlags(e.API)...)...)
-		e.agentsStarted(t, filter)
-		for _, vm := range e.Lab.VMs {
-			sendUDP(t, vm, "198.18.0.1:7002", 5)
-		}
-		if c := boshExitCode(t, p, 30*time.Second); c != 0 {
-			t.Fatalf("exit %d:\n%s", c, p.Output())
-		}
-		per := interfaceCounts(t, out)
-		for i := range 3 {
-			if per[boshRouterIface(i)] != 5 {
-				t.Errorf("%s: %d packets, want 5 (all: %v)", boshRouterIface(i), per[boshRouterIface(i)], per)
-			}
-		}
+		e.routersCapture(t, p, "exit", out, filter, 7002, 5)
 		apiLogged(t, `"msg":"capture-started","user":"bosh:client:ops".*"filter":"udp dst port 7002"`)
 		if ents, _ := os.ReadDir(home); len(ents) != 0 {
 			t.Errorf("HOME holds %v, want nothing", ents)

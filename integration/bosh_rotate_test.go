@@ -37,8 +37,7 @@ func TestPcapBoshRotatesByTime(t *testing.T) {
 // with pcap-bosh and the rotation flags, and checks the files left.
 func rotatedCapture(t *testing.T, sent, rate int, flags ...string) {
 	testenv.RequireRoot(t)
-	e := startBOSHEnv(t, 1)
-	home := e.boshLogin(t, "admin")
+	e, home := startBOSHAdmin(t, 1)
 
 	dir := t.TempDir()
 	out := filepath.Join(dir, "edge.pcapng")

@@ -29,8 +29,7 @@ var usedCodeRe = regexp.MustCompile(`"msg":"auth-refused".*"error":"boshresolver
 func TestBoshPlainSSHClients(t *testing.T) {
 	testenv.RequireRoot(t)
 	t.Parallel()
-	e := startBOSHEnv(t, 3)
-	home := e.boshLogin(t, "admin")
+	e, home := startBOSHAdmin(t, 3)
 	startedRe := regexp.MustCompile(`^pcap: router/[0-9a-f-]+: started `)
 
 	var usedCode string
@@ -86,12 +85,7 @@ func TestBoshPlainSSHClients(t *testing.T) {
 
 	t.Run("OpenSSH into tshark, live", func(t *testing.T) {
 		code := e.sshCode(t, home)
-		pr, pw, err := os.Pipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		ts := testenv.Start(t, testenv.StartOptions{Stdin: pr}, "tshark", "-r", "-", "-l", "-T", "fields", "-e", "frame.interface_name")
-		pr.Close()
+		ts, pw := tsharkPipe(t, nil, "-r", "-", "-l", "-T", "fields", "-e", "frame.interface_name")
 		cl := boshSSH{API: e.API, Password: code, Out: pw}.start(t, "capture", "-d", "cf", "router", "-f", "'udp dst port 7003'")
 		pw.Close() // ssh holds its copy
 		boshWaitLines(t, cl.Proc, startedRe, 3, 30*time.Second)
@@ -209,20 +203,8 @@ func TestBoshPlainSSHClients(t *testing.T) {
 			"--remote-host", "198.18.0.1", "--remote-port", "2222",
 			"--remote-username", "bosh", "--remote-password", code,
 			"--remote-capture-command", `capture -d cf router -f "`+filter+`" -c 6 --duration 60s`)
-		e.agentsStarted(t, filter)
-		for _, vm := range e.Lab.VMs {
-			sendUDP(t, vm, "198.18.0.1:7001", 6)
-		}
 		// Each VM's capture ends at 6 packets; then the session ends.
-		if c := boshExitCode(t, p, 30*time.Second); c != 0 {
-			t.Fatalf("sshdump exited %d:\n%s", c, p.Output())
-		}
-		per := interfaceCounts(t, out)
-		for i := range 3 {
-			if per[boshRouterIface(i)] != 6 {
-				t.Errorf("%s: %d packets, want 6 (all: %v)", boshRouterIface(i), per[boshRouterIface(i)], per)
-			}
-		}
+		per := e.routersCapture(t, p, "sshdump exited", out, filter, 7001, 6)
 		if len(per) != 3 {
 			t.Errorf("interfaces with packets: %v, want 3", per)
 		}

@@ -23,8 +23,7 @@ import (
 func TestPcapBoshCapturesThreeVMs(t *testing.T) {
 	testenv.RequireRoot(t)
 	t.Parallel()
-	e := startBOSHEnv(t, 3)
-	home := e.boshLogin(t, "admin")
+	e, home := startBOSHAdmin(t, 3)
 
 	captureRouters(t, e, e.Lab.LAN, []string{"HOME=" + home}, "-d", "cf", "router")
 }

@@ -239,6 +239,16 @@ func (c *cfCLI) login(t *testing.T, e *cfEnv, user string) {
 	c.must(t, "install-plugin", "-f", filepath.Join(testenv.Binaries(t), "pcap-cf-plugin"))
 }
 
+// startCFDeveloper starts a CF world (startCFEnv) and a cf CLI logged in
+// to it as the space developer, with the plugin installed.
+func startCFDeveloper(t *testing.T) (*cfEnv, *cfCLI) {
+	t.Helper()
+	e := startCFEnv(t)
+	cf := newCFCLI(t)
+	cf.login(t, e, "developer")
+	return e, cf
+}
+
 // start starts `cf pcap …` in a process group of its own (for Ctrl-C).
 func (c *cfCLI) start(t *testing.T, e *cfEnv, stdout *os.File, args ...string) *testenv.Proc {
 	t.Helper()

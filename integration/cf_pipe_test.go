@@ -2,7 +2,6 @@ package integration
 
 import (
 	"bytes"
-	"os"
 	"regexp"
 	"strings"
 	"testing"
@@ -17,18 +16,10 @@ import (
 func TestCFPluginStdoutIntoTshark(t *testing.T) {
 	testenv.RequireRoot(t)
 	t.Parallel()
-	e := startCFEnv(t)
-	cf := newCFCLI(t)
-	cf.login(t, e, "developer")
+	e, cf := startCFDeveloper(t)
 
-	pr, pw, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
 	var fields bytes.Buffer // read only after tshark has exited
-	ts := testenv.Start(t, testenv.StartOptions{Stdin: pr, Stdout: &fields},
-		"tshark", "-r", "-", "-T", "fields", "-e", "frame.interface_name", "-e", "udp.dstport")
-	pr.Close()
+	ts, pw := tsharkPipe(t, &fields, "-r", "-", "-T", "fields", "-e", "frame.interface_name", "-e", "udp.dstport")
 	p := cf.start(t, e, pw, "myapp", "-i", "0,2", "-f", "udp dst port 9000", "-c", "7", "-o", "-")
 	pw.Close() // cf and its plugin hold the write end now
 	for _, i := range []string{"0", "2"} {

@@ -19,9 +19,7 @@ import (
 func TestCFPluginRefusals(t *testing.T) {
 	testenv.RequireRoot(t)
 	t.Parallel()
-	e := startCFEnv(t)
-	cf := newCFCLI(t)
-	cf.login(t, e, "developer")
+	e, cf := startCFDeveloper(t)
 	dir := t.TempDir()
 	existing := filepath.Join(dir, "existing.pcapng")
 	if err := os.WriteFile(existing, []byte("an earlier capture"), 0o644); err != nil {

@@ -1,7 +1,6 @@
 package integration
 
 import (
-	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -9,8 +8,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"golang.org/x/crypto/ssh"
 
 	"code.cloudfoundry.org/pcap/integration/testenv"
 )
@@ -24,9 +21,7 @@ import (
 func TestCFFrontDoorAuth(t *testing.T) {
 	testenv.RequireRoot(t)
 	t.Parallel()
-	e := startCFEnv(t)
-	cf := newCFCLI(t)
-	cf.login(t, e, "developer")
+	e, cf := startCFDeveloper(t)
 
 	code := strings.TrimSpace(cf.must(t, "ssh-code"))
 	if code == "" || strings.ContainsAny(code, " \n") {
@@ -136,25 +131,11 @@ func regexpLine(p *apiProc, re string) bool {
 // environment, not the command line.
 func runSSHPassword(t *testing.T, a *apiProc, user, password string, out io.Writer, command ...string) *sshClient {
 	t.Helper()
-	dir := t.TempDir()
-	host, port := splitHostPort(t, a.Addr)
-	kh := filepath.Join(dir, "known_hosts")
-	line := fmt.Sprintf("[%s]:%s %s", host, port, ssh.MarshalAuthorizedKey(a.HostKey.Signer.PublicKey()))
-	if err := os.WriteFile(kh, []byte(line), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	host, port, kh := pinnedKnownHosts(t, a, t.TempDir())
 	args := []string{"-e", "ssh", "-p", port, "-F", "none",
 		"-o", "UserKnownHostsFile=" + kh, "-o", "StrictHostKeyChecking=yes",
 		"-o", "PreferredAuthentications=password", "-o", "PubkeyAuthentication=no",
 		"-o", "NumberOfPasswordPrompts=1", "-o", "LogLevel=ERROR",
 		user + "@" + host}
-	args = append(args, command...)
-	pr, pw, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := testenv.Start(t, testenv.StartOptions{Netns: a.Netns, Stdin: pr, Stdout: out, Env: []string{"SSHPASS=" + password}}, "sshpass", args...)
-	pr.Close()
-	t.Cleanup(func() { pw.Close() })
-	return &sshClient{Proc: p, Stdin: stopStdin{pw}}
+	return startSSHClient(t, a.Netns, out, []string{"SSHPASS=" + password}, "sshpass", append(args, command...)...)
 }

@@ -19,9 +19,7 @@ import (
 func TestCFPluginCapturesAppInstances(t *testing.T) {
 	testenv.RequireRoot(t)
 	t.Parallel()
-	e := startCFEnv(t)
-	cf := newCFCLI(t)
-	cf.login(t, e, "developer")
+	e, cf := startCFDeveloper(t)
 
 	out := filepath.Join(t.TempDir(), "web.pcapng")
 	p := cf.start(t, e, nil, "myapp", "-i", "0,1", "-f", "udp dst port 9000", "-o", out)

@@ -186,6 +186,21 @@ func tshark(t *testing.T, args ...string) string {
 	return string(out)
 }
 
+// tsharkPipe starts tshark with args (which read "-r -") on a new pipe,
+// stdout to stdout, and returns it and the pipe's write end, for a
+// capture client's stdout: close that once the client holds its copy.
+func tsharkPipe(t *testing.T, stdout io.Writer, args ...string) (*testenv.Proc, *os.File) {
+	t.Helper()
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pw.Close() })
+	ts := testenv.Start(t, testenv.StartOptions{Stdin: pr, Stdout: stdout}, "tshark", args...)
+	pr.Close() // tshark holds its copy
+	return ts, pw
+}
+
 // countPackets counts the packets of file matching a display filter.
 func countPackets(t *testing.T, file, displayFilter string) int {
 	t.Helper()

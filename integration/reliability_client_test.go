@@ -2,10 +2,7 @@ package integration
 
 import (
 	"fmt"
-	"os/exec"
 	"regexp"
-	"strconv"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -24,8 +21,7 @@ func TestReliabilityClientKilled(t *testing.T) {
 	t.Parallel()
 	const bound = 5 * time.Second
 	c := newRelLab(t, relLabOptions{VMs: 2, APIConfig: func(c *api.Config) { c.Limits.MaxCapturesPerUser = 1 }})
-	cl, _ := c.captureFile(t, 0, "-f", "'udp dst port 7000'", "lab")
-	waitStarted(t, cl, "lab/0", "lab/1")
+	cl, _ := c.captureLab(t)
 	relSendUDP(t, c.VMs[0], "198.18.0.1:7000", 10, 100)
 	relSendUDP(t, c.VMs[1], "198.18.0.1:7000", 10, 100)
 
@@ -53,13 +49,7 @@ func TestReliabilityClientKilled(t *testing.T) {
 	}
 
 	// The slot is free: the same user captures again.
-	cl, file := c.captureFile(t, 0, "-c", "3", "-f", "'udp dst port 7001'", "--duration", "60s", "lab/1")
-	waitStarted(t, cl, "lab/1")
-	relSendUDP(t, c.VMs[1], "198.18.0.1:7001", 3, 100)
-	if code := exitCode(t, cl, 20*time.Second); code != 0 {
-		t.Fatalf("the next capture of the same user: exit status %d:\n%s", code, cl.Output())
-	}
-	wantCounts(t, perInterface(t, file), map[string]int{"lab/1:eth0": 3})
+	c.captureCounted(t, "the next capture of the same user", 1, 7001, 3)
 }
 
 // TestReliabilityClientStall freezes the user's ssh client (SIGSTOP: it
@@ -106,18 +96,7 @@ func TestReliabilityClientStall(t *testing.T) {
 
 	// Wait until the agent has accounted for every packet (written or
 	// dropped), then stop.
-	progress := regexp.MustCompile(`^pcap: lab/0: progress packets=(\d+) bytes=\d+ dropped=(\d+)$`)
-	waitUntil(t, 60*time.Second, "the agent to account for the burst", func() bool {
-		for _, l := range cl.Lines(progress) {
-			m := progress.FindStringSubmatch(l)
-			p, _ := strconv.Atoi(m[1])
-			d, _ := strconv.Atoi(m[2])
-			if p+d >= sent {
-				return true
-			}
-		}
-		return false
-	})
+	waitAccounted(t, cl, sent)
 	cl.Stdin.Close()
 	if code := exitCode(t, cl, 30*time.Second); code != 0 {
 		t.Fatalf("ssh exit status %d after the stall, want 0:\n%s", code, cl.Output())
@@ -127,22 +106,7 @@ func TestReliabilityClientStall(t *testing.T) {
 	if outcome != "stopped" {
 		t.Errorf("outcome %s, want stopped", outcome)
 	}
-	// if_dropped is the interface's own counter, not about these packets.
-	if got := sum["packets"] + sum["kernel_dropped"] + sum["agent_dropped"] + sum["api_dropped"]; got != sent {
-		t.Errorf("delivered %d + dropped (kernel %d, agent %d, api %d) = %d, want the %d sent",
-			sum["packets"], sum["kernel_dropped"], sum["agent_dropped"], sum["api_dropped"], got, sent)
-	}
-	capinfos(t, file)
-	info, err := exec.Command("capinfos", "-M", "-c", file).CombinedOutput()
-	if err != nil {
-		t.Fatalf("capinfos -M -c: %v\n%s", err, info)
-	}
-	if want := fmt.Sprintf("Number of packets:   %d\n", sum["packets"]); !strings.Contains(string(info), want) {
-		t.Errorf("the file does not hold the %d packets delivered:\n%s", sum["packets"], info)
-	}
-	_, stats := statsBlocks(t, file)
-	wantDrops := uint64(sum["kernel_dropped"] + sum["if_dropped"] + sum["agent_dropped"] + sum["api_dropped"])
-	if s, ok := stats["lab/0:eth0"]; !ok || s.PacketsDropped != wantDrops {
+	if s, ok, wantDrops := wantSentAccounted(t, file, sum, sent); !ok || s.PacketsDropped != wantDrops {
 		t.Errorf("statistics block of lab/0:eth0 = %+v (present %v), want %d dropped", s, ok, wantDrops)
 	}
 }

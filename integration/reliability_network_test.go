@@ -2,7 +2,6 @@ package integration
 
 import (
 	"context"
-	"fmt"
 	"regexp"
 	"strings"
 	"syscall"
@@ -35,8 +34,7 @@ func TestReliabilityNetworkCut(t *testing.T) {
 		AgentConfig: func(c *agent.Config) { c.KeepaliveInterval = time.Second },
 		APIConfig:   func(c *api.Config) { c.Agents.KeepaliveInterval = time.Second },
 	})
-	cl, file := c.captureFile(t, 0, "-f", "'udp dst port 7000'", "lab")
-	waitStarted(t, cl, "lab/0", "lab/1", "lab/2")
+	cl, file := c.captureLab(t)
 	for i := range 3 {
 		relSendUDP(t, c.VMs[i], "198.18.0.1:7000", 10, 100)
 	}
@@ -67,9 +65,7 @@ func TestReliabilityNetworkCut(t *testing.T) {
 	default:
 	}
 	cl.Stdin.Close()
-	if code := exitCode(t, cl, 20*time.Second); code != 3 {
-		t.Errorf("ssh exit status %d, want 3 (partial):\n%s", code, cl.Output())
-	}
+	wantPartial(t, cl, 20*time.Second)
 	if outcome, sum := summary(t, cl); outcome != "partial" || sum["sources"] != 3 {
 		t.Errorf("summary %s %v, want partial with 3 sources", outcome, sum)
 	}
@@ -87,13 +83,7 @@ func TestReliabilityNetworkCut(t *testing.T) {
 
 	// The link comes back: the API dials the agent again.
 	testenv.Run(t, "ip", "-n", c.VMs[1].Name, "link", "set", "eth0", "up")
-	cl, file = c.captureFile(t, 0, "-c", "4", "-f", "'udp dst port 7000'", "--duration", "60s", "lab/1")
-	waitStarted(t, cl, "lab/1")
-	relSendUDP(t, c.VMs[1], "198.18.0.1:7000", 4, 100)
-	if code := exitCode(t, cl, 20*time.Second); code != 0 {
-		t.Fatalf("capture after the link came back: exit status %d:\n%s", code, cl.Output())
-	}
-	wantCounts(t, perInterface(t, file), map[string]int{"lab/1:eth0": 4})
+	c.captureCounted(t, "capture after the link came back", 1, 7000, 4)
 }
 
 // TestReliabilityAgentRestart restarts an agent (gracefully, then by
@@ -103,17 +93,7 @@ func TestReliabilityAgentRestart(t *testing.T) {
 	testenv.RequireRoot(t)
 	t.Parallel()
 	c := newRelLab(t, relLabOptions{VMs: 1})
-	capture := func(t *testing.T, n int) {
-		t.Helper()
-		cl, file := c.captureFile(t, 0, "-c", fmt.Sprint(n), "-f", "'udp dst port 7000'", "--duration", "60s", "lab/0")
-		waitStarted(t, cl, "lab/0")
-		relSendUDP(t, c.VMs[0], "198.18.0.1:7000", n, 100)
-		if code := exitCode(t, cl, 20*time.Second); code != 0 {
-			t.Fatalf("exit status %d:\n%s", code, cl.Output())
-		}
-		wantCounts(t, perInterface(t, file), map[string]int{"lab/0:eth0": n})
-	}
-	capture(t, 3)
+	c.captureCounted(t, "", 0, 7000, 3)
 	// The API keeps its connection open for the next capture.
 	relWaitCount(t, c.Agents[0], `"msg":"capture-ended"`, 1, 5*time.Second)
 	if n := relCount(c.Agents[0], `"msg":"connection-opened"`); n != 1 {
@@ -126,7 +106,7 @@ func TestReliabilityAgentRestart(t *testing.T) {
 	// Not subtests: the restarted agent must outlive each step.
 	for i, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGKILL} {
 		c.Agents[0] = relRestartAgent(t, c.Agents[0], c.VMs[0], sig)
-		capture(t, 5+i)
+		c.captureCounted(t, "", 0, 7000, 5+i)
 		relWaitCount(t, c.Agents[0], `"msg":"capture-ended"`, 1, 5*time.Second)
 		if n := relCount(c.Agents[0], `"msg":"connection-opened"`); n != 1 {
 			t.Errorf("after %v: the restarted agent logged %d connections, want the API's new one", sig, n)

@@ -89,6 +89,24 @@ func newRelLab(t *testing.T, o relLabOptions) *relLab {
 	return c
 }
 
+// captureCounted runs a capture of -c n datagrams to port on VM i alone,
+// sends them, and fails t unless ssh exits 0 (the message starts with
+// what, when given) and the file holds exactly those n packets.
+func (c *relLab) captureCounted(t *testing.T, what string, i, port, n int) {
+	t.Helper()
+	src := fmt.Sprintf("lab/%d", i)
+	cl, file := c.captureFile(t, 0, "-c", fmt.Sprint(n), "-f", fmt.Sprintf("'udp dst port %d'", port), "--duration", "60s", src)
+	waitStarted(t, cl, src)
+	relSendUDP(t, c.VMs[i], fmt.Sprintf("198.18.0.1:%d", port), n, 100)
+	if code := exitCode(t, cl, 20*time.Second); code != 0 {
+		if what != "" {
+			what += ": "
+		}
+		t.Fatalf("%sexit status %d:\n%s", what, code, cl.Output())
+	}
+	wantCounts(t, perInterface(t, file), map[string]int{src + ":eth0": n})
+}
+
 // relResult is how one command at the front door ended.
 type relResult struct {
 	Status int // exit status; -1 when the session failed

@@ -295,9 +295,7 @@ func TestSecurityAPIRefusesUnpinnedAgent(t *testing.T) {
 	cl, file := c.captureFile(t, 0, "-c", "3", "-f", "'udp dst port 7000'", "--duration", "60s", "lab")
 	waitStarted(t, cl, "lab/0")
 	relSendUDP(t, c.VMs[0], "198.18.0.1:7000", 3, 100)
-	if code := exitCode(t, cl, 30*time.Second); code != 3 {
-		t.Errorf("ssh exit status %d, want 3 (partial):\n%s", code, cl.Output())
-	}
+	wantPartial(t, cl, 30*time.Second)
 	const reason = "cannot reach agent 198.18.0.11:9494: host key does not match the pinned key"
 	wantLine(t, cl, `^pcap: lab/1: failed code=internal reason="`+regexp.QuoteMeta(reason)+`"$`)
 	wantCounts(t, perInterface(t, file), map[string]int{"lab/0:eth0": 3})

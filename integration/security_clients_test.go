@@ -114,9 +114,7 @@ func (c *cfCLI) run(t *testing.T, args ...string) (int, string) {
 func TestSecurityClientsCFRogueHost(t *testing.T) {
 	testenv.RequireRoot(t)
 	t.Parallel()
-	e := startCFEnv(t)
-	cf := newCFCLI(t)
-	cf.login(t, e, "developer")
+	e, cf := startCFDeveloper(t)
 	token := cf.token(t)
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -231,8 +229,7 @@ func TestSecurityClientsCFRogueHost(t *testing.T) {
 func TestSecurityClientsBOSH(t *testing.T) {
 	testenv.RequireRoot(t)
 	t.Parallel()
-	e := startBOSHEnv(t, 1)
-	home := e.boshLogin(t, "admin")
+	e, home := startBOSHAdmin(t, 1)
 	env := []string{"HOME=" + home}
 	rogue := startRogueSSH(t, testenv.ListenIn(t, e.Lab.LAN, "198.18.0.1:0"))
 	rogueFP := tunnel.Fingerprint(rogue.Key.PublicKey())
