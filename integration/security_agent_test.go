@@ -12,7 +12,6 @@ import (
 	"regexp"
 	"runtime"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -20,27 +19,13 @@ import (
 
 	"code.cloudfoundry.org/pcap/agent"
 	"code.cloudfoundry.org/pcap/integration/testenv"
+	"code.cloudfoundry.org/pcap/internal/syncbuf"
 	"code.cloudfoundry.org/pcap/tunnel"
 	"code.cloudfoundry.org/pcap/tunnel/agentproto"
 )
 
 // relLockedBuffer is a log sink many goroutines write to.
-type relLockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *relLockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *relLockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
+type relLockedBuffer struct{ syncbuf.Buffer }
 
 // TestSecurityAgentExposure runs the agent's real server (agent.NewServer:
 // key files, authorized keys, the capture handler) in this process, and
