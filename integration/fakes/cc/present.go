@@ -2,6 +2,8 @@ package cc
 
 import (
 	"time"
+
+	"code.cloudfoundry.org/pcap/integration/fakes/internal/fakeid"
 )
 
 // created is the fixed creation time of every fake resource.
@@ -26,13 +28,13 @@ func (s *Server) presentOrg(o *Org) map[string]any {
 		"updated_at":    created,
 		"name":          o.Name,
 		"suspended":     false,
-		"relationships": map[string]any{"quota": toOne(derivedGUID("quota/default"))},
+		"relationships": map[string]any{"quota": toOne(fakeid.GUID("quota/default"))},
 		"metadata":      emptyMetadata(),
 		"links": map[string]any{
 			"self":           s.href(self),
 			"domains":        s.href(self + "/domains"),
 			"default_domain": s.href(self + "/domains/default"),
-			"quota":          s.href("/v3/organization_quotas/" + derivedGUID("quota/default")),
+			"quota":          s.href("/v3/organization_quotas/" + fakeid.GUID("quota/default")),
 		},
 	}
 }
@@ -147,7 +149,7 @@ func (s *Server) presentProcess(p *procRef, v *viewer, inList bool) map[string]a
 			"revision": nil,
 		},
 		"metadata":   emptyMetadata(),
-		"version":    derivedGUID("version/" + p.GUID),
+		"version":    fakeid.GUID("version/" + p.GUID),
 		"created_at": created,
 		"updated_at": created,
 		"links": map[string]any{
