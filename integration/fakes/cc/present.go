@@ -39,13 +39,7 @@ func (s *Server) presentOrg(o *Org) map[string]any {
 	}
 }
 
-func (s *Server) presentOrgs(m map[string]*Org) []any {
-	out := []any{}
-	for _, k := range sortedKeys(m) {
-		out = append(out, s.presentOrg(m[k]))
-	}
-	return out
-}
+func (s *Server) presentOrgs(m map[string]*Org) []any { return presentSorted(m, s.presentOrg) }
 
 func (s *Server) presentSpace(sp *spaceRef) map[string]any {
 	self := "/v3/spaces/" + sp.GUID
@@ -69,9 +63,15 @@ func (s *Server) presentSpace(sp *spaceRef) map[string]any {
 }
 
 func (s *Server) presentSpaces(m map[string]*spaceRef) []any {
+	return presentSorted(m, s.presentSpace)
+}
+
+// presentSorted presents m's values in the order of their keys (GUIDs); an
+// empty m is an empty (not null) list.
+func presentSorted[V any](m map[string]V, present func(V) map[string]any) []any {
 	out := []any{}
 	for _, k := range sortedKeys(m) {
-		out = append(out, s.presentSpace(m[k]))
+		out = append(out, present(m[k]))
 	}
 	return out
 }

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 
+	"code.cloudfoundry.org/pcap/integration/fakes/internal/jsonresp"
 	"code.cloudfoundry.org/pcap/integration/fakes/uaa"
 )
 
@@ -26,11 +27,7 @@ type task struct {
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	enc := json.NewEncoder(w)
-	enc.SetEscapeHTML(false)
-	_ = enc.Encode(v)
+	jsonresp.Write(w, status, "application/json", v)
 }
 
 // writeError writes a DirectorError body.
