@@ -193,10 +193,8 @@ cf:
 	if err != nil {
 		return err
 	}
-	for i := range hosts {
-		if _, err := p.WaitLine(regexp.MustCompile(fmt.Sprintf(`^pcap: web/%d: started`, i)), 20*time.Second); err != nil {
-			return err
-		}
+	if err := waitStarted(p, "web", len(hosts)); err != nil {
+		return err
 	}
 	step("cf: sending UDP traffic in each container (150 and 250 packets/s)")
 	for i, c := range containers {

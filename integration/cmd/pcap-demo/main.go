@@ -105,6 +105,18 @@ var (
 	apiReady   = regexp.MustCompile(`"msg":"api-listening"`)
 )
 
+// waitStarted waits until the capture client p has reported each of the n
+// targets of group (indexes 0..n-1) started.
+func waitStarted(p *netlab.Proc, group string, n int) error {
+	for i := range n {
+		re := regexp.MustCompile(fmt.Sprintf(`^pcap: %s/%d: started`, regexp.QuoteMeta(group), i))
+		if _, err := p.WaitLine(re, 20*time.Second); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 func step(format string, a ...any) { fmt.Printf("==> "+format+"\n", a...) }
 
 func (d *demo) main(ctx context.Context, out string, seconds int) error {
@@ -219,10 +231,8 @@ static:
 	if err != nil {
 		return err
 	}
-	for i := range vms {
-		if _, err := client.WaitLine(regexp.MustCompile(fmt.Sprintf(`^pcap: demo/%d: started`, i)), 20*time.Second); err != nil {
-			return err
-		}
+	if err := waitStarted(client, "demo", len(vms)); err != nil {
+		return err
 	}
 
 	step("sending UDP traffic in every VM (100, 200 and 300 packets/s)")
