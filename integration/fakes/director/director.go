@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"strings"
 	"sync"
@@ -279,6 +280,28 @@ func (s *Server) Deployments() []Deployment {
 func StartForTest(t testing.TB, opts Options) *Server {
 	t.Helper()
 	return listen.StartForTest(t, New, opts)
+}
+
+// StartWithUAAForTest starts, for a test, a fake UAA with uaaOpts serving
+// HTTPS with a certificate from a new CA, and a director with opts that
+// uses the same CA (the bosh CLI takes one CA for both) and verifies tokens
+// with that UAA. It returns both servers and a client that trusts the CA;
+// they close when the test ends.
+func StartWithUAAForTest(t testing.TB, uaaOpts uaa.Options, opts Options) (*uaa.Server, *Server, *http.Client) {
+	t.Helper()
+	authority, err := ca.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	uaaOpts.TLS, err = authority.ServerConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := uaa.StartForTest(t, uaaOpts)
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: authority.ClientConfig()}}
+	t.Cleanup(client.CloseIdleConnections)
+	opts.UAAURL, opts.Verifier, opts.CA = u.URL(), u.Verifier(client), authority
+	return u, StartForTest(t, opts), client
 }
 
 // tlsConfig is Options.TLS, or a certificate from Options.CA (made when
