@@ -118,43 +118,19 @@ func (s Settings) Validate() error {
 			errs = append(errs, fmt.Errorf("unknown tool %q", t))
 		}
 	}
-	for _, r := range s.Rates {
-		if r < 0 || r > 10_000_000 {
-			errs = append(errs, fmt.Errorf("rate %d out of range 0..10000000", r))
-		}
-	}
-	for _, z := range s.Sizes {
-		if z < 1 || z > 1472 {
-			errs = append(errs, fmt.Errorf("payload size %d out of range 1..1472 (one unfragmented datagram)", z))
-		}
-	}
-	if s.FanSize < 1 || s.FanSize > 1472 {
-		errs = append(errs, fmt.Errorf("fan-out payload size %d out of range 1..1472", s.FanSize))
-	}
-	for _, n := range s.FanOut {
-		if n < 1 || n > 200 {
-			errs = append(errs, fmt.Errorf("fan-out %d out of range 1..200", n))
-		}
-	}
+	errs = append(errs, outOfRange("rate", s.Rates, 0, 10_000_000)...)
+	errs = append(errs, outOfRange("payload size", s.Sizes, 1, maxPayload)...)
+	errs = append(errs, outOfRange("fan-out payload size", []int{s.FanSize}, 1, maxPayload)...)
+	errs = append(errs, outOfRange("fan-out", s.FanOut, 1, 200)...)
 	if s.Repeats < 1 || s.FanRepeats < 0 || s.LatencyRuns < 0 {
 		errs = append(errs, errors.New("repeats must be at least 1 (fan-out and latency runs at least 0)"))
 	}
 	if s.PointSeconds <= 0 || s.PointSeconds > 60 || s.FanSeconds < 0 || s.FanSeconds > 60 {
 		errs = append(errs, errors.New("point and fan-out seconds must be in 0..60"))
 	}
-	if s.UnboundedCount < 1 || s.UnboundedCount > 10_000_000 {
-		errs = append(errs, fmt.Errorf("unbounded count %d out of range 1..10000000", s.UnboundedCount))
-	}
-	for _, r := range s.FanInRates {
-		if r < 1 || r > 1_000_000 {
-			errs = append(errs, fmt.Errorf("fan-in rate %d out of range 1..1000000", r))
-		}
-	}
-	for _, z := range s.FanInSizes {
-		if z < 1 || z > 1472 {
-			errs = append(errs, fmt.Errorf("fan-in payload size %d out of range 1..1472", z))
-		}
-	}
+	errs = append(errs, outOfRange("unbounded count", []int{s.UnboundedCount}, 1, 10_000_000)...)
+	errs = append(errs, outOfRange("fan-in rate", s.FanInRates, 1, 1_000_000)...)
+	errs = append(errs, outOfRange("fan-in payload size", s.FanInSizes, 1, maxPayload)...)
 	if len(s.FanInRates) > 0 && len(s.FanInSizes) > 0 {
 		if s.FanInVMs < 1 || s.FanInVMs > 20 || s.FanInSeconds <= 0 || s.FanInSeconds > 60 || s.FanInRepeats < 1 {
 			errs = append(errs, errors.New("fan-in needs 1..20 VMs, 0..60 seconds and at least 1 repeat"))
@@ -167,6 +143,22 @@ func (s Settings) Validate() error {
 		errs = append(errs, errors.New("settle must be in (0, 10s]"))
 	}
 	return errors.Join(errs...)
+}
+
+// maxPayload is the largest UDP payload of one unfragmented datagram
+// (1500-byte MTU).
+const maxPayload = 1472
+
+// outOfRange returns an error for each of vals outside lo..hi, naming it
+// as what.
+func outOfRange(what string, vals []int, lo, hi int) []error {
+	var errs []error
+	for _, v := range vals {
+		if v < lo || v > hi {
+			errs = append(errs, fmt.Errorf("%s %d out of range %d..%d", what, v, lo, hi))
+		}
+	}
+	return errs
 }
 
 func (s Settings) vmsNeeded() int {

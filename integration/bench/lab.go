@@ -13,7 +13,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"code.cloudfoundry.org/pcap/integration/netlab"
-	"code.cloudfoundry.org/pcap/tunnel"
+	"code.cloudfoundry.org/pcap/integration/rundir"
 )
 
 // Addresses and ports inside the lab's namespaces (198.18.0.0/15 is
@@ -55,7 +55,7 @@ type vm struct {
 // and its own traffic; Debian's sshd in VM 0. Close removes all of it.
 type lab struct {
 	bin   string
-	dir   string // on tmpfs: keys, configs, capture files
+	dir   rundir.Dir // on tmpfs: keys, configs, capture files
 	log   func(format string, a ...any)
 	nl    *netlab.Lab
 	lan   *netlab.Netns
@@ -107,7 +107,7 @@ func newLab(bin string, n int, fanOut []int, sshdVMs int, log func(string, ...an
 	if err != nil {
 		return nil, fmt.Errorf("bench: run directory on tmpfs: %w", err)
 	}
-	l := &lab{bin: bin, dir: dir, log: log, nl: netlab.New("pb"), tcpdump: tcpdump}
+	l := &lab{bin: bin, dir: rundir.Dir(dir), log: log, nl: netlab.New("pb"), tcpdump: tcpdump}
 	defer func() {
 		if err != nil {
 			l.Close()
@@ -132,7 +132,7 @@ func (l *lab) Close() {
 		l.procs[i].Stop(5 * time.Second)
 	}
 	l.nl.Close()
-	os.RemoveAll(l.dir)
+	os.RemoveAll(string(l.dir))
 }
 
 func (l *lab) start(o netlab.StartOptions, name string, args ...string) (*netlab.Proc, error) {
@@ -142,20 +142,6 @@ func (l *lab) start(o netlab.StartOptions, name string, args ...string) (*netlab
 	}
 	l.procs = append(l.procs, p)
 	return p, nil
-}
-
-func (l *lab) file(name, content string) (string, error) {
-	p := filepath.Join(l.dir, name)
-	return p, os.WriteFile(p, []byte(content), 0o600)
-}
-
-func (l *lab) key(name string) (ssh.Signer, string, error) {
-	s, pemBytes, err := tunnel.GenerateKey()
-	if err != nil {
-		return nil, "", err
-	}
-	p, err := l.file(name, string(pemBytes))
-	return s, p, err
 }
 
 func (l *lab) network(n int) error {
@@ -190,25 +176,17 @@ func (l *lab) network(n int) error {
 
 func (l *lab) startAgentsAndAPI(fanOut []int) error {
 	l.log("starting %d pcap-agents and pcap-api", len(l.vms))
-	apiClient, apiClientFile, err := l.key("api_client_key")
-	if err != nil {
-		return err
-	}
-	authorized, err := l.file("agent_authorized_keys", string(ssh.MarshalAuthorizedKey(apiClient.PublicKey())))
+	_, apiClientFile, authorized, err := l.dir.KeyPair("api_client_key", "agent_authorized_keys")
 	if err != nil {
 		return err
 	}
 	// One host key for every agent: the API pins it.
-	agentHost, agentHostFile, err := l.key("agent_host_key")
-	if err != nil {
-		return err
-	}
-	hostKeys, err := l.file("agent_host_keys", string(ssh.MarshalAuthorizedKey(agentHost.PublicKey())))
+	_, agentHostFile, hostKeys, err := l.dir.KeyPair("agent_host_key", "agent_host_keys")
 	if err != nil {
 		return err
 	}
 	for _, v := range l.vms {
-		cfg, err := l.file(fmt.Sprintf("agent%d.yml", v.idx), fmt.Sprintf(
+		cfg, err := l.dir.Write(fmt.Sprintf("agent%d.yml", v.idx), fmt.Sprintf(
 			"listen: \"%s:%d\"\nhost_key_file: %q\nauthorized_keys_file: %q\nbuffer_size: %d\n",
 			v.addr, agentPort, agentHostFile, authorized, bufferKiB<<10))
 		if err != nil {
@@ -226,20 +204,17 @@ func (l *lab) startAgentsAndAPI(fanOut []int) error {
 		}
 	}
 
-	l.operator, l.operatorKey, err = l.key("operator_key")
+	var operators string
+	l.operator, l.operatorKey, operators, err = l.dir.KeyPair("operator_key", "operators")
 	if err != nil {
 		return err
 	}
-	operators, err := l.file("operators", string(ssh.MarshalAuthorizedKey(l.operator.PublicKey())))
-	if err != nil {
-		return err
-	}
-	apiHost, apiHostFile, err := l.key("api_host_key")
+	apiHost, apiHostFile, err := l.dir.Key("api_host_key")
 	if err != nil {
 		return err
 	}
 	l.apiHostKey = apiHost.PublicKey()
-	l.apiKnown, err = l.file("api_known_hosts", fmt.Sprintf("[%s]:%d %s", lanAddr, apiPort, ssh.MarshalAuthorizedKey(l.apiHostKey)))
+	l.apiKnown, err = l.dir.Write("api_known_hosts", fmt.Sprintf("[%s]:%d %s", lanAddr, apiPort, ssh.MarshalAuthorizedKey(l.apiHostKey)))
 	if err != nil {
 		return err
 	}
@@ -258,7 +233,7 @@ func (l *lab) startAgentsAndAPI(fanOut []int) error {
 	for _, n := range fanOut {
 		group(fanGroup(n), n)
 	}
-	cfg, err := l.file("api.yml", fmt.Sprintf(`listen: "%s:%d"
+	cfg, err := l.dir.Write("api.yml", fmt.Sprintf(`listen: "%s:%d"
 http_listen: ""
 host_key_file: %q
 agents:
@@ -296,24 +271,20 @@ func (l *lab) startSSHD(n int) error {
 			return fmt.Errorf("bench: make /run/sshd: %w", err)
 		}
 	}
-	host, hostFile, err := l.key("sshd_host_key")
+	host, hostFile, err := l.dir.Key("sshd_host_key")
 	if err != nil {
 		return err
 	}
-	client, clientFile, err := l.key("root_key")
+	_, clientFile, authorized, err := l.dir.KeyPair("root_key", "root_authorized_keys")
 	if err != nil {
 		return err
 	}
 	l.sshKey = clientFile
-	authorized, err := l.file("root_authorized_keys", string(ssh.MarshalAuthorizedKey(client.PublicKey())))
-	if err != nil {
-		return err
-	}
 	var known strings.Builder
 	for i := range n {
 		fmt.Fprintf(&known, "[%s]:%d %s", vmAddr(i), sshdPort, ssh.MarshalAuthorizedKey(host.PublicKey()))
 	}
-	l.sshKnown, err = l.file("sshd_known_hosts", known.String())
+	l.sshKnown, err = l.dir.Write("sshd_known_hosts", known.String())
 	if err != nil {
 		return err
 	}

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"regexp"
 	"time"
 
@@ -55,7 +54,7 @@ func (l *lab) timeCapture(ctx context.Context, group string) (latencyRun, error)
 	}
 	var stderr bytes.Buffer
 	sess.Stderr = &stderr
-	out, err := os.Create(filepath.Join(l.dir, "latency.pcapng"))
+	out, err := os.Create(l.dir.Path("latency.pcapng"))
 	if err != nil {
 		return r, err
 	}

@@ -154,16 +154,23 @@ func dropsF(p Point) map[string]float64 {
 	return m
 }
 
-func sweepRow(pts []Point) SweepRow {
-	p0 := pts[0]
-	return SweepRow{
-		Tool: p0.Tool, Size: p0.Size, Rate: p0.Rate, Runs: len(pts),
+// delivery aggregates the traffic of a point's repeats.
+func delivery(pts []Point) Delivery {
+	return Delivery{
+		Runs:         len(pts),
 		Sent:         collect(pts, func(p Point) float64 { return float64(p.Sent) }),
 		OfferedPPS:   collect(pts, func(p Point) float64 { return p.OfferedPPS }),
 		DeliveredPPS: collect(pts, func(p Point) float64 { return p.DeliveredPPS }),
 		LossPct:      collect(pts, func(p Point) float64 { return p.LossPct }),
 		Dropped:      keyStats(pts, dropsF),
-		CPU:          keyStats(pts, func(p Point) map[string]float64 { return p.CPU }),
+	}
+}
+
+func sweepRow(pts []Point) SweepRow {
+	p0 := pts[0]
+	return SweepRow{
+		Tool: p0.Tool, Size: p0.Size, Rate: p0.Rate, Delivery: delivery(pts),
+		CPU: keyStats(pts, func(p Point) map[string]float64 { return p.CPU }),
 		CPUPer100k: collect(pts, func(p Point) float64 {
 			return p.cpuTotal() / max(1, float64(p.Delivered)) * 1e5
 		}),
@@ -175,13 +182,8 @@ func sweepRow(pts []Point) SweepRow {
 
 func fanRow(n int, pts []Point) FanRow {
 	return FanRow{
-		Agents: n, Size: pts[0].Size, Runs: len(pts),
-		Sent:         collect(pts, func(p Point) float64 { return float64(p.Sent) }),
-		OfferedPPS:   collect(pts, func(p Point) float64 { return p.OfferedPPS }),
-		DeliveredPPS: collect(pts, func(p Point) float64 { return p.DeliveredPPS }),
-		LossPct:      collect(pts, func(p Point) float64 { return p.LossPct }),
-		Dropped:      keyStats(pts, dropsF),
-		APIPeakRSS:   collect(pts, func(p Point) float64 { return float64(p.APIPeakRSS) }),
+		Agents: n, Size: pts[0].Size, Delivery: delivery(pts),
+		APIPeakRSS: collect(pts, func(p Point) float64 { return float64(p.APIPeakRSS) }),
 		APICPUPer100: collect(pts, func(p Point) float64 {
 			return p.CPU["pcap-api"] / max(1, float64(p.Delivered)) * 1e5
 		}),
@@ -387,6 +389,13 @@ func cpuText(m map[string]Stat) string {
 	return strings.Join(parts, ", ")
 }
 
+// table starts a text table on w with the tab-separated header.
+func table(w io.Writer, header string) *tabwriter.Writer {
+	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, header)
+	return tw
+}
+
 // WriteTable prints the results as text tables.
 func (r *Results) WriteTable(w io.Writer) {
 	commit := ""
@@ -401,8 +410,7 @@ func (r *Results) WriteTable(w io.Writer) {
 	}
 	fmt.Fprintf(w, "filter %q, kernel buffer %d KiB for every tool, output on tmpfs, ssh cipher %s; median of %d (min–max); foreign load %.2f CPUs\n\n",
 		filter, r.Settings.BufferKiB, cipher, r.Settings.Repeats, r.ForeignLoad)
-	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "payload\tceiling\ttool\toffered pps\tdelivered pps\tloss %\tdrops (median)\tCPU s (median)\tCPU s/100k\tapi peak RSS")
+	tw := table(w, "payload\tceiling\ttool\toffered pps\tdelivered pps\tloss %\tdrops (median)\tCPU s (median)\tCPU s/100k\tapi peak RSS")
 	for _, row := range r.Sweep {
 		rss := ""
 		if row.APIPeakRSS.Max > 0 {
@@ -415,8 +423,7 @@ func (r *Results) WriteTable(w io.Writer) {
 	tw.Flush()
 
 	fmt.Fprintf(w, "\nHighest rate delivered with < %.1f%% loss (median):\n", r.Settings.LossLimitPct)
-	tw = tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "payload\ttool\tdelivered pps\tat")
+	tw = table(w, "payload\ttool\tdelivered pps\tat")
 	for _, b := range r.Best {
 		fmt.Fprintf(tw, "%d B\t%s\t%s\t%s\n", b.Size, b.Tool, kpps(b.DeliveredPPS), bestWhere(b))
 	}
@@ -428,8 +435,7 @@ func (r *Results) WriteTable(w io.Writer) {
 	if len(r.FanOut) > 0 {
 		fmt.Fprintf(w, "\nFan-out: N agents (one VM each, own traffic) into one capture, %d pps in total, %d-byte payloads:\n",
 			r.Settings.FanRate, r.Settings.FanSize)
-		tw = tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "agents\tsent\tdelivered pps\tloss %\tdrops (median)\tapi peak RSS\tapi CPU s/100k\tagents CPU s\tstop s")
+		tw = table(w, "agents\tsent\tdelivered pps\tloss %\tdrops (median)\tapi peak RSS\tapi CPU s/100k\tagents CPU s\tstop s")
 		for _, f := range r.FanOut {
 			fmt.Fprintf(tw, "%d\t%.0f\t%s\t%s\t%s\t%s\t%.3f\t%.2f\t%.2f\n", f.Agents, f.Sent.Median,
 				spread(f.DeliveredPPS, kpps), spread(f.LossPct, pct), statDrops(f.Dropped),
@@ -441,8 +447,7 @@ func (r *Results) WriteTable(w io.Writer) {
 	if len(r.FanIn) > 0 {
 		fmt.Fprintf(w, "\nFan-in: %d VMs each sending at the rate into one capture (pcap) or one OpenSSH + tcpdump pipeline per VM, %.1f s:\n",
 			r.Settings.FanInVMs, r.Settings.FanInSeconds)
-		tw = tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "payload\tpps per VM\ttool\tsent\tdelivered pps\tloss %\tdrops (median)\tCPU µs per delivered packet (median)\tout of order\taccounting")
+		tw = table(w, "payload\tpps per VM\ttool\tsent\tdelivered pps\tloss %\tdrops (median)\tCPU µs per delivered packet (median)\tout of order\taccounting")
 		for _, f := range r.FanIn {
 			acct := ""
 			if f.Tool == ToolPcap {
@@ -456,8 +461,7 @@ func (r *Results) WriteTable(w io.Writer) {
 	}
 	if len(r.Latency) > 0 {
 		fmt.Fprintln(w, "\nLatency of pcap captures (Go SSH client in the LAN namespace):")
-		tw = tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "agents\truns\tconnect+auth ms\trequest → first packet ms\tstop → file closed ms\tnot started at the stop")
+		tw = table(w, "agents\truns\tconnect+auth ms\trequest → first packet ms\tstop → file closed ms\tnot started at the stop")
 		ms := func(x float64) string { return fmt.Sprintf("%.1f", x*1000) }
 		count := func(x float64) string { return fmt.Sprintf("%.0f", x) }
 		for _, lt := range r.Latency {

@@ -90,22 +90,28 @@ func statOf(xs []float64) Stat {
 	return Stat{Median: m, Min: s[0], Max: s[len(s)-1]}
 }
 
-// SweepRow aggregates the repeats of one (tool, size, rate).
-type SweepRow struct {
-	Tool         string          `json:"tool"`
-	Size         int             `json:"payload_bytes"`
-	Rate         int             `json:"rate_ceiling_pps"`
+// Delivery is what a sweep or fan-out row says of its repeats' traffic;
+// in JSON its fields stand in the row itself.
+type Delivery struct {
 	Runs         int             `json:"runs"`
 	Sent         Stat            `json:"sent"`
 	OfferedPPS   Stat            `json:"offered_pps"`
 	DeliveredPPS Stat            `json:"delivered_pps"`
 	LossPct      Stat            `json:"loss_pct"`
 	Dropped      map[string]Stat `json:"dropped"`
-	CPU          map[string]Stat `json:"cpu_seconds"`
-	CPUPer100k   Stat            `json:"cpu_seconds_per_100k_delivered"`
-	APIPeakRSS   Stat            `json:"api_peak_rss_bytes"`
-	StopSeconds  Stat            `json:"stop_seconds"`
-	ForeignCPU   Stat            `json:"foreign_cpu_seconds"`
+}
+
+// SweepRow aggregates the repeats of one (tool, size, rate).
+type SweepRow struct {
+	Tool string `json:"tool"`
+	Size int    `json:"payload_bytes"`
+	Rate int    `json:"rate_ceiling_pps"`
+	Delivery
+	CPU         map[string]Stat `json:"cpu_seconds"`
+	CPUPer100k  Stat            `json:"cpu_seconds_per_100k_delivered"`
+	APIPeakRSS  Stat            `json:"api_peak_rss_bytes"`
+	StopSeconds Stat            `json:"stop_seconds"`
+	ForeignCPU  Stat            `json:"foreign_cpu_seconds"`
 }
 
 // Best is a tool's highest loss-free rate for one payload size.
@@ -126,18 +132,13 @@ type Best struct {
 
 // FanRow aggregates the repeats of one fan-out point.
 type FanRow struct {
-	Agents       int             `json:"agents"`
-	Size         int             `json:"payload_bytes"`
-	Runs         int             `json:"runs"`
-	Sent         Stat            `json:"sent"`
-	OfferedPPS   Stat            `json:"offered_pps"`
-	DeliveredPPS Stat            `json:"delivered_pps"`
-	LossPct      Stat            `json:"loss_pct"`
-	Dropped      map[string]Stat `json:"dropped"`
-	APIPeakRSS   Stat            `json:"api_peak_rss_bytes"`
-	APICPUPer100 Stat            `json:"api_cpu_seconds_per_100k"`
-	AgentCPU     Stat            `json:"agents_cpu_seconds"`
-	StopSeconds  Stat            `json:"stop_seconds"`
+	Agents int `json:"agents"`
+	Size   int `json:"payload_bytes"`
+	Delivery
+	APIPeakRSS   Stat `json:"api_peak_rss_bytes"`
+	APICPUPer100 Stat `json:"api_cpu_seconds_per_100k"`
+	AgentCPU     Stat `json:"agents_cpu_seconds"`
+	StopSeconds  Stat `json:"stop_seconds"`
 }
 
 // Latency is time to first packet and stop latency of pcap captures.

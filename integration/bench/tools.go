@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -47,7 +46,7 @@ func (l *lab) measure(ctx context.Context, j job) (Point, error) {
 	if j.tool == ToolPcap {
 		ext = ".pcapng"
 	}
-	out := filepath.Join(l.dir, j.tool+ext)
+	out := l.dir.Path(j.tool + ext)
 	var c capture
 	var err error
 	switch j.tool {

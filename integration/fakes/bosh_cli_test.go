@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"code.cloudfoundry.org/pcap/integration/fakes/ca"
 	"code.cloudfoundry.org/pcap/integration/fakes/director"
 	"code.cloudfoundry.org/pcap/integration/fakes/fakeclock"
 	"code.cloudfoundry.org/pcap/integration/fakes/uaa"
@@ -27,16 +26,7 @@ type boshEnv struct {
 func startBOSH(t *testing.T) *boshEnv {
 	t.Helper()
 	clk := fakeclock.New(time.Now())
-	authority, err := ca.New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	uaaTLS, err := authority.ServerConfig()
-	if err != nil {
-		t.Fatal(err)
-	}
-	u := startUAA(t, uaa.Options{
-		TLS: uaaTLS,
+	u, d, client := director.StartWithUAAForTest(t, uaa.Options{
 		Now: clk.Now,
 		Users: []uaa.User{
 			{Username: "admin", Password: "admin-pw", Scopes: []string{"openid", "bosh.admin"}},
@@ -46,14 +36,8 @@ func startBOSH(t *testing.T) *boshEnv {
 		Clients: append(uaa.DefaultClients(), uaa.Client{
 			ID: "ops", Secret: "ops-secret", AuthorizedGrantTypes: []string{"client_credentials"}, Authorities: []string{"bosh.admin"},
 		}),
-	})
-	client := &http.Client{Transport: &http.Transport{TLSClientConfig: authority.ClientConfig()}}
-	t.Cleanup(client.CloseIdleConnections)
-	d := director.StartForTest(t, director.Options{
-		Name:     "fake-bosh",
-		UAAURL:   u.URL(),
-		Verifier: u.Verifier(client),
-		CA:       authority,
+	}, director.Options{
+		Name: "fake-bosh",
 		Deployments: []director.Deployment{
 			{Name: "cf", Releases: []director.NameVersion{{Name: "cf", Version: "40.0.0"}},
 				Stemcells: []director.NameVersion{{Name: "ubuntu-jammy", Version: "1.500"}},

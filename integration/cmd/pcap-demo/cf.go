@@ -56,7 +56,7 @@ func (d *demo) cf(ctx context.Context, cfBin, out string, seconds int) error {
 	// GUID in the cell's netns directory (containers.netns_dir).
 	netnsDirs := make([]string, len(hosts))
 	for i := range hosts {
-		dir, err := os.MkdirTemp(d.dir, fmt.Sprintf("cell%d-container-netns-", i))
+		dir, err := os.MkdirTemp(string(d.dir), fmt.Sprintf("cell%d-container-netns-", i))
 		if err != nil {
 			return err
 		}
@@ -103,22 +103,18 @@ func (d *demo) cf(ctx context.Context, cfBin, out string, seconds int) error {
 	defer ccs.Close()
 
 	step("cf: starting a pcap-agent on each cell (127.0.0.10, 127.0.0.11 port %d)", port)
-	apiClient, apiClientFile, err := d.key("cf_api_client_key")
-	if err != nil {
-		return err
-	}
-	authorized, err := d.write("cf_agent_authorized_keys", string(ssh.MarshalAuthorizedKey(apiClient.PublicKey())))
+	_, apiClientFile, authorized, err := d.dir.KeyPair("cf_api_client_key", "cf_agent_authorized_keys")
 	if err != nil {
 		return err
 	}
 	var hostKeys strings.Builder
 	for i, h := range hosts {
-		hk, hkFile, err := d.key(fmt.Sprintf("cell%d_host_key", i))
+		hk, hkFile, err := d.dir.Key(fmt.Sprintf("cell%d_host_key", i))
 		if err != nil {
 			return err
 		}
 		hostKeys.Write(ssh.MarshalAuthorizedKey(hk.PublicKey()))
-		cfg, err := d.write(fmt.Sprintf("cell%d.yml", i), fmt.Sprintf("listen: %q\nhost_key_file: %q\nauthorized_keys_file: %q\ncontainers:\n  netns_dir: %q\n",
+		cfg, err := d.dir.Write(fmt.Sprintf("cell%d.yml", i), fmt.Sprintf("listen: %q\nhost_key_file: %q\nauthorized_keys_file: %q\ncontainers:\n  netns_dir: %q\n",
 			net.JoinHostPort(h, strconv.Itoa(port)), hkFile, authorized, netnsDirs[i]))
 		if err != nil {
 			return err
@@ -132,15 +128,15 @@ func (d *demo) cf(ctx context.Context, cfBin, out string, seconds int) error {
 		}
 	}
 	step("cf: starting pcap-api with the cf resolver on 127.0.0.1")
-	apiHost, apiHostFile, err := d.key("cf_api_host_key")
+	apiHost, apiHostFile, err := d.dir.Key("cf_api_host_key")
 	if err != nil {
 		return err
 	}
-	hk, err := d.write("cf_agent_host_keys", hostKeys.String())
+	hk, err := d.dir.Write("cf_agent_host_keys", hostKeys.String())
 	if err != nil {
 		return err
 	}
-	apiCfg, err := d.write("cf-api.yml", fmt.Sprintf(`listen: "127.0.0.1:0"
+	apiCfg, err := d.dir.Write("cf-api.yml", fmt.Sprintf(`listen: "127.0.0.1:0"
 http_listen: ""
 host_key_file: %q
 agents:
@@ -166,7 +162,7 @@ cf:
 	}
 	apiAddr := m[1]
 
-	home, err := os.MkdirTemp(d.dir, "cf-home-")
+	home, err := os.MkdirTemp(string(d.dir), "cf-home-")
 	if err != nil {
 		return err
 	}
@@ -197,10 +193,8 @@ cf:
 	if err != nil {
 		return err
 	}
-	for i := range hosts {
-		if _, err := p.WaitLine(regexp.MustCompile(fmt.Sprintf(`^pcap: web/%d: started`, i)), 20*time.Second); err != nil {
-			return err
-		}
+	if err := waitStarted(p, "web", len(hosts)); err != nil {
+		return err
 	}
 	step("cf: sending UDP traffic in each container (150 and 250 packets/s)")
 	for i, c := range containers {

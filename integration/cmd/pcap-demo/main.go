@@ -22,7 +22,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"code.cloudfoundry.org/pcap/integration/netlab"
-	"code.cloudfoundry.org/pcap/tunnel"
+	"code.cloudfoundry.org/pcap/integration/rundir"
 )
 
 func main() {
@@ -34,7 +34,7 @@ func main() {
 
 type demo struct {
 	bin   string
-	dir   string
+	dir   rundir.Dir
 	lab   *netlab.Lab
 	procs []*netlab.Proc
 }
@@ -65,7 +65,7 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	d := &demo{bin: abs, dir: dir, lab: netlab.New("pdemo")}
+	d := &demo{bin: abs, dir: rundir.Dir(dir), lab: netlab.New("pdemo")}
 	defer os.RemoveAll(dir)
 	defer d.lab.Close()
 	defer d.stopAll()
@@ -100,25 +100,22 @@ func (d *demo) start(o netlab.StartOptions, name string, args ...string) (*netla
 	return p, nil
 }
 
-// key writes a new key pair and returns the signer and the private key path.
-func (d *demo) key(name string) (ssh.Signer, string, error) {
-	s, pemBytes, err := tunnel.GenerateKey()
-	if err != nil {
-		return nil, "", err
-	}
-	p := filepath.Join(d.dir, name)
-	return s, p, os.WriteFile(p, pemBytes, 0o600)
-}
-
-func (d *demo) write(name, content string) (string, error) {
-	p := filepath.Join(d.dir, name)
-	return p, os.WriteFile(p, []byte(content), 0o600)
-}
-
 var (
 	agentReady = regexp.MustCompile(`"msg":"agent-listening"`)
 	apiReady   = regexp.MustCompile(`"msg":"api-listening"`)
 )
+
+// waitStarted waits until the capture client p has reported each of the n
+// targets of group (indexes 0..n-1) started.
+func waitStarted(p *netlab.Proc, group string, n int) error {
+	for i := range n {
+		re := regexp.MustCompile(fmt.Sprintf(`^pcap: %s/%d: started`, regexp.QuoteMeta(group), i))
+		if _, err := p.WaitLine(re, 20*time.Second); err != nil {
+			return err
+		}
+	}
+	return nil
+}
 
 func step(format string, a ...any) { fmt.Printf("==> "+format+"\n", a...) }
 
@@ -145,19 +142,15 @@ func (d *demo) main(ctx context.Context, out string, seconds int) error {
 	}
 
 	step("generating keys")
-	apiClient, apiClientFile, err := d.key("api_client_key")
+	_, apiClientFile, authorized, err := d.dir.KeyPair("api_client_key", "agent_authorized_keys")
 	if err != nil {
 		return err
 	}
-	operator, operatorFile, err := d.key("operator_key")
+	_, operatorFile, operators, err := d.dir.KeyPair("operator_key", "operators")
 	if err != nil {
 		return err
 	}
-	apiHost, apiHostFile, err := d.key("api_host_key")
-	if err != nil {
-		return err
-	}
-	authorized, err := d.write("agent_authorized_keys", string(ssh.MarshalAuthorizedKey(apiClient.PublicKey())))
+	apiHost, apiHostFile, err := d.dir.Key("api_host_key")
 	if err != nil {
 		return err
 	}
@@ -166,13 +159,13 @@ func (d *demo) main(ctx context.Context, out string, seconds int) error {
 	var agentHostKeys strings.Builder
 	var agents []string
 	for i, vm := range vms {
-		hk, hkFile, err := d.key(fmt.Sprintf("agent%d_host_key", i))
+		hk, hkFile, err := d.dir.Key(fmt.Sprintf("agent%d_host_key", i))
 		if err != nil {
 			return err
 		}
 		agentHostKeys.Write(ssh.MarshalAuthorizedKey(hk.PublicKey()))
 		addr := fmt.Sprintf("198.18.0.%d:9494", 10+i)
-		cfg, err := d.write(fmt.Sprintf("agent%d.yml", i), fmt.Sprintf("listen: %q\nhost_key_file: %q\nauthorized_keys_file: %q\n", addr, hkFile, authorized))
+		cfg, err := d.dir.Write(fmt.Sprintf("agent%d.yml", i), fmt.Sprintf("listen: %q\nhost_key_file: %q\nauthorized_keys_file: %q\n", addr, hkFile, authorized))
 		if err != nil {
 			return err
 		}
@@ -187,15 +180,11 @@ func (d *demo) main(ctx context.Context, out string, seconds int) error {
 	}
 
 	step("starting pcap-api in the LAN namespace")
-	hostKeys, err := d.write("agent_host_keys", agentHostKeys.String())
+	hostKeys, err := d.dir.Write("agent_host_keys", agentHostKeys.String())
 	if err != nil {
 		return err
 	}
-	operators, err := d.write("operators", string(ssh.MarshalAuthorizedKey(operator.PublicKey())))
-	if err != nil {
-		return err
-	}
-	apiCfg, err := d.write("api.yml", fmt.Sprintf(`listen: "198.18.0.1:2222"
+	apiCfg, err := d.dir.Write("api.yml", fmt.Sprintf(`listen: "198.18.0.1:2222"
 http_listen: "198.18.0.1:8080"
 host_key_file: %q
 agents:
@@ -218,7 +207,7 @@ static:
 	}
 
 	step("capturing for %ds: ssh -p 2222 static@198.18.0.1 capture --duration %ds -f 'udp port 7000' demo > %s", seconds, seconds, out)
-	knownHosts, err := d.write("known_hosts", "[198.18.0.1]:2222 "+string(ssh.MarshalAuthorizedKey(apiHost.PublicKey())))
+	knownHosts, err := d.dir.Write("known_hosts", "[198.18.0.1]:2222 "+string(ssh.MarshalAuthorizedKey(apiHost.PublicKey())))
 	if err != nil {
 		return err
 	}
@@ -242,10 +231,8 @@ static:
 	if err != nil {
 		return err
 	}
-	for i := range vms {
-		if _, err := client.WaitLine(regexp.MustCompile(fmt.Sprintf(`^pcap: demo/%d: started`, i)), 20*time.Second); err != nil {
-			return err
-		}
+	if err := waitStarted(client, "demo", len(vms)); err != nil {
+		return err
 	}
 
 	step("sending UDP traffic in every VM (100, 200 and 300 packets/s)")

@@ -14,7 +14,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
-	"net/http"
 	"net/url"
 	"strings"
 	"sync"
@@ -23,7 +22,6 @@ import (
 	"time"
 
 	"code.cloudfoundry.org/pcap/integration/fakes/internal/listen"
-	"code.cloudfoundry.org/pcap/integration/fakes/reqlog"
 	"code.cloudfoundry.org/pcap/integration/fakes/uaa"
 )
 
@@ -70,13 +68,11 @@ type Options struct {
 
 // Server is a fake Cloud Controller. It is safe for concurrent use.
 type Server struct {
-	opts    Options
-	log     reqlog.Log
-	handler http.Handler
+	opts Options
 
 	mu            sync.RWMutex
 	ix            *index
-	listen.Served // Start, StartOn, Close, URL
+	listen.Served // ServeHTTP, Requests, Start, StartOn, Close, URL
 
 	sshAllowed atomic.Bool
 	eventsMu   sync.Mutex
@@ -115,8 +111,7 @@ func New(opts Options) (*Server, error) {
 	}
 	s := &Server{opts: opts, ix: newIndex(w)}
 	s.sshAllowed.Store(!opts.DisallowAppSSHAccess)
-	s.Served.Init("cc", s, opts.TLS, strings.TrimRight(opts.URL, "/"))
-	s.handler = s.log.Wrap(s.routes())
+	s.Served.Init("cc", s.routes(), opts.TLS, strings.TrimRight(opts.URL, "/"))
 	return s, nil
 }
 
@@ -170,17 +165,8 @@ func (s *Server) index() *index {
 // closes it when the test ends; an error fails the test.
 func StartForTest(t testing.TB, opts Options) *Server {
 	t.Helper()
-	s, err := New(opts)
-	return listen.StartForTest(t, s, err)
+	return listen.StartForTest(t, New, opts)
 }
-
-// ServeHTTP implements http.Handler.
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	s.handler.ServeHTTP(w, r)
-}
-
-// Requests is the log of handled requests.
-func (s *Server) Requests() *reqlog.Log { return &s.log }
 
 func (s *Server) appSSHEndpoint() string {
 	if s.opts.AppSSHEndpoint != "" {

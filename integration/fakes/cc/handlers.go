@@ -1,7 +1,6 @@
 package cc
 
 import (
-	"encoding/json"
 	"errors"
 	"net/http"
 	"net/url"
@@ -10,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 
+	"code.cloudfoundry.org/pcap/integration/fakes/internal/jsonresp"
 	"code.cloudfoundry.org/pcap/integration/fakes/uaa"
 )
 
@@ -37,11 +37,7 @@ func badQuery(detail string) ccError {
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json; charset=utf-8")
-	w.WriteHeader(status)
-	enc := json.NewEncoder(w)
-	enc.SetEscapeHTML(false)
-	_ = enc.Encode(v)
+	jsonresp.Write(w, status, "application/json; charset=utf-8", v)
 }
 
 func writeError(w http.ResponseWriter, status int, e ccError) {
@@ -111,11 +107,11 @@ func (s *Server) routes() http.Handler {
 	m.HandleFunc("GET /v3/apps/{guid}/processes", s.authed(s.listAppProcesses))
 	m.HandleFunc("GET /v3/apps/{guid}/routes", s.authed(s.appRoutes))
 	m.HandleFunc("GET /v3/apps/{guid}/droplets/current", s.authed(s.appCurrentDroplet))
-	m.HandleFunc("GET /v3/apps/{guid}/processes/{type}", s.authed(s.getAppProcess))
-	m.HandleFunc("GET /v3/apps/{guid}/processes/{type}/stats", s.authed(s.appProcessStats))
+	m.HandleFunc("GET /v3/apps/{guid}/processes/{type}", s.authed(s.getProcess(appProcess)))
+	m.HandleFunc("GET /v3/apps/{guid}/processes/{type}/stats", s.authed(s.processStats(appProcess)))
 	m.HandleFunc("GET /v3/processes", s.authed(s.listProcesses))
-	m.HandleFunc("GET /v3/processes/{guid}", s.authed(s.getProcess))
-	m.HandleFunc("GET /v3/processes/{guid}/stats", s.authed(s.processStats))
+	m.HandleFunc("GET /v3/processes/{guid}", s.authed(s.getProcess(visibleProcess)))
+	m.HandleFunc("GET /v3/processes/{guid}/stats", s.authed(s.processStats(visibleProcess)))
 	m.HandleFunc("GET /v3/processes/{guid}/sidecars", s.authed(s.processSidecars))
 	m.HandleFunc("GET /v3/deployments", s.authed(s.emptyList))
 	m.HandleFunc("GET /v3/routes", s.authed(s.emptyList))
@@ -501,18 +497,6 @@ func appProcess(w http.ResponseWriter, r *http.Request, v *viewer, ix *index) (*
 	return nil, false
 }
 
-func (s *Server) getAppProcess(w http.ResponseWriter, r *http.Request, v *viewer, ix *index) {
-	if p, ok := appProcess(w, r, v, ix); ok {
-		writeJSON(w, http.StatusOK, s.presentProcess(p, v, false))
-	}
-}
-
-func (s *Server) appProcessStats(w http.ResponseWriter, r *http.Request, v *viewer, ix *index) {
-	if p, ok := appProcess(w, r, v, ix); ok {
-		writeJSON(w, http.StatusOK, s.presentStats(p))
-	}
-}
-
 func (s *Server) listProcesses(w http.ResponseWriter, r *http.Request, v *viewer, ix *index) {
 	q := r.URL.Query()
 	var items []any
@@ -535,15 +519,25 @@ func visibleProcess(w http.ResponseWriter, r *http.Request, v *viewer, ix *index
 	return p, true
 }
 
-func (s *Server) getProcess(w http.ResponseWriter, r *http.Request, v *viewer, ix *index) {
-	if p, ok := visibleProcess(w, r, v, ix); ok {
-		writeJSON(w, http.StatusOK, s.presentProcess(p, v, false))
+// processFinder finds the process a request names; when there is none it
+// has answered already (appProcess, visibleProcess).
+type processFinder func(w http.ResponseWriter, r *http.Request, v *viewer, ix *index) (*procRef, bool)
+
+// getProcess answers with the process find finds.
+func (s *Server) getProcess(find processFinder) authedFunc {
+	return func(w http.ResponseWriter, r *http.Request, v *viewer, ix *index) {
+		if p, ok := find(w, r, v, ix); ok {
+			writeJSON(w, http.StatusOK, s.presentProcess(p, v, false))
+		}
 	}
 }
 
-func (s *Server) processStats(w http.ResponseWriter, r *http.Request, v *viewer, ix *index) {
-	if p, ok := visibleProcess(w, r, v, ix); ok {
-		writeJSON(w, http.StatusOK, s.presentStats(p))
+// processStats answers with the stats of the process find finds.
+func (s *Server) processStats(find processFinder) authedFunc {
+	return func(w http.ResponseWriter, r *http.Request, v *viewer, ix *index) {
+		if p, ok := find(w, r, v, ix); ok {
+			writeJSON(w, http.StatusOK, s.presentStats(p))
+		}
 	}
 }
 
@@ -563,7 +557,7 @@ func (s *Server) emptyList(w http.ResponseWriter, r *http.Request, _ *viewer, _ 
 func (s *Server) listRoles(w http.ResponseWriter, r *http.Request, v *viewer, ix *index) {
 	q := r.URL.Query()
 	var items []any
-	users := map[string]bool{}
+	users := map[string]User{}
 	spaces := map[string]*spaceRef{}
 	orgs := map[string]*Org{}
 	for _, role := range ix.world.Roles {
@@ -578,7 +572,7 @@ func (s *Server) listRoles(w http.ResponseWriter, r *http.Request, v *viewer, ix
 			continue
 		}
 		items = append(items, s.presentRole(role))
-		users[role.User] = true
+		users[role.User] = ix.user(role.User)
 		if sp, ok := ix.spaceByGUID[role.Space]; ok {
 			spaces[sp.GUID] = sp
 		}
@@ -588,11 +582,7 @@ func (s *Server) listRoles(w http.ResponseWriter, r *http.Request, v *viewer, ix
 	}
 	included := map[string]any{}
 	if includes(q, "user") {
-		var us []any
-		for _, guid := range sortedKeys(users) {
-			us = append(us, s.presentUser(ix.user(guid)))
-		}
-		included["users"] = append([]any{}, us...)
+		included["users"] = presentSorted(users, s.presentUser)
 	}
 	if includes(q, "space") {
 		included["spaces"] = s.presentSpaces(spaces)

@@ -2,6 +2,8 @@ package cc
 
 import (
 	"time"
+
+	"code.cloudfoundry.org/pcap/integration/fakes/internal/fakeid"
 )
 
 // created is the fixed creation time of every fake resource.
@@ -26,24 +28,18 @@ func (s *Server) presentOrg(o *Org) map[string]any {
 		"updated_at":    created,
 		"name":          o.Name,
 		"suspended":     false,
-		"relationships": map[string]any{"quota": toOne(derivedGUID("quota/default"))},
+		"relationships": map[string]any{"quota": toOne(fakeid.GUID("quota/default"))},
 		"metadata":      emptyMetadata(),
 		"links": map[string]any{
 			"self":           s.href(self),
 			"domains":        s.href(self + "/domains"),
 			"default_domain": s.href(self + "/domains/default"),
-			"quota":          s.href("/v3/organization_quotas/" + derivedGUID("quota/default")),
+			"quota":          s.href("/v3/organization_quotas/" + fakeid.GUID("quota/default")),
 		},
 	}
 }
 
-func (s *Server) presentOrgs(m map[string]*Org) []any {
-	out := []any{}
-	for _, k := range sortedKeys(m) {
-		out = append(out, s.presentOrg(m[k]))
-	}
-	return out
-}
+func (s *Server) presentOrgs(m map[string]*Org) []any { return presentSorted(m, s.presentOrg) }
 
 func (s *Server) presentSpace(sp *spaceRef) map[string]any {
 	self := "/v3/spaces/" + sp.GUID
@@ -67,9 +63,15 @@ func (s *Server) presentSpace(sp *spaceRef) map[string]any {
 }
 
 func (s *Server) presentSpaces(m map[string]*spaceRef) []any {
+	return presentSorted(m, s.presentSpace)
+}
+
+// presentSorted presents m's values in the order of their keys (GUIDs); an
+// empty m is an empty (not null) list.
+func presentSorted[V any](m map[string]V, present func(V) map[string]any) []any {
 	out := []any{}
 	for _, k := range sortedKeys(m) {
-		out = append(out, s.presentSpace(m[k]))
+		out = append(out, present(m[k]))
 	}
 	return out
 }
@@ -147,7 +149,7 @@ func (s *Server) presentProcess(p *procRef, v *viewer, inList bool) map[string]a
 			"revision": nil,
 		},
 		"metadata":   emptyMetadata(),
-		"version":    derivedGUID("version/" + p.GUID),
+		"version":    fakeid.GUID("version/" + p.GUID),
 		"created_at": created,
 		"updated_at": created,
 		"links": map[string]any{

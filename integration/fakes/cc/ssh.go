@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"code.cloudfoundry.org/pcap/integration/fakes/internal/fakeid"
 	"code.cloudfoundry.org/pcap/integration/fakes/uaa"
 )
 
@@ -143,7 +144,7 @@ func (s *Server) sshAccess(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.recordSSH(EventSSHAuthorized, p, claims, index)
-	writeJSON(w, http.StatusOK, map[string]string{"process_guid": p.GUID + "-" + derivedGUID("version/"+p.GUID)})
+	writeJSON(w, http.StatusOK, map[string]string{"process_guid": p.GUID + "-" + fakeid.GUID("version/"+p.GUID)})
 }
 
 // recordSSH records an ssh audit event about p by the token's user
@@ -172,7 +173,7 @@ func (s *Server) recordSSH(typ string, p *procRef, claims *uaa.Claims, index str
 func randomGUID() string {
 	b := make([]byte, 16)
 	rand.Read(b)
-	return derivedGUID(string(b))
+	return fakeid.GUID(string(b))
 }
 
 // seesEvent is the CC's readable_event_dataset: global readers see all;

@@ -1,14 +1,13 @@
 package cc
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
-	"strings"
+
+	"code.cloudfoundry.org/pcap/integration/fakes/internal/fakeid"
 )
 
 // World is everything the fake Cloud Controller knows: users, orgs with
@@ -173,7 +172,7 @@ func (w *World) Normalize() error {
 			errs = append(errs, fmt.Errorf("cc: world: organization %d has no name", oi))
 		}
 		if o.GUID == "" {
-			o.GUID = derivedGUID("org/" + o.Name)
+			o.GUID = fakeid.GUID("org/" + o.Name)
 		}
 		claim(o.GUID, "organization "+o.Name)
 		orgs[o.GUID] = true
@@ -183,7 +182,7 @@ func (w *World) Normalize() error {
 				errs = append(errs, fmt.Errorf("cc: world: org %q: space %d has no name", o.Name, si))
 			}
 			if sp.GUID == "" {
-				sp.GUID = derivedGUID("space/" + o.Name + "/" + sp.Name)
+				sp.GUID = fakeid.GUID("space/" + o.Name + "/" + sp.Name)
 			}
 			claim(sp.GUID, "space "+o.Name+"/"+sp.Name)
 			if sp.AllowSSH == nil {
@@ -197,7 +196,7 @@ func (w *World) Normalize() error {
 					errs = append(errs, fmt.Errorf("cc: world: space %s/%s: app %d has no name", o.Name, sp.Name, ai))
 				}
 				if a.GUID == "" {
-					a.GUID = derivedGUID("app/" + path)
+					a.GUID = fakeid.GUID("app/" + path)
 				}
 				claim(a.GUID, "app "+path)
 				if a.EnableSSH == nil {
@@ -224,7 +223,7 @@ func (w *World) Normalize() error {
 						if p.Type == "web" {
 							p.GUID = a.GUID
 						} else {
-							p.GUID = derivedGUID("process/" + path + "/" + p.Type)
+							p.GUID = fakeid.GUID("process/" + path + "/" + p.Type)
 						}
 					}
 					if p.GUID != a.GUID {
@@ -251,7 +250,7 @@ func (w *World) Normalize() error {
 							errs = append(errs, fmt.Errorf("cc: world: process %s/%s/%d: bad state %q", path, p.Type, in.Index, in.State))
 						}
 						if in.InstanceGUID == "" && in.State != "DOWN" {
-							in.InstanceGUID = derivedGUID(fmt.Sprintf("instance/%s/%s/%d", path, p.Type, in.Index))
+							in.InstanceGUID = fakeid.GUID(fmt.Sprintf("instance/%s/%s/%d", path, p.Type, in.Index))
 						}
 					}
 				}
@@ -279,20 +278,10 @@ func (w *World) Normalize() error {
 			errs = append(errs, fmt.Errorf("cc: world: role %d: unknown type %q", i, r.Type))
 		}
 		if r.GUID == "" {
-			r.GUID = derivedGUID(fmt.Sprintf("role/%s/%s/%s%s", r.Type, r.User, r.Organization, r.Space))
+			r.GUID = fakeid.GUID(fmt.Sprintf("role/%s/%s/%s%s", r.Type, r.User, r.Organization, r.Space))
 		}
 	}
 	return errors.Join(errs...)
-}
-
-// derivedGUID makes a stable, GUID-shaped id from a name.
-func derivedGUID(name string) string {
-	sum := sha256.Sum256([]byte(name))
-	b := sum[:16]
-	b[6] = (b[6] & 0x0f) | 0x40
-	b[8] = (b[8] & 0x3f) | 0x80
-	x := hex.EncodeToString(b)
-	return strings.Join([]string{x[0:8], x[8:12], x[12:16], x[16:20], x[20:32]}, "-")
 }
 
 func ptrTrue() *bool { t := true; return &t }

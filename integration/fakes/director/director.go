@@ -16,7 +16,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"strings"
@@ -25,8 +24,8 @@ import (
 	"time"
 
 	"code.cloudfoundry.org/pcap/integration/fakes/ca"
+	"code.cloudfoundry.org/pcap/integration/fakes/internal/fakeid"
 	"code.cloudfoundry.org/pcap/integration/fakes/internal/listen"
-	"code.cloudfoundry.org/pcap/integration/fakes/reqlog"
 	"code.cloudfoundry.org/pcap/integration/fakes/uaa"
 )
 
@@ -108,15 +107,16 @@ type Options struct {
 // Server is a fake BOSH director. It is safe for concurrent use.
 type Server struct {
 	opts    Options
-	log     reqlog.Log
-	handler http.Handler
 	started string
 
 	mu          sync.Mutex
 	deployments []Deployment
 	tasks       map[int]*task
 	nextTask    int
-	live        listen.Holder
+	// ServeHTTP, Requests, Start, StartOn, Close, URL. Start and StartOn
+	// serve HTTPS; without Options.TLS, StartOn's certificate is issued for
+	// the listener's IP.
+	listen.Served
 }
 
 // New returns a fake director.
@@ -131,7 +131,7 @@ func New(opts Options) (*Server, error) {
 		opts.Name = "fake-director"
 	}
 	if opts.UUID == "" {
-		opts.UUID = derivedGUID("director/" + opts.Name)
+		opts.UUID = fakeid.GUID("director/" + opts.Name)
 	}
 	if opts.Version == "" {
 		opts.Version = "282.0.0 (00000000)"
@@ -145,13 +145,12 @@ func New(opts Options) (*Server, error) {
 		tasks:    map[int]*task{},
 		nextTask: 1,
 	}
-	s.live.SetURL(strings.TrimRight(opts.URL, "/"))
 	deps, err := s.normalize(opts.Deployments)
 	if err != nil {
 		return nil, err
 	}
 	s.deployments = deps
-	s.handler = s.log.Wrap(s.routes())
+	s.Served.InitTLS("director", s.routes(), s.tlsConfig, strings.TrimRight(opts.URL, "/"))
 	return s, nil
 }
 
@@ -212,7 +211,7 @@ func (s *Server) normalize(in []Deployment) ([]Deployment, error) {
 			}
 			seen[in.Job+"/"+fmt.Sprint(in.Index)] = true
 			if in.ID == "" {
-				in.ID = derivedGUID("instance/" + slug)
+				in.ID = fakeid.GUID("instance/" + slug)
 			}
 			switch in.State {
 			case "":
@@ -235,10 +234,10 @@ func (s *Server) normalize(in []Deployment) ([]Deployment, error) {
 			}
 			if in.HasVM() {
 				if in.AgentID == "" {
-					in.AgentID = derivedGUID("agent/" + slug)
+					in.AgentID = fakeid.GUID("agent/" + slug)
 				}
 				if in.VMCID == "" {
-					in.VMCID = derivedGUID("vm/" + slug)
+					in.VMCID = fakeid.GUID("vm/" + slug)
 				}
 				if in.VMCreatedAt == "" {
 					in.VMCreatedAt = s.started
@@ -280,38 +279,29 @@ func (s *Server) Deployments() []Deployment {
 // closes it when the test ends; an error fails the test.
 func StartForTest(t testing.TB, opts Options) *Server {
 	t.Helper()
-	s, err := New(opts)
-	return listen.StartForTest(t, s, err)
+	return listen.StartForTest(t, New, opts)
 }
 
-// ServeHTTP implements http.Handler.
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	s.handler.ServeHTTP(w, r)
-}
-
-// Start serves HTTPS on addr (e.g. "127.0.0.1:0") and sets URL.
-func (s *Server) Start(addr string) error {
-	conf, err := s.tlsConfig()
+// StartWithUAAForTest starts, for a test, a fake UAA with uaaOpts serving
+// HTTPS with a certificate from a new CA, and a director with opts that
+// uses the same CA (the bosh CLI takes one CA for both) and verifies tokens
+// with that UAA. It returns both servers and a client that trusts the CA;
+// they close when the test ends.
+func StartWithUAAForTest(t testing.TB, uaaOpts uaa.Options, opts Options) (*uaa.Server, *Server, *http.Client) {
+	t.Helper()
+	authority, err := ca.New()
 	if err != nil {
-		return err
+		t.Fatal(err)
 	}
-	if err := s.live.Start(addr, s, conf); err != nil {
-		return fmt.Errorf("director: %w", err)
-	}
-	return nil
-}
-
-// StartOn serves HTTPS on ln (e.g. a listener inside a test's network
-// namespace) and sets URL. Without Options.TLS, the certificate is issued
-// for the listener's IP.
-func (s *Server) StartOn(ln net.Listener) error {
-	host, _, _ := net.SplitHostPort(ln.Addr().String())
-	conf, err := s.tlsConfig(host)
+	uaaOpts.TLS, err = authority.ServerConfig()
 	if err != nil {
-		return err
+		t.Fatal(err)
 	}
-	s.live.Serve(ln, s, conf)
-	return nil
+	u := uaa.StartForTest(t, uaaOpts)
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: authority.ClientConfig()}}
+	t.Cleanup(client.CloseIdleConnections)
+	opts.UAAURL, opts.Verifier, opts.CA = u.URL(), u.Verifier(client), authority
+	return u, StartForTest(t, opts), client
 }
 
 // tlsConfig is Options.TLS, or a certificate from Options.CA (made when
@@ -334,17 +324,6 @@ func (s *Server) tlsConfig(hosts ...string) (*tls.Config, error) {
 	return conf, nil
 }
 
-// Close stops a started server.
-func (s *Server) Close() error {
-	if err := s.live.Close(); err != nil {
-		return fmt.Errorf("director: %w", err)
-	}
-	return nil
-}
-
-// 127.0.0.1:25555".
-func (s *Server) URL() string { return s.live.URL() }
-
 // UUID is the director's UUID (as in bosh.<uuid>.admin).
 func (s *Server) UUID() string { return s.opts.UUID }
 
@@ -360,6 +339,3 @@ func (s *Server) CACertPEM() []byte {
 	}
 	return s.opts.CA.CertPEM()
 }
-
-// Requests is the log of handled requests.
-func (s *Server) Requests() *reqlog.Log { return &s.log }

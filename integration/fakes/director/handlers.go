@@ -1,8 +1,6 @@
 package director
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 
+	"code.cloudfoundry.org/pcap/integration/fakes/internal/jsonresp"
 	"code.cloudfoundry.org/pcap/integration/fakes/uaa"
 )
 
@@ -28,11 +27,7 @@ type task struct {
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	enc := json.NewEncoder(w)
-	enc.SetEscapeHTML(false)
-	_ = enc.Encode(v)
+	jsonresp.Write(w, status, "application/json", v)
 }
 
 // writeError writes a DirectorError body.
@@ -441,14 +436,4 @@ func (s *Server) taskOutput(w http.ResponseWriter, r *http.Request, c *uaa.Claim
 	w.Header().Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", start, len(body)-1, len(body)))
 	w.WriteHeader(http.StatusPartialContent)
 	_, _ = w.Write([]byte(body[start:]))
-}
-
-// derivedGUID makes a stable, GUID-shaped id from a name.
-func derivedGUID(name string) string {
-	sum := sha256.Sum256([]byte(name))
-	b := sum[:16]
-	b[6] = (b[6] & 0x0f) | 0x40
-	b[8] = (b[8] & 0x3f) | 0x80
-	x := hex.EncodeToString(b)
-	return x[0:8] + "-" + x[8:12] + "-" + x[12:16] + "-" + x[16:20] + "-" + x[20:32]
 }

@@ -233,11 +233,8 @@ func (s *Server) refreshGrant(w http.ResponseWriter, r *http.Request, c Client) 
 		}
 	}
 	claims := s.userClaims(u, c, scopes, rc.GrantType)
-	lifetime := s.opts.AccessTokenLifetime
-	s.stamp(claims, lifetime)
-	signed, err := s.sign(claims, s.key)
-	if err != nil {
-		writeError(w, http.StatusInternalServerError, "server_error", "Could not sign token")
+	signed, ok := s.signAccess(w, claims)
+	if !ok {
 		return
 	}
 	// UAA's refresh tokens are non-rotating by default: the same one comes
@@ -246,7 +243,7 @@ func (s *Server) refreshGrant(w http.ResponseWriter, r *http.Request, c Client) 
 		AccessToken:  signed,
 		TokenType:    "bearer",
 		RefreshToken: value,
-		ExpiresIn:    int64(lifetime / time.Second),
+		ExpiresIn:    int64(s.opts.AccessTokenLifetime / time.Second),
 		Scope:        strings.Join(scopes, " "),
 		JTI:          claims.JTI,
 	})
@@ -267,19 +264,28 @@ func (s *Server) authorizationCodeGrant(w http.ResponseWriter, r *http.Request, 
 	s.issue(w, s.userClaims(u, c, cd.scopes, "authorization_code"), c.allows("refresh_token"))
 }
 
-func (s *Server) issue(w http.ResponseWriter, claims *Claims, withRefresh bool) {
-	lifetime := s.opts.AccessTokenLifetime
-	s.stamp(claims, lifetime)
+// signAccess stamps claims as an access token (AccessTokenLifetime) and
+// signs them; when signing fails it has answered 500.
+func (s *Server) signAccess(w http.ResponseWriter, claims *Claims) (string, bool) {
+	s.stamp(claims, s.opts.AccessTokenLifetime)
 	signed, err := s.sign(claims, s.key)
 	if err != nil {
 		writeError(w, http.StatusInternalServerError, "server_error", "Could not sign token")
+		return "", false
+	}
+	return signed, true
+}
+
+func (s *Server) issue(w http.ResponseWriter, claims *Claims, withRefresh bool) {
+	signed, ok := s.signAccess(w, claims)
+	if !ok {
 		return
 	}
 	s.countGrant(claims.GrantType)
 	resp := tokenResponse{
 		AccessToken: signed,
 		TokenType:   "bearer",
-		ExpiresIn:   int64(lifetime / time.Second),
+		ExpiresIn:   int64(s.opts.AccessTokenLifetime / time.Second),
 		Scope:       strings.Join(claims.Scope, " "),
 		JTI:         claims.JTI,
 	}

@@ -53,6 +53,26 @@ func (s *Server) MintTokenWithIssuer(username string, lifetime time.Duration, is
 	return s.Mint(Mint{Username: username, Lifetime: lifetime, Issuer: issuer})
 }
 
+// RejectedTokens mints, by name, tokens for username that a resource
+// server must refuse though each is well formed: "expired" (a minute past
+// exp), "forged" (signed by another key) and "other issuer" (iss of
+// another UAA).
+func (s *Server) RejectedTokens(username string) (map[string]string, error) {
+	out := map[string]string{}
+	for name, m := range map[string]Mint{
+		"expired":      {Username: username, Lifetime: -time.Minute},
+		"forged":       {Username: username, Lifetime: time.Hour, Forged: true},
+		"other issuer": {Username: username, Lifetime: time.Hour, Issuer: "https://uaa.elsewhere.example.com/oauth/token"},
+	} {
+		tok, err := s.Mint(m)
+		if err != nil {
+			return nil, err
+		}
+		out[name] = tok
+	}
+	return out, nil
+}
+
 // MintClientToken mints a client_credentials token for the configured
 // client.
 func (s *Server) MintClientToken(clientID string, lifetime time.Duration) (string, error) {

@@ -12,7 +12,6 @@ package uaa
 import (
 	"crypto/rand"
 	"crypto/rsa"
-	"crypto/sha256"
 	"crypto/tls"
 	"encoding/hex"
 	"fmt"
@@ -22,8 +21,8 @@ import (
 	"testing"
 	"time"
 
+	"code.cloudfoundry.org/pcap/integration/fakes/internal/fakeid"
 	"code.cloudfoundry.org/pcap/integration/fakes/internal/listen"
-	"code.cloudfoundry.org/pcap/integration/fakes/reqlog"
 )
 
 // User is a UAA user.
@@ -117,13 +116,11 @@ type Server struct {
 	forgeKey  *rsa.PrivateKey
 	forgeErr  error
 	mux       *http.ServeMux
-	log       reqlog.Log
-	handler   http.Handler
 
 	mu            sync.Mutex
 	codes         map[string]code
 	grants        map[string]int // tokens issued, by grant type
-	listen.Served                // Start, StartOn, Close, URL
+	listen.Served                // ServeHTTP, Requests, Start, StartOn, Close, URL
 }
 
 // Grants returns how many tokens /oauth/token has issued with grantType
@@ -194,7 +191,7 @@ func New(opts Options) (*Server, error) {
 		}
 		seen[strings.ToLower(u.Username)] = true
 		if u.ID == "" {
-			u.ID = derivedGUID("user:" + u.Username)
+			u.ID = fakeid.GUID("user:" + u.Username)
 		}
 		if u.Origin == "" {
 			u.Origin = "uaa"
@@ -219,9 +216,8 @@ func New(opts Options) (*Server, error) {
 
 		codes: map[string]code{},
 	}
-	s.Served.Init("uaa", s, opts.TLS, strings.TrimRight(opts.URL, "/"))
 	s.routes()
-	s.handler = s.log.Wrap(s.mux)
+	s.Served.Init("uaa", s.mux, opts.TLS, strings.TrimRight(opts.URL, "/"))
 	return s, nil
 }
 
@@ -229,13 +225,7 @@ func New(opts Options) (*Server, error) {
 // closes it when the test ends; an error fails the test.
 func StartForTest(t testing.TB, opts Options) *Server {
 	t.Helper()
-	s, err := New(opts)
-	return listen.StartForTest(t, s, err)
-}
-
-// ServeHTTP implements http.Handler.
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	s.handler.ServeHTTP(w, r)
+	return listen.StartForTest(t, New, opts)
 }
 
 // Issuer is the iss claim of the tokens this server mints.
@@ -246,9 +236,6 @@ func (s *Server) PublicKey() *rsa.PublicKey { return &s.key.PublicKey }
 
 // KeyID is the kid of the signing key.
 func (s *Server) KeyID() string { return s.opts.KeyID }
-
-// Requests is the log of handled requests.
-func (s *Server) Requests() *reqlog.Log { return &s.log }
 
 // Verifier returns a Verifier for this server that fetches keys over HTTP
 // with client (nil: http.DefaultClient) and shares this server's clock.
@@ -291,16 +278,6 @@ func (c Client) allows(grant string) bool {
 		}
 	}
 	return false
-}
-
-// derivedGUID makes a stable, GUID-shaped id from a name.
-func derivedGUID(name string) string {
-	sum := sha256.Sum256([]byte(name))
-	b := sum[:16]
-	b[6] = (b[6] & 0x0f) | 0x40
-	b[8] = (b[8] & 0x3f) | 0x80
-	x := hex.EncodeToString(b)
-	return x[0:8] + "-" + x[8:12] + "-" + x[12:16] + "-" + x[16:20] + "-" + x[20:32]
 }
 
 // randomString returns n (at most 26) random characters from [A-Z2-7].

@@ -345,20 +345,26 @@ func TestVerifierRejectsBadTokens(t *testing.T) {
 	}
 	good := mint(uaa.Mint{Username: "alice"})
 	parts := strings.Split(good, ".")
-	for _, tc := range []struct {
-		name  string
-		token string
-	}{
-		{"expired", mint(uaa.Mint{Username: "alice", Lifetime: -time.Second})},
-		{"forged", mint(uaa.Mint{Username: "alice", Forged: true})},
-		{"other issuer", mint(uaa.Mint{Username: "alice", Issuer: "https://evil.example.com/oauth/token"})},
-		{"other UAA", fromOther},
-		{"tampered payload", parts[0] + "." + parts[1] + "x." + parts[2]},
-		{"unsigned", parts[0] + "." + parts[1] + "."},
-		{"garbage", "not-a-jwt"},
+	// RejectedTokens (expired, forged, other issuer) is what the CC and
+	// director tests present; here each must fail verification.
+	tokens, err := s.RejectedTokens("alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(tokens) != 3 {
+		t.Fatalf("RejectedTokens = %d tokens, want 3", len(tokens))
+	}
+	for name, tok := range map[string]string{
+		"other UAA":        fromOther,
+		"tampered payload": parts[0] + "." + parts[1] + "x." + parts[2],
+		"unsigned":         parts[0] + "." + parts[1] + ".",
+		"garbage":          "not-a-jwt",
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			_, err := s.Verifier(nil).Verify(context.Background(), tc.token)
+		tokens[name] = tok
+	}
+	for name, token := range tokens {
+		t.Run(name, func(t *testing.T) {
+			_, err := s.Verifier(nil).Verify(context.Background(), token)
 			if !errors.Is(err, uaa.ErrInvalidToken) {
 				t.Errorf("err = %v, want ErrInvalidToken", err)
 			}

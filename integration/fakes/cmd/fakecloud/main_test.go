@@ -30,14 +30,6 @@ func build(t *testing.T) string {
 	return bin
 }
 
-type endpoints struct {
-	UAAURL       string `json:"uaa_url"`
-	CCURL        string `json:"cc_url"`
-	DirectorURL  string `json:"director_url"`
-	DirectorUUID string `json:"director_uuid"`
-	CACert       string `json:"ca_cert"`
-}
-
 func TestFakecloudServesAllThree(t *testing.T) {
 	bin := build(t)
 	dir := t.TempDir()
@@ -72,12 +64,13 @@ func TestFakecloudServesAllThree(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var ep endpoints
+	// -out is read by its documented key names, not by fakecloud's type.
+	var ep map[string]string
 	if err := json.Unmarshal(raw, &ep); err != nil {
 		t.Fatal(err)
 	}
 	pemFile, err := os.ReadFile(caFile)
-	if err != nil || string(pemFile) != ep.CACert {
+	if err != nil || string(pemFile) != ep["ca_cert"] {
 		t.Fatalf("ca file %q differs from out.json: %v", pemFile, err)
 	}
 	pool := x509.NewCertPool()
@@ -86,15 +79,15 @@ func TestFakecloudServesAllThree(t *testing.T) {
 	}
 	client := &http.Client{Transport: &http.Transport{TLSClientConfig: newTLSConfig(pool)}}
 	t.Cleanup(client.CloseIdleConnections)
-	if !strings.HasPrefix(ep.UAAURL, "https://127.0.0.1:") || !strings.HasPrefix(ep.DirectorURL, "https://127.0.0.1:") ||
-		!strings.HasPrefix(ep.CCURL, "http://127.0.0.1:") || ep.DirectorUUID == "" {
-		t.Errorf("endpoints = %+v", ep)
+	if !strings.HasPrefix(ep["uaa_url"], "https://127.0.0.1:") || !strings.HasPrefix(ep["director_url"], "https://127.0.0.1:") ||
+		!strings.HasPrefix(ep["cc_url"], "http://127.0.0.1:") || ep["director_uuid"] == "" {
+		t.Errorf("endpoints = %v", ep)
 	}
 
 	// A user of the built-in world logs in at the UAA, then uses the CC
 	// and the director with that token.
 	form := url.Values{"grant_type": {"password"}, "username": {"admin"}, "password": {"admin-password"}}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, ep.UAAURL+"/oauth/token", strings.NewReader(form.Encode()))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, ep["uaa_url"]+"/oauth/token", strings.NewReader(form.Encode()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -108,7 +101,7 @@ func TestFakecloudServesAllThree(t *testing.T) {
 	var apps struct {
 		Resources []struct{ Name string } `json:"resources"`
 	}
-	doJSON(t, client, authed(t, ctx, ep.CCURL+"/v3/apps", tok.AccessToken), &apps)
+	doJSON(t, client, authed(t, ctx, ep["cc_url"]+"/v3/apps", tok.AccessToken), &apps)
 	if len(apps.Resources) != 1 || apps.Resources[0].Name != "web-app" {
 		t.Errorf("apps = %+v", apps)
 	}
@@ -117,7 +110,7 @@ func TestFakecloudServesAllThree(t *testing.T) {
 			AppSSH struct{ Href string } `json:"app_ssh"`
 		} `json:"links"`
 	}
-	doJSON(t, client, authed(t, ctx, ep.CCURL+"/", ""), &root)
+	doJSON(t, client, authed(t, ctx, ep["cc_url"]+"/", ""), &root)
 	if root.Links.AppSSH.Href != "127.0.0.1:2222" {
 		t.Errorf("app_ssh = %q", root.Links.AppSSH.Href)
 	}
@@ -125,7 +118,7 @@ func TestFakecloudServesAllThree(t *testing.T) {
 		Job string
 		IPs []string
 	}
-	doJSON(t, client, authed(t, ctx, ep.DirectorURL+"/deployments/cf/instances", tok.AccessToken), &insts)
+	doJSON(t, client, authed(t, ctx, ep["director_url"]+"/deployments/cf/instances", tok.AccessToken), &insts)
 	if len(insts) != 4 {
 		t.Errorf("instances = %+v", insts)
 	}

@@ -11,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"code.cloudfoundry.org/pcap/integration/fakes/reqlog"
 )
 
 // Server is a running HTTP(S) server.
@@ -141,10 +143,11 @@ type Fake interface {
 	Close() error
 }
 
-// StartForTest takes a fake and New's error, starts the fake on
-// 127.0.0.1:0 and closes it when the test ends; any error fails the test.
-func StartForTest[F Fake](t testing.TB, f F, err error) F {
+// StartForTest makes a fake with newFake(opts), starts it on 127.0.0.1:0
+// and closes it when the test ends; any error fails the test.
+func StartForTest[O any, F Fake](t testing.TB, newFake func(O) (F, error), opts O) F {
 	t.Helper()
+	f, err := newFake(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -159,26 +162,48 @@ func StartForTest[F Fake](t testing.TB, f F, err error) F {
 	return f
 }
 
-// Served gives a fake serving one handler its Start, StartOn, Close and
-// URL: embed it, and call Init from the fake's New.
+// Served gives a fake serving one handler its ServeHTTP, Requests, Start,
+// StartOn, Close and URL: embed it, and call Init (or InitTLS) from the
+// fake's New.
 type Served struct {
-	live Holder
-	name string
-	h    http.Handler
-	tls  *tls.Config
+	live   Holder
+	name   string
+	log    reqlog.Log
+	h      http.Handler
+	tlsFor func(hosts ...string) (*tls.Config, error)
 }
 
-// Init sets the handler (HTTPS with a non-nil tlsConf), the name errors
-// begin with, and the base URL of a fake served by someone else ("" when
-// the fake serves itself).
-func (s *Served) Init(name string, h http.Handler, tlsConf *tls.Config, url string) {
-	s.name, s.h, s.tls = name, h, tlsConf
+// Init sets the fake's routes (served behind its request log), the name
+// errors begin with, the TLS configuration (HTTPS when non-nil) and the base
+// URL of a fake served by someone else ("" when the fake serves itself).
+func (s *Served) Init(name string, routes http.Handler, tlsConf *tls.Config, url string) {
+	s.InitTLS(name, routes, func(...string) (*tls.Config, error) { return tlsConf, nil }, url)
+}
+
+// InitTLS is Init for a fake that makes its TLS configuration when it
+// starts: tlsFor gets no hosts from Start and the listener's host from
+// StartOn; its errors are returned as they are.
+func (s *Served) InitTLS(name string, routes http.Handler, tlsFor func(hosts ...string) (*tls.Config, error), url string) {
+	s.name, s.tlsFor = name, tlsFor
+	s.h = s.log.Wrap(routes)
 	s.live.SetURL(url)
 }
 
+// ServeHTTP implements http.Handler: the routes, recorded in Requests.
+func (s *Served) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.h.ServeHTTP(w, r)
+}
+
+// Requests is the log of handled requests.
+func (s *Served) Requests() *reqlog.Log { return &s.log }
+
 // Start serves on addr (e.g. "127.0.0.1:0") and sets URL.
 func (s *Served) Start(addr string) error {
-	if err := s.live.Start(addr, s.h, s.tls); err != nil {
+	conf, err := s.tlsFor()
+	if err != nil {
+		return err
+	}
+	if err := s.live.Start(addr, s.h, conf); err != nil {
 		return fmt.Errorf("%s: %w", s.name, err)
 	}
 	return nil
@@ -187,7 +212,12 @@ func (s *Served) Start(addr string) error {
 // StartOn serves on ln (e.g. a listener inside a test's network
 // namespace) and sets URL.
 func (s *Served) StartOn(ln net.Listener) error {
-	s.live.Serve(ln, s.h, s.tls)
+	host, _, _ := net.SplitHostPort(ln.Addr().String())
+	conf, err := s.tlsFor(host)
+	if err != nil {
+		return err
+	}
+	s.live.Serve(ln, s.h, conf)
 	return nil
 }
 
