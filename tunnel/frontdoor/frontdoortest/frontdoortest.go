@@ -128,8 +128,11 @@ func (s *Server) session(ctx context.Context, _ *ssh.ServerConn, nc ssh.NewChann
 		for r := range reqs {
 			if r.Type == "signal" && !stopped {
 				stopped = true
-				close(stop)
+				// Recorded before the session acts on it: a client that
+				// sees the session end after its stop must find Stopped
+				// closed.
 				s.stopOnce.Do(func() { close(s.stopped) })
+				close(stop)
 			}
 			var m struct{ Command string }
 			ok := r.Type == "exec" && ssh.Unmarshal(r.Payload, &m) == nil
