@@ -264,11 +264,12 @@ func relGoroutineDump(t *testing.T, p *testenv.Proc) string {
 }
 
 // relGoroutinesIn returns the stacks of a dump whose frames mention any
-// of funcs.
+// of funcs, leaving out goroutines that are only returning (see
+// relGoroutineExiting).
 func relGoroutinesIn(dump string, funcs ...string) []string {
 	var hits []string
 	for _, g := range strings.Split(dump, "\n\n") {
-		if !strings.HasPrefix(g, "goroutine ") {
+		if !strings.HasPrefix(g, "goroutine ") || relGoroutineExiting(g) {
 			continue
 		}
 		for _, f := range funcs {
@@ -279,6 +280,47 @@ func relGoroutinesIn(dump string, funcs ...string) []string {
 		}
 	}
 	return hits
+}
+
+// relGoroutineExiting says whether goroutine g of a dump has finished its
+// work and is only returning: its function runs its deferred calls on the
+// way out (runtime.deferreturn, at most inside sync's wake-ups: a
+// deferred WaitGroup.Done), or has returned into runtime.goexit. A
+// WaitGroup's Wait returns while the goroutine that called Done is still
+// in it, so a dump taken just after an event that waited for it (such as
+// "connection-closed") may catch such a goroutine; one that waits for
+// anything, or runs any code of its own, is not exiting.
+func relGoroutineExiting(g string) bool {
+	lines := strings.Split(g, "\n")
+	if !strings.Contains(lines[0], "[runnable") && !strings.Contains(lines[0], "[running") {
+		return false // waiting for something: not on its way out
+	}
+	var frames []string
+	for _, line := range lines[1:] {
+		if line != "" && !strings.HasPrefix(line, "\t") && !strings.HasPrefix(line, "created by ") {
+			frames = append(frames, line)
+		}
+	}
+	if len(frames) == 0 || !strings.HasPrefix(frames[len(frames)-1], "runtime.goexit(") {
+		return false
+	}
+	frames = frames[:len(frames)-1]
+	returning := false
+	for len(frames) > 0 {
+		f := frames[0]
+		switch {
+		case strings.HasPrefix(f, "runtime.deferreturn("):
+			returning = true
+		case strings.HasPrefix(f, "runtime."), strings.HasPrefix(f, "sync."),
+			strings.HasPrefix(f, "internal/sync."), strings.Contains(f, ".deferwrap"):
+		default:
+			// The first frame of the goroutine's own code: it must be
+			// the goroutine's function, returning, or nothing is left.
+			return returning && len(frames) == 1
+		}
+		frames = frames[1:]
+	}
+	return true // only runtime frames over goexit
 }
 
 // relThreadsOutsideNetns lists the threads of pid whose network namespace
