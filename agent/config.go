@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"code.cloudfoundry.org/pcap/internal/debugserver"
 	"code.cloudfoundry.org/pcap/internal/yamlconf"
 )
 
@@ -35,6 +36,10 @@ type Config struct {
 	KeepaliveInterval time.Duration `yaml:"keepalive_interval"`
 	// LogLevel is debug, info, warn or error (default info).
 	LogLevel string `yaml:"log_level"`
+	// DebugListen serves Go's runtime profiles (/debug/pprof/) on this
+	// loopback address, for an operator on the cell or VM (default "":
+	// off). See package debugserver.
+	DebugListen string `yaml:"debug_listen"`
 }
 
 // ContainersConfig says where app containers are found.
@@ -93,6 +98,11 @@ func (c Config) Validate() error {
 	var errs []error
 	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
 		errs = append(errs, fmt.Errorf("listen %q: %w", c.Listen, err))
+	}
+	if c.DebugListen != "" {
+		if err := debugserver.CheckAddr(c.DebugListen); err != nil {
+			errs = append(errs, fmt.Errorf("debug_listen %q: %w", c.DebugListen, err))
+		}
 	}
 	if c.HostKeyFile == "" {
 		errs = append(errs, errors.New("host_key_file is required"))

@@ -42,13 +42,15 @@ containers:
   netns_dir: /run/netns-by-guid
 keepalive_interval: 1m30s
 log_level: debug
+debug_listen: "127.0.0.1:17494"
 `
 	c, err := ParseConfig([]byte(yml))
 	if err != nil {
 		t.Fatalf("ParseConfig() = %v", err)
 	}
 	want := Config{Listen: "127.0.0.1:0", HostKeyFile: "hk", AuthorizedKeysFile: "ak", MaxCaptures: 1,
-		BufferSize: 64 << 10, QueueBytes: 512 << 10, Containers: ContainersConfig{NetnsDir: "/run/netns-by-guid"}, KeepaliveInterval: 90 * time.Second, LogLevel: "debug"}
+		BufferSize: 64 << 10, QueueBytes: 512 << 10, Containers: ContainersConfig{NetnsDir: "/run/netns-by-guid"}, KeepaliveInterval: 90 * time.Second, LogLevel: "debug",
+		DebugListen: "127.0.0.1:17494"}
 	if c != want {
 		t.Errorf("ParseConfig() = %+v, want %+v", c, want)
 	}
@@ -99,6 +101,10 @@ func TestParseConfigRejects(t *testing.T) {
 			`agent: invalid config: containers.netns_dir "/var/../netns/" is not a clean absolute path below /`},
 		"root netns_dir": {"host_key_file: a\nauthorized_keys_file: b\ncontainers:\n  netns_dir: /\n",
 			`agent: invalid config: containers.netns_dir "/" is not a clean absolute path below /`},
+		"debug_listen off loopback": {"host_key_file: a\nauthorized_keys_file: b\ndebug_listen: \"0.0.0.0:17494\"\n",
+			`agent: invalid config: debug_listen "0.0.0.0:17494": "0.0.0.0": not a loopback address (127.0.0.1, ::1 or localhost)`},
+		"debug_listen without port": {"host_key_file: a\nauthorized_keys_file: b\ndebug_listen: localhost\n",
+			`agent: invalid config: debug_listen "localhost": address localhost: missing port in address`},
 		"unknown containers key": {"host_key_file: a\nauthorized_keys_file: b\ncontainers:\n  netns: /x\n",
 			"agent: parse config: yaml: unmarshal errors:\n  line 4: field netns not found in type agent.ContainersConfig"},
 	}

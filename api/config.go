@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"time"
 
+	"code.cloudfoundry.org/pcap/internal/debugserver"
 	"code.cloudfoundry.org/pcap/internal/yamlconf"
 	"code.cloudfoundry.org/pcap/tunnel/capturecmd"
 )
@@ -51,6 +52,10 @@ type Config struct {
 	BOSH *BOSHConfig `yaml:"bosh"`
 
 	LogLevel string `yaml:"log_level"`
+	// DebugListen serves Go's runtime profiles (/debug/pprof/) on this
+	// loopback address, for an operator on the VM (default "": off). See
+	// package debugserver.
+	DebugListen string `yaml:"debug_listen"`
 }
 
 // AgentsConfig says how the API reaches agents.
@@ -284,6 +289,11 @@ func (c Config) Validate() error {
 	}
 	addr("listen", c.Listen, false)
 	addr("http_listen", c.HTTPListen, true)
+	if c.DebugListen != "" {
+		if err := debugserver.CheckAddr(c.DebugListen); err != nil {
+			errs = append(errs, fmt.Errorf("debug_listen %q: %w", c.DebugListen, err))
+		}
+	}
 	if c.HostKeyFile == "" {
 		errs = append(errs, errors.New("host_key_file is required"))
 	}

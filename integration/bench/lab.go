@@ -174,6 +174,12 @@ func (l *lab) network(n int) error {
 	return nil
 }
 
+// debugListen is where every agent and pcap-api of the lab serve Go's
+// profiles, each on the loopback of its own namespace: to see where a
+// run's CPU and memory go, e.g.
+// nsenter -t <pid> -n go tool pprof http://127.0.0.1:6060/debug/pprof/heap
+const debugListen = "127.0.0.1:6060"
+
 func (l *lab) startAgentsAndAPI(fanOut []int) error {
 	l.log("starting %d pcap-agents and pcap-api", len(l.vms))
 	_, apiClientFile, authorized, err := l.dir.KeyPair("api_client_key", "agent_authorized_keys")
@@ -187,8 +193,8 @@ func (l *lab) startAgentsAndAPI(fanOut []int) error {
 	}
 	for _, v := range l.vms {
 		cfg, err := l.dir.Write(fmt.Sprintf("agent%d.yml", v.idx), fmt.Sprintf(
-			"listen: \"%s:%d\"\nhost_key_file: %q\nauthorized_keys_file: %q\nbuffer_size: %d\n",
-			v.addr, agentPort, agentHostFile, authorized, bufferKiB<<10))
+			"listen: \"%s:%d\"\nhost_key_file: %q\nauthorized_keys_file: %q\nbuffer_size: %d\ndebug_listen: %q\n",
+			v.addr, agentPort, agentHostFile, authorized, bufferKiB<<10, debugListen))
 		if err != nil {
 			return err
 		}
@@ -235,6 +241,7 @@ func (l *lab) startAgentsAndAPI(fanOut []int) error {
 	}
 	cfg, err := l.dir.Write("api.yml", fmt.Sprintf(`listen: "%s:%d"
 http_listen: ""
+debug_listen: %q
 host_key_file: %q
 agents:
   client_key_file: %q
@@ -244,7 +251,7 @@ limits:
 static:
   operator_keys_file: %q
   groups:
-%s`, lanAddr, apiPort, apiHostFile, apiClientFile, hostKeys, max(100, len(l.vms)), operators, groups.String()))
+%s`, lanAddr, apiPort, debugListen, apiHostFile, apiClientFile, hostKeys, max(100, len(l.vms)), operators, groups.String()))
 	if err != nil {
 		return err
 	}

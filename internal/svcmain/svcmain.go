@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/urfave/cli/v2"
+
+	"code.cloudfoundry.org/pcap/internal/debugserver"
 )
 
 // Command is a service's command line.
@@ -127,4 +129,19 @@ func Serve(ctx context.Context, srv Server, l net.Listener, st Stop, log *slog.L
 		return shutdownErr, err
 	}
 	return shutdownErr, nil
+}
+
+// StartDebug starts the debug server (package debugserver) on addr, if
+// addr is not empty, and logs "debug-listening". The caller must call
+// stop when it exits.
+func StartDebug(addr string, log *slog.Logger) (stop func(), err error) {
+	if addr == "" {
+		return func() {}, nil
+	}
+	ds, err := debugserver.Start(addr)
+	if err != nil {
+		return nil, err
+	}
+	log.Info("debug-listening", "address", ds.Addr().String())
+	return func() { ds.Close() }, nil
 }

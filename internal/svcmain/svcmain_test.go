@@ -3,15 +3,19 @@ package svcmain
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"net"
+	"net/http"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/urfave/cli/v2"
+
+	"code.cloudfoundry.org/pcap/internal/debugserver"
 )
 
 func TestErrorLineNamesTheProgramOnce(t *testing.T) {
@@ -171,5 +175,38 @@ func TestServeFailure(t *testing.T) {
 	}
 	if srv.shutdown {
 		t.Error("a failed server was shut down")
+	}
+}
+
+func TestStartDebug(t *testing.T) {
+	var buf bytes.Buffer
+	log := Logger(&buf, "info")
+	stop, err := StartDebug("", log)
+	if err != nil || buf.Len() != 0 {
+		t.Fatalf("StartDebug(\"\") = %v, logged %q; want off and silent", err, buf.String())
+	}
+	stop()
+	if _, err := StartDebug("0.0.0.0:0", log); !errors.Is(err, debugserver.ErrNotLoopback) {
+		t.Fatalf("StartDebug(0.0.0.0:0) = %v, want ErrNotLoopback", err)
+	}
+	stop, err = StartDebug("127.0.0.1:0", log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var line struct{ Msg, Address string }
+	if err := json.Unmarshal(buf.Bytes(), &line); err != nil || line.Msg != "debug-listening" {
+		t.Fatalf("log %q: %v", buf.String(), err)
+	}
+	resp, err := http.Get("http://" + line.Address + "/debug/pprof/heap?debug=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("heap profile: status %d", resp.StatusCode)
+	}
+	stop()
+	if _, err := http.Get("http://" + line.Address + "/debug/pprof/"); err == nil {
+		t.Error("the debug server still serves after stop")
 	}
 }

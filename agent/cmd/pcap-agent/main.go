@@ -66,6 +66,11 @@ func run(c *cli.Context) error {
 	// "agent-listening" must stop gracefully, not kill the agent unlogged.
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
+	stopDebug, err := svcmain.StartDebug(cfg.DebugListen, log)
+	if err != nil {
+		return err
+	}
+	defer stopDebug()
 	l, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)

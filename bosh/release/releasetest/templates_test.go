@@ -147,6 +147,7 @@ func TestAgentTemplates(t *testing.T) {
 		props["buffer_size"] = 16 << 20
 		props["queue_bytes"] = 8 << 20
 		props["log_level"] = "debug"
+		props["debug_listen"] = "127.0.0.1:17494"
 		props["container_captures"] = false
 		props["containers"] = map[string]any{"netns_dir": "/var/vcap/data/cells/netns"}
 		r := mustRender(t, "pcap-agent", props, cellSpec, nil, "pcap-agent")
@@ -170,7 +171,8 @@ func TestAgentTemplates(t *testing.T) {
 		}
 		got := effective[agent.Config](t, res.stdout)
 		if got.Listen != "0.0.0.0:9595" || got.MaxCaptures != 8 || got.BufferSize != 16<<20 ||
-			got.QueueBytes != 8<<20 || got.LogLevel != "debug" || got.Containers.NetnsDir != "/var/vcap/data/cells/netns" {
+			got.QueueBytes != 8<<20 || got.LogLevel != "debug" || got.DebugListen != "127.0.0.1:17494" ||
+			got.Containers.NetnsDir != "/var/vcap/data/cells/netns" {
 			t.Errorf("effective config %+v", got)
 		}
 	})
@@ -214,6 +216,7 @@ func TestAgentTemplates(t *testing.T) {
 		{"max_captures 0", map[string]any{"max_captures": 0}, "max_captures 0 is out of range 1..1000"},
 		{"tiny buffer", map[string]any{"buffer_size": 1024}, "buffer_size 1024 is out of range"},
 		{"bad log level", map[string]any{"log_level": "loud"}, `log_level "loud" is not one of debug, info, warn, error`},
+		{"debug server off loopback", map[string]any{"debug_listen": "0.0.0.0:17494"}, `debug_listen "0.0.0.0:17494": "0.0.0.0": not a loopback address`},
 		{"bad host key", map[string]any{"host_key": map[string]any{"private_key": "not a key", "public_key": "x"}}, "host key"},
 	}
 	for _, tc := range checkErrors {
@@ -366,6 +369,7 @@ func TestAPITemplates(t *testing.T) {
 		props["http_port"] = 9090
 		props["listen_address"] = "10.0.2.5"
 		props["log_level"] = "warn"
+		props["debug_listen"] = "[::1]:17222"
 		props["reorder_window"] = "0s"
 		props["stop_timeout"] = "14500ms"
 		props["drain_delay"] = "500ms"
@@ -379,7 +383,7 @@ func TestAPITemplates(t *testing.T) {
 			t.Errorf("cf_ca.crt %q", got)
 		}
 		got := check(t, r)
-		if got.Listen != "10.0.2.5:2022" || got.HTTPListen != "10.0.2.5:9090" || got.LogLevel != "warn" ||
+		if got.Listen != "10.0.2.5:2022" || got.HTTPListen != "10.0.2.5:9090" || got.LogLevel != "warn" || got.DebugListen != "[::1]:17222" ||
 			got.ReorderWindow != 0 || got.StopTimeout != 14500*time.Millisecond || got.DrainDelay != 500*time.Millisecond ||
 			got.Limits != (api.LimitsConfig{MaxCaptures: 5, MaxCapturesPerUser: 2, MaxTargets: 10, MaxDuration: 10 * time.Minute,
 				MaxSessionsPerConnection: api.DefaultMaxSessions, ExecTimeout: api.DefaultExecTimeout}) ||
@@ -631,6 +635,7 @@ func TestAPITemplates(t *testing.T) {
 		{"reorder_window 11s", func(p map[string]any) { p["reorder_window"] = "11s" }, "reorder_window must be within 0..10s"},
 		{"follow_interval 100ms", func(p map[string]any) { p["follow_interval"] = "100ms" }, "follow_interval must be within 500ms..1m"},
 		{"bad log level", func(p map[string]any) { p["log_level"] = "loud" }, `log_level "loud" is not one of`},
+		{"debug server off loopback", func(p map[string]any) { p["debug_listen"] = "10.0.2.5:17222" }, `debug_listen "10.0.2.5:17222": "10.0.2.5": not a loopback address`},
 		{"bad client key", func(p map[string]any) {
 			p["agents"].(map[string]any)["client_key"] = map[string]any{"private_key": "not a key"}
 		}, "agent client key"},
