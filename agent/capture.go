@@ -166,20 +166,17 @@ func openSource(idx int, name string, o openOptions) (*source, error) {
 	if o.bufferSize > 0 {
 		in.SetBufferSize(o.bufferSize)
 	}
-	var h *pcap.Handle
-	fd, err := withNewPacketSocket(func() (err error) {
-		h, err = in.Activate()
-		return err
-	})
+	h, err := in.Activate()
 	if err != nil {
 		return nil, tunnel.Reject(tunnel.CodeInternal, fmt.Sprintf("activate capture on %s: %v", name, err))
 	}
+	r, err := newRingReader(h)
+	if err != nil {
+		h.Close()
+		return nil, tunnel.Reject(tunnel.CodeInternal, fmt.Sprintf("read capture on %s: %v", name, err))
+	}
 	if isLoopback(name) {
-		if fd < 0 {
-			h.Close()
-			return nil, tunnel.Reject(tunnel.CodeInternal, fmt.Sprintf("capture on %s: cannot find libpcap's socket", name))
-		}
-		if err := ignoreOutgoing(fd); err != nil {
+		if err := ignoreOutgoing(r.socket()); err != nil {
 			h.Close()
 			return nil, tunnel.Reject(tunnel.CodeInternal, fmt.Sprintf("capture on %s: ignore outgoing copies: %v", name, err))
 		}
@@ -193,11 +190,6 @@ func openSource(idx int, name string, o openOptions) (*source, error) {
 	if _, err := h.CompileBPFFilter(o.filter); err != nil {
 		h.Close()
 		return nil, tunnel.Reject(tunnel.CodeBadFilter, fmt.Sprintf("filter does not compile on %s: %s", name, bpfMessage(err)))
-	}
-	r, err := newRingReader(h)
-	if err != nil {
-		h.Close()
-		return nil, tunnel.Reject(tunnel.CodeInternal, fmt.Sprintf("read capture on %s: %v", name, err))
 	}
 	s := &source{idx: idx, name: name, h: h, linkType: h.LinkType(), r: r}
 	if err := s.fence(kernelFilter(name, o.filter)); err != nil {

@@ -153,6 +153,12 @@ func newRingReader(h *pcap.Handle) (*ringReader, error) {
 	}, nil
 }
 
+// socket is libpcap's packet socket descriptor of the handle: the handle
+// owns it. (Looked up by comparing the process's packet sockets before
+// and after activation, it was misjudged while other captures opened or
+// closed theirs, and a capture on lo failed.)
+func (r *ringReader) socket() int { return int(C.pcap_get_selectable_fd(r.p)) }
+
 // read copies up to limit packets (0: no limit) into the batch and
 // returns how many; 0 when none came within the handle's timeout.
 func (r *ringReader) read(limit int) (int, error) {
