@@ -352,9 +352,9 @@ func (p *pump) run(finish <-chan struct{}, quiet <-chan time.Time) error {
 // and one that reaches a limit, flush what was written.
 func (p *pump) step(last bool) error {
 	swapped := time.Now()
-	p.wm.dropping(p.srcs, swapped)
+	p.wm.checking(p.srcs)
 	full := p.q.swap(p.spare)
-	p.wm.observe(full, swapped)
+	p.wm.observe(full)
 	n, err := p.w.writeBatch(full)
 	if err != nil && !errors.Is(err, errLimit) {
 		// The write failed: what it did not write is lost here.
@@ -365,7 +365,7 @@ func (p *pump) step(last bool) error {
 	p.q.done(full)
 	p.spare = full
 	if err == nil && p.watermarks {
-		err = p.wm.write(p.w, swapped)
+		err = p.wm.write(p.w)
 	}
 	if (err == nil && (last || !p.q.pending() || swapped.Sub(p.flushed) >= flushEvery)) || errors.Is(err, errLimit) {
 		if ferr := p.w.flush(); ferr != nil {
@@ -433,14 +433,15 @@ func collectStats(srcs []*source, w *writer, final bool, end, errMsg string) age
 // T is the minimum over the capture's sources of what each can still
 // deliver. A reader hands packets over in ring order, so a source's next
 // packet is no older than the last one written (less reorderSlack for
-// packets the kernel timestamped out of order). A source with nothing for
-// ringLatency is idle, not behind: what its ring still holds arrived
-// within ringLatency (TPACKET_V3 hands a partly filled block over within
-// two readTimeouts), so its T is at least the swap time − ringLatency.
-// "Nothing for" is judged at the queue swap, not after the write: packets
-// queued while a slow client held the writer are not skipped over. A
-// source whose packets the full queue refuses is busy, not idle: its ring
-// may hold older packets still.
+// packets the kernel timestamped out of order). And when its reader last
+// found the ring empty, at C, every block the kernel had handed over was
+// read; a packet stays in a partly filled block for at most ringLatency
+// (TPACKET_V3 hands such a block over within two readTimeouts), so none
+// older than C − ringLatency is left: T is at least that. C is the
+// reader's own observation, not the writer's clock: a reader kept from
+// the CPU (a loaded cell) holds the watermark back instead of letting
+// packets it has not read yet fall behind it, and a reader that ended no
+// longer holds it.
 const (
 	watermarkEvery = 25 * time.Millisecond
 	ringLatency    = 2*readTimeout + 50*time.Millisecond
@@ -449,44 +450,40 @@ const (
 
 // watermarker tracks what each source has delivered; owned by the writer.
 type watermarker struct {
-	newest  []int64     // per source: newest timestamp written, ns
-	seen    []time.Time // per source: swap that last carried or refused one of its packets
-	dropped []uint64    // per source: queue refusals at the last swap
+	newest  []int64 // per source: newest timestamp written, ns
+	checked []int64 // per source: its reader's last empty ring, as of the last swap
 	sent    int64
 	block   []byte
 }
 
 func newWatermarker(n int) *watermarker {
-	return &watermarker{newest: make([]int64, n), seen: make([]time.Time, n), dropped: make([]uint64, n)}
+	return &watermarker{newest: make([]int64, n), checked: make([]int64, n)}
 }
 
-// dropping notes, just before a swap, the sources whose packets the queue
-// refused since the last one.
-func (m *watermarker) dropping(srcs []*source, swapped time.Time) {
+// checking notes, just before a swap, when each source's reader last
+// found its ring empty: what the kernel had handed over by then is in the
+// queue being swapped out, or was written before.
+func (m *watermarker) checking(srcs []*source) {
 	for i, s := range srcs {
-		if d := s.dropped.Load(); d != m.dropped[i] {
-			m.dropped[i], m.seen[i] = d, swapped
-		}
+		m.checked[i] = s.checked.Load()
 	}
 }
 
-// observe notes the packets of a batch swapped out of the queue at swapped.
-func (m *watermarker) observe(b *batch, swapped time.Time) {
+// observe notes the packets of a batch swapped out of the queue.
+func (m *watermarker) observe(b *batch) {
 	for _, p := range b.pkts {
 		m.newest[p.iface] = max(m.newest[p.iface], p.ts)
-		m.seen[p.iface] = swapped
 	}
 }
 
-// next returns the watermark as of the swap at swapped, and whether it
+// next returns the watermark as of the last swap, and whether it
 // advanced since the last one sent.
-func (m *watermarker) next(swapped time.Time) (int64, bool) {
+func (m *watermarker) next() (int64, bool) {
 	t := int64(math.MaxInt64)
-	idle := swapped.Add(-ringLatency)
 	for i := range m.newest {
 		ti := m.newest[i] - int64(reorderSlack)
-		if !m.seen[i].After(idle) {
-			ti = max(ti, idle.UnixNano())
+		if c := m.checked[i]; c > 0 {
+			ti = max(ti, c-int64(ringLatency))
 		}
 		t = min(t, ti)
 	}
@@ -498,8 +495,8 @@ func (m *watermarker) next(swapped time.Time) (int64, bool) {
 }
 
 // write appends a watermark to w when it advanced since the last one.
-func (m *watermarker) write(w *writer, swapped time.Time) error {
-	t, ok := m.next(swapped)
+func (m *watermarker) write(w *writer) error {
+	t, ok := m.next()
 	if !ok {
 		return nil
 	}

@@ -46,6 +46,11 @@ type source struct {
 	linkType layers.LinkType
 
 	dropped atomic.Uint64 // refused by the queue, or lost with a failed write
+	// checked is when the reader last found the ring empty, in Unix ns
+	// (0: not yet; math.MaxInt64: the reader has ended): every packet the
+	// kernel had handed over by then is in the queue or written. The
+	// watermarks rest on it.
+	checked atomic.Int64
 
 	// Owned by the reader goroutine.
 	base      pcap.Stats // libpcap's counters when the capture started (see fence)
@@ -294,6 +299,9 @@ func (s *source) read(q *queue, stop *atomic.Bool) {
 			break
 		}
 		s.take(q)
+		if n == 0 {
+			s.checked.Store(s.r.checked)
+		}
 		if n == 0 || s.reads&^1023 != s.statsMark {
 			s.statsMark = s.reads &^ 1023
 			if now := time.Now(); now.Sub(lastStats) >= statsEvery {
@@ -303,6 +311,7 @@ func (s *source) read(q *queue, stop *atomic.Bool) {
 		}
 	}
 	s.drain(q)
+	s.checked.Store(math.MaxInt64) // nothing more will come
 }
 
 // take hands the ring batch just read to q, counting it.

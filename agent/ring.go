@@ -5,6 +5,7 @@ package agent
 #include <poll.h>
 #include <stdint.h>
 #include <string.h>
+#include <time.h>
 #include <pcap/pcap.h>
 
 // One packet copied out of the ring; mirrored by ringPkt.
@@ -47,20 +48,33 @@ static void agent_take(unsigned char *user, const struct pcap_pkthdr *h, const u
 	}
 }
 
+// agent_now is the wall clock in Unix nanoseconds, the kernel's packet
+// timestamps' clock.
+static int64_t agent_now(void) {
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
 // agent_dispatch copies up to cnt packets (-1: what the ring holds) into
 // buf and pkts with pcap_dispatch on a non-blocking handle; when the ring
 // holds nothing, it waits up to wait_ms for a block and tries once more.
 // It returns the number of packets or a libpcap error; *lost counts
-// packets that did not fit.
-static int agent_dispatch(pcap_t *p, int cnt, unsigned char *buf, int cap, int room, agent_pkt *pkts, int max, int wait_ms, int *used, int *lost) {
+// packets that did not fit. *checked is when the last dispatch began: if
+// it found nothing, every block the kernel had handed over by then was
+// read before.
+static int agent_dispatch(pcap_t *p, int cnt, unsigned char *buf, int cap, int room, agent_pkt *pkts, int max, int wait_ms, int *used, int *lost, int64_t *checked) {
 	agent_batch b = {p, buf, cap, 0, room, pkts, max, 0, 0, 0};
+	*checked = agent_now();
 	int r = pcap_dispatch(p, cnt, agent_take, (unsigned char *)&b);
 	if (r == 0 && b.n == 0 && wait_ms > 0) {
 		struct pollfd pfd = {pcap_get_selectable_fd(p), POLLIN, 0};
-		if (poll(&pfd, 1, wait_ms) != 0) {
-			// Readable, an error to report, or EINTR: dispatch says which.
-			r = pcap_dispatch(p, cnt, agent_take, (unsigned char *)&b);
-		}
+		// Readable, timed out, an error to report, or EINTR: dispatch
+		// says which, and a fresh look at an empty ring says it is
+		// empty now.
+		poll(&pfd, 1, wait_ms);
+		*checked = agent_now();
+		r = pcap_dispatch(p, cnt, agent_take, (unsigned char *)&b);
 	}
 	*used = b.used;
 	*lost = b.lost;
@@ -109,6 +123,9 @@ type ringReader struct {
 	// The last batch: packets n, their bytes at offsets in buf.
 	n    int
 	lost int // packets consumed from the ring that did not fit (not expected)
+	// checked is when the read last looked at the ring (Unix ns); when n
+	// is 0, the ring held nothing the kernel had handed over by then.
+	checked int64
 }
 
 // errHandleLayout reports a gopacket whose pcap.Handle no longer keeps
@@ -167,9 +184,11 @@ func (r *ringReader) read(limit int) (int, error) {
 		cnt = C.int(limit)
 	}
 	var used, lost C.int
+	var checked C.int64_t
 	n := C.agent_dispatch(r.p, cnt, (*C.uchar)(unsafe.Pointer(&r.buf[0])), C.int(len(r.buf)), C.int(r.room),
-		&r.pkts[0], C.int(len(r.pkts)), C.int(readTimeout.Milliseconds()), &used, &lost)
+		&r.pkts[0], C.int(len(r.pkts)), C.int(readTimeout.Milliseconds()), &used, &lost, &checked)
 	r.lost = int(lost)
+	r.checked = int64(checked)
 	if n < 0 {
 		r.n = 0
 		return 0, fmt.Errorf("%s", C.GoString(C.pcap_geterr(r.p)))
