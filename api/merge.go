@@ -90,10 +90,14 @@ type merger struct {
 	// expected is how many sources the batch allowance is shared by.
 	expected int
 
-	runs      runHeap   // batches with packets to write, by next timestamp
-	held      int       // batches in runs
-	newest    int64     // newest timestamp written
-	unflushed time.Time // when the output's oldest unflushed packet was written
+	runs runHeap // batches with packets to write, by next timestamp
+	held int     // batches in runs
+	// floor, until floorUntil, caps the merge for targets still opening
+	// (see holdBack); zero floorUntil: none.
+	floor      int64
+	floorUntil time.Time
+	newest     int64     // newest timestamp written
+	unflushed  time.Time // when the output's oldest unflushed packet was written
 }
 
 // newMerger merges srcs into out, by timestamp when ordered. It sizes the
@@ -117,6 +121,24 @@ func (m *merger) join(s *source) {
 	m.srcs = append(m.srcs, s)
 	s.maxBatches = batchesEach(max(len(m.srcs), m.expected))
 }
+
+// openHoldBack bounds how long the session's targets still opening hold
+// the merge back (see holdBack): a target slower to open than that joins
+// late, and those of its first packets older than what was written by
+// then are counted out of order.
+const openHoldBack = time.Second
+
+// holdBack caps the merge at floor until until, or until release: the
+// session's targets still opening will deliver packets from when their
+// capture opened, no older than floor (when the opens began, less
+// openedSlack), and the packets of the sources already running that are
+// newer must wait for them, or the file would not be in time order.
+func (m *merger) holdBack(floor int64, until time.Time) {
+	m.floor, m.floorUntil = floor, until
+}
+
+// release ends a holdBack: every target opened, failed, or was given up.
+func (m *merger) release() { m.floorUntil = time.Time{} }
 
 // expect sizes the batch allowance of the sources, before their readers
 // start, for n sources in all: targets still opening get the same share
@@ -296,10 +318,18 @@ func (m *merger) writeHeld(now time.Time, flushAll bool) (time.Time, error) {
 }
 
 // limit returns the smallest watermark of the sources in the merge, after
-// taking out those that timed out, and when the next would time out.
+// taking out those that timed out, capped by a holdBack, and when the
+// next would time out or the holdBack end.
 func (m *merger) limit(now time.Time) (int64, time.Time) {
 	limit := int64(math.MaxInt64)
 	var due time.Time
+	if !m.floorUntil.IsZero() {
+		if now.Before(m.floorUntil) {
+			limit, due = m.floor, m.floorUntil
+		} else {
+			m.floorUntil = time.Time{}
+		}
+	}
 	for _, s := range m.srcs {
 		if s.finished || s.late {
 			continue

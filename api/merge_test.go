@@ -536,3 +536,38 @@ func TestMergerOpenedSourceDoesNotStallTheMerge(t *testing.T) {
 		t.Errorf("out of order: a %d, b %d; want none", r.srcs["a"].outOfOrder[0], b.outOfOrder[0])
 	}
 }
+
+// TestMergerHoldsBackForTargetsOpening: while the session's targets
+// still open, the packets of the running sources newer than when the
+// opens began (less openedSlack) wait, so that what the late ones capture
+// does not fall behind them; up to a bound, or until every target is in.
+func TestMergerHoldsBackForTargetsOpening(t *testing.T) {
+	r := newMergeRig(t, true, "a")
+	now := time.Now()
+	until := now.Add(openHoldBack)
+	r.m.holdBack(r.ms(100), until)
+	r.add(r.batch("a", now, 400, 50, 150, 300))
+	r.emit(now, false)
+	// Once the output is flushed, the next emit is due when the
+	// hold-back ends.
+	if due := r.emit(now.Add(flushDelay), false); !due.Equal(until) {
+		t.Errorf("next emit due %v after now, want the hold-back's end (%v)", due.Sub(now), openHoldBack)
+	}
+	r.wantWritten("a@50")
+	r.emit(now.Add(openHoldBack/2), false)
+	r.wantWritten("a@50")
+	r.m.release() // every target opened
+	r.emit(now.Add(openHoldBack/2), false)
+	r.wantWritten("a@50", "a@150", "a@300")
+
+	// A target that takes longer than the bound no longer holds it.
+	r.m.holdBack(r.ms(350), until)
+	r.add(r.batch("a", now, 700, 600))
+	r.emit(now, false)
+	r.wantWritten("a@50", "a@150", "a@300")
+	r.emit(until, false)
+	r.wantWritten("a@50", "a@150", "a@300", "a@600")
+	if n := r.outOfOrder(); n != 0 {
+		t.Errorf("%d out of order", n)
+	}
+}

@@ -358,6 +358,7 @@ type openResult struct {
 // within OpenTimeout of starting, and never wait for a reader: results
 // holds every result. Whoever takes n to 0 has taken them all.
 type opens struct {
+	started time.Time // when the opens began
 	results chan openResult
 	n       int                // results not taken yet
 	pending map[int]Target     // not taken yet, by index
@@ -368,7 +369,7 @@ type opens struct {
 // for its capture's interface announcement.
 func (s *Session) startOpens(ctx context.Context) *opens {
 	ctx, cancel := context.WithCancel(ctx)
-	op := &opens{results: make(chan openResult, len(s.Targets)), n: len(s.Targets),
+	op := &opens{started: time.Now(), results: make(chan openResult, len(s.Targets)), n: len(s.Targets),
 		pending: make(map[int]Target, len(s.Targets)), cancel: cancel}
 	sem := make(chan struct{}, s.MaxOpen)
 	for i, t := range s.Targets {

@@ -68,6 +68,12 @@ func (st *stream) run(ctx context.Context, stop <-chan struct{}) (string, string
 		}
 	})
 	st.m.expect(len(st.srcs) + st.op.n)
+	if st.op.n > 0 {
+		// The targets still opening capture from when they open: what the
+		// running sources have that is newer waits for them, a bounded
+		// time.
+		st.m.holdBack(st.op.started.Add(-openedSlack).UnixNano(), st.op.started.Add(openHoldBack))
+	}
 	defer st.readers.Wait()
 	for _, src := range st.srcs {
 		st.startReader(src)
@@ -195,6 +201,7 @@ func (st *stream) beginStop(why string) {
 	// Targets still opening are given up, not waited for (up to
 	// OpenTimeout): each is reported not-started.
 	st.op.cancel()
+	st.m.release()
 	st.f.stop()
 	for _, src := range st.srcs {
 		src.capture.Stop()
@@ -280,6 +287,8 @@ func (st *stream) opened(r openResult) {
 	st.op.took(r)
 	if st.op.n == 0 {
 		st.opening = nil
+		st.m.release()
+		defer st.flush(time.Now(), false)
 	}
 	st.f.opened(r.opened)
 	switch {
