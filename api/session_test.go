@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -15,6 +16,7 @@ import (
 	"github.com/gopacket/gopacket/pcapgo"
 	"golang.org/x/crypto/ssh"
 
+	"code.cloudfoundry.org/pcap/internal/syncbuf"
 	"code.cloudfoundry.org/pcap/tunnel"
 	"code.cloudfoundry.org/pcap/tunnel/agentproto"
 	"code.cloudfoundry.org/pcap/tunnel/capturecmd"
@@ -355,6 +357,9 @@ func TestSessionStreamsBeforeEveryTargetOpened(t *testing.T) {
 	}
 	read := make(chan []pkt, 1)
 	names := make(chan []string, 1)
+	// The stop waits for web/2's refusal to be reported: it comes after
+	// the hold like web/1's packets, and either may be first.
+	stderr := &statusWatch{prefix: "pcap: web/2: failed ", seen: make(chan struct{})}
 	go func() {
 		defer io.Copy(io.Discard, pr)
 		var got []pkt
@@ -382,16 +387,20 @@ func TestSessionStreamsBeforeEveryTargetOpened(t *testing.T) {
 			case 1:
 				close(hold) // the first packet came before the others opened
 			case 5 + 3:
+				select {
+				case <-stderr.seen:
+				case <-time.After(10 * time.Second):
+					t.Error("web/2's failure was not reported within 10s of the last packet")
+				}
 				close(stop)
 			}
 		}
 	}()
-	var stderr bytes.Buffer
 	res, _, err := func() (Result, string, error) {
 		defer pw.Close()
 		return runTestSessionWith(t, agents, stop, func(s *Session) {
 			s.Out = pw
-			s.Status = capturecmd.NewStatus(&stderr)
+			s.Status = capturecmd.NewStatus(stderr)
 			s.ReorderWindow = time.Second
 		})
 	}()
@@ -603,4 +612,20 @@ func TestSessionStopBeforeStreaming(t *testing.T) {
 			}
 		})
 	}
+}
+
+// statusWatch collects status lines and closes seen once a line starting
+// with prefix was written (capturecmd.Status writes a line at a time).
+type statusWatch struct {
+	syncbuf.Buffer
+	prefix string
+	seen   chan struct{}
+	once   sync.Once
+}
+
+func (w *statusWatch) Write(p []byte) (int, error) {
+	if bytes.HasPrefix(p, []byte(w.prefix)) {
+		defer w.once.Do(func() { close(w.seen) })
+	}
+	return w.Buffer.Write(p)
 }
