@@ -51,13 +51,26 @@ func TestSecurityAgentSpoofedGUIDHasNoEffect(t *testing.T) {
 	testenv.RequireRoot(t)
 	t.Parallel()
 	s := agStart(t, agentOptions{})
-	victimGUID := agGUID(t)
 	attacker := newContainer(t, s.Agent.NetnsDir, agGUID(t))
-	inAttacker := spoofer(t, attacker.NS, victimGUID)
-	onHost := spoofer(t, nil, victimGUID)
-	victim := newContainer(t, s.Agent.NetnsDir, victimGUID)
-	if vp := victim.Init.Cmd.Process.Pid; vp < inAttacker || vp < onHost {
-		t.Fatalf("precondition: victim pid %d is lower than the spoofers' %d and %d", vp, inAttacker, onHost)
+	// The spoofers must have the lower PIDs: started first, they do,
+	// unless the PIDs wrapped around (pid_max) in between; then the
+	// scene is set again with a new victim GUID, once the PIDs have
+	// started from the bottom again. (What a failed try started is
+	// stopped at the end and claims a GUID nothing captures.)
+	var victim *container
+	for try := 1; ; try++ {
+		victimGUID := agGUID(t)
+		inAttacker := spoofer(t, attacker.NS, victimGUID)
+		onHost := spoofer(t, nil, victimGUID)
+		victim = newContainer(t, s.Agent.NetnsDir, victimGUID)
+		vp := victim.Init.Cmd.Process.Pid
+		if vp > inAttacker && vp > onHost {
+			break
+		}
+		if try == 3 {
+			t.Fatalf("precondition: victim pid %d is lower than the spoofers' %d and %d in 3 tries", vp, inAttacker, onHost)
+		}
+		t.Logf("PIDs wrapped around: victim %d, spoofers %d and %d; again", vp, inAttacker, onHost)
 	}
 
 	capt := agOpen(t, s.Client, agContainerReq(victim, "udp"))
