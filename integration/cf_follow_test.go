@@ -52,6 +52,10 @@ func (e *cfEnv) running(c *cfContainer) cc.Instance {
 // interfaces, the old web/1 ends as instance-gone, and the capture ends
 // stopped with exit 0 and exact per-interface counts. A --no-follow
 // capture running alongside sees no join.
+// followed matches the status lines of a capture that followed its
+// targets: one joining, one gone.
+var followed = regexp.MustCompile(`(?m)^pcap: \S+: (joined|gone) `)
+
 func TestCFFollowScaleAndRestart(t *testing.T) {
 	testenv.RequireRoot(t)
 	t.Parallel()
@@ -115,7 +119,9 @@ func TestCFFollowScaleAndRestart(t *testing.T) {
 
 	// The --no-follow capture kept its starting set: what web/1 and web/2
 	// sent after the change never reached it, and nothing joined.
-	if strings.Contains(q.Output(), "joined") || strings.Contains(q.Output(), " gone ") {
+	// (Its own stop may say the cf CLI "has gone away": the cf CLI dies
+	// of the Ctrl-C too, and either stop is one.)
+	if followed.MatchString(q.Output()) {
 		t.Errorf("--no-follow capture followed:\n%s", q.Output())
 	}
 	q.WaitLine(t, regexp.MustCompile(`^pcap: summary: stopped sources=2 packets=18 `), time.Second)
@@ -123,5 +129,20 @@ func TestCFFollowScaleAndRestart(t *testing.T) {
 	want = map[string]int{"web/0:eth0": 12, "web/1:eth0": 6}
 	if fmt.Sprint(per) != fmt.Sprint(want) {
 		t.Errorf("--no-follow: packets per interface = %v, want %v\n%s", per, want, q.Output())
+	}
+}
+
+// TestFollowedMatchesOnlyFollowLines: the --no-follow check once failed
+// on the client's own stop line, which says the cf CLI "has gone away".
+func TestFollowedMatchesOnlyFollowLines(t *testing.T) {
+	for line, want := range map[string]bool{
+		`pcap: web/1: gone reason="no longer among the running instances"`:     true,
+		`pcap: web/2: joined interfaces=eth0 agent=127.0.0.11:37175`:           true,
+		`pcap: client: stopping reason="the cf CLI (pid 13355) has gone away"`: false,
+		`pcap: web/0: started interfaces=eth0 agent=127.0.0.10:37175`:          false,
+	} {
+		if got := followed.MatchString("pcap: summary: x\n" + line + "\n"); got != want {
+			t.Errorf("%q: followed %v, want %v", line, got, want)
+		}
 	}
 }
