@@ -66,7 +66,11 @@ func StopContext(parent context.Context, stderr io.Writer, watch *ParentWatch) (
 				return
 			case <-tick:
 				if getppid() != ppid {
-					fmt.Fprintf(stderr, "pcap: client: stopping reason=%s\n", strconv.Quote(fmt.Sprintf("%s (pid %d) has gone away", watch.Parent, ppid)))
+					reason, signalled := parentGoneReason(fmt.Sprintf("%s (pid %d) has gone away", watch.Parent, ppid), sigs)
+					if signalled {
+						signal.Stop(sigs) // a second signal acts at once
+					}
+					fmt.Fprintf(stderr, "pcap: client: stopping reason=%s\n", strconv.Quote(reason))
 					cancel()
 					return
 				}
@@ -80,5 +84,18 @@ func StopContext(parent context.Context, stderr io.Writer, watch *ParentWatch) (
 		<-done
 		stopTick()
 		signal.Stop(sigs)
+	}
+}
+
+// parentGoneReason is why a capture whose parent went away stops: a
+// signal to the whole process group (Ctrl-C, a closed terminal) also
+// ends the parent, and when it is already in, it is the better reason
+// (signalled says so).
+func parentGoneReason(gone string, sigs <-chan os.Signal) (reason string, signalled bool) {
+	select {
+	case s := <-sigs:
+		return s.String(), true
+	default:
+		return gone, false
 	}
 }

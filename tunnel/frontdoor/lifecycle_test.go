@@ -4,6 +4,7 @@ package frontdoor
 
 import (
 	"context"
+	"os"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -52,6 +53,20 @@ func TestStopContextOnParentGone(t *testing.T) {
 	}
 	if want := "pcap: client: stopping reason=\"the cf CLI (pid 4242) has gone away\"\n"; stderr.String() != want {
 		t.Errorf("stderr %q, want %q", stderr.String(), want)
+	}
+}
+
+// TestParentGoneReasonPrefersASignal: a signal to the group ends the
+// parent too; seen together, the signal is the reason given (a make
+// test series once saw "has gone away" after Ctrl-C to the group).
+func TestParentGoneReasonPrefersASignal(t *testing.T) {
+	sigs := make(chan os.Signal, 1)
+	if got, sig := parentGoneReason("the cf CLI (pid 7) has gone away", sigs); got != "the cf CLI (pid 7) has gone away" || sig {
+		t.Errorf("no signal: %q, %v", got, sig)
+	}
+	sigs <- syscall.SIGINT
+	if got, sig := parentGoneReason("the cf CLI (pid 7) has gone away", sigs); got != "interrupt" || !sig {
+		t.Errorf("with SIGINT in: %q, %v; want interrupt, true", got, sig)
 	}
 }
 
