@@ -58,7 +58,7 @@ func captureOnce(t *testing.T, ns *testenv.Netns, iface, dst string, noise, send
 		t.Fatal(err)
 	}
 	s := srcs[0]
-	defer s.h.Close()
+	defer s.close()
 
 	q := newQueue(4 << 20)
 	var stop atomic.Bool

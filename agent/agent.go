@@ -117,7 +117,7 @@ func (a *Agent) HandleChannel(ctx context.Context, conn *ssh.ServerConn, nc ssh.
 	}
 	closeSources := sync.OnceFunc(func() {
 		for _, s := range srcs {
-			s.h.Close()
+			s.close()
 		}
 	})
 	defer closeSources()
@@ -205,17 +205,12 @@ func (a *Agent) run(ctx context.Context, ch ssh.Channel, reqs <-chan *ssh.Reques
 	}()
 
 	// The writer drains q onto the channel until told the readers are done,
-	// and follows what it writes with a watermark, also while quiet.
+	// and follows what it writes with a watermark, also while quiet (a
+	// reader about to wait for its ring wakes it).
 	writerErr := make(chan error, 1)
 	finish := make(chan struct{})
 	go func() {
-		var quiet <-chan time.Time
-		if req.Watermarks {
-			t := time.NewTicker(watermarkEvery)
-			defer t.Stop()
-			quiet = t.C
-		}
-		writerErr <- newPump(q, w, srcs, req.Watermarks).run(finish, quiet)
+		writerErr <- newPump(q, w, srcs, req.Watermarks).run(finish)
 	}()
 
 	var timer <-chan time.Time
@@ -310,7 +305,12 @@ loop:
 }
 
 // flushEvery bounds how long written packets wait in the writer's buffer
-// while more keep coming; with nothing waiting, it is flushed at once.
+// while more keep coming. The buffer passes full SSH packets on by itself
+// (tunnel.Packer); the rest is flushed once nothing waits, right away
+// after a small batch (a quiet or slow source), and after a batch of a
+// packet or more at the next step (a reader about to wait for its ring
+// signals one), so a busy stream is not cut into a full and a short
+// packet per batch.
 const flushEvery = 10 * time.Millisecond
 
 // pump moves batches from the queue onto the writer, followed by a
@@ -329,15 +329,15 @@ func newPump(q *queue, w *writer, srcs []*source, watermarks bool) *pump {
 	return &pump{q: q, w: w, srcs: srcs, wm: newWatermarker(len(srcs)), watermarks: watermarks, spare: &batch{}}
 }
 
-// run writes what the queue holds whenever it signals, and a watermark
-// at each tick of quiet, until finish is closed (then it writes what is
-// left) or a write fails or reaches a limit. It returns that error.
-func (p *pump) run(finish <-chan struct{}, quiet <-chan time.Time) error {
+// run writes what the queue holds, and a watermark when it advanced,
+// whenever the queue signals (packets came, or a reader found its ring
+// empty or ended), until finish is closed (then it writes what is left)
+// or a write fails or reaches a limit. It returns that error.
+func (p *pump) run(finish <-chan struct{}) error {
 	for {
 		last := false
 		select {
 		case <-p.q.ready:
-		case <-quiet:
 		case <-finish:
 			last = true
 		}
@@ -348,8 +348,8 @@ func (p *pump) run(finish <-chan struct{}, quiet <-chan time.Time) error {
 }
 
 // step writes the queue's current batch. Writes are coalesced while more
-// packets wait, up to the writer's buffer or flushEvery; the last step,
-// and one that reaches a limit, flush what was written.
+// packets wait, and after a large batch, up to flushEvery (see there);
+// the last step, and one that reaches a limit, flush what was written.
 func (p *pump) step(last bool) error {
 	swapped := time.Now()
 	p.wm.checking(p.srcs)
@@ -367,7 +367,8 @@ func (p *pump) step(last bool) error {
 	if err == nil && p.watermarks {
 		err = p.wm.write(p.w)
 	}
-	if (err == nil && (last || !p.q.pending() || swapped.Sub(p.flushed) >= flushEvery)) || errors.Is(err, errLimit) {
+	idle := !p.q.pending() && len(full.buf) < tunnel.MaxPayload
+	if (err == nil && (last || idle || swapped.Sub(p.flushed) >= flushEvery)) || errors.Is(err, errLimit) {
 		if ferr := p.w.flush(); ferr != nil {
 			err = ferr
 		}
@@ -427,8 +428,9 @@ func collectStats(srcs []*source, w *writer, final bool, end, errMsg string) age
 }
 
 // Watermarks (format in tunnel/agentproto/control_watermark.go) let the API merge
-// agents by timestamp: after each batch, and every watermarkEvery while
-// quiet, the writer promises that no packet older than T follows.
+// agents by timestamp: after each batch, and each time a reader finds
+// its ring empty (at least every readTimeout while quiet), the writer
+// promises that no packet older than T follows.
 //
 // T is the minimum over the capture's sources of what each can still
 // deliver. A reader hands packets over in ring order, so a source's next
@@ -443,9 +445,8 @@ func collectStats(srcs []*source, w *writer, final bool, end, errMsg string) age
 // packets it has not read yet fall behind it, and a reader that ended no
 // longer holds it.
 const (
-	watermarkEvery = 25 * time.Millisecond
-	ringLatency    = 2*readTimeout + 50*time.Millisecond
-	reorderSlack   = time.Millisecond
+	ringLatency  = 2*readTimeout + 50*time.Millisecond
+	reorderSlack = time.Millisecond
 )
 
 // watermarker tracks what each source has delivered; owned by the writer.

@@ -43,7 +43,7 @@ func benchReadPath(b *testing.B, from, to *testenv.Netns, size int) {
 		b.Fatal(err)
 	}
 	s := srcs[0]
-	defer s.h.Close()
+	defer s.close()
 	sender := udpIn(b, from, ":0")
 	dst, _ := net.ResolveUDPAddr("udp", "10.98.0.2:7000")
 	payload := bytes.Repeat([]byte{'x'}, size)

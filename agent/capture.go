@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"io"
@@ -76,6 +75,13 @@ type kernelCounts struct {
 	Unread uint64
 }
 
+// close closes the source's handle and the reader's poller descriptor;
+// no read may be running.
+func (s *source) close() {
+	s.r.close()
+	s.h.Close()
+}
+
 func (s *source) snapshot() (kernelCounts, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -138,7 +144,7 @@ func openSources(o openOptions) ([]*source, error) {
 	})
 	if err != nil {
 		for _, s := range srcs {
-			s.h.Close()
+			s.close()
 		}
 		return nil, err
 	}
@@ -182,6 +188,7 @@ func openSource(idx int, name string, o openOptions) (*source, error) {
 	}
 	if isLoopback(name) {
 		if err := ignoreOutgoing(r.socket()); err != nil {
+			r.close()
 			h.Close()
 			return nil, tunnel.Reject(tunnel.CodeInternal, fmt.Sprintf("capture on %s: ignore outgoing copies: %v", name, err))
 		}
@@ -193,12 +200,13 @@ func openSource(idx int, name string, o openOptions) (*source, error) {
 	}
 	// Compile first, so a bad filter is refused with libpcap's own text.
 	if _, err := h.CompileBPFFilter(o.filter); err != nil {
+		r.close()
 		h.Close()
 		return nil, tunnel.Reject(tunnel.CodeBadFilter, fmt.Sprintf("filter does not compile on %s: %s", name, bpfMessage(err)))
 	}
 	s := &source{idx: idx, name: name, h: h, linkType: h.LinkType(), r: r}
 	if err := s.fence(kernelFilter(name, o.filter)); err != nil {
-		h.Close()
+		s.close()
 		return nil, tunnel.Reject(tunnel.CodeInternal, fmt.Sprintf("start capture on %s: %v", name, err))
 	}
 	return s, nil
@@ -290,18 +298,22 @@ func combineFilters(user, exclude string) string {
 // q.
 func (s *source) read(q *queue, stop *atomic.Bool) {
 	lastStats := time.Now()
+	// Before the reader waits for the ring, it tells the writer how far
+	// the source has been read: a quiet source's watermark moves on at
+	// the pace of its reader, without a timer of the writer's own.
+	idle := func(checked int64) {
+		s.checked.Store(checked)
+		q.signal()
+	}
 	// The stop flag is checked on every batch: under steady traffic reads
 	// never time out.
 	for !stop.Load() {
-		n, err := s.r.read(0)
+		n, err := s.r.read(0, idle)
 		if err != nil {
 			s.readFailed(err)
 			break
 		}
 		s.take(q)
-		if n == 0 {
-			s.checked.Store(s.r.checked)
-		}
 		if n == 0 || s.reads&^1023 != s.statsMark {
 			s.statsMark = s.reads &^ 1023
 			if now := time.Now(); now.Sub(lastStats) >= statsEvery {
@@ -312,6 +324,7 @@ func (s *source) read(q *queue, stop *atomic.Bool) {
 	}
 	s.drain(q)
 	s.checked.Store(math.MaxInt64) // nothing more will come
+	q.signal()
 }
 
 // take hands the ring batch just read to q, counting it.
@@ -354,7 +367,7 @@ func (s *source) drain(q *queue) {
 	target := func() uint64 { return s.pre + placed(*st) - s.prePlaced }
 	deadline := time.Now().Add(drainTime)
 	for s.reads < target() && time.Now().Before(deadline) {
-		if _, err := s.r.read(int(min(target()-s.reads, math.MaxInt32))); err != nil {
+		if _, err := s.r.read(int(min(target()-s.reads, math.MaxInt32)), nil); err != nil {
 			s.readFailed(err)
 			break
 		}
@@ -392,7 +405,7 @@ func (s *source) refreshStats() {
 // writer encodes batches from q as pcapng onto w. Not safe for concurrent
 // use; owned by one capture.
 type writer struct {
-	bw     *bufio.Writer
+	bw     *tunnel.Packer
 	ng     *pcapgo.NgWriter
 	limits agentproto.Limits
 
@@ -404,7 +417,7 @@ type writer struct {
 }
 
 func newWriter(w io.Writer, srcs []*source, snaplen int, filter string, limits agentproto.Limits) (*writer, error) {
-	bw := bufio.NewWriterSize(w, 64<<10)
+	bw := tunnel.NewPacker(w)
 	opts := pcapgo.NgWriterOptions{SectionInfo: pcapgo.NgSectionInfo{
 		Hardware:    runtime.GOARCH,
 		OS:          runtime.GOOS,

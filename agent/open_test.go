@@ -41,7 +41,7 @@ func TestOpenSourcesSideBySide(t *testing.T) {
 					continue
 				}
 				for _, s := range srcs {
-					s.h.Close()
+					s.close()
 				}
 			}
 		}()

@@ -14,6 +14,7 @@ import (
 	"github.com/gopacket/gopacket/layers"
 	"github.com/gopacket/gopacket/pcapgo"
 
+	"code.cloudfoundry.org/pcap/tunnel"
 	"code.cloudfoundry.org/pcap/tunnel/agentproto"
 )
 
@@ -270,4 +271,65 @@ func TestPumpCoalescesWhileBusyAndFlushesWhenIdle(t *testing.T) {
 	if got := w.packets[0].Load(); got != 2 {
 		t.Errorf("written = %d, want 2", got)
 	}
+}
+
+// TestPumpSendsFullPacketsOfALargeBatch: a batch of an SSH packet or more
+// reaches the channel as full 32 KiB writes even with nothing waiting;
+// the rest follows at the next step, which a reader about to wait for its
+// ring triggers, or once flushEvery passed.
+func TestPumpSendsFullPacketsOfALargeBatch(t *testing.T) {
+	srcs := []*source{{name: "eth0", linkType: layers.LinkTypeEthernet}}
+	out := &recordingWriter{}
+	w, err := newWriter(out, srcs, 65535, "", agentproto.Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := newQueue(1 << 20)
+	p := newPump(q, w, srcs, false)
+	header := out.total()
+
+	data := bytes.Repeat([]byte{'x'}, 1400)
+	n := 0
+	for ; n < 40; n++ { // about 58 KiB of blocks
+		put(q, 0, int64(n+1), data, len(data))
+	}
+	<-q.ready
+	p.flushed = time.Now() // keep flushEvery out of this step
+	if err := p.step(false); err != nil {
+		t.Fatal(err)
+	}
+	sent := out.total() - header
+	if sent == 0 || sent%tunnel.MaxPayload != 0 {
+		t.Fatalf("the large batch reached the channel as %d bytes, want whole %d byte packets", sent, tunnel.MaxPayload)
+	}
+	for i, s := range out.sizes[1:] {
+		if s != tunnel.MaxPayload {
+			t.Fatalf("write %d of %d bytes, want %d", i+1, s, tunnel.MaxPayload)
+		}
+	}
+	// The reader found its ring empty: an empty batch flushes the rest.
+	q.signal()
+	<-q.ready
+	if err := p.step(false); err != nil {
+		t.Fatal(err)
+	}
+	if want := header + n*epbLen(len(data)); out.total() != want {
+		t.Fatalf("after the next step %d bytes reached the channel, want %d", out.total(), want)
+	}
+}
+
+// recordingWriter notes the size of every write.
+type recordingWriter struct{ sizes []int }
+
+func (r *recordingWriter) Write(p []byte) (int, error) {
+	r.sizes = append(r.sizes, len(p))
+	return len(p), nil
+}
+
+func (r *recordingWriter) total() int {
+	n := 0
+	for _, s := range r.sizes {
+		n += s
+	}
+	return n
 }

@@ -2,10 +2,8 @@ package agent
 
 /*
 #cgo LDFLAGS: -lpcap
-#include <poll.h>
 #include <stdint.h>
 #include <string.h>
-#include <time.h>
 #include <pcap/pcap.h>
 
 // One packet copied out of the ring; mirrored by ringPkt.
@@ -48,34 +46,13 @@ static void agent_take(unsigned char *user, const struct pcap_pkthdr *h, const u
 	}
 }
 
-// agent_now is the wall clock in Unix nanoseconds, the kernel's packet
-// timestamps' clock.
-static int64_t agent_now(void) {
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 // agent_dispatch copies up to cnt packets (-1: what the ring holds) into
-// buf and pkts with pcap_dispatch on a non-blocking handle; when the ring
-// holds nothing, it waits up to wait_ms for a block and tries once more.
-// It returns the number of packets or a libpcap error; *lost counts
-// packets that did not fit. *checked is when the last dispatch began: if
-// it found nothing, every block the kernel had handed over by then was
-// read before.
-static int agent_dispatch(pcap_t *p, int cnt, unsigned char *buf, int cap, int room, agent_pkt *pkts, int max, int wait_ms, int *used, int *lost, int64_t *checked) {
+// buf and pkts with pcap_dispatch on a non-blocking handle, without
+// waiting. It returns the number of packets or a libpcap error; *lost
+// counts packets that did not fit.
+static int agent_dispatch(pcap_t *p, int cnt, unsigned char *buf, int cap, int room, agent_pkt *pkts, int max, int *used, int *lost) {
 	agent_batch b = {p, buf, cap, 0, room, pkts, max, 0, 0, 0};
-	*checked = agent_now();
 	int r = pcap_dispatch(p, cnt, agent_take, (unsigned char *)&b);
-	if (r == 0 && b.n == 0 && wait_ms > 0) {
-		struct pollfd pfd = {pcap_get_selectable_fd(p), POLLIN, 0};
-		// Readable, timed out, an error to report, or EINTR: dispatch
-		// says which, and a fresh look at an empty ring says it is
-		// empty now.
-		poll(&pfd, 1, wait_ms);
-		*checked = agent_now();
-		r = pcap_dispatch(p, cnt, agent_take, (unsigned char *)&b);
-	}
 	*used = b.used;
 	*lost = b.lost;
 	if (r >= 0 || r == PCAP_ERROR_BREAK) {
@@ -89,11 +66,15 @@ import "C"
 import (
 	"errors"
 	"fmt"
+	"os"
 	"reflect"
+	"syscall"
+	"time"
 	"unsafe"
 
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/pcap"
+	"golang.org/x/sys/unix"
 )
 
 // Ring batch sizes: one dispatch copies at most ringBatchBytes (or
@@ -111,10 +92,21 @@ type ringPkt = C.agent_pkt
 // one pcap_dispatch copy every packet the ring holds (up to a batch) into
 // a reusable buffer, instead of a cgo call, a lock and a copy per packet.
 // Not safe for concurrent use; the handle must not be closed while a read
-// runs.
+// runs, and close must be called when the handle is closed.
 type ringReader struct {
 	p     *C.pcap_t
 	nanos bool // timestamps are in nanoseconds, not microseconds
+
+	// wake is a duplicate of libpcap's socket registered with Go's
+	// network poller: a reader that found the ring empty parks on it
+	// like any goroutine waiting for the network, and the kernel wakes it
+	// when it hands a ring block over. (Waiting in poll(2) inside the cgo
+	// call held an OS thread in a system call for up to readTimeout; the
+	// runtime's sysmon never sleeps while one does, and takes its P back
+	// after 10 ms and then wakes every 20 µs for a while: most of an idle
+	// capture's CPU.)
+	wake *os.File
+	rc   syscall.RawConn
 
 	buf  []byte
 	pkts []ringPkt
@@ -151,10 +143,19 @@ func pcapPointer(h *pcap.Handle) (*C.pcap_t, error) {
 // non-blocking, which it must stay: blocking, libpcap waits for a
 // TPACKET_V3 block without a timeout, and the kernel never closes an
 // empty block, so a quiet capture could not notice a stop. ringReader
-// waits for the ring itself, up to readTimeout.
+// waits for the ring itself, in Go's network poller.
 func newRingReader(h *pcap.Handle) (*ringReader, error) {
 	p, err := pcapPointer(h)
 	if err != nil {
+		return nil, err
+	}
+	wake, err := pollable(int(C.pcap_get_selectable_fd(p)))
+	if err != nil {
+		return nil, err
+	}
+	rc, err := wake.SyscallConn()
+	if err != nil {
+		wake.Close()
 		return nil, err
 	}
 	room := int(C.pcap_snapshot(p))
@@ -164,11 +165,43 @@ func newRingReader(h *pcap.Handle) (*ringReader, error) {
 	return &ringReader{
 		p:     p,
 		nanos: h.Resolution() == gopacket.TimestampResolutionNanosecond,
+		wake:  wake,
+		rc:    rc,
 		buf:   make([]byte, max(ringBatchBytes, 2*room)),
 		pkts:  make([]ringPkt, ringBatchPkts),
 		room:  room,
 	}, nil
 }
+
+// pollable returns a duplicate of fd, libpcap's non-blocking socket,
+// registered with Go's network poller.
+func pollable(fd int) (*os.File, error) {
+	if fd < 0 {
+		return nil, errors.New("libpcap has no selectable descriptor")
+	}
+	fl, err := unix.FcntlInt(uintptr(fd), unix.F_GETFL, 0)
+	if err != nil {
+		return nil, fmt.Errorf("flags of libpcap's descriptor: %w", err)
+	}
+	if fl&unix.O_NONBLOCK == 0 {
+		return nil, errors.New("libpcap's descriptor is not non-blocking")
+	}
+	dup, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("duplicate libpcap's descriptor: %w", err)
+	}
+	f := os.NewFile(uintptr(dup), "pcap")
+	// Only a file in the poller takes a deadline.
+	if err := f.SetReadDeadline(time.Time{}); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("wait on libpcap's descriptor: %w", err)
+	}
+	return f, nil
+}
+
+// close releases the poller's duplicate of the socket; the handle's
+// owner closes the handle itself.
+func (r *ringReader) close() { r.wake.Close() }
 
 // socket is libpcap's packet socket descriptor of the handle: the handle
 // owns it. (Looked up by comparing the process's packet sockets before
@@ -177,18 +210,53 @@ func newRingReader(h *pcap.Handle) (*ringReader, error) {
 func (r *ringReader) socket() int { return int(C.pcap_get_selectable_fd(r.p)) }
 
 // read copies up to limit packets (0: no limit) into the batch and
-// returns how many; 0 when none came within the handle's timeout.
-func (r *ringReader) read(limit int) (int, error) {
+// returns how many. With nothing in the ring it waits up to readTimeout
+// for the kernel to hand a block over, and returns 0 if none came. Each
+// time it found the ring empty and is about to wait, it calls idle (if
+// not nil) with the time it looked.
+func (r *ringReader) read(limit int, idle func(checked int64)) (int, error) {
+	n, err := r.dispatch(limit)
+	if n > 0 || err != nil {
+		return n, err
+	}
+	if err := r.wake.SetReadDeadline(time.Now().Add(readTimeout)); err != nil {
+		return 0, fmt.Errorf("wait for the ring: %w", err)
+	}
+	// The poller forgets an earlier readiness before the first try, so a
+	// block handed over after a try that found nothing wakes the wait.
+	var derr error
+	werr := r.rc.Read(func(uintptr) bool {
+		n, derr = r.dispatch(limit)
+		if n > 0 || derr != nil {
+			return true
+		}
+		if idle != nil {
+			idle(r.checked)
+		}
+		return false
+	})
+	switch {
+	case derr != nil:
+		return 0, derr
+	case werr != nil && !errors.Is(werr, os.ErrDeadlineExceeded):
+		return 0, fmt.Errorf("wait for the ring: %w", werr)
+	}
+	return n, nil
+}
+
+// dispatch copies what the ring holds, up to limit packets (0: no
+// limit), without waiting, and notes when it looked.
+func (r *ringReader) dispatch(limit int) (int, error) {
 	cnt := C.int(-1)
 	if limit > 0 && limit < len(r.pkts) {
 		cnt = C.int(limit)
 	}
 	var used, lost C.int
-	var checked C.int64_t
+	checked := time.Now().UnixNano()
 	n := C.agent_dispatch(r.p, cnt, (*C.uchar)(unsafe.Pointer(&r.buf[0])), C.int(len(r.buf)), C.int(r.room),
-		&r.pkts[0], C.int(len(r.pkts)), C.int(readTimeout.Milliseconds()), &used, &lost, &checked)
+		&r.pkts[0], C.int(len(r.pkts)), &used, &lost)
 	r.lost = int(lost)
-	r.checked = int64(checked)
+	r.checked = checked
 	if n < 0 {
 		r.n = 0
 		return 0, fmt.Errorf("%s", C.GoString(C.pcap_geterr(r.p)))

@@ -1,7 +1,6 @@
 package api
 
 import (
-	"bufio"
 	"encoding/binary"
 	"fmt"
 	"io"
@@ -15,6 +14,7 @@ import (
 	"github.com/gopacket/gopacket/layers"
 	"github.com/gopacket/gopacket/pcapgo"
 
+	"code.cloudfoundry.org/pcap/tunnel"
 	"code.cloudfoundry.org/pcap/tunnel/capturecmd"
 )
 
@@ -47,7 +47,7 @@ type InterfaceCounts struct {
 // packets out.
 type Output struct {
 	format string
-	bw     *bufio.Writer
+	bw     *tunnel.Packer
 	ng     *pcapgo.NgWriter
 	pc     *pcapgo.Writer
 	ifaces []OutputInterface
@@ -92,7 +92,7 @@ func NewOutputHeader(w io.Writer, format string, ifaces []OutputInterface, hdr O
 	if len(ifaces) == 0 {
 		return nil, fmt.Errorf("api: output with no interfaces")
 	}
-	o := &Output{format: format, bw: bufio.NewWriterSize(w, 64<<10), ifaces: ifaces}
+	o := &Output{format: format, bw: tunnel.NewPacker(w), ifaces: ifaces}
 	switch format {
 	case capturecmd.FormatPcap:
 		snap := uint32(0)
