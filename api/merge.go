@@ -7,32 +7,35 @@ import (
 	"time"
 )
 
-// batchBytes is the size of a batch buffer (larger for a larger block).
-// A source starts with one batch and allocates more as the merger holds
-// them, up to its share of mergeBudget, between minBatches and maxBatches.
-// Together they bound the API's packet memory per capture.
+// batchBytes is the largest size of a batch buffer (larger only for a
+// larger block). A source starts with batches of firstBatchBytes and
+// doubles the size of those it takes next each time a read fills all the
+// room a batch offered, up to batchBytes: a quiet or slow source (one of
+// fifty in a capture) holds a few small buffers, a busy one reads in large
+// chunks. A source starts with one batch and allocates more as the merger
+// holds them, up to its share of mergeBudget, between minBatches and
+// maxBatches. Together they bound the API's packet memory per capture.
 const (
-	batchBytes  = 128 << 10
-	smallBatch  = 16 << 10 // joins the last held batch of its source
-	mergeBudget = 24 << 20
-	minBatches  = 4
-	maxBatches  = 64
+	batchBytes      = 128 << 10
+	firstBatchBytes = 32 << 10
+	smallBatch      = 16 << 10 // joins the last held batch of its source
+	mergeBudget     = 24 << 20
+	minBatches      = 4
+	maxBatches      = 64
 )
 
 // watermarkTimeout is how long the api may wait for anything from a
-// source's agent (which sends a watermark at least every 25 ms) before the
+// source's agent (which sends a watermark at least every 50 ms) before the
 // merge stops waiting for it: one hung agent cannot stall the live stream.
 // It is reported, and taken back into the merge when it sends again.
 const watermarkTimeout = 2 * time.Second
 
-// The output is flushed to the client when flushBytes are buffered, when
-// its oldest unflushed packet has waited flushDelay, or at the end: one
-// channel write per handful of small batches instead of one per batch
-// (each is an SSH packet, encrypted, and a syscall).
-const (
-	flushBytes = 32 << 10
-	flushDelay = 5 * time.Millisecond
-)
+// The output passes full SSH packets (32 KiB) on to the client as they
+// fill (tunnel.Packer), and the rest when its oldest unflushed packet has
+// waited flushDelay, or at the end: one channel write per handful of
+// small batches instead of one per batch (each is an SSH packet,
+// encrypted, and a syscall).
+const flushDelay = 5 * time.Millisecond
 
 // interfaceSlack is how far back in time the kernel may deliver a packet
 // after a newer one on the same interface (the agent allows the same).
@@ -278,7 +281,7 @@ func (m *merger) emit(now time.Time, flushAll bool) (time.Time, error) {
 	if m.unflushed.IsZero() {
 		m.unflushed = now
 	}
-	if flushAll || m.out.Buffered() >= flushBytes || now.Sub(m.unflushed) >= flushDelay {
+	if flushAll || now.Sub(m.unflushed) >= flushDelay {
 		m.unflushed = time.Time{}
 		return due, m.out.Flush()
 	}

@@ -40,6 +40,7 @@ type source struct {
 	free       chan *batch
 	maxBatches int
 	owned      int    // batches allocated; reader goroutine
+	batchSize  int    // capacity of the batches it takes next; reader goroutine
 	cur        *batch // owned by the reader goroutine
 	sentWm     int64  // newest watermark handed over; reader goroutine
 	// waitingSince is when the reader began waiting for the agent to send
@@ -83,6 +84,7 @@ func newSource(t Target, agent *tunnel.Client, c *agentproto.Capture, ifaces []a
 		t: t, agent: agent, capture: c, ifaces: ifaces, firstOut: firstOut, started: now,
 		free:       make(chan *batch, maxBatches),
 		maxBatches: minBatches,
+		batchSize:  firstBatchBytes,
 		delivered:  make([]uint64, len(ifaces)),
 		outOfOrder: make([]uint64, len(ifaces)),
 		newest:     make([]int64, len(ifaces)),
@@ -118,23 +120,33 @@ func (s *source) dropIfDone() {
 }
 
 // take returns a free batch, allocating one while the source owns fewer
-// than maxBatches, or waits for the merger to return one.
+// than maxBatches, or waits for the merger to return one. Its buffer
+// holds at least batchSize bytes.
 func (s *source) take(abort <-chan struct{}) (*batch, error) {
 	select {
 	case b := <-s.free:
-		return b, nil
+		return s.sized(b), nil
 	default:
 	}
 	if s.owned < s.maxBatches {
 		s.owned++
-		return &batch{src: s, buf: make([]byte, 0, batchBytes)}, nil
+		return &batch{src: s, buf: make([]byte, 0, s.batchSize)}, nil
 	}
 	select {
 	case b := <-s.free:
-		return b, nil
+		return s.sized(b), nil
 	case <-abort:
 		return nil, errAborted
 	}
+}
+
+// sized gives a returned batch a buffer of batchSize if its own is
+// smaller: the source has grown busier since it was made.
+func (s *source) sized(b *batch) *batch {
+	if cap(b.buf) < s.batchSize {
+		b.buf = make([]byte, 0, s.batchSize)
+	}
+	return b
 }
 
 // read copies packets from the agent's stream into batches and sends them
@@ -211,16 +223,20 @@ func (s *source) readLoop(r io.Reader, out chan<- *batch, abort <-chan struct{})
 			}
 			nb := s.cur
 			if want := max(need, len(tail)) + minRead; cap(nb.buf) < want {
-				nb.buf = make([]byte, 0, max(batchBytes, want))
+				nb.buf = make([]byte, 0, max(s.batchSize, want))
 			}
 			nb.buf = append(nb.buf[:0], tail...) // may overlap when nb == b
 			parsed = 0
 		}
 		b = s.cur
 		s.waitingSince.Store(time.Now().UnixNano())
+		room := cap(b.buf) - len(b.buf)
 		n, err := r.Read(b.buf[len(b.buf):cap(b.buf)])
 		s.waitingSince.Store(0)
 		b.buf = b.buf[:len(b.buf)+n]
+		if n == room && s.batchSize < batchBytes {
+			s.batchSize *= 2 // more was waiting: read in larger chunks
+		}
 		if err != nil && n == 0 {
 			if errors.Is(err, io.EOF) && len(b.buf) > parsed {
 				err = io.ErrUnexpectedEOF

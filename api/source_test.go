@@ -110,7 +110,7 @@ func TestSourceReadsAgentStream(t *testing.T) {
 	if len(got) != 6 || got[0] != "one" || got[1] != "two" || got[4][0] != 'z' || got[5] != "four" {
 		t.Errorf("packets = %.20q", got)
 	}
-	// 180 kB read into 128 KiB batches, handed over before each read.
+	// 180 kB read into batches of 32 to 128 KiB, handed over before each read.
 	if batches < 2 || batches > 6 {
 		t.Errorf("%d batches handed over, want 2..6", batches)
 	}
@@ -356,5 +356,68 @@ func TestSourceDeliversWhatPrecedesABadPacket(t *testing.T) {
 	}
 	if s.received[0] != 1 || s.received[1] != 0 {
 		t.Errorf("received = %v, want [1 0]", s.received)
+	}
+}
+
+// trickle returns at most n bytes per Read: an agent whose stream comes
+// in small pieces, a little at a time.
+type trickle struct {
+	r io.Reader
+	n int
+}
+
+func (t trickle) Read(p []byte) (int, error) { return t.r.Read(p[:min(len(p), t.n)]) }
+
+// A slow source (one of fifty in a capture) keeps small batch buffers; a
+// busy one, whose reads fill what a batch offers, reads into larger ones.
+func TestSourceBatchesGrowOnlyWhenBusy(t *testing.T) {
+	stream := func() *agentStream {
+		a := newAgentStream(t, twoIfaces...)
+		t0 := time.Unix(1700000000, 0)
+		for i := range 400 {
+			a.packet(0, t0.Add(time.Duration(i)), bytes.Repeat([]byte{byte(i)}, 1400))
+		}
+		return a
+	}
+	caps := func(r io.Reader) (*source, map[int]int) {
+		s := newSource(Target{Name: "lb/0"}, nil, nil, twoIfaces, 0)
+		out := make(chan *batch)
+		abort := make(chan struct{})
+		done := make(chan error, 1)
+		go func() { done <- s.readLoop(r, out, abort) }()
+		seen := map[int]int{}
+		for {
+			select {
+			case b := <-out:
+				seen[cap(b.buf)]++
+				s.release(b)
+			case err := <-done:
+				if !errors.Is(err, io.EOF) {
+					t.Fatalf("reader error = %v, want io.EOF", err)
+				}
+				return s, seen
+			case <-time.After(10 * time.Second):
+				close(abort)
+				t.Fatal("reader did not end within 10s")
+			}
+		}
+	}
+
+	slow, seen := caps(trickle{&stream().buf, 2000})
+	if slow.batchSize != firstBatchBytes {
+		t.Errorf("slow source: batch size grew to %d, want %d", slow.batchSize, firstBatchBytes)
+	}
+	for c := range seen {
+		if c != firstBatchBytes {
+			t.Errorf("slow source: batches of %d bytes %v, want only %d", c, seen, firstBatchBytes)
+		}
+	}
+
+	busy, seen := caps(&stream().buf)
+	if busy.batchSize != batchBytes {
+		t.Errorf("busy source: batch size %d, want %d", busy.batchSize, batchBytes)
+	}
+	if seen[batchBytes] == 0 {
+		t.Errorf("busy source: no batch of %d bytes among %v", batchBytes, seen)
 	}
 }
