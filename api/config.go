@@ -56,6 +56,15 @@ type Config struct {
 	// loopback address, for an operator on the VM (default "": off). See
 	// package debugserver.
 	DebugListen string `yaml:"debug_listen"`
+	// MemoryLimit is the soft limit on pcap-api's Go memory in bytes
+	// (runtime/debug.SetMemoryLimit): the garbage collector works harder
+	// as the heap nears it, so freed batch and SSH buffers are reused or
+	// returned to the system instead of piling up to twice the live heap.
+	// 0 (default): automatic, MemoryLimitFor the captures running, moved
+	// as they start and end, unless GOMEMLIMIT is set in the environment;
+	// -1: none. It is soft: memory in use is never refused, at worst
+	// collected more often.
+	MemoryLimit int64 `yaml:"memory_limit"`
 }
 
 // AgentsConfig says how the API reaches agents.
@@ -289,6 +298,9 @@ func (c Config) Validate() error {
 	}
 	addr("listen", c.Listen, false)
 	addr("http_listen", c.HTTPListen, true)
+	if c.MemoryLimit < -1 || c.MemoryLimit > 0 && c.MemoryLimit < minMemoryLimit {
+		errs = append(errs, fmt.Errorf("memory_limit %d: want 0 (automatic), -1 (none) or at least %d bytes", c.MemoryLimit, minMemoryLimit))
+	}
 	if c.DebugListen != "" {
 		if err := debugserver.CheckAddr(c.DebugListen); err != nil {
 			errs = append(errs, fmt.Errorf("debug_listen %q: %w", c.DebugListen, err))

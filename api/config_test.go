@@ -49,6 +49,7 @@ stop_timeout: 5s
 drain_delay: 4s
 log_level: debug
 debug_listen: "[::1]:17222"
+memory_limit: 100000000
 agents:
   client_key_file: /k/client
   host_key_fingerprints: ["SHA256:abc"]
@@ -70,7 +71,7 @@ static:
 	if err != nil {
 		t.Fatalf("ParseConfig: %v", err)
 	}
-	if c.Listen != "127.0.0.1:2200" || c.HTTPListen != "" || c.DebugListen != "[::1]:17222" || c.ReorderWindow != 0 || c.StopTimeout != 5*time.Second || c.DrainDelay != 4*time.Second ||
+	if c.Listen != "127.0.0.1:2200" || c.HTTPListen != "" || c.DebugListen != "[::1]:17222" || c.MemoryLimit != 100000000 || c.ReorderWindow != 0 || c.StopTimeout != 5*time.Second || c.DrainDelay != 4*time.Second ||
 		c.Agents.Port != 9595 || c.Agents.DialTimeout != 3*time.Second || c.Agents.IdleTimeout != 90*time.Second || c.Agents.HostKeyFingerprints[0] != "SHA256:abc" ||
 		c.Limits != (LimitsConfig{MaxCaptures: 2, MaxCapturesPerUser: 1, MaxTargets: 7, MaxDuration: 10 * time.Minute,
 			MaxSessionsPerConnection: 2, ExecTimeout: 3 * time.Second}) ||
@@ -85,6 +86,7 @@ func TestParseConfigEveryErrorAtOnce(t *testing.T) {
 listen: nowhere
 http_listen: also-nowhere
 debug_listen: "10.0.0.5:17222"
+memory_limit: 1000
 agents:
   port: 0
   dial_timeout: -1s
@@ -110,6 +112,7 @@ static:
 		`api: invalid config: listen "nowhere": address nowhere: missing port in address`,
 		`http_listen "also-nowhere": address also-nowhere: missing port in address`,
 		`debug_listen "10.0.0.5:17222": "10.0.0.5": not a loopback address (127.0.0.1, ::1 or localhost)`,
+		"memory_limit 1000: want 0 (automatic), -1 (none) or at least 33554432 bytes",
 		"host_key_file is required",
 		"agents.client_key_file is required",
 		"agents.host_keys_file or agents.host_key_fingerprints is required (agents are pinned)",

@@ -82,6 +82,10 @@ type API struct {
 	FollowInterval time.Duration
 	// Version is pcap-api's, recorded in each capture's section header.
 	Version string
+	// OnCaptures, if set, is called with the number of captures running
+	// each time it changes (with the API's lock held: it must not block).
+	// pcap-api moves its automatic memory limit with it.
+	OnCaptures func(running int)
 
 	mu      sync.Mutex
 	active  int
@@ -482,6 +486,9 @@ func (a *API) acquire(id *Identity) (func(), error) {
 	if a.Metrics != nil {
 		a.Metrics.CapturesActive.Inc()
 	}
+	if a.OnCaptures != nil {
+		a.OnCaptures(a.active)
+	}
 	return func() {
 		a.mu.Lock()
 		defer a.mu.Unlock()
@@ -491,6 +498,9 @@ func (a *API) acquire(id *Identity) (func(), error) {
 		}
 		if a.Metrics != nil {
 			a.Metrics.CapturesActive.Dec()
+		}
+		if a.OnCaptures != nil {
+			a.OnCaptures(a.active)
 		}
 	}, nil
 }

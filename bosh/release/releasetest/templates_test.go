@@ -370,6 +370,7 @@ func TestAPITemplates(t *testing.T) {
 		props["listen_address"] = "10.0.2.5"
 		props["log_level"] = "warn"
 		props["debug_listen"] = "[::1]:17222"
+		props["memory_limit"] = 256 << 20
 		props["reorder_window"] = "0s"
 		props["stop_timeout"] = "14500ms"
 		props["drain_delay"] = "500ms"
@@ -383,7 +384,7 @@ func TestAPITemplates(t *testing.T) {
 			t.Errorf("cf_ca.crt %q", got)
 		}
 		got := check(t, r)
-		if got.Listen != "10.0.2.5:2022" || got.HTTPListen != "10.0.2.5:9090" || got.LogLevel != "warn" || got.DebugListen != "[::1]:17222" ||
+		if got.Listen != "10.0.2.5:2022" || got.HTTPListen != "10.0.2.5:9090" || got.LogLevel != "warn" || got.DebugListen != "[::1]:17222" || got.MemoryLimit != 256<<20 ||
 			got.ReorderWindow != 0 || got.StopTimeout != 14500*time.Millisecond || got.DrainDelay != 500*time.Millisecond ||
 			got.Limits != (api.LimitsConfig{MaxCaptures: 5, MaxCapturesPerUser: 2, MaxTargets: 10, MaxDuration: 10 * time.Minute,
 				MaxSessionsPerConnection: api.DefaultMaxSessions, ExecTimeout: api.DefaultExecTimeout}) ||
@@ -636,6 +637,7 @@ func TestAPITemplates(t *testing.T) {
 		{"follow_interval 100ms", func(p map[string]any) { p["follow_interval"] = "100ms" }, "follow_interval must be within 500ms..1m"},
 		{"bad log level", func(p map[string]any) { p["log_level"] = "loud" }, `log_level "loud" is not one of`},
 		{"debug server off loopback", func(p map[string]any) { p["debug_listen"] = "10.0.2.5:17222" }, `debug_listen "10.0.2.5:17222": "10.0.2.5": not a loopback address`},
+		{"memory limit too small", func(p map[string]any) { p["memory_limit"] = 1 << 20 }, "memory_limit 1048576: want 0 (automatic), -1 (none) or at least 33554432 bytes"},
 		{"bad client key", func(p map[string]any) {
 			p["agents"].(map[string]any)["client_key"] = map[string]any{"private_key": "not a key"}
 		}, "agent client key"},
