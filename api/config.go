@@ -56,14 +56,13 @@ type Config struct {
 	// loopback address, for an operator on the VM (default "": off). See
 	// package debugserver.
 	DebugListen string `yaml:"debug_listen"`
-	// MemoryLimit is the soft limit on pcap-api's Go memory in bytes
-	// (runtime/debug.SetMemoryLimit): the garbage collector works harder
-	// as the heap nears it, so freed batch and SSH buffers are reused or
-	// returned to the system instead of piling up to twice the live heap.
-	// 0 (default): automatic, MemoryLimitFor the captures running, moved
-	// as they start and end, unless GOMEMLIMIT is set in the environment;
-	// -1: none. It is soft: memory in use is never refused, at worst
-	// collected more often.
+	// MemoryLimit is a soft limit on pcap-api's Go memory in bytes
+	// (runtime/debug.SetMemoryLimit; default 0: none, or GOMEMLIMIT from
+	// the environment). Near it the garbage collector runs more often and
+	// hands freed memory back: it holds many slow sources in less memory,
+	// and costs CPU (and, on a loaded machine, packets) when a capture
+	// moves hundreds of MB/s through a heap kept close to its live size.
+	// Memory in use is never refused.
 	MemoryLimit int64 `yaml:"memory_limit"`
 }
 
@@ -298,8 +297,8 @@ func (c Config) Validate() error {
 	}
 	addr("listen", c.Listen, false)
 	addr("http_listen", c.HTTPListen, true)
-	if c.MemoryLimit < -1 || c.MemoryLimit > 0 && c.MemoryLimit < minMemoryLimit {
-		errs = append(errs, fmt.Errorf("memory_limit %d: want 0 (automatic), -1 (none) or at least %d bytes", c.MemoryLimit, minMemoryLimit))
+	if c.MemoryLimit != 0 && c.MemoryLimit < minMemoryLimit {
+		errs = append(errs, fmt.Errorf("memory_limit %d: want 0 (none) or at least %d bytes", c.MemoryLimit, minMemoryLimit))
 	}
 	if c.DebugListen != "" {
 		if err := debugserver.CheckAddr(c.DebugListen); err != nil {

@@ -112,7 +112,7 @@ static:
 		`api: invalid config: listen "nowhere": address nowhere: missing port in address`,
 		`http_listen "also-nowhere": address also-nowhere: missing port in address`,
 		`debug_listen "10.0.0.5:17222": "10.0.0.5": not a loopback address (127.0.0.1, ::1 or localhost)`,
-		"memory_limit 1000: want 0 (automatic), -1 (none) or at least 33554432 bytes",
+		"memory_limit 1000: want 0 (none) or at least 33554432 bytes",
 		"host_key_file is required",
 		"agents.client_key_file is required",
 		"agents.host_keys_file or agents.host_key_fingerprints is required (agents are pinned)",

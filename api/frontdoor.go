@@ -82,10 +82,6 @@ type API struct {
 	FollowInterval time.Duration
 	// Version is pcap-api's, recorded in each capture's section header.
 	Version string
-	// OnCaptures, if set, is called with the number of captures running
-	// each time it changes (with the API's lock held: it must not block).
-	// pcap-api moves its automatic memory limit with it.
-	OnCaptures func(running int)
 
 	mu      sync.Mutex
 	active  int
@@ -486,9 +482,6 @@ func (a *API) acquire(id *Identity) (func(), error) {
 	if a.Metrics != nil {
 		a.Metrics.CapturesActive.Inc()
 	}
-	if a.OnCaptures != nil {
-		a.OnCaptures(a.active)
-	}
 	return func() {
 		a.mu.Lock()
 		defer a.mu.Unlock()
@@ -498,9 +491,6 @@ func (a *API) acquire(id *Identity) (func(), error) {
 		}
 		if a.Metrics != nil {
 			a.Metrics.CapturesActive.Dec()
-		}
-		if a.OnCaptures != nil {
-			a.OnCaptures(a.active)
 		}
 	}, nil
 }

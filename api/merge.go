@@ -24,18 +24,9 @@ const (
 	maxBatches      = 64
 )
 
-// The automatic memory limit (Config.MemoryLimit 0): what an idle
-// pcap-api needs, and what one capture adds: its merge budget and the
-// SSH buffers of its agents' channels. A soft limit: a capture that holds
-// more is collected more often, never refused.
-const (
-	memoryBase       = 16 << 20
-	memoryPerCapture = 32 << 20
-	minMemoryLimit   = 32 << 20
-)
-
-// MemoryLimitFor is the automatic memory limit with n captures running.
-func MemoryLimitFor(n int) int64 { return memoryBase + int64(n)*memoryPerCapture }
+// minMemoryLimit is the smallest memory_limit pcap-api takes: below it
+// the collector would run all the time.
+const minMemoryLimit = 32 << 20
 
 // watermarkTimeout is how long the api may wait for anything from a
 // source's agent (which sends a watermark at least every 50 ms) before the

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"code.cloudfoundry.org/pcap/api"
 	"code.cloudfoundry.org/pcap/integration/testenv"
 )
 
@@ -20,6 +21,8 @@ func TestAPIHealthMetricsAndUsage(t *testing.T) {
 		VMs:     2,
 		NoAgent: map[int]bool{1: true},
 		Groups:  map[string][]int{"lab": {0}, "dead": {1}},
+		// memory_limit reaches Go's runtime (its own metric says so).
+		APIConfig: func(c *api.Config) { c.MemoryLimit = 48 << 20 },
 	})
 
 	if code, body := c.httpGet(t, "/health"); code != 200 || body != "ok\n" {
@@ -81,6 +84,7 @@ func TestAPIHealthMetricsAndUsage(t *testing.T) {
 		`pcap_api_packets_forwarded_total 4`,
 		`pcap_api_agent_connection_errors_total 1`,
 		`pcap_api_dropped_packets_total{place="agent"} 0`,
+		`go_gc_gomemlimit_bytes 5.0331648e+07`,
 	} {
 		if !strings.Contains(metrics, "\n"+want+"\n") {
 			t.Errorf("/metrics lacks %q", want)

@@ -77,7 +77,9 @@ func run(c *cli.Context) error {
 		return err
 	}
 	svc.API.Version = version
-	svc.API.OnCaptures = memoryLimiter(cfg.MemoryLimit, os.Getenv("GOMEMLIMIT") != "", debug.SetMemoryLimit)
+	if cfg.MemoryLimit > 0 {
+		debug.SetMemoryLimit(cfg.MemoryLimit)
+	}
 	defer svc.API.Pool.Close()
 
 	// Signals are caught before anything is served: a SIGTERM right after
@@ -151,21 +153,4 @@ func newService(cfg api.Config, log *slog.Logger, reg *prometheus.Registry) (*ap
 		svc.API.Resolvers[r.Name()] = r
 	}
 	return svc, nil
-}
-
-// memoryLimiter applies memory_limit through set (debug.SetMemoryLimit)
-// and returns what moves the automatic limit as captures start and end,
-// or nil when the limit is fixed: set by the operator, in GOMEMLIMIT (the
-// runtime applied it), or none.
-func memoryLimiter(limit int64, envSet bool, set func(int64) int64) func(running int) {
-	switch {
-	case limit > 0:
-		set(limit)
-		return nil
-	case limit < 0 || envSet:
-		return nil
-	}
-	f := func(running int) { set(api.MemoryLimitFor(running)) }
-	f(0)
-	return f
 }

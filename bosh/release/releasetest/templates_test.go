@@ -637,7 +637,7 @@ func TestAPITemplates(t *testing.T) {
 		{"follow_interval 100ms", func(p map[string]any) { p["follow_interval"] = "100ms" }, "follow_interval must be within 500ms..1m"},
 		{"bad log level", func(p map[string]any) { p["log_level"] = "loud" }, `log_level "loud" is not one of`},
 		{"debug server off loopback", func(p map[string]any) { p["debug_listen"] = "10.0.2.5:17222" }, `debug_listen "10.0.2.5:17222": "10.0.2.5": not a loopback address`},
-		{"memory limit too small", func(p map[string]any) { p["memory_limit"] = 1 << 20 }, "memory_limit 1048576: want 0 (automatic), -1 (none) or at least 33554432 bytes"},
+		{"memory limit too small", func(p map[string]any) { p["memory_limit"] = 1 << 20 }, "memory_limit 1048576: want 0 (none) or at least 33554432 bytes"},
 		{"bad client key", func(p map[string]any) {
 			p["agents"].(map[string]any)["client_key"] = map[string]any{"private_key": "not a key"}
 		}, "agent client key"},
