@@ -9,7 +9,8 @@ import "io"
 const MaxPayload = 32 << 10
 
 // Packer buffers what is written to an SSH channel and passes it on in
-// writes of exactly MaxPayload bytes, each one full SSH packet: one
+// writes of whole multiples of MaxPayload bytes, each chunk one full SSH
+// packet: one
 // encryption, one padding and one system call per 32 KiB on both ends.
 // (A buffered writer flushed after each batch wrote a full packet and a
 // short one for the rest, doubling the packets of a busy stream.) Flush
@@ -25,11 +26,23 @@ func NewPacker(w io.Writer) *Packer {
 	return &Packer{w: w, buf: make([]byte, 0, MaxPayload)}
 }
 
-// Write buffers p, passing on every full MaxPayload bytes. After a failed
+// Write buffers b, passing on every full MaxPayload bytes: whole chunks
+// of a large b go on in one write without a copy (a multiple of
+// MaxPayload, which the channel sends as full packets). After a failed
 // write it returns that error and buffers nothing more.
 func (p *Packer) Write(b []byte) (int, error) {
 	n := 0
 	for len(b) > 0 && p.err == nil {
+		if len(p.buf) == 0 && len(b) >= MaxPayload {
+			whole := len(b) - len(b)%MaxPayload
+			var k int
+			k, p.err = p.w.Write(b[:whole])
+			if p.err == nil && k < whole {
+				p.err = io.ErrShortWrite
+			}
+			b, n = b[whole:], n+whole
+			continue
+		}
 		k := copy(p.buf[len(p.buf):cap(p.buf)], b)
 		p.buf = p.buf[:len(p.buf)+k]
 		b, n = b[k:], n+k

@@ -51,8 +51,8 @@ func TestPackerPassesOnFullPackets(t *testing.T) {
 		}
 		before := len(rec.writes)
 		for i, w := range rec.writes {
-			if len(w) != MaxPayload {
-				t.Fatalf("round %d: write %d of %d bytes before Flush, want %d", round, i, len(w), MaxPayload)
+			if len(w) == 0 || len(w)%MaxPayload != 0 {
+				t.Fatalf("round %d: write %d of %d bytes before Flush, want whole %d byte chunks", round, i, len(w), MaxPayload)
 			}
 		}
 		rest := p.Buffered()
@@ -70,6 +70,32 @@ func TestPackerPassesOnFullPackets(t *testing.T) {
 		}
 	}
 }
+
+// A large write with nothing buffered goes on without a copy: the
+// writer sees the caller's own bytes.
+func TestPackerPassesLargeWritesWithoutACopy(t *testing.T) {
+	var got []byte
+	p := NewPacker(writerFunc(func(b []byte) (int, error) {
+		if got == nil {
+			got = b
+		}
+		return len(b), nil
+	}))
+	b := make([]byte, 2*MaxPayload+100)
+	if _, err := p.Write(b); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2*MaxPayload || &got[0] != &b[0] {
+		t.Fatalf("first write: %d bytes, copied: %v; want the caller's first %d bytes", len(got), len(got) > 0 && &got[0] != &b[0], 2*MaxPayload)
+	}
+	if p.Buffered() != 100 {
+		t.Fatalf("%d bytes buffered, want 100", p.Buffered())
+	}
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(b []byte) (int, error) { return f(b) }
 
 func TestPackerKeepsTheFirstError(t *testing.T) {
 	boom := errors.New("boom")
