@@ -32,6 +32,27 @@ func udpIn(t testing.TB, ns *testenv.Netns, addr string) *net.UDPConn {
 	return c
 }
 
+// startReader runs s.read into q and returns what stops it: it sets the
+// stop flag and waits (at most 10 s) for the reader to return.
+func startReader(t *testing.T, s *source, q *queue) (stop func()) {
+	t.Helper()
+	var flag atomic.Bool
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		s.read(q, &flag)
+	}()
+	return func() {
+		t.Helper()
+		flag.Store(true)
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			t.Fatal("the reader did not stop within 10 s")
+		}
+	}
+}
+
 // captureOnce opens a capture of "udp dst port 7000" on iface inside ns
 // while noise (packets the filter does not match) flows, sends want
 // matching packets, stops, and returns the final counters.
@@ -61,23 +82,13 @@ func captureOnce(t *testing.T, ns *testenv.Netns, iface, dst string, noise, send
 	defer s.close()
 
 	q := newQueue(4 << 20)
-	var stop atomic.Bool
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		s.read(q, &stop)
-	}()
+	stopReader := startReader(t, s, q)
 	for i := range want {
 		if _, err := sender.WriteToUDP([]byte(fmt.Sprintf("signal %d", i)), signalTo); err != nil {
 			t.Fatal(err)
 		}
 	}
-	stop.Store(true)
-	select {
-	case <-done:
-	case <-time.After(10 * time.Second):
-		t.Fatal("the reader did not stop within 10 s")
-	}
+	stopReader()
 	got := uint64(len(q.swap(&batch{}).pkts))
 	return finalCounts(s, got, agentproto.EndStopped)
 }

@@ -367,8 +367,8 @@ func (p *pump) step(last bool) error {
 	if err == nil && p.watermarks {
 		err = p.wm.write(p.w)
 	}
-	idle := !p.q.pending() && len(full.buf) < tunnel.MaxPayload
-	if (err == nil && (last || idle || swapped.Sub(p.flushed) >= flushEvery)) || errors.Is(err, errLimit) {
+	drained := !p.q.pending() && len(full.buf) < tunnel.MaxPayload
+	if (err == nil && (last || drained || swapped.Sub(p.flushed) >= flushEvery)) || errors.Is(err, errLimit) {
 		if ferr := p.w.flush(); ferr != nil {
 			err = ferr
 		}

@@ -4,7 +4,6 @@ import (
 	"net"
 	"runtime"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -27,20 +26,7 @@ func TestQuietReaderParksAndWakesTheWriter(t *testing.T) {
 	s := srcs[0]
 	defer s.close()
 	q := newQueue(1 << 20)
-	var stop atomic.Bool
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		s.read(q, &stop)
-	}()
-	defer func() {
-		stop.Store(true)
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			t.Error("the reader did not stop within 10 s")
-		}
-	}()
+	defer startReader(t, s, q)()
 
 	// Quiet: the reader signals the queue at least every readTimeout,
 	// each time with a later look at the ring.

@@ -66,6 +66,10 @@ type Config struct {
 	MemoryLimit int64 `yaml:"memory_limit"`
 }
 
+// minMemoryLimit is the smallest memory_limit pcap-api takes: below it
+// the collector would run all the time.
+const minMemoryLimit = 32 << 20
+
 // AgentsConfig says how the API reaches agents.
 type AgentsConfig struct {
 	// ClientKeyFile is the private key the API authenticates with

@@ -24,10 +24,6 @@ const (
 	maxBatches      = 64
 )
 
-// minMemoryLimit is the smallest memory_limit pcap-api takes: below it
-// the collector would run all the time.
-const minMemoryLimit = 32 << 20
-
 // watermarkTimeout is how long the api may wait for anything from a
 // source's agent (which sends a watermark at least every 50 ms) before the
 // merge stops waiting for it: one hung agent cannot stall the live stream.

@@ -40,7 +40,7 @@ func (p *Packer) Write(b []byte) (int, error) {
 			if p.err == nil && k < whole {
 				p.err = io.ErrShortWrite
 			}
-			b, n = b[whole:], n+whole
+			b, n = b[whole:], n+k
 			continue
 		}
 		k := copy(p.buf[len(p.buf):cap(p.buf)], b)

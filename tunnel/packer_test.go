@@ -104,8 +104,8 @@ func TestPackerKeepsTheFirstError(t *testing.T) {
 	if _, err := p.Write(make([]byte, MaxPayload)); err != nil {
 		t.Fatalf("first chunk: %v", err)
 	}
-	if _, err := p.Write(make([]byte, 2*MaxPayload)); !errors.Is(err, boom) {
-		t.Fatalf("second chunk: %v, want %v", err, boom)
+	if n, err := p.Write(make([]byte, 2*MaxPayload)); n != 0 || !errors.Is(err, boom) {
+		t.Fatalf("second chunk: %d, %v; want 0 written, %v", n, err, boom)
 	}
 	if _, err := p.Write([]byte("more")); !errors.Is(err, boom) {
 		t.Fatalf("after the failure: %v, want %v", err, boom)
