@@ -89,7 +89,7 @@ func captureOnce(t *testing.T, ns *testenv.Netns, iface, dst string, noise, send
 		}
 	}
 	stopReader()
-	got := uint64(len(q.swap(&batch{}).pkts))
+	got := uint64(len(takeAll(q).pkts))
 	return finalCounts(s, got, agentproto.EndStopped)
 }
 

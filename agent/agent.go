@@ -293,8 +293,11 @@ loop:
 	// not delivered: count them as the agent's drops. After a limit they
 	// are past the end of the capture and are neither.
 	if end == agentproto.EndError || clientGone {
-		for _, p := range q.swap(&batch{}).pkts {
-			srcs[p.iface].dropped.Add(1)
+		for _, b := range q.take(nil) {
+			for _, p := range b.pkts {
+				srcs[p.iface].dropped.Add(1)
+			}
+			q.done(b)
 		}
 	}
 	st := collectStats(srcs, w, true, end, endErr)
@@ -321,12 +324,12 @@ type pump struct {
 	srcs       []*source
 	wm         *watermarker
 	watermarks bool
-	spare      *batch
+	taken      []*batch
 	flushed    time.Time
 }
 
 func newPump(q *queue, w *writer, srcs []*source, watermarks bool) *pump {
-	return &pump{q: q, w: w, srcs: srcs, wm: newWatermarker(len(srcs)), watermarks: watermarks, spare: &batch{}}
+	return &pump{q: q, w: w, srcs: srcs, wm: newWatermarker(len(srcs)), watermarks: watermarks}
 }
 
 // run writes what the queue holds, and a watermark when it advanced,
@@ -347,27 +350,38 @@ func (p *pump) run(finish <-chan struct{}) error {
 	}
 }
 
-// step writes the queue's current batch. Writes are coalesced while more
+// step writes what the queue holds. Writes are coalesced while more
 // packets wait, and after a large batch, up to flushEvery (see there);
 // the last step, and one that reaches a limit, flush what was written.
 func (p *pump) step(last bool) error {
 	swapped := time.Now()
 	p.wm.checking(p.srcs)
-	full := p.q.swap(p.spare)
-	p.wm.observe(full)
-	n, err := p.w.writeBatch(full)
-	if err != nil && !errors.Is(err, errLimit) {
-		// The write failed: what it did not write is lost here.
-		for _, pk := range full.pkts[n:] {
-			p.srcs[pk.iface].dropped.Add(1)
-		}
+	p.taken = p.q.take(p.taken[:0])
+	size := 0
+	for _, b := range p.taken {
+		p.wm.observe(b)
+		size += len(b.buf)
 	}
-	p.q.done(full)
-	p.spare = full
+	var err error
+	for _, b := range p.taken {
+		n := 0
+		if err == nil {
+			n, err = p.w.writeBatch(b)
+		}
+		if err != nil && !errors.Is(err, errLimit) {
+			// The write failed: what it did not write is lost here.
+			// (After a limit, the rest is past the end of the capture.)
+			for _, pk := range b.pkts[n:] {
+				p.srcs[pk.iface].dropped.Add(1)
+			}
+		}
+		p.q.done(b)
+	}
+	clear(p.taken)
 	if err == nil && p.watermarks {
 		err = p.wm.write(p.w)
 	}
-	drained := !p.q.pending() && len(full.buf) < tunnel.MaxPayload
+	drained := !p.q.pending() && size < tunnel.MaxPayload
 	if (err == nil && (last || drained || swapped.Sub(p.flushed) >= flushEvery)) || errors.Is(err, errLimit) {
 		if ferr := p.w.flush(); ferr != nil {
 			err = ferr
@@ -452,7 +466,7 @@ const (
 // watermarker tracks what each source has delivered; owned by the writer.
 type watermarker struct {
 	newest  []int64 // per source: newest timestamp written, ns
-	checked []int64 // per source: its reader's last empty ring, as of the last swap
+	checked []int64 // per source: its reader's last empty ring, as of the last take
 	sent    int64
 	block   []byte
 }
@@ -461,23 +475,23 @@ func newWatermarker(n int) *watermarker {
 	return &watermarker{newest: make([]int64, n), checked: make([]int64, n)}
 }
 
-// checking notes, just before a swap, when each source's reader last
+// checking notes, just before a take, when each source's reader last
 // found its ring empty: what the kernel had handed over by then is in the
-// queue being swapped out, or was written before.
+// batches being taken, or was written before.
 func (m *watermarker) checking(srcs []*source) {
 	for i, s := range srcs {
 		m.checked[i] = s.checked.Load()
 	}
 }
 
-// observe notes the packets of a batch swapped out of the queue.
+// observe notes the packets of a batch taken from the queue.
 func (m *watermarker) observe(b *batch) {
 	for _, p := range b.pkts {
 		m.newest[p.iface] = max(m.newest[p.iface], p.ts)
 	}
 }
 
-// next returns the watermark as of the last swap, and whether it
+// next returns the watermark as of the last take, and whether it
 // advanced since the last one sent.
 func (m *watermarker) next() (int64, bool) {
 	t := int64(math.MaxInt64)

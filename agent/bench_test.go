@@ -55,11 +55,14 @@ func benchReadPath(b *testing.B, from, to *testenv.Netns, size int) {
 	const bound = 64 << 20
 	q := newQueue(bound)
 	pm := newPump(q, w, srcs, true)
-	// Both batches at the largest size a round can need, as a busy
-	// capture's reach theirs: what is left to allocate is per packet.
-	for _, bt := range []*batch{q.cur, pm.spare} {
-		bt.buf = make([]byte, 0, bound)
-		bt.pkts = make([]pktMeta, 0, perRound)
+	// The queue filled to its bound once and written out, as a busy
+	// capture's queue keeps its batches: what is left to allocate is per
+	// packet.
+	pad := make([]byte, size)
+	for put(q, 0, 0, pad, size) {
+	}
+	for _, bt := range q.take(nil) {
+		q.done(bt)
 	}
 	var stop atomic.Bool
 	done := make(chan struct{})

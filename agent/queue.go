@@ -60,28 +60,62 @@ func appendEPB(b []byte, iface int, ts int64, data []byte, length int) []byte {
 
 // queue hands packets from the libpcap readers to the writer without ever
 // blocking a reader: a reader appends a whole ring batch to the current
-// batch under one lock; the writer swaps it for an empty one, writes it,
-// and then says it is done with it. What does not fit is refused, and
-// counted as dropped by the agent.
+// batch under one lock; the writer takes every batch that holds packets,
+// writes them, and then says it is done with each. What does not fit is
+// refused, and counted as dropped by the agent.
 //
-// The bound is exact: the pcapng bytes of the packets in the current
-// batch and in the batch the writer holds never exceed maxBytes together.
-// (Each batch's buffer grows on demand and never beyond maxBytes.)
+// The bound is exact: the pcapng bytes of the packets queued and of the
+// batches the writer has not finished with never exceed maxBytes
+// together. A batch holds at most chunkBytes (or one packet, if larger):
+// when the current one is full, it is sealed and the next packet starts
+// another, taken from the batches the writer is done with when there is
+// one. So the memory a capture touches follows what it holds, a chunk at
+// a time, and is reused for the rest of the capture: a buffer that grew
+// by doubling would touch about twice its bound in fresh pages, and copy
+// what it held at every step, just when the writer has fallen behind.
 type queue struct {
 	maxBytes int
+	chunk    int           // the most packet bytes a batch is given room for
 	ready    chan struct{} // signalled (coalesced) when cur gained packets
 
-	mu   sync.Mutex
-	cur  *batch
-	held int // bytes of cur and of the batch the writer holds
+	mu     sync.Mutex
+	cur    *batch   // the batch filling
+	sealed []*batch // full batches queued before cur, oldest first
+	free   []*batch // batches the writer is done with, empty, for reuse
+	held   int      // bytes queued and of the batches the writer holds
 }
 
+// chunkBytes is the size of a queue's batches once it holds more than a
+// first small one: large enough that a busy writer passes many full SSH
+// packets per batch, small enough that a queue uses its memory in steps.
+const (
+	chunkBytes      = 1 << 20
+	firstBatchBytes = 64 << 10
+)
+
 func newQueue(maxBytes int) *queue {
-	return &queue{
+	q := &queue{
 		maxBytes: maxBytes,
+		chunk:    min(maxBytes, chunkBytes),
 		ready:    make(chan struct{}, 1),
-		cur:      &batch{buf: make([]byte, 0, min(maxBytes, 64<<10))},
 	}
+	q.cur = q.fresh(q.first())
+	return q
+}
+
+// first is the room a new batch starts with when the queue is not busy.
+func (q *queue) first() int { return min(q.chunk, firstBatchBytes) }
+
+// fresh returns an empty batch: one the writer is done with, or a new one
+// with room for size bytes. q.mu is held (or q is not shared yet).
+func (q *queue) fresh(size int) *batch {
+	if n := len(q.free); n > 0 {
+		b := q.free[n-1]
+		q.free[n-1] = nil
+		q.free = q.free[:n-1]
+		return b
+	}
+	return &batch{buf: make([]byte, 0, size)}
 }
 
 // add appends one packet to the current batch if it fits. q.mu is held.
@@ -92,9 +126,19 @@ func (q *queue) add(iface int, ts int64, data []byte, length int) bool {
 	}
 	b := q.cur
 	if need := len(b.buf) + n; need > cap(b.buf) {
-		grown := make([]byte, len(b.buf), min(max(2*cap(b.buf), need), q.maxBytes))
-		copy(grown, b.buf)
-		b.buf = grown
+		if len(b.buf) > 0 && need > q.chunk {
+			// Full: seal it. The queue is busy, so the next batch gets
+			// room for a whole chunk at once.
+			q.sealed = append(q.sealed, b)
+			b = q.fresh(q.chunk)
+			q.cur = b
+			need = n
+		}
+		if need > cap(b.buf) {
+			grown := make([]byte, len(b.buf), max(min(2*cap(b.buf), q.chunk), need))
+			copy(grown, b.buf)
+			b.buf = grown
+		}
 	}
 	b.pkts = append(b.pkts, pktMeta{ts: ts, off: int32(len(b.buf)), caplen: int32(len(data)), iface: int32(iface)})
 	b.buf = appendEPB(b.buf, iface, ts, data, length)
@@ -114,7 +158,7 @@ func (q *queue) putRing(iface int, r *ringReader, dropped *atomic.Uint64) int {
 			queued++
 		}
 	}
-	// Counted under the lock: a swap sees a source's refusals together
+	// Counted under the lock: a take sees a source's refusals together
 	// with the packets it queued before them.
 	if refused := r.n - queued + r.lost; refused > 0 {
 		dropped.Add(uint64(refused))
@@ -136,21 +180,28 @@ func (q *queue) signal() {
 // pending says whether packets are waiting.
 func (q *queue) pending() bool { return len(q.ready) > 0 }
 
-// swap takes the current batch and puts empty in its place. Its bytes
-// still count against the bound until done is called with it.
-func (q *queue) swap(empty *batch) *batch {
-	empty.reset()
+// take appends to dst every batch that holds packets, oldest first,
+// and returns it; the queue goes on filling an empty batch. Their bytes
+// still count against the bound until done is called with each.
+func (q *queue) take(dst []*batch) []*batch {
 	q.mu.Lock()
-	full := q.cur
-	q.cur = empty
-	q.mu.Unlock()
-	return full
+	defer q.mu.Unlock()
+	dst = append(dst, q.sealed...)
+	clear(q.sealed)
+	q.sealed = q.sealed[:0]
+	if len(q.cur.pkts) > 0 {
+		dst = append(dst, q.cur)
+		q.cur = q.fresh(q.first())
+	}
+	return dst
 }
 
-// done releases the bytes of b, a batch swap returned, once the writer
-// has finished with it.
+// done releases the bytes of b, a batch take returned, once the writer
+// has finished with it, and keeps b for reuse.
 func (q *queue) done(b *batch) {
 	q.mu.Lock()
 	q.held -= len(b.buf)
+	b.reset()
+	q.free = append(q.free, b)
 	q.mu.Unlock()
 }

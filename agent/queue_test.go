@@ -18,6 +18,30 @@ import (
 	"code.cloudfoundry.org/pcap/tunnel/agentproto"
 )
 
+// takeAll takes every batch the queue holds, as the writer does, and
+// returns their packets as one batch; the queue is done with them.
+func takeAll(q *queue) *batch {
+	all := &batch{}
+	for _, b := range q.take(nil) {
+		for _, p := range b.pkts {
+			p.off += int32(len(all.buf))
+			all.pkts = append(all.pkts, p)
+		}
+		all.buf = append(all.buf, b.buf...)
+		q.done(b)
+	}
+	return all
+}
+
+// queuedBytes is the packet bytes queued, not yet taken. q.mu is held.
+func queuedBytes(q *queue) int64 {
+	n := len(q.cur.buf)
+	for _, b := range q.sealed {
+		n += len(b.buf)
+	}
+	return int64(n)
+}
+
 // put queues one packet, as putRing does for each packet of a batch.
 func put(q *queue, iface int, ts int64, data []byte, length int) bool {
 	q.mu.Lock()
@@ -57,15 +81,15 @@ func TestQueueBoundIsExact(t *testing.T) {
 			t.Errorf("put #%d (%d bytes) = %v, want %v", i, tt.n, got, tt.want)
 		}
 	}
-	full := q.swap(&batch{})
-	if len(full.pkts) != 3 || len(full.buf) != 176 {
-		t.Fatalf("batch holds %d packets, %d bytes; want 3, 176", len(full.pkts), len(full.buf))
+	taken := q.take(nil)
+	if len(taken) != 1 || len(taken[0].pkts) != 3 || len(taken[0].buf) != 176 {
+		t.Fatalf("took %d batches; want one of 3 packets, 176 bytes", len(taken))
 	}
 	// The writer holds the batch: its bytes still count.
 	if put(q, 0, 5, nil, 0) {
 		t.Error("put of 32 bytes accepted while the writer holds 176 of 180")
 	}
-	q.done(full)
+	q.done(taken[0])
 	if !put(q, 0, 5, pkt('z', 100), 100) {
 		t.Error("put refused after the writer was done")
 	}
@@ -95,7 +119,7 @@ func TestQueueNeverHoldsMoreThanItsBound(t *testing.T) {
 				// The writer may not have stored inflight yet after a swap,
 				// or already cleared it before done: the sum can only be
 				// too small then, never too large.
-				if held := int64(len(q.cur.buf)) + inflight.Load(); held > bound {
+				if held := queuedBytes(q) + inflight.Load(); held > bound {
 					over.Store(held)
 				}
 				q.mu.Unlock()
@@ -108,15 +132,20 @@ func TestQueueNeverHoldsMoreThanItsBound(t *testing.T) {
 		wg.Wait()
 		close(done)
 	}()
-	spare, swaps := &batch{}, 0
+	var taken []*batch
+	swaps := 0
 	for finished := false; !finished; {
 		select {
 		case <-q.ready:
 		case <-done:
 			finished = true
 		}
-		full := q.swap(spare)
-		inflight.Store(int64(len(full.buf)))
+		taken = q.take(taken[:0])
+		n := 0
+		for _, b := range taken {
+			n += len(b.buf)
+		}
+		inflight.Store(int64(n))
 		// A slow writer: it holds the batch while the readers make 500
 		// more puts, enough to fill the queue again.
 		for from := attempts.Load(); attempts.Load()-from < 500 && !stop.Load(); {
@@ -128,8 +157,9 @@ func TestQueueNeverHoldsMoreThanItsBound(t *testing.T) {
 			}
 		}
 		inflight.Store(0)
-		q.done(full)
-		spare = full
+		for _, b := range taken {
+			q.done(b)
+		}
 		swaps++
 	}
 	if o := over.Load(); o != 0 {
@@ -159,16 +189,31 @@ func TestQueueCopiesAndSignals(t *testing.T) {
 	if q.pending() {
 		t.Fatal("two puts signalled twice; signals should coalesce")
 	}
-	spare := &batch{buf: []byte("stale"), pkts: []pktMeta{{caplen: 5}}}
-	b := q.swap(spare)
+	taken := q.take(nil)
+	if len(taken) != 1 {
+		t.Fatalf("took %d batches, want 1", len(taken))
+	}
+	b := taken[0]
 	for i, p := range b.pkts {
 		if got := string(b.buf[int(p.off)+epbHeaderLen : int(p.off)+epbHeaderLen+int(p.caplen)]); got != "original" {
 			t.Errorf("packet %d = %q, want the data as it was put", i, got)
 		}
 	}
-	// The spare was emptied before it became the current batch.
-	if again := q.swap(&batch{}); again != spare || len(again.pkts) != 0 || len(again.buf) != 0 {
-		t.Errorf("second swap = %+v, want the emptied spare", again)
+	q.done(b)
+	if again := q.take(nil); len(again) != 0 {
+		t.Errorf("second take = %d batches, want none", len(again))
+	}
+	// A batch the writer is done with is emptied and filled again: the
+	// one that took its place is taken next, then it comes back.
+	put(q, 0, 3, data[:3], 3)
+	second := q.take(nil)
+	if len(second) != 1 || second[0] == b {
+		t.Fatalf("second take = %v, want the batch that replaced the first", second)
+	}
+	q.done(second[0])
+	put(q, 0, 4, data[:3], 3)
+	if third := q.take(nil); len(third) != 1 || third[0] != b || len(third[0].pkts) != 1 || len(third[0].buf) != epbLen(3) {
+		t.Errorf("third take = %v, want the first batch again, holding only the new packet", third)
 	}
 }
 
@@ -199,7 +244,7 @@ func TestBatchIsPcapng(t *testing.T) {
 			t.Fatal("put refused")
 		}
 	}
-	if n, err := w.writeBatch(q.swap(&batch{})); n != len(want) || err != nil {
+	if n, err := w.writeBatch(takeAll(q)); n != len(want) || err != nil {
 		t.Fatalf("writeBatch = %d, %v", n, err)
 	}
 	if err := w.flush(); err != nil {
@@ -332,4 +377,61 @@ func (r *recordingWriter) total() int {
 		n += s
 	}
 	return n
+}
+
+// TestQueueMemoryFollowsWhatItHolds: a queue that fills up, is written
+// out and fills up again keeps its buffers within its bound and two
+// chunks (the one filling while the writer holds the rest, and a partly
+// filled one), and reuses them: filling it again allocates nothing. (A single buffer
+// that grew by doubling held up to twice the bound, the writer's and the
+// readers', and left its smaller steps behind as garbage.)
+func TestQueueMemoryFollowsWhatItHolds(t *testing.T) {
+	const bound = 8 << 20
+	q := newQueue(bound)
+	data := make([]byte, 1400)
+	fill := func() int {
+		n := 0
+		for put(q, 0, int64(n), data, len(data)) {
+			n++
+		}
+		return n
+	}
+	seen := map[*batch]bool{}
+	var taken []*batch
+	cycle := func() {
+		fill()
+		taken = q.take(taken[:0])
+		for _, b := range taken {
+			seen[b] = true
+		}
+		for _, b := range taken {
+			q.done(b)
+		}
+	}
+	if n := fill(); n != bound/epbLen(len(data)) {
+		t.Fatalf("queued %d packets, want %d", n, bound/epbLen(len(data)))
+	}
+	taken = q.take(nil)
+	for _, b := range taken {
+		seen[b] = true
+	}
+	// The writer still holds the first fill: nothing fits.
+	if put(q, 0, 0, data, len(data)) {
+		t.Fatal("a packet fit while the writer held the whole bound")
+	}
+	for _, b := range taken {
+		q.done(b)
+	}
+	cycle()
+	seen[q.cur] = true
+	total := 0
+	for b := range seen {
+		total += cap(b.buf)
+	}
+	if limit := bound + 2*chunkBytes; total > limit {
+		t.Errorf("the queue's %d batches hold %d bytes of buffers; want at most %d (bound %d)", len(seen), total, limit, bound)
+	}
+	if allocs := testing.AllocsPerRun(3, cycle); allocs != 0 {
+		t.Errorf("filling, taking and releasing the queue again made %.0f allocations, want 0", allocs)
+	}
 }

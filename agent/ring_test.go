@@ -85,7 +85,7 @@ func TestQuietReaderParksAndWakesTheWriter(t *testing.T) {
 		case <-end:
 			t.Fatal("the packet was not queued within 10 s")
 		}
-		if b := q.swap(&batch{}); len(b.pkts) > 0 {
+		if b := takeAll(q); len(b.pkts) > 0 {
 			break
 		}
 	}
