@@ -103,6 +103,16 @@ func TestTinyRun(t *testing.T) {
 				t.Errorf("%s: no api peak RSS", name)
 			}
 		}
+		// The CPU while sending is part of the whole capture's, from the
+		// same counters, for every process measured.
+		if len(p.CPUSending) == 0 {
+			t.Errorf("%s: no CPU time while sending recorded", name)
+		}
+		for proc, sec := range p.CPUSending {
+			if all, ok := p.CPU[proc]; !ok || sec > all+0.02 {
+				t.Errorf("%s: %s used %.3f s while sending, more than its %.3f s in all", name, proc, sec, all)
+			}
+		}
 	}
 	if len(res.Latency) != 2 {
 		t.Errorf("latency for %d agent counts, want 2", len(res.Latency))

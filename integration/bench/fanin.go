@@ -36,9 +36,9 @@ func (l *lab) fanIn(ctx context.Context, s Settings, log func(string, ...any)) (
 						return nil, fmt.Errorf("bench: fan-in %s, %d VMs × %d pps × %d B: %w", tool, s.FanInVMs, rate, size, err)
 					}
 					p.Scenario, p.Agents, p.Rep = ScenarioFanIn, s.FanInVMs, rep
-					log("fan-in %-11s %d × %5dk pps × %4dB #%d: sent %d delivered %d (%.3f%% loss) %s, %s, out of order %d%s",
+					log("fan-in %-11s %d × %5dk pps × %4dB #%d: sent %d delivered %d (%.3f%% loss) %s, %s (while sending: total %.2f), out of order %d%s",
 						tool, s.FanInVMs, rate/1000, size, rep+1, p.Sent, p.Delivered, p.LossPct, dropsText(p.Dropped),
-						usText(p.usPerPacket()), p.OutOfOrder, accountingText(p.Accounting))
+						usText(p.usPerPacket()), p.usPerPacketSending()["total"], p.OutOfOrder, accountingText(p.Accounting))
 					pts = append(pts, p)
 				}
 			}
@@ -61,13 +61,19 @@ func containsTool(tools []string, t string) bool {
 
 // usPerPacket is CPU microseconds per delivered packet, per process and
 // in total.
-func (p Point) usPerPacket() map[string]float64 {
+func (p Point) usPerPacket() map[string]float64 { return perPacket(p.CPU, p.Delivered) }
+
+// usPerPacketSending is the same for the CPU used while sending (set-up
+// and stop left out).
+func (p Point) usPerPacketSending() map[string]float64 { return perPacket(p.CPUSending, p.Delivered) }
+
+func perPacket(cpu map[string]float64, delivered uint64) map[string]float64 {
 	m := map[string]float64{}
-	if p.Delivered == 0 {
+	if delivered == 0 || len(cpu) == 0 {
 		return m
 	}
-	for k, v := range p.CPU {
-		us := v / float64(p.Delivered) * 1e6
+	for k, v := range cpu {
+		us := v / float64(delivered) * 1e6
 		m[k] = us
 		m["total"] += us
 	}
@@ -147,7 +153,10 @@ type FanInRow struct {
 	Dropped      map[string]Stat `json:"dropped"`
 	// USPerPacket is CPU µs per delivered packet by process, and total.
 	USPerPacket map[string]Stat `json:"cpu_us_per_delivered_packet"`
-	OutOfOrder  Stat            `json:"out_of_order"`
+	// USPerPacketSending is the same for the CPU used while sending, the
+	// capture's set-up and stop left out (see Point.CPUSending).
+	USPerPacketSending map[string]Stat `json:"cpu_us_per_delivered_packet_sending,omitempty"`
+	OutOfOrder         Stat            `json:"out_of_order"`
 	// AccountingExact: every source of every run had delivered + drops
 	// by place == received (pcap only).
 	AccountingExact bool `json:"accounting_exact"`
@@ -156,13 +165,14 @@ type FanInRow struct {
 func fanInRow(pts []Point) FanInRow {
 	p0 := pts[0]
 	row := FanInRow{Tool: p0.Tool, VMs: p0.Agents, Size: p0.Size, RatePerVM: p0.Rate / max(1, p0.Agents), Runs: len(pts),
-		Sent:            collect(pts, func(p Point) float64 { return float64(p.Sent) }),
-		DeliveredPPS:    collect(pts, func(p Point) float64 { return p.DeliveredPPS }),
-		LossPct:         collect(pts, func(p Point) float64 { return p.LossPct }),
-		Dropped:         keyStats(pts, dropsF),
-		USPerPacket:     keyStats(pts, Point.usPerPacket),
-		OutOfOrder:      collect(pts, func(p Point) float64 { return float64(p.OutOfOrder) }),
-		AccountingExact: true,
+		Sent:               collect(pts, func(p Point) float64 { return float64(p.Sent) }),
+		DeliveredPPS:       collect(pts, func(p Point) float64 { return p.DeliveredPPS }),
+		LossPct:            collect(pts, func(p Point) float64 { return p.LossPct }),
+		Dropped:            keyStats(pts, dropsF),
+		USPerPacket:        keyStats(pts, Point.usPerPacket),
+		USPerPacketSending: keyStats(pts, Point.usPerPacketSending),
+		OutOfOrder:         collect(pts, func(p Point) float64 { return float64(p.OutOfOrder) }),
+		AccountingExact:    true,
 	}
 	for _, p := range pts {
 		for _, a := range p.Accounting {

@@ -6,6 +6,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -129,6 +130,7 @@ func statusField(pid int, name string) (uint64, error) {
 // it often; Total sums the last value seen of every member, minus what
 // they had used at the first sample.
 type treeCPU struct {
+	mu    sync.Mutex // sampled by a poller and by the measurement
 	root  int
 	base  map[int]time.Duration
 	last  map[int]time.Duration
@@ -147,6 +149,8 @@ func newTreeCPU(root int) *treeCPU {
 }
 
 func (t *treeCPU) sample() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
 	for _, p := range append([]int{t.root}, descendants(t.root)...) {
 		if c, err := cpuTime(p); err == nil && c >= t.last[p] {
 			t.last[p] = c
@@ -159,6 +163,8 @@ func (t *treeCPU) sample() {
 
 // byName sums CPU used since the first sample per command name.
 func (t *treeCPU) byName() map[string]time.Duration {
+	t.mu.Lock()
+	defer t.mu.Unlock()
 	out := map[string]time.Duration{}
 	for p, c := range t.last {
 		if d := c - t.base[p]; d > 0 {

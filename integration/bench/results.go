@@ -31,8 +31,15 @@ type Point struct {
 	// accounting or tcpdump's), and unaccounted = sent − delivered − the
 	// rest.
 	Dropped map[string]uint64 `json:"dropped"`
-	// CPU is CPU seconds (user + system) per process while the point ran.
-	CPU           map[string]float64 `json:"cpu_seconds"`
+	// CPU is CPU seconds (user + system) per process while the point ran,
+	// from the capture's start (pcap: before the client connects) to its
+	// end.
+	CPU map[string]float64 `json:"cpu_seconds"`
+	// CPUSending is the part of CPU from the capture being ready to the
+	// output holding all it will get, before the stop: the work per
+	// packet, without setting the capture up (SSH handshakes, opening
+	// rings) or tearing it down.
+	CPUSending    map[string]float64 `json:"cpu_seconds_sending,omitempty"`
 	APIPeakRSS    uint64             `json:"api_peak_rss_bytes,omitempty"`
 	StopSeconds   float64            `json:"stop_seconds"` // stop → output closed
 	GeneratorCPUs float64            `json:"generator_cpu_seconds"`

@@ -33,6 +33,9 @@ type capture interface {
 	stop() error
 	// account fills in CPU and drop figures after stop.
 	account(p *Point)
+	// cpuNow is the CPU time its processes have used so far, by name
+	// (running ones; compare two readings).
+	cpuNow() map[string]time.Duration
 	// files are the output files, written while the capture runs.
 	files() []string
 }
@@ -68,6 +71,7 @@ func (l *lab) measure(ctx context.Context, j job) (Point, error) {
 		}
 	}()
 	busy0, own0, t0 := processBusy(), ownCPU(), time.Now()
+	cpu0 := c.cpuNow()
 	stopped := false
 	defer func() {
 		if !stopped {
@@ -87,6 +91,7 @@ func (l *lab) measure(ctx context.Context, j job) (Point, error) {
 	if err := drain(ctx, fc, tr.sent, j.settle); err != nil {
 		return p, err
 	}
+	cpu1 := c.cpuNow()
 	stopAt := time.Now()
 	stopped = true
 	if err := c.stop(); err != nil {
@@ -113,6 +118,10 @@ func (l *lab) measure(ctx context.Context, j job) (Point, error) {
 	p.Dropped = map[string]uint64{}
 	p.CPU = map[string]float64{}
 	c.account(&p)
+	p.CPUSending = map[string]float64{}
+	for name, d := range cpu1 {
+		p.CPUSending[name] = max(0, d-cpu0[name]).Seconds()
+	}
 	var known uint64
 	for _, v := range p.Dropped {
 		known += v
@@ -200,6 +209,11 @@ func (c *localCapture) stop() error {
 	return c.l.waitExit(c.p, 10*time.Second, "tcpdump")
 }
 
+func (c *localCapture) cpuNow() map[string]time.Duration {
+	d, _ := cpuTime(c.p.Cmd.Process.Pid)
+	return map[string]time.Duration{"tcpdump": d}
+}
+
 func (c *localCapture) account(p *Point) {
 	p.CPU["tcpdump"] = rusageCPU(c.p)
 	if m, err := c.p.WaitLine(tcpdumpDropped, 2*time.Second); err == nil {
@@ -265,6 +279,16 @@ func (cs sshCaptures) stop() error {
 	return errors.Join(errs...)
 }
 
+func (cs sshCaptures) cpuNow() map[string]time.Duration {
+	all := map[string]time.Duration{}
+	for _, c := range cs {
+		for name, d := range c.cpuNow() {
+			all[name] += d
+		}
+	}
+	return all
+}
+
 func (cs sshCaptures) account(p *Point) {
 	kernel := uint64(0)
 	for _, c := range cs {
@@ -326,6 +350,18 @@ func (c *sshCapture) stop() error {
 		}
 	}
 	return c.l.waitExit(c.p, 10*time.Second, "ssh tcpdump")
+}
+
+// cpuNow: the client, and sshd's processes for it with tcpdump (as
+// sampled since it was ready).
+func (c *sshCapture) cpuNow() map[string]time.Duration {
+	d, _ := cpuTime(c.p.Cmd.Process.Pid)
+	m := map[string]time.Duration{"ssh": d}
+	c.tree.sample()
+	for name, d := range c.tree.byName() {
+		m[name] += d
+	}
+	return m
 }
 
 func (c *sshCapture) account(p *Point) {
@@ -400,6 +436,17 @@ func (c *pcapCapture) stop() error {
 	c.stdin.Write([]byte("\n")) // an error means ssh is gone: waitExit tells
 	c.stdin.Close()
 	return c.l.waitExit(c.p, 15*time.Second, "pcap capture")
+}
+
+func (c *pcapCapture) cpuNow() map[string]time.Duration {
+	m := map[string]time.Duration{}
+	m["ssh"], _ = cpuTime(c.p.Cmd.Process.Pid)
+	m["pcap-api"], _ = cpuTime(c.l.api.Cmd.Process.Pid)
+	for _, v := range c.j.vms {
+		d, _ := cpuTime(v.agent.Cmd.Process.Pid)
+		m["pcap-agent"] += d
+	}
+	return m
 }
 
 func (c *pcapCapture) account(p *Point) {
