@@ -23,6 +23,32 @@ func cpuTime(pid int) (time.Duration, error) {
 	return st.cpu, nil
 }
 
+// cpuPrecise is the time a process's living threads have spent on a CPU
+// so far, in nanoseconds, from /proc/<pid>/task/*/schedstat: for short
+// windows, where /proc/<pid>/stat's 10 ms ticks are too coarse. A thread
+// that ends takes its time with it: compare readings only across a window
+// in which the process keeps its threads (a running capture does).
+func cpuPrecise(pid int) (time.Duration, error) {
+	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	if err != nil {
+		return 0, err
+	}
+	var total time.Duration
+	for _, t := range tasks {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/schedstat", pid, t.Name()))
+		if err != nil {
+			continue // ended meanwhile
+		}
+		f := strings.Fields(string(b))
+		if len(f) == 0 {
+			continue
+		}
+		ns, _ := strconv.ParseInt(f[0], 10, 64)
+		total += time.Duration(ns)
+	}
+	return total, nil
+}
+
 type stat struct {
 	ppid int
 	cpu  time.Duration // utime + stime

@@ -38,7 +38,8 @@ type Point struct {
 	// CPUSending is the part of CPU from the capture being ready to the
 	// output holding all it will get, before the stop: the work per
 	// packet, without setting the capture up (SSH handshakes, opening
-	// rings) or tearing it down.
+	// rings) or tearing it down; from the threads' schedstat (ns), not
+	// the 10 ms ticks of CPU.
 	CPUSending    map[string]float64 `json:"cpu_seconds_sending,omitempty"`
 	APIPeakRSS    uint64             `json:"api_peak_rss_bytes,omitempty"`
 	StopSeconds   float64            `json:"stop_seconds"` // stop → output closed

@@ -34,7 +34,7 @@ type capture interface {
 	// account fills in CPU and drop figures after stop.
 	account(p *Point)
 	// cpuNow is the CPU time its processes have used so far, by name
-	// (running ones; compare two readings).
+	// (running ones, cpuPrecise; compare two readings).
 	cpuNow() map[string]time.Duration
 	// files are the output files, written while the capture runs.
 	files() []string
@@ -210,7 +210,7 @@ func (c *localCapture) stop() error {
 }
 
 func (c *localCapture) cpuNow() map[string]time.Duration {
-	d, _ := cpuTime(c.p.Cmd.Process.Pid)
+	d, _ := cpuPrecise(c.p.Cmd.Process.Pid)
 	return map[string]time.Duration{"tcpdump": d}
 }
 
@@ -352,14 +352,15 @@ func (c *sshCapture) stop() error {
 	return c.l.waitExit(c.p, 10*time.Second, "ssh tcpdump")
 }
 
-// cpuNow: the client, and sshd's processes for it with tcpdump (as
-// sampled since it was ready).
+// cpuNow: the client, and sshd's processes for it with tcpdump, which
+// live as long as the capture.
 func (c *sshCapture) cpuNow() map[string]time.Duration {
-	d, _ := cpuTime(c.p.Cmd.Process.Pid)
+	d, _ := cpuPrecise(c.p.Cmd.Process.Pid)
 	m := map[string]time.Duration{"ssh": d}
-	c.tree.sample()
-	for name, d := range c.tree.byName() {
-		m[name] += d
+	for _, pid := range descendants(c.sshd.Cmd.Process.Pid) {
+		if d, err := cpuPrecise(pid); err == nil {
+			m[procName(pid)] += d
+		}
 	}
 	return m
 }
@@ -440,10 +441,10 @@ func (c *pcapCapture) stop() error {
 
 func (c *pcapCapture) cpuNow() map[string]time.Duration {
 	m := map[string]time.Duration{}
-	m["ssh"], _ = cpuTime(c.p.Cmd.Process.Pid)
-	m["pcap-api"], _ = cpuTime(c.l.api.Cmd.Process.Pid)
+	m["ssh"], _ = cpuPrecise(c.p.Cmd.Process.Pid)
+	m["pcap-api"], _ = cpuPrecise(c.l.api.Cmd.Process.Pid)
 	for _, v := range c.j.vms {
-		d, _ := cpuTime(v.agent.Cmd.Process.Pid)
+		d, _ := cpuPrecise(v.agent.Cmd.Process.Pid)
 		m["pcap-agent"] += d
 	}
 	return m
