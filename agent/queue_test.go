@@ -435,3 +435,73 @@ func TestQueueMemoryFollowsWhatItHolds(t *testing.T) {
 		t.Errorf("filling, taking and releasing the queue again made %.0f allocations, want 0", allocs)
 	}
 }
+
+// failingWriter takes ok bytes, then fails every write.
+type failingWriter struct{ ok int }
+
+func (f *failingWriter) Write(p []byte) (int, error) {
+	if len(p) > f.ok {
+		n := f.ok
+		f.ok = 0
+		return n, errors.New("connection lost")
+	}
+	f.ok -= len(p)
+	return len(p), nil
+}
+
+// TestPumpAccountsForEveryBatch: with several batches queued, a write
+// that fails midway leaves every packet either written or counted as the
+// agent's drop, and a limit reached in a later batch writes exactly up to
+// it and drops nothing.
+func TestPumpAccountsForEveryBatch(t *testing.T) {
+	data := bytes.Repeat([]byte{'x'}, 1400)
+	fill := func(q *queue) int {
+		n := 0
+		for ; n < 3000; n++ { // about 4 MiB: several batches
+			if !put(q, 0, int64(n+1), data, len(data)) {
+				t.Fatalf("put %d refused", n)
+			}
+		}
+		return n
+	}
+	t.Run("write fails", func(t *testing.T) {
+		srcs := []*source{{name: "eth0", linkType: layers.LinkTypeEthernet}}
+		w, err := newWriter(&failingWriter{ok: 3 << 20 / 2}, srcs, 65535, "", agentproto.Limits{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		q := newQueue(8 << 20)
+		p := newPump(q, w, srcs, false)
+		n := fill(q)
+		if batches := len(q.sealed) + 1; batches < 3 {
+			t.Fatalf("%d batches queued, want several", batches)
+		}
+		if err := p.step(false); err == nil {
+			t.Fatal("the step did not report the failed write")
+		}
+		written, dropped := w.packets[0].Load(), srcs[0].dropped.Load()
+		if written == 0 || dropped == 0 || written+dropped != uint64(n) {
+			t.Errorf("written %d + dropped %d, want %d with both above 0", written, dropped, n)
+		}
+		if q.held != 0 {
+			t.Errorf("%d bytes still counted after the step", q.held)
+		}
+	})
+	t.Run("limit", func(t *testing.T) {
+		srcs := []*source{{name: "eth0", linkType: layers.LinkTypeEthernet}}
+		const limit = 2000 // in the second or a later batch
+		w, err := newWriter(io.Discard, srcs, 65535, "", agentproto.Limits{Packets: limit})
+		if err != nil {
+			t.Fatal(err)
+		}
+		q := newQueue(8 << 20)
+		p := newPump(q, w, srcs, false)
+		fill(q)
+		if err := p.step(false); !errors.Is(err, errLimit) {
+			t.Fatalf("step = %v, want the limit", err)
+		}
+		if written, dropped := w.packets[0].Load(), srcs[0].dropped.Load(); written != limit || dropped != 0 {
+			t.Errorf("written %d, dropped %d; want %d and none", written, dropped, limit)
+		}
+	})
+}
