@@ -6,7 +6,6 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 )
 
@@ -156,7 +155,6 @@ func statusField(pid int, name string) (uint64, error) {
 // it often; Total sums the last value seen of every member, minus what
 // they had used at the first sample.
 type treeCPU struct {
-	mu    sync.Mutex // sampled by a poller and by the measurement
 	root  int
 	base  map[int]time.Duration
 	last  map[int]time.Duration
@@ -175,8 +173,6 @@ func newTreeCPU(root int) *treeCPU {
 }
 
 func (t *treeCPU) sample() {
-	t.mu.Lock()
-	defer t.mu.Unlock()
 	for _, p := range append([]int{t.root}, descendants(t.root)...) {
 		if c, err := cpuTime(p); err == nil && c >= t.last[p] {
 			t.last[p] = c
@@ -189,8 +185,6 @@ func (t *treeCPU) sample() {
 
 // byName sums CPU used since the first sample per command name.
 func (t *treeCPU) byName() map[string]time.Duration {
-	t.mu.Lock()
-	defer t.mu.Unlock()
 	out := map[string]time.Duration{}
 	for p, c := range t.last {
 		if d := c - t.base[p]; d > 0 {
