@@ -84,7 +84,7 @@ func NewClient(ctx context.Context, c net.Conn, addr string, cfg ClientConfig) (
 		HostKeyCallback: cfg.HostKeyCallback,
 	}
 	stop := context.AfterFunc(ctx, func() { c.SetDeadline(time.Unix(1, 0)) })
-	conn, chans, reqs, err := ssh.NewClientConn(c, addr, sc)
+	conn, chans, reqs, err := ssh.NewClientConn(newReadAheadConn(c), addr, sc)
 	if !stop() {
 		if err == nil {
 			conn.Close()
