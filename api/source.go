@@ -41,6 +41,7 @@ type source struct {
 	maxBatches int
 	owned      int    // batches allocated; reader goroutine
 	batchSize  int    // capacity of the batches it takes next; reader goroutine
+	waited     bool   // the last take waited for the merger; reader goroutine
 	cur        *batch // owned by the reader goroutine
 	sentWm     int64  // newest watermark handed over; reader goroutine
 	// waitingSince is when the reader began waiting for the agent to send
@@ -120,9 +121,10 @@ func (s *source) dropIfDone() {
 }
 
 // take returns a free batch, allocating one while the source owns fewer
-// than maxBatches, or waits for the merger to return one. Its buffer
-// holds at least batchSize bytes.
+// than maxBatches, or waits for the merger to return one (and notes that
+// in waited). Its buffer holds at least batchSize bytes.
 func (s *source) take(abort <-chan struct{}) (*batch, error) {
+	s.waited = false
 	select {
 	case b := <-s.free:
 		return s.sized(b), nil
@@ -132,6 +134,7 @@ func (s *source) take(abort <-chan struct{}) (*batch, error) {
 		s.owned++
 		return &batch{src: s, buf: make([]byte, 0, s.batchSize)}, nil
 	}
+	s.waited = true
 	select {
 	case b := <-s.free:
 		return s.sized(b), nil
@@ -234,9 +237,15 @@ func (s *source) readLoop(r io.Reader, out chan<- *batch, abort <-chan struct{})
 		n, err := r.Read(b.buf[len(b.buf):cap(b.buf)])
 		s.waitingSince.Store(0)
 		b.buf = b.buf[:len(b.buf)+n]
-		if n == room && s.batchSize < batchBytes {
-			s.batchSize *= 2 // more was waiting: read in larger chunks
+		if n == room && s.batchSize < batchBytes && !s.waited {
+			// More was waiting: read in larger chunks. Not when the
+			// reader had waited for the merger (targets still opening,
+			// another source's watermark): what piled up meanwhile says
+			// nothing about the rate, and fifty sources holding their
+			// allowance in 128 KiB batches is what made pcap-api's heap.
+			s.batchSize *= 2
 		}
+		s.waited = false
 		if err != nil && n == 0 {
 			if errors.Is(err, io.EOF) && len(b.buf) > parsed {
 				err = io.ErrUnexpectedEOF

@@ -5,6 +5,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"io"
+	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -419,5 +421,103 @@ func TestSourceBatchesGrowOnlyWhenBusy(t *testing.T) {
 	}
 	if seen[batchBytes] == 0 {
 		t.Errorf("busy source: no batch of %d bytes among %v", batchBytes, seen)
+	}
+}
+
+// gatedReader hands over block bytes per read until open is closed, then
+// fills the room of one read with what is left, and ends.
+type gatedReader struct {
+	data   []byte
+	block  int
+	open   chan struct{}
+	filled bool
+}
+
+func (g *gatedReader) Read(p []byte) (int, error) {
+	select {
+	case <-g.open:
+		if g.filled || len(g.data) == 0 {
+			return 0, io.EOF
+		}
+		g.filled = true
+		n := copy(p, g.data)
+		g.data = g.data[n:]
+		return n, nil
+	default:
+	}
+	n := copy(p, g.data[:min(g.block, len(g.data))])
+	g.data = g.data[n:]
+	return n, nil
+}
+
+// waitBlockedIn waits (bounded) until a goroutine waits in a select
+// inside fn.
+func waitBlockedIn(t *testing.T, fn string) {
+	t.Helper()
+	buf := make([]byte, 1<<20)
+	for end := time.Now().Add(5 * time.Second); time.Now().Before(end); runtime.Gosched() {
+		for _, g := range strings.Split(string(buf[:runtime.Stack(buf, true)]), "\n\n") {
+			if strings.Contains(g, "[select") && strings.Contains(g, fn) {
+				return
+			}
+		}
+	}
+	t.Fatalf("no goroutine waits in %s", fn)
+}
+
+// TestSourceBatchesDoNotGrowFromWaiting: a quiet source whose batches the
+// merger holds (targets still opening, another source's watermark) finds
+// its backlog piled up when it gets one back; that read fills the batch,
+// but says nothing about the rate, so the batch size stays. Fifty sources
+// growing their held batches to 128 KiB this way made most of pcap-api's
+// heap with 50 agents.
+func TestSourceBatchesDoNotGrowFromWaiting(t *testing.T) {
+	a := newAgentStream(t, twoIfaces...)
+	t0 := time.Unix(1700000000, 0)
+	for i := range 200 {
+		a.packet(0, t0.Add(time.Duration(i)), bytes.Repeat([]byte{byte(i)}, 1400))
+	}
+	r := &gatedReader{data: a.buf.Bytes(), block: 1000, open: make(chan struct{})}
+	s := newSource(Target{Name: "lb/0"}, nil, nil, twoIfaces, 0)
+	s.maxBatches = 2
+	out := make(chan *batch)
+	abort := make(chan struct{})
+	defer close(abort)
+	done := make(chan error, 1)
+	go func() { done <- s.readLoop(r, out, abort) }()
+	recv := func() *batch {
+		select {
+		case b := <-out:
+			return b
+		case err := <-done:
+			t.Fatalf("reader ended: %v", err)
+		case <-time.After(5 * time.Second):
+			t.Fatal("no batch within 5s")
+		}
+		return nil
+	}
+	held := []*batch{recv(), recv()} // the merger holds both
+	waitBlockedIn(t, "(*source).take")
+	close(r.open) // what piled up meanwhile
+	s.release(held[0])
+	for {
+		select {
+		case b := <-out:
+			s.release(b)
+			continue
+		case err := <-done:
+			if !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
+				t.Fatalf("reader error = %v", err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("reader did not end within 5s")
+		}
+		break
+	}
+	if !r.filled {
+		t.Fatal("no read after the wait filled its batch")
+	}
+	if s.batchSize != firstBatchBytes {
+		t.Errorf("batch size %d after a wait, want %d", s.batchSize, firstBatchBytes)
 	}
 }
