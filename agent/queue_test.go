@@ -271,6 +271,19 @@ func TestBatchIsPcapng(t *testing.T) {
 	}
 }
 
+// testPump is a pump without watermarks for one Ethernet source, writing
+// to out through a queue of queueBytes.
+func testPump(t *testing.T, out io.Writer, queueBytes int, limits agentproto.Limits) (*pump, *queue, *writer, *source) {
+	t.Helper()
+	srcs := []*source{{name: "eth0", linkType: layers.LinkTypeEthernet}}
+	w, err := newWriter(out, srcs, 65535, "", limits)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := newQueue(queueBytes)
+	return newPump(q, w, srcs, false), q, w, srcs[0]
+}
+
 // countingWriter counts the writes that reach it.
 type countingWriter struct {
 	writes int
@@ -286,14 +299,8 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 // packets wait stays in the writer's buffer; once nothing waits, what was
 // written reaches the channel at once.
 func TestPumpCoalescesWhileBusyAndFlushesWhenIdle(t *testing.T) {
-	srcs := []*source{{name: "eth0", linkType: layers.LinkTypeEthernet}}
 	out := &countingWriter{}
-	w, err := newWriter(out, srcs, 65535, "", agentproto.Limits{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	q := newQueue(1 << 20)
-	p := newPump(q, w, srcs, false)
+	p, q, w, _ := testPump(t, out, 1<<20, agentproto.Limits{})
 	header := out.Len()
 
 	put(q, 0, 1, []byte("first"), 5)
@@ -323,14 +330,8 @@ func TestPumpCoalescesWhileBusyAndFlushesWhenIdle(t *testing.T) {
 // the rest follows at the next step, which a reader about to wait for its
 // ring triggers, or once flushEvery passed.
 func TestPumpSendsFullPacketsOfALargeBatch(t *testing.T) {
-	srcs := []*source{{name: "eth0", linkType: layers.LinkTypeEthernet}}
 	out := &recordingWriter{}
-	w, err := newWriter(out, srcs, 65535, "", agentproto.Limits{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	q := newQueue(1 << 20)
-	p := newPump(q, w, srcs, false)
+	p, q, _, _ := testPump(t, out, 1<<20, agentproto.Limits{})
 	header := out.total()
 
 	data := bytes.Repeat([]byte{'x'}, 1400)
@@ -465,13 +466,7 @@ func TestPumpAccountsForEveryBatch(t *testing.T) {
 		return n
 	}
 	t.Run("write fails", func(t *testing.T) {
-		srcs := []*source{{name: "eth0", linkType: layers.LinkTypeEthernet}}
-		w, err := newWriter(&failingWriter{ok: 3 << 20 / 2}, srcs, 65535, "", agentproto.Limits{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		q := newQueue(8 << 20)
-		p := newPump(q, w, srcs, false)
+		p, q, w, src := testPump(t, &failingWriter{ok: 3 << 20 / 2}, 8<<20, agentproto.Limits{})
 		n := fill(q)
 		if batches := len(q.sealed) + 1; batches < 3 {
 			t.Fatalf("%d batches queued, want several", batches)
@@ -479,7 +474,7 @@ func TestPumpAccountsForEveryBatch(t *testing.T) {
 		if err := p.step(false); err == nil {
 			t.Fatal("the step did not report the failed write")
 		}
-		written, dropped := w.packets[0].Load(), srcs[0].dropped.Load()
+		written, dropped := w.packets[0].Load(), src.dropped.Load()
 		if written == 0 || dropped == 0 || written+dropped != uint64(n) {
 			t.Errorf("written %d + dropped %d, want %d with both above 0", written, dropped, n)
 		}
@@ -488,19 +483,13 @@ func TestPumpAccountsForEveryBatch(t *testing.T) {
 		}
 	})
 	t.Run("limit", func(t *testing.T) {
-		srcs := []*source{{name: "eth0", linkType: layers.LinkTypeEthernet}}
 		const limit = 2000 // in the second or a later batch
-		w, err := newWriter(io.Discard, srcs, 65535, "", agentproto.Limits{Packets: limit})
-		if err != nil {
-			t.Fatal(err)
-		}
-		q := newQueue(8 << 20)
-		p := newPump(q, w, srcs, false)
+		p, q, w, src := testPump(t, io.Discard, 8<<20, agentproto.Limits{Packets: limit})
 		fill(q)
 		if err := p.step(false); !errors.Is(err, errLimit) {
 			t.Fatalf("step = %v, want the limit", err)
 		}
-		if written, dropped := w.packets[0].Load(), srcs[0].dropped.Load(); written != limit || dropped != 0 {
+		if written, dropped := w.packets[0].Load(), src.dropped.Load(); written != limit || dropped != 0 {
 			t.Errorf("written %d, dropped %d; want %d and none", written, dropped, limit)
 		}
 	})
