@@ -12,9 +12,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"math/big"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -94,10 +96,11 @@ type Client struct {
 	// mu guards the state below; it is never held across a request.
 	mu       sync.Mutex
 	keys     map[string]*rsa.PublicKey
-	fetched  time.Time     // last successful /token_keys fetch
-	fetchErr error         // last failed fetch, returned until retryAfter
-	failed   time.Time     // when it failed
-	fetching chan struct{} // closed when the fetch in flight ends
+	unusable map[string]string // kid → why /token_keys' key is not used
+	fetched  time.Time         // last successful /token_keys fetch
+	fetchErr error             // last failed fetch, returned until retryAfter
+	failed   time.Time         // when it failed
+	fetching chan struct{}     // closed when the fetch in flight ends
 
 	client clientToken // the client_credentials token (ClientToken)
 }
@@ -109,6 +112,14 @@ const (
 	keyRefetch = 10 * time.Second
 	retryAfter = 2 * time.Second
 )
+
+// MaxKeyBits bounds the RSA keys taken from /token_keys. The work of
+// checking a signature grows with the square of the modulus, and is done
+// for every token: with a modulus of a million bits, one check took 4 s of
+// CPU. UAA's keys have 2048 or 4096 bits; 16384 is also OpenSSH's bound
+// for RSA keys. A larger key is left out, and a token signed with it is
+// refused, saying why.
+const MaxKeyBits = 16384
 
 func (c *Client) now() time.Time {
 	if c.Now != nil {
@@ -162,7 +173,10 @@ func (c *Client) Verify(ctx context.Context, token string) (*Claims, error) {
 
 // safeReason describes a jwt error without echoing the token.
 func safeReason(err error) string {
+	var ue *unusableKeyError
 	switch {
+	case errors.As(err, &ue):
+		return fmt.Sprintf("signing key %q is not used: %s", ue.kid, ue.why)
 	case errors.Is(err, jwt.ErrTokenMalformed):
 		return "malformed"
 	case errors.Is(err, jwt.ErrTokenSignatureInvalid):
@@ -198,7 +212,11 @@ func (c *Client) key(ctx context.Context, kid string) (*rsa.PublicKey, error) {
 			c.mu.Unlock()
 			return nil, &fetchError{err}
 		case fetched || (!c.fetched.IsZero() && now.Sub(c.fetched) < keyRefetch):
+			why := c.unusable[kid]
 			c.mu.Unlock()
+			if why != "" {
+				return nil, &unusableKeyError{kid: kid, why: why}
+			}
 			return nil, fmt.Errorf("uaa: no token key %q", kid)
 		case c.fetching != nil:
 			wait := c.fetching
@@ -214,13 +232,13 @@ func (c *Client) key(ctx context.Context, kid string) (*rsa.PublicKey, error) {
 		c.fetching = done
 		c.mu.Unlock()
 
-		keys, err := c.fetchKeys(ctx)
+		keys, unusable, err := c.fetchKeys(ctx)
 
 		c.mu.Lock()
 		if err != nil {
 			c.fetchErr, c.failed = err, c.now()
 		} else {
-			c.keys, c.fetched, c.fetchErr = keys, c.now(), nil
+			c.keys, c.unusable, c.fetched, c.fetchErr = keys, unusable, c.now(), nil
 		}
 		c.fetching = nil
 		close(done)
@@ -252,12 +270,35 @@ type jwks struct {
 	} `json:"keys"`
 }
 
-func (c *Client) fetchKeys(ctx context.Context) (map[string]*rsa.PublicKey, error) {
+// TokenKeys fetches /token_keys and returns the ids of the keys Verify
+// would use, sorted, and why each RSA key it would not use is left out.
+// It fails when no key is usable. For checks of a configuration; Verify
+// fetches and keeps the keys by itself.
+func (c *Client) TokenKeys(ctx context.Context) ([]string, map[string]string, error) {
+	keys, unusable, err := c.fetchKeys(ctx)
+	if err != nil {
+		return nil, nil, fmt.Errorf("uaa: %w", err)
+	}
+	return slices.Sorted(maps.Keys(keys)), unusable, nil
+}
+
+// unusableKeyError is a token signed with a key /token_keys publishes in
+// a form this client does not verify with.
+type unusableKeyError struct{ kid, why string }
+
+func (e *unusableKeyError) Error() string {
+	return fmt.Sprintf("uaa: token key %q is not used: %s", e.kid, e.why)
+}
+
+// fetchKeys returns the RSA keys of /token_keys by id, and why each RSA
+// key it leaves out is not used. It fails when no key is usable.
+func (c *Client) fetchKeys(ctx context.Context) (map[string]*rsa.PublicKey, map[string]string, error) {
 	var set jwks
 	if err := c.getJSON(ctx, "/token_keys", &set); err != nil {
-		return nil, fmt.Errorf("fetch token keys: %w", err)
+		return nil, nil, fmt.Errorf("fetch token keys: %w", err)
 	}
 	keys := make(map[string]*rsa.PublicKey)
+	unusable := make(map[string]string)
 	for _, k := range set.Keys {
 		if k.Kty != "RSA" {
 			continue
@@ -265,14 +306,28 @@ func (c *Client) fetchKeys(ctx context.Context) (map[string]*rsa.PublicKey, erro
 		n, err1 := base64.RawURLEncoding.DecodeString(strings.TrimRight(k.N, "="))
 		e, err2 := base64.RawURLEncoding.DecodeString(strings.TrimRight(k.E, "="))
 		if err1 != nil || err2 != nil || len(e) > 4 {
+			unusable[k.Kid] = "not an RSA public key (n and e in base64url, e of at most 4 bytes)"
 			continue
 		}
-		keys[k.Kid] = &rsa.PublicKey{N: new(big.Int).SetBytes(n), E: int(new(big.Int).SetBytes(e).Int64())}
+		key := &rsa.PublicKey{N: new(big.Int).SetBytes(n), E: int(new(big.Int).SetBytes(e).Int64())}
+		if bits := key.N.BitLen(); bits > MaxKeyBits {
+			unusable[k.Kid] = fmt.Sprintf("an RSA key of %d bits, over the %d this client verifies with", bits, MaxKeyBits)
+			continue
+		}
+		keys[k.Kid] = key
+		delete(unusable, k.Kid)
 	}
 	if len(keys) == 0 {
-		return nil, errors.New("/token_keys has no RSA key")
+		if len(unusable) == 0 {
+			return nil, nil, errors.New("/token_keys has no RSA key")
+		}
+		var whys []string
+		for _, kid := range slices.Sorted(maps.Keys(unusable)) {
+			whys = append(whys, fmt.Sprintf("%q: %s", kid, unusable[kid]))
+		}
+		return nil, nil, fmt.Errorf("/token_keys has no usable RSA key (%s)", strings.Join(whys, "; "))
 	}
-	return keys, nil
+	return keys, unusable, nil
 }
 
 func (c *Client) getJSON(ctx context.Context, path string, v any) error {

@@ -1,6 +1,7 @@
 package uaa_test
 
 import (
+	"bytes"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
@@ -10,6 +11,7 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -471,5 +473,65 @@ func TestGrantBodyBounded(t *testing.T) {
 	_, err := (&uaa.Client{URL: big.URL}).ClientToken(t.Context(), "c", "s")
 	if !errors.Is(err, httpjson.ErrTooLarge) || !strings.HasPrefix(err.Error(), "uaa: token request: UAA: response to POST "+big.URL+"/oauth/token: response too large") {
 		t.Fatalf("error = %v, want ErrTooLarge", err)
+	}
+}
+
+// TestVerifyOversizedKey: /token_keys publishing an RSA key over
+// MaxKeyBits (a million bits here, whose check took 4 s of CPU per token)
+// leaves that key out: tokens signed with the other keys verify, a token
+// naming it is refused saying why, and a document with no other key is
+// a failure to fetch the keys that says why.
+func TestVerifyOversizedKey(t *testing.T) {
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	huge := base64.RawURLEncoding.EncodeToString(bytes.Repeat([]byte{0xff}, 1<<17)) // an odd modulus of 2^20 bits
+	jwk := func(kid, n string) map[string]string {
+		return map[string]string{"kid": kid, "kty": "RSA", "alg": "RS256", "n": n, "e": "AQAB"}
+	}
+	var keys atomic.Value
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(map[string]any{"keys": keys.Load()})
+	}))
+	defer srv.Close()
+	now := time.Now()
+	c := func() *uaa.Client {
+		return &uaa.Client{URL: srv.URL, HTTP: srv.Client(), Now: func() time.Time { return now }}
+	}
+	sign := func(kid string) string {
+		tok := jwt.NewWithClaims(jwt.SigningMethodRS256, jwt.MapClaims{
+			"user_name": "developer", "iss": srv.URL + "/oauth/token", "exp": now.Add(time.Hour).Unix(),
+		})
+		tok.Header["kid"] = kid
+		s, err := tok.SignedString(key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+
+	keys.Store([]map[string]string{jwk("key-big", huge), jwk("key-1", base64.RawURLEncoding.EncodeToString(key.N.Bytes()))})
+	if _, err := c().Verify(t.Context(), sign("key-1")); err != nil {
+		t.Fatalf("token of the usable key: %v", err)
+	}
+	// What pcap-api --probe reports.
+	kids, unusable, err := c().TokenKeys(t.Context())
+	why := "an RSA key of 1048576 bits, over the 16384 this client verifies with"
+	if err != nil || !slices.Equal(kids, []string{"key-1"}) || len(unusable) != 1 || unusable["key-big"] != why {
+		t.Errorf("TokenKeys = %q, %q, %v; want [key-1], key-big: %q", kids, unusable, err, why)
+	}
+	_, err = c().Verify(t.Context(), sign("key-big"))
+	want := `uaa: token is not valid: signing key "key-big" is not used: an RSA key of 1048576 bits, over the 16384 this client verifies with`
+	if !errors.Is(err, uaa.ErrInvalidToken) || err.Error() != want {
+		t.Errorf("token naming the oversized key: %v, want %q", err, want)
+	}
+
+	keys.Store([]map[string]string{jwk("key-big", huge)})
+	_, err = c().Verify(t.Context(), sign("key-1"))
+	want = `uaa: cannot check the token: /token_keys has no usable RSA key ("key-big": an RSA key of 1048576 bits, over the 16384 this client verifies with)`
+	if !errors.Is(err, uaa.ErrUnavailable) || err == nil || err.Error() != want {
+		t.Errorf("only an oversized key: %v, want %q", err, want)
 	}
 }

@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -14,6 +16,7 @@ import (
 	"code.cloudfoundry.org/pcap/api/boshresolver"
 	"code.cloudfoundry.org/pcap/api/cfresolver"
 	"code.cloudfoundry.org/pcap/bosh/director"
+	"code.cloudfoundry.org/pcap/bosh/uaa"
 	"code.cloudfoundry.org/pcap/internal/httpjson"
 )
 
@@ -143,23 +146,12 @@ func (p *prober) uaa(ctx context.Context, who, by, configured, named string, hc 
 		p.report(who+": UAA is "+by+"'s", err, "yes")
 	}
 	p.report(who+": UAA "+base+" /info", getJSON(ctx, hc, "UAA", base, "/info", nil), "answers")
-	var keys struct {
-		Keys []struct {
-			Kty string `json:"kty"`
-			Kid string `json:"kid"`
-		} `json:"keys"`
+	kids, unusable, err := (&uaa.Client{URL: base, HTTP: hc}).TokenKeys(ctx)
+	ok := "keys " + strings.Join(kids, ", ")
+	for _, kid := range slices.Sorted(maps.Keys(unusable)) {
+		ok += fmt.Sprintf("; %q is not used: %s", kid, unusable[kid])
 	}
-	err := getJSON(ctx, hc, "UAA", base, "/token_keys", &keys)
-	var kids []string
-	for _, k := range keys.Keys {
-		if k.Kty == "RSA" {
-			kids = append(kids, k.Kid)
-		}
-	}
-	if err == nil && len(kids) == 0 {
-		err = errors.New("/token_keys has no RSA key: no token could be verified")
-	}
-	p.report(who+": UAA /token_keys", err, "keys "+strings.Join(kids, ", "))
+	p.report(who+": UAA /token_keys", err, ok)
 }
 
 // probeTimeout bounds the whole probe.
