@@ -1,16 +1,22 @@
 package integration
 
 import (
+	"bytes"
 	"context"
 	"crypto"
 	"crypto/rand"
 	"crypto/rsa"
+	"encoding/base64"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
 	"math/big"
 	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -591,5 +597,74 @@ func TestSecurityPreauthProbeCF(t *testing.T) {
 	if err == nil || !strings.Contains(out, "FAIL cf: UAA is the Cloud Controller's: cf.uaa_url is http://127.0.0.1:1, but the Cloud Controller trusts "+e.UAA.URL()) ||
 		!strings.Contains(out, "FAIL cf: UAA http://127.0.0.1:1 /info") {
 		t.Errorf("probe with another UAA: err %v, output:\n%s", err, out)
+	}
+}
+
+// TestSecurityPreauthOversizedUAAKey: a UAA whose /token_keys publishes
+// the signing key's id with a modulus of a million bits (each check of a
+// signature with it took seconds of CPU) does not make pcap-api do that
+// work: the key is left out, the token naming it is refused saying why,
+// and --probe names the key it leaves out.
+func TestSecurityPreauthOversizedUAAKey(t *testing.T) {
+	testenv.RequireRoot(t)
+	t.Parallel()
+	e := startCFEnv(t)
+	other, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b64 := func(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
+	huge := b64(bytes.Repeat([]byte{0xff}, 1<<17))
+	keys, err := json.Marshal(map[string]any{"keys": []map[string]string{
+		{"kid": "key-1", "kty": "RSA", "alg": "RS256", "n": huge, "e": "AQAB"},
+		{"kid": "key-2", "kty": "RSA", "alg": "RS256", "n": b64(other.N.Bytes()), "e": "AQAB"},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// This UAA answers /token_keys itself and passes the rest to the
+	// env's UAA, whose key-1 signs the tokens.
+	target, err := url.Parse(e.UAA.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/token_keys" {
+			w.Header().Set("Content-Type", "application/json")
+			w.Write(keys)
+			return
+		}
+		proxy.ServeHTTP(w, r)
+	}))
+	defer front.Close()
+	a := e.startAPI(t, func(c *api.Config) { c.CF.UAAURL = front.URL })
+	tok, err := e.UAA.MintTokenWithIssuer("developer", time.Hour, front.URL+"/oauth/token")
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	cl := boshSSH{API: a, User: "cf", Password: tok, Out: io.Discard}.start(t, "capture", "--app", cfApp)
+	if code := boshExitCode(t, cl.Proc, 60*time.Second); code == 0 {
+		t.Error("ssh exit 0, want the login refused")
+	}
+	wantLine(t, cl, `^pcap-api: refused: token is not valid: signing key "key-1" is not used: an RSA key of 1048576 bits, over the 16384 this client verifies with$`)
+	if n := preauthMetric(t, a, `pcap_api_logins_refused_total{method="password",reason="invalid-token"}`); n < 1 {
+		t.Errorf("pcap_api_logins_refused_total{invalid-token} = %v, want at least 1", n)
+	}
+
+	dir := t.TempDir()
+	host, client := newKeyPair(t, dir, "host"), newKeyPair(t, dir, "client")
+	p := filepath.Join(dir, "api.yml")
+	cfg := api.DefaultConfig()
+	cfg.HostKeyFile, cfg.Agents.ClientKeyFile, cfg.Agents.HostKeyFingerprints = host.Private, client.Private, []string{"SHA256:x"}
+	cfg.CF = e.cfAPIConfig()
+	cfg.CF.UAAURL = front.URL
+	writeYAML(t, p, cfg)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	out, _ := exec.CommandContext(ctx, filepath.Join(testenv.Binaries(t), "pcap-api"), "--config", p, "--check-config", "--probe").CombinedOutput()
+	if want := `ok   cf: UAA /token_keys: keys key-2; "key-1" is not used: an RSA key of 1048576 bits, over the 16384 this client verifies with`; !strings.Contains(string(out), want) {
+		t.Errorf("probe output lacks %q:\n%s", want, out)
 	}
 }
