@@ -663,6 +663,8 @@ func TestSecurityPreauthOversizedUAAKey(t *testing.T) {
 	writeYAML(t, p, cfg)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
+	// The probe exits non-zero here (the front is not the UAA the Cloud
+	// Controller names); only its /token_keys line matters.
 	out, _ := exec.CommandContext(ctx, filepath.Join(testenv.Binaries(t), "pcap-api"), "--config", p, "--check-config", "--probe").CombinedOutput()
 	if want := `ok   cf: UAA /token_keys: keys key-2; "key-1" is not used: an RSA key of 1048576 bits, over the 16384 this client verifies with`; !strings.Contains(string(out), want) {
 		t.Errorf("probe output lacks %q:\n%s", want, out)

@@ -531,7 +531,7 @@ func TestVerifyOversizedKey(t *testing.T) {
 	keys.Store([]map[string]string{jwk("key-big", huge)})
 	_, err = c().Verify(t.Context(), sign("key-1"))
 	want = `uaa: cannot check the token: /token_keys has no usable RSA key ("key-big": an RSA key of 1048576 bits, over the 16384 this client verifies with)`
-	if !errors.Is(err, uaa.ErrUnavailable) || err == nil || err.Error() != want {
+	if !errors.Is(err, uaa.ErrUnavailable) || err.Error() != want {
 		t.Errorf("only an oversized key: %v, want %q", err, want)
 	}
 }
